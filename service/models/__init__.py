@@ -1,0 +1,38 @@
+"""SQLModel tables. The schema itself only ever comes from the Alembic migrations."""
+
+from service.models.base import as_utc, hour_of, metadata, utcnow
+from service.models.decisions import (
+    DeadLetter,
+    Decision,
+    FirstEvent,
+    OutcomeEvent,
+    RawPayload,
+    StatBucket,
+)
+from service.models.experiments import Arm, ArmStatusChange, Dispatch, Experiment, ExperimentEpoch
+from service.models.loop import LearningRow, LoopRun, Proposal
+from service.models.ops import ApiKey, Lease, PolicySnapshot
+
+__all__ = [
+    "ApiKey",
+    "Arm",
+    "ArmStatusChange",
+    "DeadLetter",
+    "Decision",
+    "Dispatch",
+    "Experiment",
+    "ExperimentEpoch",
+    "FirstEvent",
+    "Lease",
+    "LearningRow",
+    "LoopRun",
+    "OutcomeEvent",
+    "PolicySnapshot",
+    "Proposal",
+    "RawPayload",
+    "StatBucket",
+    "as_utc",
+    "hour_of",
+    "metadata",
+    "utcnow",
+]

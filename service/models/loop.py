@@ -1,0 +1,68 @@
+"""The loop's records: learnings, loop runs and proposals."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Text
+from sqlmodel import Field, SQLModel
+
+from service.models.base import utcnow
+
+
+class LearningRow(SQLModel, table=True):
+    __tablename__ = "learning"
+
+    id: int | None = Field(default=None, primary_key=True)
+    experiment_id: int = Field(foreign_key="experiment.id", index=True)
+    claim: str = Field(sa_column=Column(Text, nullable=False))
+    evidence: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    support: int = 1
+    status: str = Field(default="active", max_length=16)
+    superseded_by: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    last_confirmed_at: datetime = Field(default_factory=utcnow)
+
+
+class LoopRun(SQLModel, table=True):
+    __tablename__ = "loop_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    experiment_id: int = Field(foreign_key="experiment.id", index=True)
+    status: str = Field(default="running", max_length=16)
+    trigger: str = Field(default="api", max_length=16)
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    model: str | None = Field(default=None, max_length=120)
+    prompt_digest: str | None = Field(default=None, max_length=64)
+    input_digest: str | None = Field(default=None, max_length=64)
+    output: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    applied: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    dropped: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    summary: str = Field(default="", sa_column=Column(Text, nullable=False))
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_ms: float | None = None
+    error: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class Proposal(SQLModel, table=True):
+    __tablename__ = "proposal"
+
+    id: int | None = Field(default=None, primary_key=True)
+    experiment_id: int = Field(foreign_key="experiment.id", index=True)
+    loop_run_id: int | None = Field(default=None, foreign_key="loop_run.id")
+    kind: str = Field(max_length=16)
+    content: str | None = Field(default=None, sa_column=Column(Text))
+    edited_content: str | None = Field(default=None, sa_column=Column(Text))
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    rationale: str = Field(default="", sa_column=Column(Text, nullable=False))
+    tests_learning: str | None = Field(default=None, sa_column=Column(Text))
+    arm_id: int | None = None
+    warnings: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    status: str = Field(default="pending", max_length=16, index=True)
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    decided_by: str | None = Field(default=None, max_length=120)
+    decided_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,131 @@
+"""Environment settings: every operator knob, with safe defaults for the embedded mode.
+
+Each field is documented in the README's settings table; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "example", "placeholder", "xxx"}
+
+
+class Settings(BaseSettings):
+    """banditloop's environment settings (prefix ``BANDITLOOP_``, or a ``.env`` file)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BANDITLOOP_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    mode: Literal["embedded", "production"] = Field(
+        "embedded",
+        description="`production` refuses to start without signing keys or with placeholder secrets.",
+    )
+    database_url: str = Field(
+        "sqlite:///data/banditloop.db",
+        description="`sqlite:///path/file.db` (embedded) or `postgresql+psycopg://...`.",
+    )
+    signing_keys: str = Field(
+        "",
+        description="Decision-id signing keys as `kid:secret,...`; the first signs, all verify.",
+    )
+    bootstrap_admin_key: str = Field(
+        "", description="First admin API key, used only when no key exists yet."
+    )
+    policy_refresh_seconds: float = Field(2.0, gt=0, description="Snapshot refresh interval.")
+    decision_flush_ms: int = Field(200, gt=0, description="Decision log flush interval (ms).")
+    lease_seconds: float = Field(
+        10.0, gt=0, description="How long the policy/loop leases last without renewal."
+    )
+    api_key_cache_seconds: float = Field(
+        5.0, ge=0, description="How long a looked-up API key is trusted before re-reading it."
+    )
+    keyed_cache_size: int = Field(
+        100_000, ge=0, description="Keyed decisions remembered in memory per replica."
+    )
+    max_body_bytes: int = Field(
+        5_000_000, gt=0, description="Largest request body accepted (413 beyond it)."
+    )
+    max_batch_units: int = Field(10_000, gt=0, description="Units per /v1/choose/batch call.")
+    max_events_per_request: int = Field(
+        10_000, gt=0, description="Events per POST /v1/events call."
+    )
+    raw_retention_days: int = Field(30, gt=0, description="Days raw payloads are kept.")
+    scanner_click_seconds: float = Field(
+        10.0, ge=0, description="A click this soon after delivery is taken as a security scanner."
+    )
+    llm_base_url: str = Field("", description="OpenAI-compatible endpoint; unset: no LLM pass.")
+    llm_api_key: str = Field("", description="API key for the LLM endpoint.")
+    llm_model: str = Field("", description="Model name for the LLM endpoint.")
+    llm_timeout_seconds: float = Field(60.0, gt=0, description="Per-call LLM timeout.")
+    llm_max_retries: int = Field(2, ge=0, description="LLM retries on 429/5xx/timeouts.")
+    sendgrid_public_key: str = ""
+    mailgun_signing_key: str = ""
+    postmark_username: str = ""
+    postmark_password: str = ""
+    ses_topic_arns: str = ""
+    customerio_signing_key: str = ""
+    braze_token: str = ""
+    generic_webhook_secret: str = ""
+    run_background: bool = Field(
+        True, description="Run the refresher, decision flusher and scheduler threads."
+    )
+    demo: bool = Field(False, description="Create the demo experiment on start if missing.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql")):
+            raise ValueError("must start with sqlite:// or postgresql+psycopg://")
+        if value.startswith("postgresql://"):
+            value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_real_secrets(self) -> Settings:
+        if self.mode != "production":
+            return self
+        if not self.signing_keys:
+            raise ValueError("production mode needs BANDITLOOP_SIGNING_KEYS")
+        for _kid, secret in parse_signing_keys(self.signing_keys):
+            if secret.lower() in PLACEHOLDER_SECRETS or len(secret) < 16:
+                raise ValueError("BANDITLOOP_SIGNING_KEYS holds a placeholder or short secret")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if not self.is_sqlite:
+            return None
+        raw = self.database_url.split(":///", 1)[1] if ":///" in self.database_url else ""
+        return Path(raw) if raw and raw != ":memory:" else None
+
+    @property
+    def llm_configured(self) -> bool:
+        return bool(self.llm_base_url and self.llm_model)
+
+
+def parse_signing_keys(raw: str) -> list[tuple[str, str]]:
+    """Parse ``kid:secret,kid2:secret2``; the first pair is the one that signs."""
+    pairs: list[tuple[str, str]] = []
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        kid, sep, secret = item.partition(":")
+        if not sep or not kid or not secret:
+            raise ValueError("BANDITLOOP_SIGNING_KEYS must be `kid:secret,...`")
+        pairs.append((kid, secret))
+    return pairs
+
+
+def split_secrets(raw: str) -> tuple[str, ...]:
+    """Comma-separated secrets, two of which may be active during a rotation."""
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
