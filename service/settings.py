@@ -23,7 +23,7 @@ class Settings(BaseSettings):
 
     mode: Literal["embedded", "production"] = Field(
         "embedded",
-        description="`production` refuses to start without signing keys or with placeholder secrets.",
+        description="`production` refuses to start without real signing keys.",
     )
     database_url: str = Field(
         "sqlite:///data/banditloop.db",

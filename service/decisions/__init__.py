@@ -1,0 +1,1 @@
+"""Deciding: sampling arms from the loaded policy, minting ids, logging decisions."""

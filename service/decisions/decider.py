@@ -1,0 +1,256 @@
+"""Choose arms for one unit or a batch from the loaded policy; never waits on the database
+to decide. Keyed decisions (unit and send id) are idempotent: stored under a unique key,
+read back, and remembered in a small in-memory cache."""
+
+from __future__ import annotations
+
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine
+
+from bandits import arm_from_uniforms, sample_arms, uniforms_from_digest
+from service import metrics
+from service.db import session_scope
+from service.decisions.log import DecisionLog, DecisionRecord, exposure_deltas
+from service.errors import NotFound
+from service.models import utcnow
+from service.policy.loaded import LoadedPolicy, ServingArm
+from service.repositories import decisions as decisions_repo
+from service.repositories import stats as stats_repo
+from service.tokens import DecisionSigner
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    unit_id: str | None = None
+    send_id: str | None = None
+    context: Mapping[str, Any] | None = None
+
+    @property
+    def keyed(self) -> bool:
+        return bool(self.unit_id) and bool(self.send_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    decision_id: str
+    arm: ServingArm
+    propensity: float
+    explored: bool
+    policy_version: int
+    fallback: bool
+
+
+class KeyedCache:
+    """LRU of keyed decisions this replica has stored or read back."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[tuple[int, str, str], Choice] = OrderedDict()
+
+    def get(self, key: tuple[int, str, str]) -> Choice | None:
+        found = self._items.get(key)
+        if found is not None:
+            self._items.move_to_end(key)
+        return found
+
+    def put(self, key: tuple[int, str, str], choice: Choice) -> None:
+        if self._size <= 0:
+            return
+        self._items[key] = choice
+        self._items.move_to_end(key)
+        while len(self._items) > self._size:
+            self._items.popitem(last=False)
+
+
+class Decider:
+    def __init__(
+        self,
+        *,
+        signer: DecisionSigner,
+        policy_lookup: Callable[[str], LoadedPolicy | None],
+        decision_log: DecisionLog,
+        engine: Engine,
+        keyed_cache_size: int,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        self._signer = signer
+        self._lookup = policy_lookup
+        self._log = decision_log
+        self._engine = engine
+        self._keyed = KeyedCache(keyed_cache_size)
+        self._rng = rng or np.random.default_rng()
+
+    def policy(self, experiment_key: str) -> LoadedPolicy:
+        policy = self._lookup(experiment_key)
+        if policy is None:
+            raise NotFound(f"unknown experiment {experiment_key!r}", field="experiment")
+        return policy
+
+    def choose(self, experiment_key: str, units: Sequence[Unit]) -> list[Choice]:
+        policy = self.policy(experiment_key)
+        now = utcnow()
+        if not policy.servable:
+            return self._fallback(policy, units, now)
+        choices: list[Choice | None] = [None] * len(units)
+        records: list[DecisionRecord] = []
+        keyed: list[tuple[int, tuple[int, str, str], DecisionRecord, Choice]] = []
+        unkeyed_by_segment: dict[str, list[int]] = defaultdict(list)
+        segments: list[str] = []
+        for i, unit in enumerate(units):
+            segment, _ = policy.segment_for(unit.context)
+            segments.append(segment)
+            if unit.keyed:
+                assert unit.unit_id is not None and unit.send_id is not None
+                unit_hash = self._signer.unit_hash(unit.unit_id)
+                key = (policy.experiment_id, unit_hash, unit.send_id)
+                cached = self._keyed.get(key)
+                if cached is not None:
+                    choices[i] = cached
+                    continue
+                record, choice = self._keyed_choice(policy, unit, unit_hash, segment, now)
+                keyed.append((i, key, record, choice))
+            else:
+                unkeyed_by_segment[segment].append(i)
+
+        for segment, indexes in unkeyed_by_segment.items():
+            _, seg_policy = policy.segment_for(_context_for(policy, segment))
+            arm_idx, explored = sample_arms(
+                seg_policy.exploit,
+                seg_policy.eligible,
+                seg_policy.exploration_share,
+                len(indexes),
+                self._rng,
+            )
+            for i, a, e in zip(indexes, arm_idx.tolist(), explored.tolist(), strict=True):
+                unit = units[i]
+                record, choice = self._record(
+                    policy, seg_policy.allocation[a], a, bool(e), segment, unit, None, now
+                )
+                records.append(record)
+                choices[i] = choice
+
+        if keyed:
+            for i, choice in self._store_keyed(policy, keyed).items():
+                choices[i] = choice
+        if records:
+            self._log.append(records)
+        for choice in choices:
+            assert choice is not None
+            metrics.DECISIONS.labels(policy.key, str(choice.arm.id), str(choice.explored)).inc()
+        return [c for c in choices if c is not None]
+
+    def _keyed_choice(
+        self, policy: LoadedPolicy, unit: Unit, unit_hash: str, segment: str, now: datetime
+    ) -> tuple[DecisionRecord, Choice]:
+        assert unit.send_id is not None
+        _, seg_policy = policy.segment_for(unit.context)
+        digest = self._signer.keyed_digest(policy.experiment_id, unit_hash, unit.send_id)
+        u_explore, u_arm = uniforms_from_digest(digest)
+        a, explored = arm_from_uniforms(
+            seg_policy.exploit, seg_policy.eligible, seg_policy.exploration_share, u_explore, u_arm
+        )
+        return self._record(
+            policy, seg_policy.allocation[a], a, explored, segment, unit, digest[16:24], now
+        )
+
+    def _record(
+        self,
+        policy: LoadedPolicy,
+        propensity: float,
+        arm_index: int,
+        explored: bool,
+        segment: str,
+        unit: Unit,
+        nonce: bytes | None,
+        now: datetime,
+    ) -> tuple[DecisionRecord, Choice]:
+        arm = policy.arms[arm_index]
+        propensity = float(propensity)
+        decision_id = self._signer.mint(
+            experiment_id=policy.experiment_id,
+            epoch=policy.epoch,
+            arm_id=arm.id,
+            segment=segment,
+            propensity=propensity,
+            policy_version=policy.version,
+            issued_at=now,
+            nonce=nonce,
+        )
+        record = DecisionRecord(
+            id=decision_id,
+            experiment_id=policy.experiment_id,
+            epoch=policy.epoch,
+            arm_id=arm.id,
+            segment=segment,
+            unit_hash=self._signer.unit_hash(unit.unit_id) if unit.unit_id else None,
+            send_id=unit.send_id,
+            propensity=propensity,
+            explored=explored,
+            policy_version=policy.version,
+            created_at=now,
+            counts_exposure=policy.counts_exposure_at_decision,
+        )
+        choice = Choice(decision_id, arm, propensity, explored, policy.version, False)
+        return record, choice
+
+    def _store_keyed(
+        self,
+        policy: LoadedPolicy,
+        keyed: list[tuple[int, tuple[int, str, str], DecisionRecord, Choice]],
+    ) -> dict[int, Choice]:
+        # Within one batch the same key may repeat: store it once.
+        first_by_key: dict[tuple[int, str, str], DecisionRecord] = {}
+        for _, key, record, _ in keyed:
+            first_by_key.setdefault(key, record)
+        records = list(first_by_key.values())
+        with session_scope(self._engine) as session:
+            new_ids = decisions_repo.insert_keyed(session, rows=[r.row() for r in records])
+            stats_repo.add_deltas(
+                session, deltas=exposure_deltas([r for r in records if r.id in new_ids])
+            )
+            stored = decisions_repo.find_keyed(
+                session,
+                experiment_id=policy.experiment_id,
+                keys=[(k[1], k[2]) for k in first_by_key],
+            )
+        out: dict[int, Choice] = {}
+        for i, key, _record, fresh in keyed:
+            row = stored.get(key)
+            if row is None:  # forgotten unit or a race with deletion: serve what we minted
+                out[i] = fresh
+                continue
+            arm = policy.all_arms.get(row.arm_id, fresh.arm)
+            choice = Choice(row.id, arm, row.propensity, row.explored, row.policy_version, False)
+            self._keyed.put(key, choice)
+            out[i] = choice
+        return out
+
+    def _fallback(self, policy: LoadedPolicy, units: Sequence[Unit], now: datetime) -> list[Choice]:
+        """Fail open: answer with the control (or first) arm and log no exposure."""
+        arm = policy.fallback
+        if arm is None:
+            raise NotFound(f"experiment {policy.key!r} has no arm to serve", field="experiment")
+        reason = policy.status if policy.status != "running" else "no_live_arm"
+        metrics.FALLBACKS.labels(policy.key, reason).inc(len(units))
+        decision_id = self._signer.mint(
+            experiment_id=policy.experiment_id,
+            epoch=policy.epoch,
+            arm_id=arm.id,
+            segment="",
+            propensity=1.0,
+            policy_version=policy.version,
+            issued_at=now,
+        )
+        return [Choice(decision_id, arm, 1.0, False, policy.version, True) for _ in units]
+
+
+def _context_for(policy: LoadedPolicy, segment: str) -> Mapping[str, Any] | None:
+    if not policy.segment_attribute or not segment:
+        return None
+    return {policy.segment_attribute: segment}

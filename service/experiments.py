@@ -1,0 +1,327 @@
+"""Managing experiments and arms: the domain behind the admin API and the CLI.
+
+Every change that affects serving writes a new policy snapshot in the same transaction,
+so all replicas pick it up on their next load and this one right after the commit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session
+
+from service.errors import Conflict, InvalidInput, NotFound
+from service.models import Arm, ArmStatusChange, Experiment, ExperimentEpoch, utcnow
+from service.policy.refresher import publish
+from service.repositories import experiments as repo
+from service.schemas.experiments import (
+    ArmEditIn,
+    ArmIn,
+    ArmOut,
+    ExperimentCreate,
+    ExperimentOut,
+    ExperimentSettings,
+)
+from service.sessions import after_commit
+from variants.lifecycle import ArmStatus, InvalidTransition, check_transition
+
+# Changing any of these changes what is measured, so it starts a new analysis epoch.
+MEASURED_FIELDS = (
+    "primary_metric",
+    "conversion_name",
+    "exposure_event",
+    "attribution_window_hours",
+    "segment_attribute",
+    "half_life_hours",
+)
+STATUS_MOVES = {
+    "pause": ({"running"}, "paused"),
+    "resume": ({"paused"}, "running"),
+    "archive": ({"running", "paused", "draft"}, "archived"),
+}
+
+
+def get_experiment(session: Session, key: str) -> Experiment:
+    experiment = repo.get_by_key(session, key=key)
+    if experiment is None:
+        raise NotFound(f"unknown experiment {key!r}", field="experiment")
+    return experiment
+
+
+def get_arm(session: Session, experiment: Experiment, arm_id: int) -> Arm:
+    assert experiment.id is not None
+    arm = repo.get_arm(session, experiment_id=experiment.id, arm_id=arm_id)
+    if arm is None:
+        raise NotFound(f"experiment {experiment.key!r} has no arm {arm_id}", field="arm_id")
+    return arm
+
+
+def experiment_out(session: Session, experiment: Experiment) -> ExperimentOut:
+    assert experiment.id is not None
+    arms = repo.arms(session, experiment_id=experiment.id)
+    data = experiment.model_dump()
+    return ExperimentOut(**data, arms=[arm_out(a) for a in arms])
+
+
+def arm_out(arm: Arm) -> ArmOut:
+    assert arm.id is not None
+    return ArmOut(
+        id=arm.id,
+        content=arm.content,
+        payload=arm.payload,
+        tags=list(arm.tags),
+        origin=arm.origin,
+        status=arm.status,
+        control=arm.is_control,
+        parent_id=arm.parent_id,
+        created_at=arm.created_at,
+    )
+
+
+def _measured(experiment: Experiment) -> dict[str, Any]:
+    return {name: getattr(experiment, name) for name in MEASURED_FIELDS}
+
+
+def _settings_values(settings: ExperimentSettings) -> dict[str, Any]:
+    values = settings.model_dump(exclude_unset=True, exclude={"key", "arms"})
+    for nested in ("brief", "content_rules"):
+        if values.get(nested) is None:
+            values.pop(nested, None)
+    if "guardrails" in values and values["guardrails"] is None:
+        values.pop("guardrails")
+    return values
+
+
+def _check_conversion(experiment: Experiment) -> None:
+    if experiment.conversion_name and experiment.primary_metric != "conversion":
+        raise InvalidInput(
+            "conversion_name only applies when primary_metric is 'conversion'",
+            field="conversion_name",
+        )
+
+
+def _republish(session: Session, experiment: Experiment) -> None:
+    assert experiment.id is not None
+    snapshot = publish(session, experiment_id=experiment.id)
+    if snapshot is not None:
+        after_commit(session, "install_snapshot", snapshot)
+
+
+def create_experiment(session: Session, data: ExperimentCreate, *, actor: str) -> Experiment:
+    if repo.get_by_key(session, key=data.key) is not None:
+        raise Conflict(f"an experiment with key {data.key!r} exists", field="key")
+    if sum(arm.control for arm in data.arms) > 1:
+        raise InvalidInput("at most one arm can be the control", field="arms")
+    values = _settings_values(data)
+    if "guardrails" not in values:
+        values["guardrails"] = [
+            {"metric": "unsubscribe", "tolerance": 0.25},
+            {"metric": "complaint", "tolerance": 0.25},
+        ]
+    experiment = Experiment(key=data.key, **values)
+    if len(data.arms) > experiment.max_live_arms:
+        raise InvalidInput(
+            f"{len(data.arms)} arms exceed max_live_arms={experiment.max_live_arms}",
+            field="arms",
+        )
+    _check_conversion(experiment)
+    repo.add(session, experiment=experiment)
+    assert experiment.id is not None
+    repo.add_epoch(
+        session,
+        epoch=ExperimentEpoch(experiment_id=experiment.id, epoch=1, measured=_measured(experiment)),
+    )
+    for arm_in in data.arms:
+        _new_arm(session, experiment, arm_in, actor=actor, reason="created with the experiment")
+    _republish(session, experiment)
+    return experiment
+
+
+def _new_arm(
+    session: Session,
+    experiment: Experiment,
+    arm_in: ArmIn,
+    *,
+    actor: str,
+    reason: str,
+    origin: str = "human",
+    parent_id: int | None = None,
+    status: str = ArmStatus.LIVE,
+    loop_run_id: int | None = None,
+) -> Arm:
+    assert experiment.id is not None
+    arm = Arm(
+        experiment_id=experiment.id,
+        content=arm_in.content,
+        payload=arm_in.payload,
+        tags=list(arm_in.tags),
+        origin=origin,
+        parent_id=parent_id,
+        is_control=arm_in.control,
+        status=status,
+        loop_run_id=loop_run_id,
+    )
+    repo.add_arm(session, arm=arm)
+    assert arm.id is not None
+    repo.record_status_change(
+        session,
+        change=ArmStatusChange(arm_id=arm.id, to_status=status, actor=actor, reason=reason),
+    )
+    return arm
+
+
+def update_settings(
+    session: Session, key: str, patch: ExperimentSettings, *, actor: str
+) -> Experiment:
+    experiment = get_experiment(session, key)
+    before = _measured(experiment)
+    for name, value in _settings_values(patch).items():
+        setattr(experiment, name, value)
+    _check_conversion(experiment)
+    live = _live_count(session, experiment)
+    if live > experiment.max_live_arms:
+        raise InvalidInput(
+            f"{live} arms are live; retire some before lowering max_live_arms",
+            field="max_live_arms",
+        )
+    experiment.updated_at = utcnow()
+    if _measured(experiment) != before:
+        experiment.epoch += 1
+        assert experiment.id is not None
+        repo.add_epoch(
+            session,
+            epoch=ExperimentEpoch(
+                experiment_id=experiment.id, epoch=experiment.epoch, measured=_measured(experiment)
+            ),
+        )
+    session.add(experiment)
+    session.flush()
+    _republish(session, experiment)
+    return experiment
+
+
+def move_status(session: Session, key: str, move: str) -> Experiment:
+    experiment = get_experiment(session, key)
+    sources, target = STATUS_MOVES[move]
+    if experiment.status not in sources:
+        raise Conflict(f"cannot {move} an experiment that is {experiment.status}", field="status")
+    experiment.status = target
+    experiment.updated_at = utcnow()
+    session.add(experiment)
+    session.flush()
+    _republish(session, experiment)
+    return experiment
+
+
+def _live_count(session: Session, experiment: Experiment) -> int:
+    assert experiment.id is not None
+    return len(repo.arms(session, experiment_id=experiment.id, statuses=[ArmStatus.LIVE]))
+
+
+def add_arm(session: Session, key: str, arm_in: ArmIn, *, actor: str) -> Arm:
+    experiment = get_experiment(session, key)
+    if _live_count(session, experiment) >= experiment.max_live_arms:
+        raise Conflict(
+            f"experiment already has max_live_arms={experiment.max_live_arms} live arms",
+            field="arms",
+        )
+    arm = _new_arm(session, experiment, arm_in, actor=actor, reason="added")
+    if arm_in.control:
+        _make_control(session, experiment, arm)
+    _republish(session, experiment)
+    return arm
+
+
+def _make_control(session: Session, experiment: Experiment, arm: Arm) -> None:
+    assert experiment.id is not None
+    for other in repo.arms(session, experiment_id=experiment.id):
+        if other.is_control != (other.id == arm.id):
+            other.is_control = other.id == arm.id
+            session.add(other)
+    session.flush()
+
+
+def mark_control(session: Session, key: str, arm_id: int) -> Arm:
+    experiment = get_experiment(session, key)
+    arm = get_arm(session, experiment, arm_id)
+    _make_control(session, experiment, arm)
+    _republish(session, experiment)
+    return arm
+
+
+def change_arm_status(
+    session: Session,
+    key: str,
+    arm_id: int,
+    target: ArmStatus,
+    *,
+    reason: str,
+    actor: str,
+    evidence: dict[str, Any] | None = None,
+) -> Arm:
+    experiment = get_experiment(session, key)
+    arm = get_arm(session, experiment, arm_id)
+    try:
+        check_transition(arm.status, target)
+    except InvalidTransition as exc:
+        raise Conflict(str(exc), field="status") from exc
+    if target == ArmStatus.LIVE and _live_count(session, experiment) >= experiment.max_live_arms:
+        raise Conflict(
+            f"experiment already has max_live_arms={experiment.max_live_arms} live arms",
+            field="status",
+        )
+    set_arm_status(session, arm, target, reason=reason, actor=actor, evidence=evidence)
+    _republish(session, experiment)
+    return arm
+
+
+def set_arm_status(
+    session: Session,
+    arm: Arm,
+    target: str,
+    *,
+    reason: str,
+    actor: str,
+    evidence: dict[str, Any] | None = None,
+) -> None:
+    """Record a status change; the caller has checked the transition and republishes."""
+    assert arm.id is not None
+    previous = arm.status
+    arm.status = target
+    session.add(arm)
+    repo.record_status_change(
+        session,
+        change=ArmStatusChange(
+            arm_id=arm.id,
+            from_status=previous,
+            to_status=target,
+            actor=actor,
+            reason=reason,
+            evidence=evidence,
+        ),
+    )
+
+
+def edit_arm(session: Session, key: str, arm_id: int, edit: ArmEditIn, *, actor: str) -> Arm:
+    """An arm's content never changes: an edit retires it and adds its successor."""
+    experiment = get_experiment(session, key)
+    old = get_arm(session, experiment, arm_id)
+    if old.status not in (ArmStatus.LIVE, ArmStatus.SUSPENDED):
+        raise Conflict(
+            f"only live or suspended arms can be edited (arm is {old.status})", field="arm_id"
+        )
+    set_arm_status(
+        session, old, ArmStatus.RETIRED, reason=f"replaced by an edit: {edit.reason}", actor=actor
+    )
+    arm_in = ArmIn(
+        content=edit.content,
+        tags=edit.tags if edit.tags is not None else list(old.tags),
+        payload=edit.payload if edit.payload is not None else old.payload,
+        control=old.is_control,
+    )
+    new = _new_arm(session, experiment, arm_in, actor=actor, reason=edit.reason, parent_id=old.id)
+    if old.is_control:
+        old.is_control = False
+        session.add(old)
+    _republish(session, experiment)
+    return new

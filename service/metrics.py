@@ -1,0 +1,117 @@
+"""Prometheus metrics, declared once. Labels are bounded by experiment and arm.
+
+With several worker processes, ``PROMETHEUS_MULTIPROCESS_DIR`` switches prometheus-client
+to its multiprocess mode; ``render`` then aggregates every worker's files.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as prom_multiprocess
+
+DECISIONS = Counter(
+    "banditloop_decisions_total",
+    "Decisions served, by experiment, arm and whether they came from the exploration share.",
+    ["experiment", "arm", "explored"],
+)
+FALLBACKS = Counter(
+    "banditloop_fallbacks_total",
+    "Decisions answered with the fallback arm (paused, archived or no live arm).",
+    ["experiment", "reason"],
+)
+CHOOSE_LATENCY = Histogram(
+    "banditloop_choose_latency_seconds",
+    "Time to decide, per /choose call (a batch counts once).",
+    ["endpoint"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+DECISIONS_FLUSHED = Counter(
+    "banditloop_decisions_flushed_total", "Decisions written by the decision log.", []
+)
+DECISION_LOG_PENDING = Gauge(
+    "banditloop_decision_log_pending",
+    "Decisions waiting in memory for the next flush.",
+    [],
+    multiprocess_mode="livesum",
+)
+DECISION_LOG_FAILURES = Counter(
+    "banditloop_decision_log_failures_total", "Failed decision log flushes (retried).", []
+)
+EVENTS = Counter(
+    "banditloop_events_total",
+    "Outcome events by provider, type and outcome "
+    "(accepted, duplicate, ignored, rejected, dead_lettered, orphan, late, machine).",
+    ["provider", "type", "outcome"],
+)
+POSTERIOR_MEAN = Gauge(
+    "banditloop_arm_posterior_mean",
+    "Posterior mean of the primary metric's rate, per arm (overall segment).",
+    ["experiment", "arm"],
+    multiprocess_mode="mostrecent",
+)
+PROBABILITY_BEST = Gauge(
+    "banditloop_arm_probability_best",
+    "Probability that the arm is best (overall segment).",
+    ["experiment", "arm"],
+    multiprocess_mode="mostrecent",
+)
+ALLOCATION = Gauge(
+    "banditloop_arm_allocation_ratio",
+    "Share of traffic the arm gets (overall segment).",
+    ["experiment", "arm"],
+    multiprocess_mode="mostrecent",
+)
+GUARDRAIL_BREACHED = Gauge(
+    "banditloop_arm_guardrail_breached",
+    "1 when a guardrail metric suspended the arm.",
+    ["experiment", "arm", "metric"],
+    multiprocess_mode="mostrecent",
+)
+SNAPSHOT_AGE = Gauge(
+    "banditloop_policy_snapshot_age_seconds",
+    "Age of the policy snapshot this replica serves from.",
+    ["experiment"],
+    multiprocess_mode="max",
+)
+SNAPSHOT_VERSION = Gauge(
+    "banditloop_policy_snapshot_version",
+    "Version of the policy snapshot this replica serves from.",
+    ["experiment"],
+    multiprocess_mode="max",
+)
+LOOP_RUNS = Counter(
+    "banditloop_loop_runs_total", "Loop runs by experiment and status.", ["experiment", "status"]
+)
+PROPOSALS_PENDING = Gauge(
+    "banditloop_proposals_pending",
+    "Proposals awaiting review.",
+    ["experiment"],
+    multiprocess_mode="mostrecent",
+)
+LLM_LATENCY = Histogram(
+    "banditloop_llm_latency_seconds",
+    "LLM call latency.",
+    ["model"],
+    buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120),
+)
+LLM_TOKENS = Counter("banditloop_llm_tokens_total", "LLM tokens used.", ["model", "kind"])
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text for /metrics, aggregated over workers in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROCESS_DIR"):
+        registry = CollectorRegistry()
+        prom_multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,1 @@
+"""The policy: snapshot computation, the in-memory cache /choose serves from, the refresher."""

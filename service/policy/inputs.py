@@ -1,0 +1,78 @@
+"""Plain inputs to the snapshot computation, read from the database in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from service.models import Arm, Experiment
+
+EXPOSURE = "exposure"
+
+
+def success_metric(primary_metric: str, conversion_name: str | None) -> str:
+    """The statistics metric that counts as success for an experiment."""
+    if primary_metric == "conversion" and conversion_name:
+        return f"conversion:{conversion_name}"
+    return primary_metric
+
+
+@dataclass(frozen=True)
+class ArmInfo:
+    id: int
+    content: str
+    payload: dict[str, Any] | None
+    control: bool
+    status: str
+    tags: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, arm: Arm) -> ArmInfo:
+        assert arm.id is not None
+        return cls(arm.id, arm.content, arm.payload, arm.is_control, arm.status, tuple(arm.tags))
+
+
+@dataclass(frozen=True)
+class ExperimentInfo:
+    id: int
+    key: str
+    status: str
+    epoch: int
+    success_metric: str
+    exposure_event: str
+    attribution_window_hours: float
+    exploration_share: float
+    min_exposures: int
+    min_successes: int
+    segment_attribute: str | None
+    half_life_hours: float | None
+    guardrails: tuple[tuple[str, float], ...] = field(default=())
+
+    @classmethod
+    def of(cls, experiment: Experiment) -> ExperimentInfo:
+        assert experiment.id is not None
+        return cls(
+            id=experiment.id,
+            key=experiment.key,
+            status=experiment.status,
+            epoch=experiment.epoch,
+            success_metric=success_metric(experiment.primary_metric, experiment.conversion_name),
+            exposure_event=experiment.exposure_event,
+            attribution_window_hours=experiment.attribution_window_hours,
+            exploration_share=experiment.exploration_share,
+            min_exposures=experiment.min_exposures,
+            min_successes=experiment.min_successes,
+            segment_attribute=experiment.segment_attribute,
+            half_life_hours=experiment.half_life_hours,
+            guardrails=tuple((g["metric"], float(g["tolerance"])) for g in experiment.guardrails),
+        )
+
+
+@dataclass(frozen=True)
+class StatRow:
+    segment: str
+    arm_id: int
+    hour: datetime
+    metric: str
+    count: int

@@ -1,0 +1,189 @@
+"""The policy refresher: the lease holder recomputes snapshots; every replica loads them.
+
+Every ``BANDITLOOP_POLICY_REFRESH_SECONDS`` each replica tries to take (or renew) the
+``policy-refresher`` lease. The holder recomputes each running experiment's snapshot and
+writes it as the next version when its inputs changed (or the last one is getting old).
+Every replica then loads the newest versions into its in-memory cache, which is all that
+/choose reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from service import metrics
+from service.db import session_scope
+from service.models import PolicySnapshot, utcnow
+from service.policy.compute import OVERALL, compute_snapshot
+from service.policy.inputs import EXPOSURE, ArmInfo, ExperimentInfo
+from service.policy.loaded import LoadedPolicy, PolicyCache, load_policy
+from service.repositories import experiments as experiments_repo
+from service.repositories import leases
+from service.repositories import snapshots as snapshots_repo
+from service.repositories import stats as stats_repo
+
+log = logging.getLogger("banditloop.policy")
+
+LEASE_NAME = "policy-refresher"
+MAX_SNAPSHOT_AGE = timedelta(minutes=10)
+COMPARED_FIELDS = ("exposures", "successes", "eligible", "suspended")
+
+
+def publish(session: Session, *, experiment_id: int, force: bool = True) -> PolicySnapshot | None:
+    """Compute an experiment's snapshot and write it as the next version.
+
+    With ``force=False`` nothing is written when the inputs are unchanged and the newest
+    snapshot is recent: history stays meaningful instead of one row every two seconds.
+    """
+    experiment = experiments_repo.get(session, experiment_id=experiment_id)
+    if experiment is None:
+        return None
+    info = ExperimentInfo.of(experiment)
+    arms = [ArmInfo.of(a) for a in experiments_repo.arms(session, experiment_id=experiment_id)]
+    metrics_needed = [EXPOSURE, info.success_metric, *(m for m, _ in info.guardrails)]
+    stats = stats_repo.rows_for(
+        session, experiment_id=experiment_id, epoch=info.epoch, metrics=metrics_needed
+    )
+    previous = snapshots_repo.latest(session, experiment_id=experiment_id)
+    version = (previous.version if previous else 0) + 1
+    now = utcnow()
+    rng = np.random.default_rng([experiment_id, version])
+    payload = compute_snapshot(
+        info, arms, stats, now=now, rng=rng, previous=previous.payload if previous else None
+    )
+    if not force and previous is not None and not _changed(previous, payload, now):
+        return None
+    return snapshots_repo.insert_next(
+        session, experiment_id=experiment_id, epoch=info.epoch, payload=payload
+    )
+
+
+def _changed(previous: PolicySnapshot, payload: dict[str, Any], now: Any) -> bool:
+    if now - previous.created_at > MAX_SNAPSHOT_AGE:
+        return True
+    old = previous.payload
+    if (
+        old.get("experiment") != payload.get("experiment")
+        or old.get("arms") != payload.get("arms")
+        or old.get("arm_ids") != payload.get("arm_ids")
+    ):
+        return True
+    old_segments, new_segments = old.get("segments", {}), payload.get("segments", {})
+    if old_segments.keys() != new_segments.keys():
+        return True
+    return any(
+        old_segments[s].get(f) != new_segments[s].get(f)
+        for s in new_segments
+        for f in COMPARED_FIELDS
+    )
+
+
+class Refresher:
+    def __init__(
+        self, engine: Engine, cache: PolicyCache, *, interval: float, lease_seconds: float
+    ):
+        self._engine = engine
+        self._cache = cache
+        self._interval = interval
+        self._lease_seconds = max(lease_seconds, interval * 3)
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._load_lock = threading.Lock()
+        self._created: dict[str, Any] = {}
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="policy-refresher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        try:
+            with session_scope(self._engine) as session:
+                leases.release(session, name=LEASE_NAME, holder=self.holder)
+        except Exception:  # shutting down: the lease simply expires
+            log.debug("could not release the refresher lease", exc_info=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.tick()
+            except Exception:
+                log.exception("policy refresh failed")
+
+    def tick(self) -> None:
+        with session_scope(self._engine) as session:
+            held = leases.try_acquire(
+                session, name=LEASE_NAME, holder=self.holder, seconds=self._lease_seconds
+            )
+        if held:
+            self.recompute_all()
+        self.reload()
+
+    def recompute_all(self) -> int:
+        written = 0
+        with session_scope(self._engine) as session:
+            ids = [e.id for e in experiments_repo.list_all(session, status="running")]
+        for experiment_id in ids:
+            assert experiment_id is not None
+            with session_scope(self._engine) as session:
+                if publish(session, experiment_id=experiment_id, force=False) is not None:
+                    written += 1
+        return written
+
+    def reload(self) -> int:
+        """Load every snapshot newer than the cached one; return how many were loaded."""
+        with self._load_lock, session_scope(self._engine) as session:
+            latest = snapshots_repo.latest_versions(session)
+            have = self._cache.versions()
+            wanted = {eid: v for eid, v in latest.items() if have.get(eid, 0) < v}
+            rows = snapshots_repo.get_versions(session, wanted=wanted)
+        for row in rows:
+            self._install(row)
+        self._observe_ages()
+        return len(rows)
+
+    def load_key(self, key: str) -> LoadedPolicy | None:
+        """Cache miss for an experiment key: read its newest snapshot once."""
+        with session_scope(self._engine) as session:
+            experiment = experiments_repo.get_by_key(session, key=key)
+            if experiment is None or experiment.id is None:
+                return None
+            row = snapshots_repo.latest(session, experiment_id=experiment.id)
+        if row is None:
+            return None
+        return self._install(row)
+
+    def install(self, row: PolicySnapshot) -> LoadedPolicy:
+        return self._install(row)
+
+    def _install(self, row: PolicySnapshot) -> LoadedPolicy:
+        policy = load_policy(row.experiment_id, row.version, row.payload)
+        self._cache.put(policy)
+        overall = row.payload.get("segments", {}).get(OVERALL)
+        if overall:
+            for i, arm in enumerate(policy.arms):
+                labels = (policy.key, str(arm.id))
+                metrics.POSTERIOR_MEAN.labels(*labels).set(overall["posterior_mean"][i])
+                metrics.PROBABILITY_BEST.labels(*labels).set(overall["probability_best"][i])
+                metrics.ALLOCATION.labels(*labels).set(overall["allocation"][i])
+        metrics.SNAPSHOT_VERSION.labels(policy.key).set(row.version)
+        self._created[policy.key] = row.created_at
+        return policy
+
+    def _observe_ages(self) -> None:
+        now = utcnow()
+        for key, created in list(self._created.items()):
+            metrics.SNAPSHOT_AGE.labels(key).set((now - created).total_seconds())

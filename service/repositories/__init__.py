@@ -1,0 +1,1 @@
+"""Every query lives here, one module per aggregate, keyword-only arguments."""

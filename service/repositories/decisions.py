@@ -1,0 +1,61 @@
+"""Decisions: keyed insert-or-ignore with read-back, lookups for attribution."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from service.models import Decision
+from service.repositories.common import insert_ignore
+
+IN_CHUNK = 500
+KeyedKey = tuple[int, str, str]
+
+
+def insert_keyed(session: Session, *, rows: Sequence[dict[str, object]]) -> set[str]:
+    """Insert keyed decisions unless (experiment, unit, send) exists; return the new ids."""
+    inserted = insert_ignore(
+        session,
+        Decision.__table__,  # type: ignore[arg-type]
+        rows,
+        conflict=["experiment_id", "unit_hash", "send_id"],
+        returning=["id"],
+    )
+    return {row[0] for row in inserted}
+
+
+def find_keyed(
+    session: Session, *, experiment_id: int, keys: Iterable[tuple[str, str]]
+) -> dict[KeyedKey, Decision]:
+    wanted = set(keys)
+    hashes = sorted({unit_hash for unit_hash, _ in wanted})
+    found: dict[KeyedKey, Decision] = {}
+    for start in range(0, len(hashes), IN_CHUNK):
+        stmt = select(Decision).where(
+            Decision.experiment_id == experiment_id,
+            col(Decision.unit_hash).in_(hashes[start : start + IN_CHUNK]),
+        )
+        for d in session.exec(stmt):
+            if d.unit_hash is not None and d.send_id is not None:
+                if (d.unit_hash, d.send_id) in wanted:
+                    found[(experiment_id, d.unit_hash, d.send_id)] = d
+    return found
+
+
+def get_many(session: Session, *, ids: Iterable[str]) -> dict[str, Decision]:
+    unique = sorted(set(ids))
+    found: dict[str, Decision] = {}
+    for start in range(0, len(unique), IN_CHUNK):
+        stmt = select(Decision).where(col(Decision.id).in_(unique[start : start + IN_CHUNK]))
+        found.update({d.id: d for d in session.exec(stmt)})
+    return found
+
+
+def forget_unit(session: Session, *, unit_hash: str) -> int:
+    """Drop the unit from its decisions; the decisions (and their counts) stay."""
+    result = session.execute(
+        update(Decision).where(col(Decision.unit_hash) == unit_hash).values(unit_hash=None)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

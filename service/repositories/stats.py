@@ -1,0 +1,77 @@
+"""Statistics buckets: incremental upserts in a fixed order, and reads for the policy."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from sqlalchemy import delete
+from sqlmodel import Session, col, select
+
+from service.models import StatBucket
+from service.policy.inputs import StatRow
+from service.repositories.common import dialect_insert
+
+# (experiment_id, epoch, segment, arm_id, hour, metric)
+StatKey = tuple[int, int, str, int, datetime, str]
+
+
+def add_deltas(session: Session, *, deltas: Mapping[StatKey, tuple[int, float]]) -> None:
+    """Add count/value deltas, one row each, in sorted key order.
+
+    Aggregating a batch per row keeps hot rows from serialising every event, and the fixed
+    order means two transactions touching the same rows always lock them in the same order,
+    so they queue instead of deadlocking.
+    """
+    if not deltas:
+        return
+    table = StatBucket.__table__  # type: ignore[attr-defined]
+    stmt = dialect_insert(session, table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["experiment_id", "epoch", "segment", "arm_id", "hour", "metric"],
+        set_={
+            "count": table.c["count"] + stmt.excluded["count"],
+            "value_sum": table.c.value_sum + stmt.excluded.value_sum,
+        },
+    )
+    rows = [
+        {
+            "experiment_id": k[0],
+            "epoch": k[1],
+            "segment": k[2],
+            "arm_id": k[3],
+            "hour": k[4],
+            "metric": k[5],
+            "count": v[0],
+            "value_sum": v[1],
+        }
+        for k, v in sorted(deltas.items())
+    ]
+    session.execute(stmt, rows)
+
+
+def rows_for(
+    session: Session, *, experiment_id: int, epoch: int, metrics: Sequence[str] | None = None
+) -> list[StatRow]:
+    stmt = select(
+        StatBucket.segment, StatBucket.arm_id, StatBucket.hour, StatBucket.metric, StatBucket.count
+    ).where(StatBucket.experiment_id == experiment_id, StatBucket.epoch == epoch)
+    if metrics:
+        stmt = stmt.where(col(StatBucket.metric).in_(metrics))
+    return [
+        StatRow(seg, arm, hour, metric, int(n)) for seg, arm, hour, metric, n in session.exec(stmt)
+    ]
+
+
+def all_buckets(session: Session, *, experiment_id: int | None = None) -> list[StatBucket]:
+    stmt = select(StatBucket)
+    if experiment_id is not None:
+        stmt = stmt.where(StatBucket.experiment_id == experiment_id)
+    return list(session.exec(stmt))
+
+
+def wipe(session: Session, *, experiment_id: int | None = None) -> None:
+    stmt = delete(StatBucket)
+    if experiment_id is not None:
+        stmt = stmt.where(col(StatBucket.experiment_id) == experiment_id)
+    session.execute(stmt)

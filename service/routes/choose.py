@@ -1,0 +1,89 @@
+"""Deciding: POST/GET /v1/choose and POST /v1/choose/batch."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from service import metrics
+from service.decisions.decider import Choice, Unit
+from service.deps import DecideKey, RuntimeDep
+from service.errors import PayloadTooLarge
+from service.runtime import Runtime
+from service.schemas.choose import BatchIn, BatchOut, ChooseIn, ChooseOut, UnitIn
+
+router = APIRouter(prefix="/v1", tags=["deciding"])
+
+RESERVED_QUERY = {"experiment", "unit_id", "send_id"}
+
+
+def choice_body(choice: Choice) -> dict[str, Any]:
+    arm: dict[str, Any] = {"id": choice.arm.id, "content": choice.arm.content}
+    if choice.arm.payload is not None:
+        arm["payload"] = choice.arm.payload
+    return {
+        "decision_id": choice.decision_id,
+        "arm": arm,
+        "propensity": choice.propensity,
+        "explored": choice.explored,
+        "policy_version": choice.policy_version,
+        "fallback": choice.fallback,
+    }
+
+
+def _unit(data: UnitIn) -> Unit:
+    return Unit(unit_id=data.unit_id, send_id=data.send_id, context=data.context)
+
+
+async def _decide(runtime: Runtime, experiment: str, units: list[Unit]) -> list[Choice]:
+    """Unkeyed decisions never touch the database; keyed ones may read back, off the loop."""
+    if any(u.keyed for u in units):
+        return await run_in_threadpool(runtime.decider.choose, experiment, units)
+    return runtime.decider.choose(experiment, units)
+
+
+@router.post("/choose", response_model=ChooseOut)
+async def choose(body: ChooseIn, runtime: RuntimeDep, _key: DecideKey) -> JSONResponse:
+    started = time.perf_counter()
+    choice = (await _decide(runtime, body.experiment, [_unit(body)]))[0]
+    metrics.CHOOSE_LATENCY.labels("choose").observe(time.perf_counter() - started)
+    return JSONResponse(choice_body(choice))
+
+
+@router.get(
+    "/choose",
+    response_model=ChooseOut,
+    description="For senders that can only GET at render time. Every other query field is "
+    "context (e.g. the segment attribute). Keyed: the same URL always gets the same answer.",
+)
+async def choose_get(
+    request: Request,
+    runtime: RuntimeDep,
+    _key: DecideKey,
+    experiment: str = Query(min_length=1, max_length=64),
+    unit_id: str = Query(min_length=1, max_length=256),
+    send_id: str = Query(min_length=1, max_length=128),
+) -> JSONResponse:
+    started = time.perf_counter()
+    context = {k: v for k, v in request.query_params.items() if k not in RESERVED_QUERY}
+    unit = UnitIn(unit_id=unit_id, send_id=send_id, context=context or None)
+    choice = (await _decide(runtime, experiment, [_unit(unit)]))[0]
+    metrics.CHOOSE_LATENCY.labels("choose_get").observe(time.perf_counter() - started)
+    return JSONResponse(choice_body(choice))
+
+
+@router.post("/choose/batch", response_model=BatchOut)
+async def choose_batch(body: BatchIn, runtime: RuntimeDep, _key: DecideKey) -> JSONResponse:
+    limit = runtime.settings.max_batch_units
+    if len(body.units) > limit:
+        raise PayloadTooLarge(
+            f"a batch takes at most {limit} units, got {len(body.units)}", field="units"
+        )
+    started = time.perf_counter()
+    choices = await _decide(runtime, body.experiment, [_unit(u) for u in body.units])
+    metrics.CHOOSE_LATENCY.labels("batch").observe(time.perf_counter() - started)
+    return JSONResponse({"decisions": [choice_body(c) for c in choices]})

@@ -1,0 +1,130 @@
+"""Managing experiments and arms (scope admin)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+
+from service import experiments as domain
+from service.deps import AdminKey, SessionDep
+from service.repositories import experiments as repo
+from service.schemas.experiments import (
+    ArmEditIn,
+    ArmIn,
+    ArmOut,
+    ArmStatusChangeIn,
+    ExperimentCreate,
+    ExperimentList,
+    ExperimentOut,
+    ExperimentSettings,
+    StatusChangeOut,
+)
+from variants.lifecycle import ArmStatus
+
+router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
+
+
+@router.post("", status_code=201, response_model=ExperimentOut)
+def create_experiment(
+    body: ExperimentCreate, session: SessionDep, admin: AdminKey
+) -> ExperimentOut:
+    experiment = domain.create_experiment(session, body, actor=admin.name)
+    return domain.experiment_out(session, experiment)
+
+
+@router.get("", response_model=ExperimentList)
+def list_experiments(
+    session: SessionDep,
+    _admin: AdminKey,
+    status: str | None = Query(None, pattern="^(draft|running|paused|archived)$"),
+) -> ExperimentList:
+    rows = repo.list_all(session, status=status)
+    return ExperimentList(experiments=[domain.experiment_out(session, e) for e in rows])
+
+
+@router.get("/{key}", response_model=ExperimentOut)
+def read_experiment(key: str, session: SessionDep, _admin: AdminKey) -> ExperimentOut:
+    return domain.experiment_out(session, domain.get_experiment(session, key))
+
+
+@router.patch("/{key}", response_model=ExperimentOut)
+def patch_experiment(
+    key: str, body: ExperimentSettings, session: SessionDep, admin: AdminKey
+) -> ExperimentOut:
+    experiment = domain.update_settings(session, key, body, actor=admin.name)
+    return domain.experiment_out(session, experiment)
+
+
+@router.post("/{key}/pause", response_model=ExperimentOut)
+def pause(key: str, session: SessionDep, _admin: AdminKey) -> ExperimentOut:
+    return domain.experiment_out(session, domain.move_status(session, key, "pause"))
+
+
+@router.post("/{key}/resume", response_model=ExperimentOut)
+def resume(key: str, session: SessionDep, _admin: AdminKey) -> ExperimentOut:
+    return domain.experiment_out(session, domain.move_status(session, key, "resume"))
+
+
+@router.post("/{key}/archive", response_model=ExperimentOut)
+def archive(key: str, session: SessionDep, _admin: AdminKey) -> ExperimentOut:
+    return domain.experiment_out(session, domain.move_status(session, key, "archive"))
+
+
+@router.post("/{key}/arms", status_code=201, response_model=ArmOut)
+def add_arm(key: str, body: ArmIn, session: SessionDep, admin: AdminKey) -> ArmOut:
+    return domain.arm_out(domain.add_arm(session, key, body, actor=admin.name))
+
+
+@router.post("/{key}/arms/{arm_id}/edit", status_code=201, response_model=ArmOut)
+def edit_arm(
+    key: str, arm_id: int, body: ArmEditIn, session: SessionDep, admin: AdminKey
+) -> ArmOut:
+    """Content never changes in place: the edit is a new arm whose parent_id is this one."""
+    return domain.arm_out(domain.edit_arm(session, key, arm_id, body, actor=admin.name))
+
+
+@router.post("/{key}/arms/{arm_id}/control", response_model=ArmOut)
+def mark_control(key: str, arm_id: int, session: SessionDep, _admin: AdminKey) -> ArmOut:
+    return domain.arm_out(domain.mark_control(session, key, arm_id))
+
+
+def _status_route(target: ArmStatus, verb: str) -> None:
+    def change(
+        key: str, arm_id: int, body: ArmStatusChangeIn, session: SessionDep, admin: AdminKey
+    ) -> ArmOut:
+        arm = domain.change_arm_status(
+            session, key, arm_id, target, reason=body.reason, actor=admin.name
+        )
+        return domain.arm_out(arm)
+
+    change.__name__ = f"{verb}_arm"
+    router.add_api_route(
+        f"/{{key}}/arms/{{arm_id}}/{verb}",
+        change,
+        methods=["POST"],
+        response_model=ArmOut,
+        summary=f"{verb.capitalize()} an arm, with a reason",
+    )
+
+
+_status_route(ArmStatus.RETIRED, "retire")
+_status_route(ArmStatus.SUSPENDED, "suspend")
+_status_route(ArmStatus.LIVE, "restore")
+
+
+@router.get("/{key}/arms/{arm_id}/history", response_model=list[StatusChangeOut])
+def arm_history(
+    key: str, arm_id: int, session: SessionDep, _admin: AdminKey
+) -> list[StatusChangeOut]:
+    experiment = domain.get_experiment(session, key)
+    arm = domain.get_arm(session, experiment, arm_id)
+    assert arm.id is not None
+    return [
+        StatusChangeOut(
+            from_status=c.from_status,
+            to_status=c.to_status,
+            actor=c.actor,
+            reason=c.reason,
+            created_at=c.created_at,
+        )
+        for c in repo.status_history(session, arm_id=arm.id)
+    ]

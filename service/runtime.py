@@ -1,0 +1,80 @@
+"""The process's long-lived parts, created in the app's lifespan and closed on shutdown."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from service.auth import ApiKeys
+from service.db import make_engine
+from service.decisions.decider import Decider
+from service.decisions.log import DecisionLog
+from service.policy.loaded import LoadedPolicy, PolicyCache
+from service.policy.refresher import Refresher
+from service.settings import Settings, parse_signing_keys
+from service.tokens import DecisionSigner
+
+log = logging.getLogger("banditloop")
+
+
+def signing_keys_for(settings: Settings) -> list[tuple[str, str]]:
+    """Configured keys, or (embedded mode) a random key kept beside the database."""
+    if settings.signing_keys:
+        return parse_signing_keys(settings.signing_keys)
+    if settings.mode == "production":
+        raise RuntimeError("production mode needs BANDITLOOP_SIGNING_KEYS")
+    folder = settings.sqlite_path.parent if settings.sqlite_path else Path("data")
+    path = folder / "signing-keys"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"k1:{secrets.token_urlsafe(32)}\n")
+        log.info("generated a decision-id signing key in %s", path)
+    return parse_signing_keys(path.read_text().strip())
+
+
+class Runtime:
+    def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or make_engine(settings.database_url)
+        self.signer = DecisionSigner(signing_keys_for(settings))
+        self.api_keys = ApiKeys(self.engine, cache_seconds=settings.api_key_cache_seconds)
+        self.cache = PolicyCache()
+        self.refresher = Refresher(
+            self.engine,
+            self.cache,
+            interval=settings.policy_refresh_seconds,
+            lease_seconds=settings.lease_seconds,
+        )
+        self.decision_log = DecisionLog(self.engine, flush_ms=settings.decision_flush_ms)
+        self.decider = Decider(
+            signer=self.signer,
+            policy_lookup=self.policy_for,
+            decision_log=self.decision_log,
+            engine=self.engine,
+            keyed_cache_size=settings.keyed_cache_size,
+        )
+        self._started = False
+
+    def policy_for(self, key: str) -> LoadedPolicy | None:
+        return self.cache.get(key) or self.refresher.load_key(key)
+
+    def start(self) -> None:
+        if self.settings.bootstrap_admin_key:
+            if self.api_keys.bootstrap(self.settings.bootstrap_admin_key):
+                log.info("installed BANDITLOOP_BOOTSTRAP_ADMIN_KEY as the first admin key")
+        self.refresher.reload()
+        if self.settings.run_background:
+            self.decision_log.start()
+            self.refresher.start()
+        self._started = True
+
+    def stop(self) -> None:
+        self.refresher.stop()
+        self.decision_log.stop()
+        self.engine.dispose()

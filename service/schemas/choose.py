@@ -1,0 +1,66 @@
+"""/v1/choose request and response models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Scalar = str | int | float | bool | None
+MAX_CONTEXT_KEYS = 50
+
+
+class UnitIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    unit_id: str | None = Field(
+        None, min_length=1, max_length=256, description="Recipient id; stored only as an HMAC."
+    )
+    send_id: str | None = Field(
+        None, min_length=1, max_length=128, description="The send (campaign/message) id."
+    )
+    context: dict[str, Scalar] | None = Field(
+        None, description="Attributes such as the segment attribute; scalars only."
+    )
+
+    @field_validator("context")
+    @classmethod
+    def _small_context(cls, value: dict[str, Scalar] | None) -> dict[str, Scalar] | None:
+        if value is None:
+            return value
+        if len(value) > MAX_CONTEXT_KEYS:
+            raise ValueError(f"at most {MAX_CONTEXT_KEYS} context fields")
+        for key, item in value.items():
+            if len(key) > 64 or (isinstance(item, str) and len(item) > 256):
+                raise ValueError("context keys are at most 64 and values 256 characters")
+        return value
+
+
+class ChooseIn(UnitIn):
+    experiment: str = Field(min_length=1, max_length=64)
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    experiment: str = Field(min_length=1, max_length=64)
+    units: list[UnitIn] = Field(min_length=1, description="Up to 10,000 units, answered in order.")
+
+
+class ArmChoice(BaseModel):
+    id: int
+    content: str
+    payload: dict[str, Any] | None = None
+
+
+class ChooseOut(BaseModel):
+    decision_id: str = Field(description="Signed id to attach to the message (<= 80 chars).")
+    arm: ArmChoice
+    propensity: float = Field(description="Exact probability this arm had for this decision.")
+    explored: bool
+    policy_version: int
+    fallback: bool = Field(description="True when the experiment could not decide (fail open).")
+
+
+class BatchOut(BaseModel):
+    decisions: list[ChooseOut]

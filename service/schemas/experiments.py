@@ -1,0 +1,150 @@
+"""Experiment and arm request/response models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+EVENT_TYPES = ("delivered", "open", "click", "conversion", "unsubscribe", "complaint", "bounce")
+EventType = Literal[
+    "delivered", "open", "click", "conversion", "unsubscribe", "complaint", "bounce"
+]
+SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+MAX_CONTENT = 2000
+MAX_ARMS = 50
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Guardrail(Strict):
+    metric: EventType
+    tolerance: float = Field(0.25, gt=0, le=10, description="Relative increase tolerated.")
+
+
+class Brief(Strict):
+    audience: str = Field("", max_length=2000)
+    goal: str = Field("", max_length=2000)
+    brand_voice: str = Field("", max_length=2000)
+
+
+class ContentRulesIn(Strict):
+    max_length: int = Field(150, ge=1, le=MAX_CONTENT)
+    banned_phrases: list[str] = Field(default_factory=list, max_length=200)
+    allowed_placeholders: list[str] = Field(default_factory=lambda: ["first_name"], max_length=50)
+
+
+def _default_guardrails() -> list[Guardrail]:
+    return [Guardrail(metric="unsubscribe"), Guardrail(metric="complaint")]
+
+
+class ExperimentSettings(Strict):
+    """Every setting of an experiment; all optional on PATCH."""
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    channel: str | None = Field(None, min_length=1, max_length=32)
+    primary_metric: Literal["click", "open", "conversion", "delivered"] | None = None
+    conversion_name: str | None = Field(None, min_length=1, max_length=64)
+    exposure_event: Literal["decision", "delivered"] | None = None
+    attribution_window_hours: float | None = Field(None, gt=0, le=24 * 90)
+    guardrails: list[Guardrail] | None = Field(None, max_length=7)
+    exploration_share: float | None = Field(
+        None, gt=0, lt=1, description="Reserved uniform exploration; never zero."
+    )
+    min_exposures: int | None = Field(None, ge=1, le=10_000_000)
+    min_successes: int | None = Field(None, ge=0, le=1_000_000)
+    max_live_arms: int | None = Field(None, ge=1, le=MAX_ARMS)
+    segment_attribute: str | None = Field(None, min_length=1, max_length=64)
+    half_life_hours: float | None = Field(None, gt=0, le=24 * 365)
+    brief: Brief | None = None
+    content_rules: ContentRulesIn | None = None
+    auto_approve: bool | None = None
+    auto_retire: bool | None = None
+    loop_cadence_hours: float | None = Field(None, gt=0, le=24 * 90)
+
+
+class ArmIn(Strict):
+    content: str = Field(min_length=1, max_length=MAX_CONTENT)
+    tags: list[str] = Field(default_factory=list, max_length=20)
+    payload: dict[str, Any] | None = None
+    control: bool = False
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, tags: list[str]) -> list[str]:
+        for tag in tags:
+            if not tag or len(tag) > 40:
+                raise ValueError("each tag must be 1 to 40 characters")
+        return list(dict.fromkeys(tags))
+
+
+class ExperimentCreate(ExperimentSettings):
+    key: str = Field(pattern=SLUG, description="Unique slug: lowercase letters, digits, - and _.")
+    name: str = Field(min_length=1, max_length=200)  # type: ignore[assignment]
+    arms: list[ArmIn] = Field(min_length=1, max_length=MAX_ARMS)
+
+
+class ArmStatusChangeIn(Strict):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class ArmEditIn(Strict):
+    content: str = Field(min_length=1, max_length=MAX_CONTENT)
+    tags: list[str] | None = Field(None, max_length=20)
+    payload: dict[str, Any] | None = None
+    reason: str = Field("edited", min_length=1, max_length=2000)
+
+
+class ArmOut(BaseModel):
+    id: int
+    content: str
+    payload: dict[str, Any] | None
+    tags: list[str]
+    origin: str
+    status: str
+    control: bool
+    parent_id: int | None
+    created_at: datetime
+
+
+class ExperimentOut(BaseModel):
+    id: int
+    key: str
+    name: str
+    channel: str
+    status: str
+    epoch: int
+    primary_metric: str
+    conversion_name: str | None
+    exposure_event: str
+    attribution_window_hours: float
+    guardrails: list[dict[str, Any]]
+    exploration_share: float
+    min_exposures: int
+    min_successes: int
+    max_live_arms: int
+    segment_attribute: str | None
+    half_life_hours: float | None
+    brief: dict[str, Any]
+    content_rules: dict[str, Any]
+    auto_approve: bool
+    auto_retire: bool
+    loop_cadence_hours: float | None
+    created_at: datetime
+    updated_at: datetime
+    arms: list[ArmOut]
+
+
+class ExperimentList(BaseModel):
+    experiments: list[ExperimentOut]
+
+
+class StatusChangeOut(BaseModel):
+    from_status: str | None
+    to_status: str
+    actor: str
+    reason: str
+    created_at: datetime
