@@ -106,7 +106,8 @@ class Decider:
             segment, _ = policy.segment_for(unit.context)
             segments.append(segment)
             if unit.keyed:
-                assert unit.unit_id is not None and unit.send_id is not None
+                assert unit.unit_id is not None
+                assert unit.send_id is not None
                 unit_hash = self._signer.unit_hash(unit.unit_id)
                 key = (policy.experiment_id, unit_hash, unit.send_id)
                 cached = self._keyed.get(key)

@@ -1,0 +1,156 @@
+"""The `banditloop` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+
+from service.settings import Settings
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _runtime(settings: Settings):  # type: ignore[no-untyped-def]
+    from service.runtime import Runtime
+
+    return Runtime(settings.model_copy(update={"run_background": False}))
+
+
+def cmd_migrate(_args: argparse.Namespace, settings: Settings) -> int:
+    from service import migrations
+
+    migrations.upgrade(settings.database_url)
+    print(f"database at {migrations.head_revision(settings.database_url)}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from service import migrations
+
+    if settings.is_sqlite and args.workers > 1:
+        print(
+            "refusing --workers > 1 on SQLite: SQLite has one writer, and the decision log and "
+            "keyed-decision cache live in one process. Use PostgreSQL "
+            "(BANDITLOOP_DATABASE_URL=postgresql+psycopg://...) for more workers.",
+            file=sys.stderr,
+        )
+        return 2
+    migrations.upgrade(settings.database_url)
+    if args.demo:
+        from service.demo import curl_lines, ensure_demo
+
+        runtime = _runtime(settings)
+        info = ensure_demo(runtime)
+        runtime.stop()
+        base = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}"
+        print(f"\nbanditloop demo: experiment {info.experiment_key!r} is running at {base}")
+        if info.admin_key:
+            print(f"admin API key (shown once): {info.admin_key}\n")
+            print(curl_lines(base, info.admin_key, info.experiment_key))
+        else:
+            print("an API key exists already; create another with `banditloop keys create`")
+        print(flush=True)
+    if args.workers > 1:
+        return _serve_gunicorn(args)
+    import uvicorn
+
+    uvicorn.run("service.main:app", host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def _serve_gunicorn(args: argparse.Namespace) -> int:
+    # Metrics from several workers: prometheus-client's multiprocess mode, with its directory
+    # cleared at start so counters of dead processes do not linger.
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROCESS_DIR") or os.path.join(
+        tempfile.gettempdir(), "banditloop-metrics"
+    )
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    os.makedirs(metrics_dir, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROCESS_DIR"] = metrics_dir
+    argv = [
+        "gunicorn",
+        "service.main:app",
+        "--worker-class",
+        "uvicorn.workers.UvicornWorker",
+        "--workers",
+        str(args.workers),
+        "--bind",
+        f"{args.host}:{args.port}",
+        "--graceful-timeout",
+        "20",
+        "--config",
+        "python:service.gunicorn_conf",
+    ]
+    os.execvp(argv[0], argv)
+    return 0  # pragma: no cover
+
+
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = _runtime(settings)
+    try:
+        if args.keys_command == "create":
+            row, raw = runtime.api_keys.create(name=args.name, scopes=args.scopes)
+            print(f"created key {row.id} ({row.scopes}): {raw}")
+            print("store it now: only its digest is kept")
+        elif args.keys_command == "list":
+            for row in runtime.api_keys.list():
+                state = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"
+                print(f"{row.id:>4}  {row.prefix}…  {row.scopes:<20} {state:<18} {row.name}")
+        else:
+            row = runtime.api_keys.revoke(args.key_id)
+            print(f"revoked key {row.id} ({row.name})")
+    finally:
+        runtime.stop()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="banditloop", description=__doc__)
+    parser.add_argument("--log-level", default="info")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="apply migrations and run the HTTP service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--demo", action="store_true", help="create the demo experiment and key")
+    serve.set_defaults(handler=cmd_serve)
+
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(handler=cmd_migrate)
+
+    keys = sub.add_parser("keys", help="manage API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create")
+    create.add_argument("--name", required=True)
+    create.add_argument("--scopes", required=True, help="comma-separated: decide,ingest,admin")
+    keys_sub.add_parser("list")
+    revoke = keys_sub.add_parser("revoke")
+    revoke.add_argument("key_id", type=int)
+    keys.set_defaults(handler=cmd_keys)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from service.errors import DomainError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    try:
+        settings = Settings()
+        handler: Handler = args.handler
+        return handler(args, settings)
+    except DomainError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
