@@ -45,8 +45,10 @@ def ensure_demo(runtime: Runtime) -> DemoInfo:
                 ),
                 arms=[
                     ArmIn(content="Our spring sale starts today", control=True),
-                    ArmIn(content="Ready for your next trail, {{first_name}}?",
-                          tags=["question", "personalized"]),
+                    ArmIn(
+                        content="Ready for your next trail, {{first_name}}?",
+                        tags=["question", "personalized"],
+                    ),
                     ArmIn(content="Last chance: 30% off ends tonight", tags=["urgency"]),
                     ArmIn(content="New season, new gear", tags=["length:short"]),
                 ],
@@ -62,11 +64,11 @@ def curl_lines(base_url: str, admin_key: str, experiment_key: str) -> str:
     return "\n".join(
         [
             "# pick a subject line for one recipient:",
-            f"curl -s {auth} {json_header} -d '{{\"experiment\": \"{experiment_key}\", "
-            f"\"unit_id\": \"user-42\", \"send_id\": \"spring-1\"}}' {base_url}/v1/choose",
+            f'curl -s {auth} {json_header} -d \'{{"experiment": "{experiment_key}", '
+            f'"unit_id": "user-42", "send_id": "spring-1"}}\' {base_url}/v1/choose',
             "# report a click for that decision (paste its decision_id):",
-            f"curl -s {auth} {json_header} -d '{{\"event_id\": \"evt-1\", \"decision_id\": "
-            f"\"<decision_id>\", \"type\": \"click\"}}' {base_url}/v1/events",
+            f'curl -s {auth} {json_header} -d \'{{"event_id": "evt-1", "decision_id": '
+            f'"<decision_id>", "type": "click"}}\' {base_url}/v1/events',
             "# read the report:",
             f"curl -s {auth} {base_url}/v1/experiments/{experiment_key}/report",
         ]

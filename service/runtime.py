@@ -6,15 +6,18 @@ import logging
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine
 
+from service import metrics
 from service.auth import ApiKeys
 from service.db import make_engine
 from service.decisions.decider import Decider
 from service.decisions.log import DecisionLog
 from service.policy.loaded import LoadedPolicy, PolicyCache
 from service.policy.refresher import Refresher
+from service.sessions import Handlers
 from service.settings import Settings, parse_signing_keys
 from service.tokens import DecisionSigner
 
@@ -36,6 +39,12 @@ def signing_keys_for(settings: Settings) -> list[tuple[str, str]]:
             handle.write(f"k1:{secrets.token_urlsafe(32)}\n")
         log.info("generated a decision-id signing key in %s", path)
     return parse_signing_keys(path.read_text().strip())
+
+
+def _count_event_metrics(value: Any) -> None:
+    source, outcomes = value
+    for (event_type, outcome), n in outcomes.items():
+        metrics.EVENTS.labels(source, event_type, outcome).inc(n)
 
 
 class Runtime:
@@ -60,6 +69,12 @@ class Runtime:
             keyed_cache_size=settings.keyed_cache_size,
         )
         self._started = False
+
+    def after_commit_handlers(self) -> Handlers:
+        return {
+            "install_snapshot": self.refresher.install,
+            "count_events": _count_event_metrics,
+        }
 
     def policy_for(self, key: str) -> LoadedPolicy | None:
         return self.cache.get(key) or self.refresher.load_key(key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine
@@ -18,12 +19,16 @@ def after_commit(session: Session, name: str, value: Any) -> None:
     session.info.setdefault(_HOOKS, []).append((name, value))
 
 
-def request_session(
-    engine: Engine, handlers: dict[str, Callable[[Any], None]]
-) -> Iterator[Session]:
+Handlers = dict[str, Callable[[Any], None]]
+
+
+def request_session(engine: Engine, handlers: Handlers) -> Iterator[Session]:
     with session_scope(engine) as session:
         yield session
     for name, value in session.info.pop(_HOOKS, []):
         handler = handlers.get(name)
         if handler is not None:
             handler(value)
+
+
+unit_of_work = contextmanager(request_session)

@@ -4,6 +4,7 @@ The route for ``POST /v1/webhooks/{provider}`` does, with the raw body::
 
     adapter = ADAPTERS[provider]                     # unknown provider: 404
     adapter.verify(headers, body, credentials, now)  # WebhookAuthError: 401
+                                                     # WebhookTemporaryError: 503
     batch = adapter.parse(body, headers)             # WebhookPayloadError: malformed_status
     events = flag_machine(batch.events, scanner_click_seconds=...)
 
@@ -20,6 +21,7 @@ from service.webhooks.base import (
     WebhookAuthError,
     WebhookNotConfiguredError,
     WebhookPayloadError,
+    WebhookTemporaryError,
     decision_ids_from,
     split_setting,
 )
@@ -61,6 +63,7 @@ __all__ = [
     "WebhookAuthError",
     "WebhookNotConfiguredError",
     "WebhookPayloadError",
+    "WebhookTemporaryError",
     "decision_ids_from",
     "flag_machine",
     "is_sns_url",

@@ -107,6 +107,13 @@ class WebhookPayloadError(Exception):
     """The body cannot be parsed at all; answer the adapter's ``malformed_status``."""
 
 
+class WebhookTemporaryError(Exception):
+    """Verification could not run for a reason on our side (the SNS signing
+    certificate could not be fetched): answer 503 so the provider retries."""
+
+    status_code = 503
+
+
 @runtime_checkable
 class Adapter(Protocol):
     """What the route needs from a provider adapter.

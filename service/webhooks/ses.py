@@ -40,10 +40,12 @@ from service.webhooks.base import (
     ParsedBatch,
     WebhookAuthError,
     WebhookPayloadError,
+    WebhookTemporaryError,
     as_dict,
     b64decode_strict,
     check_timestamp,
     decision_ids_from,
+    header,
     load_json,
     optional_str,
     parse_each,
@@ -157,8 +159,8 @@ class SnsCertificateStore:
                 raise WebhookAuthError("signing certificate is not available offline")
             try:
                 pem = self._fetcher(url)
-            except Exception:  # any fetch failure is "cannot authenticate"
-                raise WebhookAuthError("signing certificate could not be fetched") from None
+            except Exception:  # network, TLS, HTTP status: ours to retry, not the sender's fault
+                raise WebhookTemporaryError("signing certificate could not be fetched") from None
         try:
             certificate = x509.load_pem_x509_certificate(pem)
         except ValueError:
@@ -225,7 +227,7 @@ class SesAdapter:
         topic_arn = message.get("TopicArn")
         if topic_arn not in credentials.topic_arns:
             raise WebhookAuthError("TopicArn is not in the allow-list")
-        header_arn = headers.get("x-amz-sns-topic-arn")
+        header_arn = header(headers, "x-amz-sns-topic-arn")
         if header_arn is not None and header_arn != topic_arn:
             raise WebhookAuthError("x-amz-sns-topic-arn header disagrees with the message")
         algorithm = SIGNATURE_HASHES.get(str(message.get("SignatureVersion")))

@@ -1,0 +1,66 @@
+"""Parse a POST /v1/events body into normalized events; one bad event never sinks the rest."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from service.errors import InvalidInput, PayloadTooLarge, describe_validation_errors
+from service.models import as_utc
+from service.schemas.events import EventIn
+from service.webhooks.base import NormalizedEvent, Poison
+
+PROVIDER = "api"
+MAX_FUTURE = timedelta(days=1)
+
+
+def parse_events_body(
+    body: bytes, *, received_at: datetime, max_events: int
+) -> tuple[list[NormalizedEvent], list[Poison]]:
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput("request body is not valid JSON", field="body") from exc
+    items = data if isinstance(data, list) else [data]
+    if not isinstance(data, list | dict):
+        raise InvalidInput("body must be an event object or a list of them", field="body")
+    if not items:
+        raise InvalidInput("no events in the body", field="body")
+    if len(items) > max_events:
+        raise PayloadTooLarge(
+            f"at most {max_events} events per request, got {len(items)}", field="body"
+        )
+    events: list[NormalizedEvent] = []
+    poison: list[Poison] = []
+    for index, item in enumerate(items):
+        try:
+            parsed = EventIn.model_validate(item)
+        except ValidationError as exc:
+            message, _details = describe_validation_errors(list(exc.errors()))  # type: ignore[arg-type]
+            poison.append(Poison(index, message, json.dumps(item, default=str)))
+            continue
+        occurred = as_utc(parsed.occurred_at) if parsed.occurred_at else received_at
+        if occurred - received_at > MAX_FUTURE:
+            poison.append(Poison(index, "occurred_at: is in the future", json.dumps(item)))
+            continue
+        events.append(event_from(parsed, occurred, item))
+    return events, poison
+
+
+def event_from(parsed: EventIn, occurred: datetime, raw: Any) -> NormalizedEvent:
+    return NormalizedEvent(
+        provider=PROVIDER,
+        event_key=parsed.event_id,
+        decision_ids=(parsed.decision_id,) if parsed.decision_id else (),
+        type=parsed.type,
+        provider_type=parsed.type,
+        name=parsed.name,
+        value=parsed.value,
+        occurred_at=occurred,
+        machine=False,
+        dispatch_id=None,
+        raw=raw if isinstance(raw, dict) else {"value": raw},
+    )

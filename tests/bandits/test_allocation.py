@@ -1,0 +1,232 @@
+"""The allocation: invariants, the warm-up floor, suspensions and seeded reference numbers."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bandits import NoEligibleArms, PolicyConfig, allocate, warming_up
+
+SEED = 20240601
+CONFIG = PolicyConfig()
+
+
+def _allocate(successes, exposures, *, config=CONFIG, seed=SEED, **kwargs):
+    return allocate(
+        successes=successes,
+        exposures=exposures,
+        config=config,
+        rng=np.random.default_rng(seed),
+        **kwargs,
+    )
+
+
+def test_seeded_reference_numbers() -> None:
+    result = _allocate([120, 100, 90, 10], [3000, 3000, 3000, 200])
+
+    np.testing.assert_array_equal(result.warming_up, [False, False, False, True])
+    np.testing.assert_allclose(result.exploit, [0.819225, 0.070875, 0.0099, 0.1], atol=5e-6)
+    np.testing.assert_allclose(result.allocation, [0.762302, 0.088788, 0.03391, 0.115], atol=5e-6)
+    np.testing.assert_allclose(result.probability_best, [0.269, 0.0245, 0.001, 0.7055])
+    np.testing.assert_allclose(
+        result.expected_loss, [0.011518, 0.018249, 0.021663, 0.002279], atol=5e-6
+    )
+
+
+def test_allocation_sums_to_one_with_the_exploration_share_on_every_arm() -> None:
+    result = _allocate([120, 100, 90, 10, 0], [3000, 3000, 3000, 200, 0])
+
+    assert result.allocation.sum() == pytest.approx(1.0, abs=1e-12)
+    assert result.exploit.sum() == pytest.approx(1.0, abs=1e-12)
+    assert np.all(result.allocation >= CONFIG.exploration_share / 5 - 1e-15)
+    np.testing.assert_allclose(
+        result.allocation, 0.1 / 5 + 0.9 * result.exploit, rtol=0, atol=1e-15
+    )
+
+
+def test_clearly_better_arm_gets_most_of_the_allocation() -> None:
+    result = _allocate([500, 200], [10_000, 10_000])
+
+    assert result.allocation[0] > 0.85
+    assert result.allocation[0] == pytest.approx(0.95)
+    assert result.probability_best[0] == pytest.approx(1.0)
+    assert result.expected_loss[0] == pytest.approx(0.0, abs=1e-6)
+    assert result.expected_loss[1] == pytest.approx(0.03, abs=0.002)
+
+
+def test_suspended_arms_get_exactly_nothing() -> None:
+    suspended = np.array([False, True, False, False])
+    result = _allocate([120, 150, 90, 100], [3000, 3000, 3000, 3000], suspended=suspended)
+
+    for field in (result.allocation, result.exploit, result.probability_best):
+        assert field[1] == 0.0
+    np.testing.assert_array_equal(result.eligible, ~suspended)
+    # K counts eligible arms only: three arms share the exploration share.
+    assert np.all(result.allocation[~suspended] >= 0.1 / 3 - 1e-15)
+    assert result.allocation.sum() == pytest.approx(1.0, abs=1e-12)
+    # The suspended arm would win on the primary metric; its loss says so.
+    assert result.expected_loss[1] < 0
+
+
+def test_one_eligible_arm_gets_everything() -> None:
+    result = _allocate([10, 50], [100, 1000], suspended=np.array([True, False]))
+
+    np.testing.assert_array_equal(result.allocation, [0.0, 1.0])
+    np.testing.assert_array_equal(result.exploit, [0.0, 1.0])
+
+
+def test_a_single_arm_gets_everything() -> None:
+    result = _allocate([0], [0])
+
+    np.testing.assert_array_equal(result.allocation, [1.0])
+
+
+def test_no_arms_or_all_suspended_raise() -> None:
+    with pytest.raises(NoEligibleArms, match="no arms"):
+        _allocate([], [])
+    with pytest.raises(NoEligibleArms, match="suspended"):
+        _allocate([1, 2], [10, 10], suspended=np.array([True, True]))
+    assert issubclass(NoEligibleArms, ValueError)
+
+
+def test_fresh_arm_does_not_reset_the_leader() -> None:
+    before = _allocate([500, 200, 150], [10_000, 10_000, 10_000])
+    after = _allocate([500, 200, 150, 0], [10_000, 10_000, 10_000, 0])
+
+    floor = CONFIG.warmup_share
+    assert after.exploit[3] == pytest.approx(floor)
+    # The leader gives up exactly the room the floor needs, not its lead:
+    # its vague-prior rival would have taken ~0.14 if P(best) steered it.
+    assert after.exploit[0] == pytest.approx((1 - floor) * before.exploit[0], abs=0.01)
+    assert after.allocation[0] > 0.8
+    assert after.probability_best[3] > 0.1
+
+
+def test_floor_only_for_arms_under_the_minimum_sample() -> None:
+    # Arm 1 is mature and clearly losing: no floor. Arm 2 is warming: the floor.
+    result = _allocate([500, 200, 0], [10_000, 10_000, 100])
+
+    np.testing.assert_array_equal(result.warming_up, [False, False, True])
+    assert result.exploit[1] < 0.01
+    assert result.exploit[2] == pytest.approx(CONFIG.warmup_share)
+    assert result.exploit[0] == pytest.approx(1 - CONFIG.warmup_share, abs=0.01)
+
+
+def test_floor_is_capped_at_one_over_k() -> None:
+    config = PolicyConfig(warmup_share=0.6)
+    result = _allocate([500, 0, 0], [10_000, 10, 10], config=config)
+
+    np.testing.assert_allclose(result.exploit, [1 / 3, 1 / 3, 1 / 3])
+
+
+def test_all_arms_warming_share_the_exploit_uniformly() -> None:
+    result = _allocate([3, 0, 1], [50, 40, 20])
+
+    assert result.warming_up.all()
+    np.testing.assert_allclose(result.allocation, [1 / 3, 1 / 3, 1 / 3])
+
+
+def test_zero_warmup_share_leaves_warming_arms_the_exploration_share() -> None:
+    result = _allocate([500, 0], [10_000, 0], config=PolicyConfig(warmup_share=0.0))
+
+    np.testing.assert_allclose(result.allocation, [0.95, 0.05])
+
+
+def test_gates_use_raw_counts() -> None:
+    # Decay shrank the effective counts below the minimum; the raw ones are above it.
+    result = _allocate(
+        [30.0, 10.0], [300.0, 300.0], raw_successes=[100, 33], raw_exposures=[1000, 1000]
+    )
+
+    np.testing.assert_array_equal(result.warming_up, [False, False])
+
+
+def test_minimum_successes_scale_with_the_pooled_rate() -> None:
+    config = PolicyConfig(min_exposures=500, min_successes=5)
+
+    # At a 5% pooled rate, 600 exposures should have brought ~30 successes:
+    # an arm with none has been judged and leaves warm-up.
+    busy = warming_up([0, 600, 600], [600, 10_000, 10_000], config)
+    # At 0.5% the same 600 exposures are expected to bring 3: keep warming.
+    quiet = warming_up([0, 60, 60], [600, 10_000, 10_000], config)
+    # The minimum successes end warm-up once the exposures are there, not before.
+    enough = warming_up([5, 100, 600], [500, 499, 10_000], config)
+
+    np.testing.assert_array_equal(busy, [False, False, False])
+    np.testing.assert_array_equal(quiet, [True, False, False])
+    np.testing.assert_array_equal(enough, [False, True, False])
+
+
+def test_posterior_summary_uses_the_pooled_prior() -> None:
+    result = _allocate([500, 200], [10_000, 10_000])
+
+    prior_alpha = 2.0 * 700.5 / 20_001
+    expected_mean = (500 + prior_alpha) / (10_000 + 2.0)
+    assert result.posterior_mean[0] == pytest.approx(expected_mean)
+    assert np.all(result.ci_low < result.posterior_mean)
+    assert np.all(result.posterior_mean < result.ci_high)
+    np.testing.assert_allclose(result.ci_low, [0.045812, 0.017351], atol=5e-6)
+
+
+def test_explicit_prior_is_used() -> None:
+    result = _allocate([0, 0], [0, 0], prior_alpha=[1.0, 9.0], prior_beta=[9.0, 1.0])
+
+    np.testing.assert_allclose(result.posterior_mean, [0.1, 0.9])
+
+
+def test_same_seed_same_allocation() -> None:
+    first = _allocate([120, 100, 90], [3000, 3000, 3000], seed=7)
+    second = _allocate([120, 100, 90], [3000, 3000, 3000], seed=7)
+
+    np.testing.assert_array_equal(first.allocation, second.allocation)
+
+
+def test_result_arrays_are_read_only() -> None:
+    result = _allocate([1, 2], [10, 10])
+
+    with pytest.raises(ValueError, match="read-only"):
+        result.allocation[0] = 1.0
+
+
+@st.composite
+def _arms(draw: st.DrawFn) -> tuple[list[float], list[float], list[bool]]:
+    size = draw(st.integers(min_value=1, max_value=8))
+    exposures = draw(
+        st.lists(
+            st.floats(min_value=0, max_value=20_000, allow_nan=False),
+            min_size=size,
+            max_size=size,
+        )
+    )
+    rates = draw(st.lists(st.floats(0, 1), min_size=size, max_size=size))
+    suspended = draw(st.lists(st.booleans(), min_size=size, max_size=size))
+    suspended[draw(st.integers(0, size - 1))] = False
+    return [n * r for n, r in zip(exposures, rates, strict=True)], exposures, suspended
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    arms=_arms(),
+    epsilon=st.floats(min_value=0, max_value=0.99),
+    warmup_share=st.floats(min_value=0, max_value=0.99),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_allocation_invariants(arms, epsilon, warmup_share, seed) -> None:
+    successes, exposures, suspended_flags = arms
+    suspended = np.array(suspended_flags)
+    config = PolicyConfig(
+        exploration_share=epsilon, warmup_share=warmup_share, draws=200, min_exposures=100
+    )
+    result = _allocate(successes, exposures, config=config, seed=seed, suspended=suspended)
+
+    eligible = ~suspended
+    n_eligible = int(eligible.sum())
+    assert np.all((result.allocation >= 0) & (result.allocation <= 1))
+    assert result.allocation.sum() == pytest.approx(1.0, abs=1e-9)
+    assert result.exploit.sum() == pytest.approx(1.0, abs=1e-9)
+    assert np.all(result.allocation[suspended] == 0)
+    assert np.all(result.exploit[suspended] == 0)
+    assert np.all(result.allocation[eligible] >= epsilon / n_eligible - 1e-12)
+    warming = eligible & result.warming_up
+    floor = min(warmup_share, 1 / n_eligible)
+    assert np.all(result.exploit[warming] >= floor - 1e-12)

@@ -1,0 +1,1 @@
+"""Local peers the test suite owns (an OpenAI-compatible scripted copywriter)."""
