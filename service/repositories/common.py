@@ -10,10 +10,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.sql.dml import Insert
 
-# SQLite allows 32,766 bound parameters per statement; stay well inside it.
-SQL_PARAMETER_BUDGET = 16_000
-
-
 def dialect_insert(session: OrmSession, table: Table) -> Insert:
     """An INSERT that supports ON CONFLICT on both of our databases."""
     if session.get_bind().dialect.name == "postgresql":
@@ -37,18 +33,14 @@ def insert_ignore(
         stmt = dialect_insert(session, table).on_conflict_do_nothing(index_elements=conflict)
         session.execute(stmt, [dict(r) for r in rows])
         return []
-    # One multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING per chunk: both databases
-    # return exactly the rows that were new, which executemany cannot report portably.
+    # executemany with RETURNING: SQLAlchemy's "insertmanyvalues" batches the rows into
+    # multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING statements on both databases
+    # (cached, unlike a hand-built .values(list)), returning exactly the rows that were new.
     cols = [table.c[name] for name in returning]
-    per_chunk = max(1, SQL_PARAMETER_BUDGET // max(1, len(rows[0])))
-    inserted: list[Any] = []
-    for start in range(0, len(rows), per_chunk):
-        chunk = [dict(r) for r in rows[start : start + per_chunk]]
-        stmt = (
-            dialect_insert(session, table)
-            .values(chunk)
-            .on_conflict_do_nothing(index_elements=conflict)
-            .returning(*cols)
-        )
-        inserted.extend(session.execute(stmt).all())
+    stmt = (
+        dialect_insert(session, table)
+        .on_conflict_do_nothing(index_elements=conflict)
+        .returning(*cols)
+    )
+    inserted: list[Any] = list(session.execute(stmt, [dict(r) for r in rows]).all())
     return inserted
