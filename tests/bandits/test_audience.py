@@ -14,6 +14,7 @@ from bandits.audience import (
     DelaySpec,
     RateChange,
     Scenario,
+    TagAudience,
     best_rate,
     draw_outcomes,
     draw_segments,
@@ -338,3 +339,15 @@ def test_other_rejections() -> None:
         RateChange(10.0, 0.0)
     with pytest.raises(ValueError, match="^base_rate"):
         tag_audience(base_rate=1.0)
+
+
+@pytest.mark.parametrize(
+    ("argument", "kwargs"),
+    [
+        ("base_logit", {"base_logit": math.inf, "tag_effects": {}}),
+        ("tag_effects", {"base_logit": -3.0, "tag_effects": {"emoji": math.nan}}),
+    ],
+)
+def test_tag_audience_rejects(argument: str, kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=f"^{argument}"):
+        TagAudience(**kwargs)

@@ -365,9 +365,7 @@ def test_lift_rejects(argument: str, value: Any) -> None:
         "rng": np.random.default_rng(0),
         argument: value,
     }
-    # The uniform probability is validated as the target probability.
-    expected = "target_probability" if argument == "uniform_probability" else argument
-    with pytest.raises(ValueError, match=f"^{expected}"):
+    with pytest.raises(ValueError, match=f"^{argument}"):
         lift_over_even_split(**arguments)
 
 
@@ -406,3 +404,23 @@ def test_effective_sample_size_rejects_mismatched_lengths() -> None:
         effective_sample_size([0.5, 0.5], [0.5])
     with pytest.raises(ValueError, match="^logged_propensity"):
         effective_sample_size([0.5, 0.0], [0.5, 0.5])
+
+
+def test_estimators_need_a_decision() -> None:
+    with pytest.raises(ValueError, match="^rewards"):
+        ips([], [], [])
+    with pytest.raises(ValueError, match="^rewards"):
+        bootstrap_interval(snips, [], [], [], rng=np.random.default_rng(0))
+
+
+def test_snips_interval_is_nan_when_most_resamples_miss_the_target() -> None:
+    # Only one of 100 decisions has target weight: about 37% of resamples
+    # miss it and have no SNIPS value, so no interval is claimed.
+    rewards, logged = np.ones(100), np.full(100, 0.5)
+    target = np.r_[1.0, np.zeros(99)]
+    low, high = bootstrap_interval(snips, rewards, logged, target, rng=np.random.default_rng(0))
+    assert (low, high) == (1.0, 1.0)
+    target = np.zeros(100)
+    low, high = bootstrap_interval(snips, rewards, logged, target, rng=np.random.default_rng(0))
+    assert math.isnan(low)
+    assert math.isnan(high)

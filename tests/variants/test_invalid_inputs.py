@@ -34,7 +34,7 @@ def test_arm_view() -> None:
     with pytest.raises(ValidationError, match="ci_low is above ci_high"):
         make_arm(1, "x", ci_low=0.5, ci_high=0.4)
     with pytest.raises(ValidationError, match="status"):
-        ArmView(id=1, content="x", status="paused")  # type: ignore[arg-type]
+        ArmView.model_validate({"id": 1, "content": "x", "status": "paused"})
     with pytest.raises(ValidationError, match="less than or equal to 1"):
         make_arm(1, "x", rate=0.03, ci_high=1.5)
 

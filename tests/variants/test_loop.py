@@ -9,7 +9,13 @@ from tests.fakes.copywriter_server import MISCHIEF, CopywriterControl
 from tests.variants.factories import NOW, make_arm, make_learning, make_loop_input, standard_arms
 from variants.learnings import LearningOp, LearningStatus
 from variants.llm import embed_texts, propose
-from variants.loop import NO_ENDPOINT_SUMMARY, compute_tag_effects, plan_run
+from variants.loop import (
+    NO_ENDPOINT_SUMMARY,
+    check_variant,
+    compute_tag_effects,
+    existing_variants,
+    plan_run,
+)
 from variants.reply import LoopReply, RetireRecommendation, VariantProposal
 
 MODEL = "copywriter-1"
@@ -242,3 +248,22 @@ def test_plan_is_json_serialisable(auto_approve: bool) -> None:
         loop_input, compute_tag_effects(loop_input), reply_with(variant("A warmer hello")), now=NOW
     )
     assert type(plan).model_validate_json(plan.model_dump_json()) == plan
+
+
+def test_check_variant_revalidates_an_edited_proposal() -> None:
+    loop_input = make_loop_input()
+    existing = existing_variants(loop_input)
+    assert check_variant("A fresh angle on spring", rules=loop_input.rules, existing=existing).ok
+    duplicate = check_variant("ready for spring!", rules=loop_input.rules, existing=existing)
+    assert not duplicate.ok
+    assert duplicate.duplicate_of == "arm 2 (live)"
+    assert duplicate.reason().startswith("near-duplicate of arm 2 (live) (lexical similarity")
+    blocked = check_variant("Free shipping!!", rules=loop_input.rules, existing=existing)
+    assert [v.code for v in blocked.blocks] == ["banned_phrase"]
+    assert [v.code for v in blocked.warnings] == ["spam_words", "repeated_punctuation"]
+
+
+def test_variant_testing_an_unknown_learning_gets_a_warning() -> None:
+    reply = reply_with(variant("A fresh angle on spring", tests_learning="L9"))
+    (kept,) = plan_run(make_loop_input(), [], reply, now=NOW).new_arm_proposals
+    assert [w.code for w in kept.warnings] == ["unknown_learning"]

@@ -48,7 +48,11 @@ def test_different_tests_are_not_duplicates(left: str, right: str) -> None:
 
 
 def test_best_match_wins() -> None:
-    corpus = [(1, "Ready for spring"), (2, "Ready for spring?!"), ("r1", "Something else")]
+    corpus: list[tuple[int | str, str]] = [
+        (1, "Ready for spring"),
+        (2, "Ready for spring?!"),
+        ("r1", "Something else"),
+    ]
     match = find_near_duplicate("ready for spring?", corpus)
     assert match is not None
     assert match.score == pytest.approx(1.0)

@@ -1,0 +1,102 @@
+"""What a loop run reads: the brief, the rules, every arm with its figures, the learnings
+and the rejected proposals. The service gathers these from the database; everything in
+`variants/` works on these values only."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from variants.learnings import DEFAULT_CAP, Evidence, Learning
+from variants.lifecycle import ArmStatus
+from variants.rules import ContentRules
+
+
+class Brief(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    audience: str = ""
+    goal: str = ""
+    brand_voice: str = ""
+
+
+class ArmView(BaseModel):
+    """One arm as the loop sees it. `rate`, `ci_low` and `ci_high` are the report's figures
+    for the primary metric (posterior mean and 95% interval); `eligible_for_retirement`
+    is the policy snapshot's verdict (minimum sample, P(best), expected loss, streaks)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: int
+    content: str
+    tags: list[str] = Field(default_factory=list)
+    status: ArmStatus
+    exposures: Annotated[int, Field(ge=0)] = 0
+    successes: Annotated[int, Field(ge=0)] = 0
+    rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    ci_low: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    ci_high: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    eligible_for_retirement: bool = False
+    is_control: bool = False
+    status_reason: str | None = None  # why it was retired, suspended or rejected
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ArmView:
+        if self.successes > self.exposures:
+            raise ValueError(f"arm {self.id}: successes exceed exposures")
+        if not self.ci_low <= self.ci_high:
+            raise ValueError(f"arm {self.id}: ci_low is above ci_high")
+        return self
+
+    def evidence(self) -> Evidence:
+        return Evidence(
+            arm_id=self.id,
+            exposures=self.exposures,
+            successes=self.successes,
+            effect=self.rate,
+            ci_low=self.ci_low,
+            ci_high=self.ci_high,
+        )
+
+
+class RejectedVariant(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    content: str
+    reason: str = ""
+
+
+class LoopInput(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    experiment_key: str = ""
+    brief: Brief = Field(default_factory=Brief)
+    rules: ContentRules = Field(default_factory=ContentRules)
+    arms: list[ArmView] = Field(default_factory=list)
+    learnings: list[Learning] = Field(default_factory=list)
+    rejected: list[RejectedVariant] = Field(default_factory=list)
+    max_live_arms: Annotated[int, Field(ge=1)] = 8
+    auto_approve: bool = False
+    auto_retire: bool = False
+    min_exposures: Annotated[int, Field(ge=1)] = 500
+    min_successes: Annotated[int, Field(ge=0)] = 5
+    learnings_cap: Annotated[int, Field(ge=1)] = DEFAULT_CAP
+    max_new_variants: Annotated[int, Field(ge=0, le=20)] = 3
+
+    @model_validator(mode="after")
+    def _unique_arm_ids(self) -> LoopInput:
+        ids = [arm.id for arm in self.arms]
+        if len(ids) != len(set(ids)):
+            raise ValueError("arm ids must be unique")
+        return self
+
+    def has_enough_evidence(self, arm: ArmView) -> bool:
+        return arm.exposures >= self.min_exposures and arm.successes >= self.min_successes
+
+    def evidence_by_arm(self) -> dict[int, Evidence]:
+        """The arms a learning may cite: those with the minimum sample, any status."""
+        return {arm.id: arm.evidence() for arm in self.arms if self.has_enough_evidence(arm)}
+
+    def active_learnings(self) -> list[Learning]:
+        return [item for item in self.learnings if item.status == "active"]

@@ -1,0 +1,324 @@
+"""Learnings: short claims with evidence, changed only by item-level operations.
+
+As in ExpeL, the list is never rewritten wholesale: each operation (add, confirm,
+supersede, prune) touches one item, must cite arms with enough evidence, and the list
+stays under a cap by pruning the claims with the least support. Superseded and pruned
+items are kept (with their evidence) so the history stays readable.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_CAP = 20
+MAX_CLAIM_LENGTH = 300
+
+
+class LearningStatus(StrEnum):
+    ACTIVE = "active"
+    SUPERSEDED = "superseded"
+    PRUNED = "pruned"
+
+
+class Evidence(BaseModel):
+    """One arm's figures at the time a learning cited it. `effect` is the arm's observed
+    success rate (the service may pass a lift instead; the file says which it shows)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    arm_id: int
+    exposures: Annotated[int, Field(ge=0)]
+    successes: Annotated[int, Field(ge=0)]
+    effect: float
+    ci_low: float
+    ci_high: float
+
+
+class Learning(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str  # stable per experiment: "L1", "L2", ... (the prompt and the LLM refer to it)
+    claim: str
+    evidence: list[Evidence]
+    support: Annotated[int, Field(ge=0)]
+    status: LearningStatus = LearningStatus.ACTIVE
+    created_at: datetime
+    last_confirmed_at: datetime
+    superseded_by: str | None = None
+    status_reason: str | None = None
+
+    @property
+    def evidence_arm_ids(self) -> list[int]:
+        return [item.arm_id for item in self.evidence]
+
+
+class LearningOp(BaseModel):
+    """One operation on the learnings, as the proposer (or a human) asks for it.
+
+    add: `claim` and evidence; confirm: `learning_id` and evidence (support + 1);
+    supersede: `learning_id` (the old claim), the new `claim` and evidence;
+    prune: `learning_id` and the evidence that contradicts it.
+    """
+
+    op: Literal["add", "confirm", "supersede", "prune"]
+    learning_id: str | None = None
+    claim: str | None = None
+    evidence_arm_ids: list[int] = Field(default_factory=list)
+
+
+class AppliedOp(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    op: Literal["add", "confirm", "supersede", "prune", "cap_prune"]
+    learning_id: str
+    detail: str
+
+
+class DroppedOp(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    op: LearningOp
+    reason: str
+
+
+def normalise_claim(claim: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", claim.casefold()).split())
+
+
+def _next_id(learnings: Iterable[Learning]) -> int:
+    numbers = [int(item.id[1:]) for item in learnings if re.fullmatch(r"L\d+", item.id)]
+    return max(numbers, default=0) + 1
+
+
+def _merge_evidence(old: Sequence[Evidence], new: Sequence[Evidence]) -> list[Evidence]:
+    # The newest snapshot of an arm replaces the old one: the claim now rests on it.
+    by_arm = {item.arm_id: item for item in old}
+    by_arm.update({item.arm_id: item for item in new})
+    return list(by_arm.values())
+
+
+def apply_operations(
+    current: Sequence[Learning],
+    ops: Sequence[LearningOp],
+    *,
+    evidence: Mapping[int, Evidence],
+    cap: int = DEFAULT_CAP,
+    now: datetime,
+) -> tuple[list[Learning], list[AppliedOp], list[DroppedOp]]:
+    """Apply `ops` in order; returns (new state, applied, dropped with reasons).
+
+    `evidence` maps every arm id that may be cited (arms with at least the minimum
+    sample) to its figures now; an op citing no arm, or any arm outside it, is dropped.
+    The input list is not modified. New items get the next free `L<n>` id.
+    """
+    if cap < 1:
+        raise ValueError(f"cap must be at least 1, got {cap}")
+    state: dict[str, Learning] = {item.id: item for item in current}
+    applied: list[AppliedOp] = []
+    dropped: list[DroppedOp] = []
+    touched: set[str] = set()
+    next_number = _next_id(current)
+
+    for op in ops:
+        reason = _reject_reason(op, state, evidence, touched)
+        if reason is not None:
+            dropped.append(DroppedOp(op=op, reason=reason))
+            continue
+        cited = [evidence[arm_id] for arm_id in dict.fromkeys(op.evidence_arm_ids)]
+        arm_list = ", ".join(str(item.arm_id) for item in cited)
+        if op.op == "add":
+            new_id = f"L{next_number}"
+            next_number += 1
+            state[new_id] = Learning(
+                id=new_id,
+                claim=_clean_claim(op.claim),
+                evidence=cited,
+                support=1,
+                created_at=now,
+                last_confirmed_at=now,
+            )
+            touched.add(new_id)
+            applied.append(AppliedOp(op="add", learning_id=new_id, detail=f"arms {arm_list}"))
+            continue
+
+        assert op.learning_id is not None  # checked by _reject_reason
+        old = state[op.learning_id]
+        touched.add(old.id)
+        if op.op == "confirm":
+            state[old.id] = old.model_copy(
+                update={
+                    "support": old.support + 1,
+                    "evidence": _merge_evidence(old.evidence, cited),
+                    "last_confirmed_at": now,
+                }
+            )
+            applied.append(
+                AppliedOp(
+                    op="confirm",
+                    learning_id=old.id,
+                    detail=f"support {old.support} -> {old.support + 1}; arms {arm_list}",
+                )
+            )
+        elif op.op == "supersede":
+            new_id = f"L{next_number}"
+            next_number += 1
+            # The refined claim inherits the support of the one it replaces: it rests on the
+            # same evidence plus the arms cited now.
+            state[new_id] = Learning(
+                id=new_id,
+                claim=_clean_claim(op.claim),
+                evidence=_merge_evidence(old.evidence, cited),
+                support=old.support,
+                created_at=now,
+                last_confirmed_at=now,
+            )
+            state[old.id] = old.model_copy(
+                update={
+                    "status": LearningStatus.SUPERSEDED,
+                    "superseded_by": new_id,
+                    "status_reason": f"superseded by {new_id}",
+                }
+            )
+            touched.add(new_id)
+            applied.append(
+                AppliedOp(
+                    op="supersede",
+                    learning_id=old.id,
+                    detail=f"replaced by {new_id}; arms {arm_list}",
+                )
+            )
+        else:
+            state[old.id] = old.model_copy(
+                update={
+                    "status": LearningStatus.PRUNED,
+                    "status_reason": f"contradicted by arms {arm_list}",
+                    "evidence": _merge_evidence(old.evidence, cited),
+                }
+            )
+            applied.append(
+                AppliedOp(op="prune", learning_id=old.id, detail=f"contradicted by arms {arm_list}")
+            )
+
+    applied.extend(_enforce_cap(state, cap))
+    return list(state.values()), applied, dropped
+
+
+def _clean_claim(claim: str | None) -> str:
+    return " ".join((claim or "").split())
+
+
+def _reject_reason(
+    op: LearningOp,
+    state: Mapping[str, Learning],
+    evidence: Mapping[int, Evidence],
+    touched: set[str],
+) -> str | None:
+    if not op.evidence_arm_ids:
+        return "cites no evidence: every learning operation must cite arm ids"
+    unknown = sorted({arm_id for arm_id in op.evidence_arm_ids if arm_id not in evidence})
+    if unknown:
+        return (
+            f"cites arm ids {unknown} that are unknown or below the minimum sample; "
+            "learnings rest only on arms with enough evidence"
+        )
+    if op.op in ("add", "supersede"):
+        claim = _clean_claim(op.claim)
+        if not claim:
+            return f"{op.op} needs a claim"
+        if len(claim) > MAX_CLAIM_LENGTH:
+            return f"the claim is {len(claim)} characters, over {MAX_CLAIM_LENGTH}"
+        normalised = normalise_claim(claim)
+        for item in state.values():
+            if item.status == LearningStatus.ACTIVE and normalise_claim(item.claim) == normalised:
+                return f"repeats active learning {item.id}; confirm it instead"
+        if op.op == "add":
+            return None
+    if not op.learning_id:
+        return f"{op.op} needs a learning_id"
+    target = state.get(op.learning_id)
+    if target is None:
+        return f"unknown learning {op.learning_id!r}"
+    if target.status != LearningStatus.ACTIVE:
+        return f"learning {target.id} is {target.status}, not active"
+    if op.learning_id in touched:
+        return f"learning {target.id} was already changed in this run"
+    return None
+
+
+def _enforce_cap(state: dict[str, Learning], cap: int) -> list[AppliedOp]:
+    active = [item for item in state.values() if item.status == LearningStatus.ACTIVE]
+    excess = len(active) - cap
+    if excess <= 0:
+        return []
+    # Lowest support first; among equals the one confirmed longest ago, then the oldest id.
+    active.sort(key=lambda item: (item.support, item.last_confirmed_at, _id_number(item.id)))
+    pruned: list[AppliedOp] = []
+    for item in active[:excess]:
+        state[item.id] = item.model_copy(
+            update={
+                "status": LearningStatus.PRUNED,
+                "status_reason": f"pruned to keep the list under {cap} (support {item.support})",
+            }
+        )
+        pruned.append(
+            AppliedOp(
+                op="cap_prune",
+                learning_id=item.id,
+                detail=f"lowest support ({item.support}) over the cap of {cap}",
+            )
+        )
+    return pruned
+
+
+def _id_number(learning_id: str) -> int:
+    return int(learning_id[1:]) if re.fullmatch(r"L\d+", learning_id) else 0
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def render_markdown(experiment_key: str, learnings: Sequence[Learning]) -> str:
+    """The learnings file: active claims by support, each with its evidence table, then the
+    superseded and pruned history."""
+    lines = [f"# Learnings: {_cell(experiment_key)}", ""]
+    sections = (
+        ("Active", LearningStatus.ACTIVE),
+        ("Superseded", LearningStatus.SUPERSEDED),
+        ("Pruned", LearningStatus.PRUNED),
+    )
+    for title, status in sections:
+        items = [item for item in learnings if item.status == status]
+        if status != LearningStatus.ACTIVE and not items:
+            continue
+        items.sort(key=lambda item: (-item.support, _id_number(item.id)))
+        lines += [f"## {title}", ""]
+        if not items:
+            lines += ["No active learnings yet.", ""]
+        for item in items:
+            lines += [
+                f"### {item.id}: {_cell(item.claim)}",
+                "",
+                f"- support: {item.support}",
+                f"- last confirmed: {item.last_confirmed_at.isoformat()}",
+            ]
+            if item.status_reason:
+                lines.append(f"- status: {item.status} ({_cell(item.status_reason)})")
+            lines += [
+                "",
+                "| arm | exposures | successes | effect | 95% interval |",
+                "| ---: | ---: | ---: | ---: | --- |",
+            ]
+            lines += [
+                f"| {ev.arm_id} | {ev.exposures} | {ev.successes} | {ev.effect:.4f} "
+                f"| {ev.ci_low:.4f} to {ev.ci_high:.4f} |"
+                for ev in item.evidence
+            ]
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
