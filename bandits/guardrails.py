@@ -93,6 +93,12 @@ def always_valid_probability(
     a z-boundary that grows only like sqrt(log n). Under a flat prior the posterior
     P(theta > 0) is Phi(theta_hat / sqrt(V)), so requiring the posterior probability to exceed
     Phi(boundary) is the same test expressed on the scale the design speaks in.
+
+    Here theta = log(rate_a) - log(rate_ref) - log(1 + tolerance): theta = 0 is an arm exactly
+    at the tolerance, the least favourable null; arms below it cross even less often, and only
+    the upper crossing suspends, so the level is at most alpha. The Gaussian approximation of
+    the log ratio is what the minimum-events gate protects. Simulated (tests): an arm at exactly
+    +25% under 40 looks is falsely suspended in 0.7% of runs, against 29% for a fixed 0.95 bar.
     """
     variance = np.asarray(log_ratio_variance, dtype=np.float64)
     tau2 = mixture_scale**2

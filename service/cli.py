@@ -109,6 +109,30 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
+    from service.ingest.rebuild import rebuild_stats
+
+    runtime = _runtime(settings)
+    try:
+        counts = rebuild_stats(runtime.engine, experiment_id=args.experiment_id)
+    finally:
+        runtime.stop()
+    print(f"rebuilt statistics from {counts['decisions']} decisions and {counts['events']} events")
+    return 0
+
+
+def cmd_purge(_args: argparse.Namespace, settings: Settings) -> int:
+    from service.admin import purge_raw_payloads
+
+    runtime = _runtime(settings)
+    try:
+        deleted = purge_raw_payloads(runtime.engine, retention_days=settings.raw_retention_days)
+    finally:
+        runtime.stop()
+    print(f"deleted {deleted} raw payloads older than {settings.raw_retention_days} days")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="banditloop", description=__doc__)
     parser.add_argument("--log-level", default="info")
@@ -132,6 +156,16 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = keys_sub.add_parser("revoke")
     revoke.add_argument("key_id", type=int)
     keys.set_defaults(handler=cmd_keys)
+
+    stats = sub.add_parser("stats", help="statistics maintenance")
+    stats_sub = stats.add_subparsers(dest="stats_command", required=True)
+    rebuild = stats_sub.add_parser("rebuild", help="recompute statistics from decisions and events")
+    rebuild.add_argument("--experiment-id", type=int, default=None)
+    stats.set_defaults(handler=cmd_stats)
+
+    sub.add_parser("purge", help="delete raw payloads past the retention period").set_defaults(
+        handler=cmd_purge
+    )
     return parser
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from service.arm_status import set_arm_status
 from service.errors import Conflict, InvalidInput, NotFound
 from service.models import Arm, ArmStatusChange, Experiment, ExperimentEpoch, utcnow
 from service.policy.refresher import publish
@@ -273,33 +274,6 @@ def change_arm_status(
     set_arm_status(session, arm, target, reason=reason, actor=actor, evidence=evidence)
     _republish(session, experiment)
     return arm
-
-
-def set_arm_status(
-    session: Session,
-    arm: Arm,
-    target: str,
-    *,
-    reason: str,
-    actor: str,
-    evidence: dict[str, Any] | None = None,
-) -> None:
-    """Record a status change; the caller has checked the transition and republishes."""
-    assert arm.id is not None
-    previous = arm.status
-    arm.status = target
-    session.add(arm)
-    repo.record_status_change(
-        session,
-        change=ArmStatusChange(
-            arm_id=arm.id,
-            from_status=previous,
-            to_status=target,
-            actor=actor,
-            reason=reason,
-            evidence=evidence,
-        ),
-    )
 
 
 def edit_arm(session: Session, key: str, arm_id: int, edit: ArmEditIn, *, actor: str) -> Arm:

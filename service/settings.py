@@ -71,6 +71,13 @@ class Settings(BaseSettings):
     customerio_signing_key: str = ""
     braze_token: str = ""
     generic_webhook_secret: str = ""
+    ses_certificate_dir: str = Field(
+        "", description="Folder of SNS signing certificates (PEM) for offline verification."
+    )
+    ses_auto_confirm: bool = Field(
+        True,
+        description="Confirm SNS subscriptions by fetching their SubscribeURL (SNS hosts only).",
+    )
     run_background: bool = Field(
         True, description="Run the refresher, decision flusher and scheduler threads."
     )

@@ -59,6 +59,9 @@ class KeyedCache:
             self._items.move_to_end(key)
         return found
 
+    def clear(self) -> None:
+        self._items.clear()
+
     def put(self, key: tuple[int, str, str], choice: Choice) -> None:
         if self._size <= 0:
             return
@@ -85,6 +88,10 @@ class Decider:
         self._engine = engine
         self._keyed = KeyedCache(keyed_cache_size)
         self._rng = rng or np.random.default_rng()
+
+    def forget_keyed(self) -> None:
+        """Drop remembered keyed decisions (after a unit is deleted)."""
+        self._keyed.clear()
 
     def policy(self, experiment_key: str) -> LoadedPolicy:
         policy = self._lookup(experiment_key)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Text
+from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from service.models.base import utcnow
@@ -13,14 +13,19 @@ from service.models.base import utcnow
 
 class LearningRow(SQLModel, table=True):
     __tablename__ = "learning"
+    __table_args__ = (UniqueConstraint("experiment_id", "key"),)
 
     id: int | None = Field(default=None, primary_key=True)
     experiment_id: int = Field(foreign_key="experiment.id", index=True)
+    # The learning's id within its experiment ("L1", "L2", ...): what prompts and the
+    # proposer's operations refer to, stable across runs.
+    key: str = Field(max_length=16)
     claim: str = Field(sa_column=Column(Text, nullable=False))
     evidence: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
     support: int = 1
     status: str = Field(default="active", max_length=16)
     superseded_by: int | None = None
+    status_reason: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(default_factory=utcnow)
     last_confirmed_at: datetime = Field(default_factory=utcnow)
 
@@ -45,6 +50,8 @@ class LoopRun(SQLModel, table=True):
     completion_tokens: int | None = None
     latency_ms: float | None = None
     error: str | None = Field(default=None, sa_column=Column(Text))
+    error_kind: str | None = Field(default=None, max_length=32)
+    requested_proposals: bool = False
 
 
 class Proposal(SQLModel, table=True):

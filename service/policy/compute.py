@@ -1,25 +1,43 @@
 """Turn an experiment's statistics into a policy snapshot payload (no I/O here).
 
-The payload is everything /choose needs (the arms' content, the allocation per segment)
-plus the figures behind it (posteriors, probability best, expected loss) for the report
-and for charts of allocation over time.
+Per refresh: forget an arm's evidence before a detected change in its rate, decay old
+cohorts (half-life), discount young cohorts by the delay distribution, check guardrails on
+the overall traffic, allocate per segment (each named segment with a prior from the others),
+and track retirement eligibility streaks. The payload holds what /choose needs (arms and
+allocations) and the figures behind it, for the report and for charts over time.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from bandits import PolicyConfig, allocate
-from service.policy.inputs import EXPOSURE, ArmInfo, ExperimentInfo, StatRow
+from bandits.delay import DelayCDF, estimate_delay_cdf
+from bandits.drift import decay_weights, detect_change
+from bandits.eligibility import eligible_now, streaks_from_json, streaks_to_json, update_streaks
+from bandits.guardrails import check_guardrails, combine_guardrails
+from bandits.pooling import segment_priors
+from service.policy.cohorts import OVERALL, Cohorts, build_cohorts
+from service.policy.inputs import EXPOSURE, ArmInfo, ExperimentInfo, StatRow, SuccessDelay
 
-OVERALL = ""
-MAX_SEGMENTS = 50
 SERVED_STATUSES = ("live", "suspended")
+MIN_GUARDRAIL_EVENTS = 5
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class PolicyInputs:
+    experiment: ExperimentInfo
+    arms: Sequence[ArmInfo]
+    stats: Sequence[StatRow]
+    success_delays: Sequence[SuccessDelay] = ()
+    previous: Mapping[str, Any] | None = None
 
 
 def fallback_arm(arms: Sequence[ArmInfo]) -> ArmInfo | None:
@@ -30,36 +48,10 @@ def fallback_arm(arms: Sequence[ArmInfo]) -> ArmInfo | None:
     return arms[0] if arms else None
 
 
-def segment_counts(
-    stats: Sequence[StatRow], metrics: Sequence[str], arm_ids: Sequence[int]
-) -> dict[str, dict[str, np.ndarray]]:
-    """Raw counts per segment and metric as arrays aligned with ``arm_ids``."""
-    index = {arm_id: i for i, arm_id in enumerate(arm_ids)}
-    wanted = set(metrics)
-    out: dict[str, dict[str, np.ndarray]] = defaultdict(
-        lambda: {m: np.zeros(len(arm_ids)) for m in metrics}
-    )
-    for row in stats:
-        i = index.get(row.arm_id)
-        if i is None or row.metric not in wanted:
-            continue
-        out[row.segment][row.metric][i] += row.count
-        out[OVERALL][row.metric][i] += row.count if row.segment != OVERALL else 0
-    return dict(out)
-
-
-def compute_snapshot(
-    experiment: ExperimentInfo,
-    arms: Sequence[ArmInfo],
-    stats: Sequence[StatRow],
-    *,
-    now: datetime,
-    rng: np.random.Generator,
-    previous: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    served = [arm for arm in arms if arm.status in SERVED_STATUSES]
-    fallback = fallback_arm(arms)
-    payload: dict[str, Any] = {
+def _base_payload(inputs: PolicyInputs, served: Sequence[ArmInfo], now: datetime) -> dict[str, Any]:
+    experiment = inputs.experiment
+    fallback = fallback_arm(inputs.arms)
+    return {
         "computed_at": now.isoformat(),
         "experiment": {
             "key": experiment.key,
@@ -73,50 +65,256 @@ def compute_snapshot(
         # its arm was retired must still answer with the text it was given.
         "arms": [
             {"id": a.id, "content": a.content, "payload": a.payload, "control": a.control}
-            for a in arms
+            for a in inputs.arms
         ],
         "arm_ids": [a.id for a in served],
         "fallback_arm_id": fallback.id if fallback else None,
         "segments": {},
     }
+
+
+def compute_snapshot(
+    inputs: PolicyInputs, *, now: datetime, rng: np.random.Generator
+) -> dict[str, Any]:
+    experiment = inputs.experiment
+    served = [arm for arm in inputs.arms if arm.status in SERVED_STATUSES]
+    payload = _base_payload(inputs, served, now)
     live = np.array([a.status == "live" for a in served], dtype=bool)
     if experiment.status != "running" or not live.any():
         return payload
 
     arm_ids = [a.id for a in served]
-    metric = experiment.success_metric
-    counts = segment_counts(stats, [EXPOSURE, metric], arm_ids)
-    counts.setdefault(OVERALL, {EXPOSURE: np.zeros(len(arm_ids)), metric: np.zeros(len(arm_ids))})
+    success = experiment.success_metric
+    guard_metrics = [m for m, _ in experiment.guardrails if m not in (EXPOSURE, success)]
+    cohorts = build_cohorts(
+        inputs.stats,
+        arm_ids=arm_ids,
+        metrics=[EXPOSURE, success, *guard_metrics],
+        segmented=bool(experiment.segment_attribute),
+        now=now,
+    )
+    cdf = _delay_cdf(experiment, inputs.success_delays)
+    keep = _drift_mask(cohorts, success, experiment.min_exposures)
+    weights = decay_weights(cohorts.age_hours, experiment.half_life_hours)
+    discount = cdf(cohorts.age_hours) if cohorts.hours else np.zeros(0)
+
     config = PolicyConfig(
         exploration_share=experiment.exploration_share,
         min_exposures=experiment.min_exposures,
         min_successes=experiment.min_successes,
     )
-    segments = [OVERALL]
-    if experiment.segment_attribute:
-        named = sorted(
-            (s for s in counts if s != OVERALL),
-            key=lambda s: -float(counts[s][EXPOSURE].sum()),
+    guardrails = _guardrails(inputs, served, cohorts, discount, live, rng)
+    suspended = ~live | guardrails["breached_mask"]
+    if suspended.all():
+        payload["guardrails"] = guardrails["payload"]
+        return payload
+
+    raw_e, raw_s = cohorts.counts[EXPOSURE], cohorts.counts[success]
+    eff_e = (raw_e * keep[None] * (weights * discount)[None, None]).sum(axis=2)
+    eff_s = np.minimum((raw_s * keep[None] * weights[None, None]).sum(axis=2), eff_e)
+    raw_e_tot, raw_s_tot = raw_e.sum(axis=2), raw_s.sum(axis=2)
+
+    overall = allocate(
+        successes=eff_s.sum(axis=0),
+        exposures=eff_e.sum(axis=0),
+        raw_successes=raw_s_tot.sum(axis=0),
+        raw_exposures=raw_e_tot.sum(axis=0),
+        config=config,
+        rng=rng,
+        suspended=suspended,
+    )
+    payload["segments"][OVERALL] = _segment_figures(
+        overall, raw_e_tot.sum(axis=0), raw_s_tot.sum(axis=0), eff_e.sum(axis=0), eff_s.sum(axis=0)
+    )
+    leads = np.zeros(len(served), dtype=bool)
+    if cohorts.segments:
+        alpha, beta = segment_priors(eff_s, eff_e)
+        for i, segment in enumerate(cohorts.segments):
+            result = allocate(
+                successes=eff_s[i],
+                exposures=eff_e[i],
+                raw_successes=raw_s_tot[i],
+                raw_exposures=raw_e_tot[i],
+                config=config,
+                rng=rng,
+                suspended=suspended,
+                prior_alpha=alpha[i],
+                prior_beta=beta[i],
+            )
+            payload["segments"][segment] = _segment_figures(
+                result, raw_e_tot[i], raw_s_tot[i], eff_e[i], eff_s[i]
+            )
+            if raw_e_tot[i].sum() >= experiment.min_exposures:
+                means = np.where(suspended, -np.inf, result.posterior_mean)
+                leads[int(np.argmax(means))] = True
+    payload["guardrails"] = guardrails["payload"]
+    payload["delay"] = {"median_hours": cdf.median_hours(), "observations": cdf.observations}
+    payload["changes"] = {
+        str(arm_ids[k]): cohorts.hours[int(np.argmax(keep[k]))].isoformat()
+        for k in range(len(arm_ids))
+        if cohorts.hours and not keep[k].all()
+    }
+    payload.update(
+        _retirement(
+            inputs,
+            arm_ids,
+            overall,
+            live & ~suspended,
+            leads,
+            raw_e_tot.sum(axis=0),
+            raw_s_tot.sum(axis=0),
+            now,
         )
-        segments += named[:MAX_SEGMENTS]
-    for segment in segments:
-        exposures = counts[segment][EXPOSURE]
-        successes = np.minimum(counts[segment][metric], exposures)
-        result = allocate(
-            successes=successes, exposures=exposures, config=config, rng=rng, suspended=~live
-        )
-        payload["segments"][segment] = {
-            "exposures": exposures.tolist(),
-            "successes": successes.tolist(),
-            "allocation": result.allocation.tolist(),
-            "exploit": result.exploit.tolist(),
-            "eligible": result.eligible.tolist(),
-            "exploration_share": result.exploration_share,
-            "probability_best": result.probability_best.tolist(),
-            "expected_loss": result.expected_loss.tolist(),
-            "posterior_mean": result.posterior_mean.tolist(),
-            "ci_low": result.ci_low.tolist(),
-            "ci_high": result.ci_high.tolist(),
-            "warming_up": result.warming_up.tolist(),
-        }
+    )
     return payload
+
+
+def _segment_figures(
+    result: Any, raw_e: FloatArray, raw_s: FloatArray, eff_e: FloatArray, eff_s: FloatArray
+) -> dict[str, Any]:
+    return {
+        "exposures": raw_e.tolist(),
+        "successes": raw_s.tolist(),
+        "effective_exposures": eff_e.round(3).tolist(),
+        "effective_successes": eff_s.round(3).tolist(),
+        "allocation": result.allocation.tolist(),
+        "exploit": result.exploit.tolist(),
+        "eligible": result.eligible.tolist(),
+        "exploration_share": result.exploration_share,
+        "probability_best": result.probability_best.tolist(),
+        "expected_loss": result.expected_loss.tolist(),
+        "posterior_mean": result.posterior_mean.tolist(),
+        "ci_low": result.ci_low.tolist(),
+        "ci_high": result.ci_high.tolist(),
+        "warming_up": result.warming_up.tolist(),
+    }
+
+
+def _delay_cdf(experiment: ExperimentInfo, delays: Sequence[SuccessDelay]) -> DelayCDF:
+    window = experiment.attribution_window_hours
+    observed = [d for d in delays if 0 <= d.delay_hours <= min(d.cohort_age_hours, window)]
+    return estimate_delay_cdf(
+        np.array([d.delay_hours for d in observed], dtype=np.float64),
+        np.array([min(d.cohort_age_hours, window) for d in observed], dtype=np.float64),
+        window,
+        bin_hours=max(1.0, window / 200.0),
+    )
+
+
+def _drift_mask(cohorts: Cohorts, metric: str, min_exposures: int) -> NDArray[np.bool_]:
+    """(K, H): False for the buckets before a detected change in an arm's rate.
+
+    Change detection runs on raw counts; forgetting is what lets the default settings follow
+    a sudden change without giving up the statistical power of stationary traffic.
+    """
+    exposures, successes = cohorts.overall(EXPOSURE), cohorts.overall(metric)
+    keep = np.ones_like(exposures, dtype=bool)
+    for k in range(exposures.shape[0]):
+        if exposures[k].sum() < 2 * min_exposures:
+            continue
+        change = detect_change(
+            np.minimum(successes[k], exposures[k]),
+            exposures[k],
+            min_exposures_each_side=min_exposures,
+        )
+        if change is not None:
+            keep[k, : change.index] = False
+    return keep
+
+
+def _guardrails(
+    inputs: PolicyInputs,
+    served: Sequence[ArmInfo],
+    cohorts: Cohorts,
+    discount: FloatArray,
+    live: NDArray[np.bool_],
+    rng: np.random.Generator,
+) -> dict[str, Any]:
+    """Check every guardrail metric on the overall traffic; breaching live arms are suspended.
+
+    An arm a human restored is judged only on cohorts newer than the restore, so the restore
+    sticks unless fresh evidence breaches again.
+    """
+    experiment = inputs.experiment
+    previous = (inputs.previous or {}).get("guardrails", {})
+    looks = int(previous.get("looks", 0)) + 1
+    breached_mask = np.zeros(len(served), dtype=bool)
+    evidence: dict[str, Any] = {}
+    if not cohorts.hours or not experiment.guardrails:
+        return {"breached_mask": breached_mask, "payload": {"looks": looks, "breached": {}}}
+    since = np.ones((len(served), len(cohorts.hours)), dtype=bool)
+    for k, arm in enumerate(served):
+        if arm.restored_at is not None:
+            since[k] = [
+                h >= arm.restored_at.replace(minute=0, second=0, microsecond=0)
+                for h in cohorts.hours
+            ]
+    raw_e = cohorts.overall(EXPOSURE) * since
+    results = {}
+    for metric, tolerance in experiment.guardrails:
+        if metric not in cohorts.counts:
+            continue
+        events = np.minimum((cohorts.overall(metric) * since).sum(axis=1), raw_e.sum(axis=1))
+        eff_e = np.maximum((raw_e * discount[None]).sum(axis=1), events)
+        results[metric] = check_guardrails(
+            events,
+            eff_e,
+            eligible=live,
+            tolerance=tolerance,
+            min_exposures=experiment.min_exposures,
+            min_events=MIN_GUARDRAIL_EVENTS,
+            looks=looks,
+            rng=rng,
+            raw_exposures=raw_e.sum(axis=1),
+        )
+    if results:
+        combined = combine_guardrails(results)
+        breached_mask = combined.breached & live
+        for k in np.flatnonzero(breached_mask):
+            evidence[str(served[k].id)] = {
+                "metrics": list(combined.breached_metrics[k]),
+                "figures": {m: r.evidence(int(k)) for m, r in results.items()},
+            }
+    return {"breached_mask": breached_mask, "payload": {"looks": looks, "breached": evidence}}
+
+
+def _retirement(
+    inputs: PolicyInputs,
+    arm_ids: Sequence[int],
+    overall: Any,
+    candidates: NDArray[np.bool_],
+    leads: NDArray[np.bool_],
+    raw_e: FloatArray,
+    raw_s: FloatArray,
+    now: datetime,
+) -> dict[str, Any]:
+    """Eligibility now, and streaks (persisted in the snapshot) for the 24-hour hold."""
+    experiment = inputs.experiment
+    leader_rate = float(np.max(np.where(candidates, overall.posterior_mean, 0.0)))
+    eligible = (
+        eligible_now(
+            raw_exposures=raw_e,
+            raw_successes=raw_s,
+            probability_best=overall.probability_best,
+            expected_loss=overall.expected_loss,
+            leader_rate=leader_rate,
+            leads_any_segment=leads,
+            min_exposures=experiment.min_exposures,
+            min_successes=experiment.min_successes,
+        )
+        & candidates
+    )
+    previous = streaks_from_json((inputs.previous or {}).get("streaks", {}))
+    streaks = update_streaks(previous, list(arm_ids), eligible, now.timestamp())
+    retirement = {
+        str(arm_id): {
+            "eligible": bool(eligible[k]),
+            "since": (
+                datetime.fromtimestamp(streaks[arm_id].since, now.tzinfo).isoformat()
+                if arm_id in streaks
+                else None
+            ),
+        }
+        for k, arm_id in enumerate(arm_ids)
+    }
+    return {"streaks": streaks_to_json(streaks), "retirement": retirement}

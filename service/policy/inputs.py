@@ -26,11 +26,20 @@ class ArmInfo:
     control: bool
     status: str
     tags: tuple[str, ...] = ()
+    restored_at: datetime | None = None  # a human's restore: guardrails judge only newer data
 
     @classmethod
-    def of(cls, arm: Arm) -> ArmInfo:
+    def of(cls, arm: Arm, restored_at: datetime | None = None) -> ArmInfo:
         assert arm.id is not None
-        return cls(arm.id, arm.content, arm.payload, arm.is_control, arm.status, tuple(arm.tags))
+        return cls(
+            arm.id,
+            arm.content,
+            arm.payload,
+            arm.is_control,
+            arm.status,
+            tuple(arm.tags),
+            restored_at,
+        )
 
 
 @dataclass(frozen=True)
@@ -76,3 +85,11 @@ class StatRow:
     hour: datetime
     metric: str
     count: int
+
+
+@dataclass(frozen=True)
+class SuccessDelay:
+    """One observed first success: its delay from exposure and its cohort's age, in hours."""
+
+    delay_hours: float
+    cohort_age_hours: float

@@ -14,7 +14,7 @@ import os
 import socket
 import threading
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -22,50 +22,106 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from service import metrics
+from service.arm_status import set_arm_status
 from service.db import session_scope
 from service.models import PolicySnapshot, utcnow
-from service.policy.compute import OVERALL, compute_snapshot
+from service.policy.compute import OVERALL, PolicyInputs, compute_snapshot
 from service.policy.inputs import EXPOSURE, ArmInfo, ExperimentInfo
 from service.policy.loaded import LoadedPolicy, PolicyCache, load_policy
 from service.repositories import experiments as experiments_repo
 from service.repositories import leases
 from service.repositories import snapshots as snapshots_repo
 from service.repositories import stats as stats_repo
+from variants.lifecycle import ArmStatus
 
 log = logging.getLogger("banditloop.policy")
 
 LEASE_NAME = "policy-refresher"
 MAX_SNAPSHOT_AGE = timedelta(minutes=10)
-COMPARED_FIELDS = ("exposures", "successes", "eligible", "suspended")
+COMPARED_FIELDS = ("exposures", "successes", "eligible")
+
+
+def gather(session: Session, *, experiment_id: int, now: datetime) -> PolicyInputs | None:
+    """Read everything one snapshot computation needs."""
+    experiment = experiments_repo.get(session, experiment_id=experiment_id)
+    if experiment is None:
+        return None
+    info = ExperimentInfo.of(experiment)
+    rows = experiments_repo.arms(session, experiment_id=experiment_id)
+    restores = experiments_repo.last_restores(
+        session, arm_ids=[a.id for a in rows if a.id is not None and a.status == "live"]
+    )
+    arms = [ArmInfo.of(a, restores.get(a.id or 0)) for a in rows]
+    metrics_needed = [EXPOSURE, info.success_metric, *(m for m, _ in info.guardrails)]
+    stats = stats_repo.rows_for(
+        session, experiment_id=experiment_id, epoch=info.epoch, metrics=metrics_needed
+    )
+    delays = stats_repo.success_delays(
+        session,
+        experiment_id=experiment_id,
+        epoch=info.epoch,
+        metric=info.success_metric,
+        now=now,
+    )
+    previous = snapshots_repo.latest(session, experiment_id=experiment_id)
+    return PolicyInputs(info, arms, stats, delays, previous.payload if previous else None)
 
 
 def publish(session: Session, *, experiment_id: int, force: bool = True) -> PolicySnapshot | None:
     """Compute an experiment's snapshot and write it as the next version.
 
-    With ``force=False`` nothing is written when the inputs are unchanged and the newest
-    snapshot is recent: history stays meaningful instead of one row every two seconds.
+    Arms that breach a guardrail are suspended here, with their evidence, in the same
+    transaction. With ``force=False`` nothing is written when the inputs are unchanged and
+    the newest snapshot is recent: history stays meaningful instead of one row every 2 s.
     """
-    experiment = experiments_repo.get(session, experiment_id=experiment_id)
-    if experiment is None:
+    now = utcnow()
+    inputs = gather(session, experiment_id=experiment_id, now=now)
+    if inputs is None:
         return None
-    info = ExperimentInfo.of(experiment)
-    arms = [ArmInfo.of(a) for a in experiments_repo.arms(session, experiment_id=experiment_id)]
-    metrics_needed = [EXPOSURE, info.success_metric, *(m for m, _ in info.guardrails)]
-    stats = stats_repo.rows_for(
-        session, experiment_id=experiment_id, epoch=info.epoch, metrics=metrics_needed
-    )
     previous = snapshots_repo.latest(session, experiment_id=experiment_id)
     version = (previous.version if previous else 0) + 1
-    now = utcnow()
     rng = np.random.default_rng([experiment_id, version])
-    payload = compute_snapshot(
-        info, arms, stats, now=now, rng=rng, previous=previous.payload if previous else None
-    )
-    if not force and previous is not None and not _changed(previous, payload, now):
+    payload = compute_snapshot(inputs, now=now, rng=rng)
+    suspended = _apply_guardrail_suspensions(session, experiment_id, payload)
+    if (
+        not force
+        and not suspended
+        and previous is not None
+        and not _changed(previous, payload, now)
+    ):
         return None
     return snapshots_repo.insert_next(
-        session, experiment_id=experiment_id, epoch=info.epoch, payload=payload
+        session, experiment_id=experiment_id, epoch=inputs.experiment.epoch, payload=payload
     )
+
+
+def _apply_guardrail_suspensions(
+    session: Session, experiment_id: int, payload: dict[str, Any]
+) -> int:
+    breached = payload.get("guardrails", {}).get("breached", {})
+    changed = 0
+    for arm_id, evidence in breached.items():
+        arm = experiments_repo.get_arm(session, experiment_id=experiment_id, arm_id=int(arm_id))
+        if arm is None or arm.status != ArmStatus.LIVE:
+            continue
+        figures = evidence["figures"]
+        detail = ", ".join(
+            f"{m} {figures[m]['rate']:.3%} vs {figures[m]['reference_rate']:.3%} "
+            f"(P={figures[m]['probability_exceeds']:.3f})"
+            for m in evidence["metrics"]
+        )
+        set_arm_status(
+            session,
+            arm,
+            ArmStatus.SUSPENDED,
+            actor="guardrail",
+            reason=f"guardrail breached: {detail}; restore after review",
+            evidence=evidence,
+        )
+        changed += 1
+    if changed:
+        session.flush()
+    return changed
 
 
 def _changed(previous: PolicySnapshot, payload: dict[str, Any], now: Any) -> bool:

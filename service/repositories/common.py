@@ -10,6 +10,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.sql.dml import Insert
 
+
 def dialect_insert(session: OrmSession, table: Table) -> Insert:
     """An INSERT that supports ON CONFLICT on both of our databases."""
     if session.get_bind().dialect.name == "postgresql":

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from service.models import Arm, ArmStatusChange, Experiment, ExperimentEpoch
 
@@ -88,3 +89,19 @@ def status_history(session: Session, *, arm_id: int) -> list[ArmStatusChange]:
         .order_by(col(ArmStatusChange.id))
     )
     return list(session.exec(stmt))
+
+
+def last_restores(session: Session, *, arm_ids: Sequence[int]) -> dict[int, datetime]:
+    """When each arm was last restored from suspension by a human."""
+    if not arm_ids:
+        return {}
+    stmt = (
+        select(ArmStatusChange.arm_id, func.max(ArmStatusChange.created_at))
+        .where(
+            col(ArmStatusChange.arm_id).in_(arm_ids),
+            ArmStatusChange.from_status == "suspended",
+            ArmStatusChange.to_status == "live",
+        )
+        .group_by(ArmStatusChange.arm_id)
+    )
+    return {int(arm_id): at for arm_id, at in session.exec(stmt)}

@@ -8,8 +8,8 @@ from datetime import datetime
 from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
-from service.models import StatBucket
-from service.policy.inputs import StatRow
+from service.models import Decision, FirstEvent, StatBucket, as_utc
+from service.policy.inputs import StatRow, SuccessDelay
 from service.repositories.common import dialect_insert
 
 # (experiment_id, epoch, segment, arm_id, hour, metric)
@@ -75,3 +75,33 @@ def wipe(session: Session, *, experiment_id: int | None = None) -> None:
     if experiment_id is not None:
         stmt = stmt.where(col(StatBucket.experiment_id) == experiment_id)
     session.execute(stmt)
+
+
+def success_delays(
+    session: Session,
+    *,
+    experiment_id: int,
+    epoch: int,
+    metric: str,
+    now: datetime,
+    limit: int = 20_000,
+) -> list[SuccessDelay]:
+    """The newest first successes: delay from the decision, and the decision's age (hours)."""
+    stmt = (
+        select(FirstEvent.occurred_at, Decision.created_at)
+        .join(Decision, col(Decision.id) == col(FirstEvent.decision_id))
+        .where(
+            Decision.experiment_id == experiment_id,
+            Decision.epoch == epoch,
+            FirstEvent.metric == metric,
+        )
+        .order_by(col(FirstEvent.occurred_at).desc())
+        .limit(limit)
+    )
+    delays = []
+    for occurred_at, created_at in session.exec(stmt):
+        occurred, created = as_utc(occurred_at), as_utc(created_at)
+        delay = max(0.0, (occurred - created).total_seconds() / 3600.0)
+        age = max(0.0, (now - created).total_seconds() / 3600.0)
+        delays.append(SuccessDelay(min(delay, age), age))
+    return delays

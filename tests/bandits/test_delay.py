@@ -207,7 +207,7 @@ def test_estimate_rejects_invalid_inputs(
     delays: list[float], ages: list[float], window: float, kwargs: dict[str, float]
 ) -> None:
     with pytest.raises(ValueError, match=r"."):
-        estimate_delay_cdf(delays, ages, window, **kwargs)  # type: ignore[arg-type]
+        estimate_delay_cdf(delays, ages, window, **kwargs)
 
 
 def test_delay_cdf_rejects_invalid_construction() -> None:

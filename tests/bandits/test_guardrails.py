@@ -240,7 +240,7 @@ def test_check_rejects_invalid_inputs(
     events: list[float], exposures: list[float], kwargs: dict[str, object], message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):
-        check(events, exposures, **kwargs)
+        check(events, exposures, **kwargs)  # type: ignore[arg-type]
 
 
 def test_combine_rejects_invalid_inputs() -> None:

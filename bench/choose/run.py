@@ -1,0 +1,536 @@
+"""Throughput and open-loop latency of `POST /v1/choose` against a bare FastAPI endpoint.
+
+Both servers run under uvicorn with the same settings (one worker, uvloop, httptools, logs
+off) pinned to one CPU; the load runs on the other CPU. Max throughput comes from wrk
+(closed loop); latency from an open-loop generator at 50% of each endpoint's own max rate,
+with requests scheduled at fixed times and latency measured from the scheduled time, so a
+slow answer delays nothing and hides nothing (no coordinated omission). Rounds alternate
+bare/choose; medians are printed with the ratio.
+
+Run: .venv/bin/python bench/choose/run.py [--rounds 3] [--seconds 8] [--open-seconds 10]
+Needs wrk: apt-get install -y wrk
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+EXPERIMENT = "bench-k5"
+ARMS = 5
+UNIT_IDS = 100_000
+SERVER_CPU = "0"
+LOAD_CPU = "1"
+UVICORN_FLAGS = ["--loop", "uvloop", "--http", "httptools", "--log-level", "critical"]
+UVICORN_FLAGS += ["--no-access-log"]
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {token}"
+local n = 0
+request = function()
+  n = n + 1
+  local body = '{{"experiment":"{experiment}","unit_id":"u' .. (n % {units}) .. '"}}'
+  return wrk.format(nil, nil, nil, body)
+end
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# Servers
+
+
+def _pinned(cpu: str, command: list[str]) -> list[str]:
+    return ["taskset", "-c", cpu, *command] if _can_pin() else command
+
+
+def _can_pin() -> bool:
+    return shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"server exited with {proc.returncode}; see {log}:\n{log.read_text()[-2000:]}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.1)
+    sys.exit(f"server on port {port} did not start within 60 s; see {log}")
+
+
+@contextlib.contextmanager
+def _server(
+    app: str, env: dict[str, str], workdir: Path, name: str, app_dir: Path | None = None
+) -> Iterator[int]:
+    port = _free_port()
+    log = workdir / f"{name}.log"
+    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+    command += UVICORN_FLAGS + (["--app-dir", str(app_dir)] if app_dir else [])
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            _pinned(SERVER_CPU, command), env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        _wait_for_port(port, proc, log)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _set_up_service(port: int, admin_key: str) -> tuple[str, dict[str, Any], int]:
+    """A decide key and a running K=5 experiment; returns the key and one /choose answer."""
+    import httpx
+
+    base = f"http://127.0.0.1:{port}"
+    with httpx.Client(base_url=base, timeout=10) as client:
+        admin = {"Authorization": f"Bearer {admin_key}"}
+        created = client.post(
+            "/v1/admin/keys", json={"name": "bench", "scopes": ["decide"]}, headers=admin
+        )
+        created.raise_for_status()
+        token = created.json()["key"]
+        arms = [
+            {"content": f"Subject {i}: our spring offer, now {10 + 5 * i}% off", "control": not i}
+            for i in range(ARMS)
+        ]
+        experiment = client.post(
+            "/v1/experiments",
+            json={"key": EXPERIMENT, "name": "bench K=5", "arms": arms},
+            headers=admin,
+        )
+        experiment.raise_for_status()
+        if experiment.json()["status"] != "running":
+            client.post(f"/v1/experiments/{EXPERIMENT}/resume", headers=admin).raise_for_status()
+        # The refresher publishes the first snapshot within one interval (2 s by default).
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            answer = client.post(
+                "/v1/choose",
+                json={"experiment": EXPERIMENT, "unit_id": "u0"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            if answer.status_code == 200 and not answer.json()["fallback"]:
+                return token, answer.json(), len(answer.content)
+            time.sleep(0.2)
+    sys.exit(f"/v1/choose did not serve a non-fallback decision within 30 s: {answer.text}")
+
+
+def _bare_size(port: int) -> int:
+    import httpx
+
+    answer = httpx.post(f"http://127.0.0.1:{port}/v1/choose", json={}, timeout=10)
+    answer.raise_for_status()
+    return len(answer.content)
+
+
+# ---------------------------------------------------------------------------------------------
+# Load
+
+
+def _wrk(port: int, script: Path, seconds: float, connections: int) -> float:
+    """Requests/s from wrk (closed loop: as fast as the server answers)."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "-s", str(script)]
+    command.append(f"http://127.0.0.1:{port}/v1/choose")
+    out = subprocess.run(
+        _pinned(LOAD_CPU, command), capture_output=True, text=True, check=True
+    ).stdout
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    if bad or errors:
+        sys.exit(f"wrk saw failures against port {port}:\n{out}")
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not found:
+        sys.exit(f"could not read wrk's output:\n{out}")
+    return float(found.group(1))
+
+
+def _generator(port: int, token: str, mode: str, rate: float, seconds: float) -> dict[str, Any]:
+    """Run this file's load generator in its own process on the load CPU."""
+    command = [sys.executable, str(Path(__file__).resolve()), "_generate", "--port", str(port)]
+    command += ["--token", token, "--mode", mode, "--rate", str(rate), "--seconds", str(seconds)]
+    done = subprocess.run(_pinned(LOAD_CPU, command), capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"the load generator failed against port {port}:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def _generator_capacity(workdir: Path, seconds: float) -> float:
+    """Closed-loop rate of the generator against a raw asyncio server that does no work."""
+    port = _free_port()
+    command = [sys.executable, str(Path(__file__).resolve()), "_sink", "--port", str(port)]
+    log = workdir / "sink.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(_pinned(SERVER_CPU, command), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_port(port, proc, log)
+        return float(_generator(port, "-", "closed", 0, seconds)["rate"])
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+# ---------------------------------------------------------------------------------------------
+# The generator and the sink (run in their own processes via the hidden subcommands)
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection with at most one request in flight."""
+
+    def __init__(self, driver: _Driver) -> None:
+        self.driver = driver
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.scheduled = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = bytes(self.buffer[:end]).lower()
+        length = _body_length(head)
+        if len(self.buffer) < end + 4 + length:
+            return
+        ok = head[9:12] == b"200"
+        del self.buffer[: end + 4 + length]
+        self.driver.completed(self, ok)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.driver.lost(self)
+
+
+class _Driver:
+    """Open loop: sends each request at its scheduled time on an idle connection, or queues
+    it until one frees up; latency runs from the scheduled time. Closed loop: each
+    connection sends its next request as soon as the previous answer arrives."""
+
+    def __init__(self, requests: list[bytes], closed_until: float | None) -> None:
+        self.requests = requests
+        self.closed_until = closed_until
+        self.sent = 0
+        self.latencies: list[float] = []
+        self.errors = 0
+        self.idle: list[_Connection] = []
+        self.pending: collections.deque[float] = collections.deque()
+        self.lag: list[float] = []
+
+    def dispatch(self, scheduled: float) -> None:
+        self.lag.append(time.perf_counter() - scheduled)
+        if self.idle:
+            self.send(self.idle.pop(), scheduled)
+        else:
+            self.pending.append(scheduled)
+
+    def send(self, conn: _Connection, scheduled: float) -> None:
+        assert conn.transport is not None
+        conn.scheduled = scheduled
+        conn.transport.write(self.requests[self.sent % len(self.requests)])
+        self.sent += 1
+
+    def completed(self, conn: _Connection, ok: bool) -> None:
+        now = time.perf_counter()
+        if ok:
+            self.latencies.append(now - conn.scheduled)
+        else:
+            self.errors += 1
+        if self.closed_until is not None:
+            if now < self.closed_until:
+                self.send(conn, now)
+        elif self.pending:
+            self.send(conn, self.pending.popleft())
+        else:
+            self.idle.append(conn)
+
+    def lost(self, conn: _Connection) -> None:
+        if conn in self.idle:
+            self.idle.remove(conn)
+
+
+def _body_length(head: bytes) -> int:
+    """Content-Length from a lowercased header block (0 when absent)."""
+    at = head.find(b"content-length:")
+    if at < 0:
+        return 0
+    stop = head.find(b"\r\n", at)
+    return int(head[at + 15 : stop if stop >= 0 else None])
+
+
+def _request(port: int, token: str, unit: int) -> bytes:
+    body = json.dumps({"experiment": EXPERIMENT, "unit_id": f"u{unit}"}, separators=(",", ":"))
+    head = (
+        f"POST /v1/choose HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return (head + body).encode()
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def _drive(args: argparse.Namespace) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    requests = [_request(args.port, args.token, u) for u in range(0, UNIT_IDS, 97)]
+    closed = args.mode == "closed"
+    driver = _Driver(requests, None)
+    conns = []
+    for _ in range(args.connections):
+        _, conn = await loop.create_connection(lambda: _Connection(driver), "127.0.0.1", args.port)
+        conns.append(conn)
+    started = time.perf_counter()
+    if closed:
+        driver.closed_until = started + args.seconds
+        for conn in conns:
+            driver.send(conn, time.perf_counter())
+        await asyncio.sleep(args.seconds)
+        done = len(driver.latencies)
+        return {"rate": done / (time.perf_counter() - started), "errors": driver.errors}
+    driver.idle = list(conns)
+    interval = 1.0 / args.rate
+    total = int(args.rate * args.seconds)
+    start = started + 0.01
+    i = 0
+    while i < total:
+        now = time.perf_counter()
+        while i < total and start + i * interval <= now:
+            driver.dispatch(start + i * interval)
+            i += 1
+        if i < total:
+            await asyncio.sleep(max(0.0, start + i * interval - time.perf_counter()))
+    deadline = time.perf_counter() + 10
+    while len(driver.latencies) + driver.errors < total and time.perf_counter() < deadline:
+        await asyncio.sleep(0.01)
+    elapsed = time.perf_counter() - start
+    for conn in conns:
+        if conn.transport is not None:
+            conn.transport.close()
+    lat = driver.latencies
+    return {
+        "scheduled": total,
+        "ok": len(lat),
+        "errors": driver.errors,
+        "unanswered": total - len(lat) - driver.errors,
+        "achieved_rate": len(lat) / elapsed,
+        "p50_ms": 1000 * _percentile(lat, 0.50),
+        "p99_ms": 1000 * _percentile(lat, 0.99),
+        "p999_ms": 1000 * _percentile(lat, 0.999),
+        "max_ms": 1000 * max(lat, default=float("nan")),
+        "dispatch_lag_p99_ms": 1000 * _percentile(driver.lag, 0.99),
+    }
+
+
+def _run_async(coro: Any) -> Any:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def _generate(args: argparse.Namespace) -> None:
+    print(json.dumps(_run_async(_drive(args))))
+
+
+class _SinkProtocol(asyncio.Protocol):
+    """Answers every request with a constant 200: a server that costs next to nothing."""
+
+    RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: application/json\r\n\r\n{}"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        self.buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            length = _body_length(bytes(self.buffer[:end]).lower())
+            if len(self.buffer) < end + 4 + length:
+                return
+            del self.buffer[: end + 4 + length]
+            self.transport.write(self.RESPONSE)
+
+
+async def _serve_sink(port: int) -> None:
+    server = await asyncio.get_running_loop().create_server(_SinkProtocol, "127.0.0.1", port)
+    async with server:
+        await server.serve_forever()
+
+
+# ---------------------------------------------------------------------------------------------
+# The bench
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def _bench(args: argparse.Namespace) -> None:
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is missing: install it with `sudo apt-get install -y wrk` (Debian/Ubuntu)")
+    from service.migrations import upgrade
+
+    workdir = Path(tempfile.mkdtemp(prefix="banditloop-bench-"))
+    database_url = f"sqlite:///{workdir / 'bench.db'}"
+    upgrade(database_url)
+    admin_key = "bl_bench_admin_" + os.urandom(12).hex()
+    service_env = dict(os.environ)
+    service_env.pop("BENCH_BARE_BODY", None)
+    service_env.update(
+        BANDITLOOP_DATABASE_URL=database_url, BANDITLOOP_BOOTSTRAP_ADMIN_KEY=admin_key
+    )
+    pinning = (
+        f"servers pinned to CPU {SERVER_CPU}, load (wrk, generator) to CPU {LOAD_CPU}"
+        if _can_pin()
+        else "NOT pinned (taskset missing or one CPU): figures are noisier"
+    )
+    print(f"uvicorn {' '.join(UVICORN_FLAGS)}, one worker; {pinning}")
+    print(f"POST /v1/choose: K={ARMS}, unkeyed with a unit_id ({UNIT_IDS:,} distinct); {workdir}")
+
+    capacity = _generator_capacity(workdir, 3.0)
+    print(f"load generator capacity (closed loop vs a no-op asyncio server): {capacity:,.0f}/s")
+
+    with _server("service.main:app", service_env, workdir, "choose") as choose_port:
+        token, answer, choose_bytes = _set_up_service(choose_port, admin_key)
+        bare_env = dict(os.environ, BENCH_BARE_BODY=json.dumps(answer))
+        with _server("bare_app:app", bare_env, workdir, "bare", app_dir=HERE) as bare_port:
+            bare_bytes = _bare_size(bare_port)
+            print(f"response bodies: choose {choose_bytes} bytes, bare {bare_bytes} bytes")
+            ports = {"bare": bare_port, "choose": choose_port}
+            script = workdir / "choose.lua"
+            script.write_text(WRK_SCRIPT.format(token=token, experiment=EXPERIMENT, units=UNIT_IDS))
+            for port in ports.values():  # warm up: imports, caches, first snapshot loads
+                _wrk(port, script, 2, args.connections)
+
+            peak: dict[str, list[float]] = {name: [] for name in ports}
+            for _ in range(args.rounds):
+                for name, port in ports.items():
+                    peak[name].append(_wrk(port, script, args.seconds, args.connections))
+            peaks = {name: _median(values) for name, values in peak.items()}
+
+            open_runs: dict[str, list[dict[str, Any]]] = {name: [] for name in ports}
+            for _ in range(args.rounds):
+                for name, port in ports.items():
+                    rate = peaks[name] * args.load
+                    open_runs[name].append(_generator(port, token, "open", rate, args.open_seconds))
+
+    _report(args, peak, peaks, open_runs, capacity)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _report(
+    args: argparse.Namespace,
+    peak: dict[str, list[float]],
+    peaks: dict[str, float],
+    open_runs: dict[str, list[dict[str, Any]]],
+    capacity: float,
+) -> None:
+    pct = f"{args.load:.0%}"
+    print()
+    print(
+        f"max throughput: wrk -t1 -c{args.connections}, {args.seconds:g} s per run; "
+        f"latency: open loop at {pct} of each endpoint's median max, {args.open_seconds:g} s "
+        f"per run, 32 connections; medians of {args.rounds} interleaved rounds"
+    )
+    header = (
+        f"{'endpoint':<8}  {'max req/s (rounds)':<26}  {'median':>8}  {'open rate':>9}  "
+        f"{'achieved':>8}  {'p50 ms':>7}  {'p99 ms':>7}  {'p99.9 ms':>8}  {'errors':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    summary: dict[str, dict[str, float]] = {}
+    for name in peak:
+        runs = open_runs[name]
+        row = {
+            key: _median([r[key] for r in runs])
+            for key in ("achieved_rate", "p50_ms", "p99_ms", "p999_ms")
+        }
+        errors = sum(r["errors"] + r["unanswered"] for r in runs)
+        summary[name] = row
+        rounds = " ".join(f"{v:,.0f}" for v in peak[name])
+        print(
+            f"{name:<8}  {rounds:<26}  {peaks[name]:>8,.0f}  {peaks[name] * args.load:>9,.0f}  "
+            f"{row['achieved_rate']:>8,.0f}  {row['p50_ms']:>7.2f}  {row['p99_ms']:>7.2f}  "
+            f"{row['p999_ms']:>8.2f}  {errors:>6}"
+        )
+    bare, choose = summary["bare"], summary["choose"]
+    print(
+        f"ratio choose/bare: throughput {peaks['choose'] / peaks['bare']:.2f} (aim >= 0.80); "
+        f"p50 {choose['p50_ms'] / bare['p50_ms']:.2f}x, "
+        f"p99 {choose['p99_ms'] / bare['p99_ms']:.2f}x"
+    )
+    lag = max(r["dispatch_lag_p99_ms"] for runs in open_runs.values() for r in runs)
+    highest = max(peaks.values()) * args.load
+    print(
+        f"generator: capacity {capacity:,.0f}/s, highest target {highest:,.0f}/s "
+        f"({highest / capacity:.0%} of capacity), dispatch lag p99 <= {lag:.2f} ms"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command")
+    generate = sub.add_parser("_generate", help=argparse.SUPPRESS)
+    generate.add_argument("--port", type=int, required=True)
+    generate.add_argument("--token", required=True)
+    generate.add_argument("--mode", choices=["open", "closed"], required=True)
+    generate.add_argument("--rate", type=float, required=True)
+    generate.add_argument("--seconds", type=float, required=True)
+    generate.add_argument("--connections", type=int, default=32)
+    sink = sub.add_parser("_sink", help=argparse.SUPPRESS)
+    sink.add_argument("--port", type=int, required=True)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved bare/choose rounds")
+    parser.add_argument("--seconds", type=float, default=8, help="wrk run length")
+    parser.add_argument("--open-seconds", type=float, default=10, help="open-loop run length")
+    parser.add_argument("--connections", type=int, default=50, help="wrk connections")
+    parser.add_argument("--load", type=float, default=0.5, help="open-loop share of max rate")
+    args = parser.parse_args()
+    if args.command == "_generate":
+        _generate(args)
+    elif args.command == "_sink":
+        _run_async(_serve_sink(args.port))
+    else:
+        _bench(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Statistics rows as dense arrays: segment x arm x exposure-hour, one per metric."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from numpy.typing import NDArray
+
+from service.models import as_utc
+from service.policy.inputs import StatRow
+
+OVERALL = ""
+MAX_SEGMENTS = 50
+
+
+@dataclass(frozen=True)
+class Cohorts:
+    segments: tuple[str, ...]  # named segments; slot len(segments) holds all other traffic
+    hours: tuple[datetime, ...]  # exposure hours, oldest first
+    age_hours: NDArray[np.float64]  # (H,) age of each cohort's middle at `now`
+    counts: dict[str, NDArray[np.float64]]  # metric -> (S + 1, K, H)
+
+    def overall(self, metric: str) -> NDArray[np.float64]:
+        """(K, H): all segments together."""
+        return self.counts[metric].sum(axis=0)
+
+
+def build_cohorts(
+    stats: Sequence[StatRow],
+    *,
+    arm_ids: Sequence[int],
+    metrics: Sequence[str],
+    segmented: bool,
+    now: datetime,
+) -> Cohorts:
+    index = {arm_id: i for i, arm_id in enumerate(arm_ids)}
+    wanted = set(metrics)
+    rows = [r for r in stats if r.arm_id in index and r.metric in wanted]
+    hours = sorted({as_utc(r.hour) for r in rows})
+    hour_index = {h: i for i, h in enumerate(hours)}
+    if segmented:
+        exposure_by_segment: dict[str, float] = {}
+        for r in rows:
+            if r.metric == metrics[0]:
+                exposure_by_segment[r.segment] = exposure_by_segment.get(r.segment, 0) + r.count
+        named = sorted(
+            (s for s in exposure_by_segment if s != OVERALL),
+            key=lambda s: (-exposure_by_segment[s], s),
+        )
+        segments = tuple(named[:MAX_SEGMENTS])
+    else:
+        segments = ()
+    segment_index = {s: i for i, s in enumerate(segments)}
+    rest = len(segments)  # unsegmented traffic, and segments beyond the cap
+    counts = {m: np.zeros((rest + 1, len(arm_ids), len(hours))) for m in metrics}
+    for r in rows:
+        s = segment_index.get(r.segment, rest)
+        counts[r.metric][s, index[r.arm_id], hour_index[as_utc(r.hour)]] += r.count
+    ages = np.array([(now - h).total_seconds() / 3600.0 + 0.5 for h in hours], dtype=np.float64)
+    return Cohorts(segments, tuple(hours), np.maximum(ages, 0.0), counts)

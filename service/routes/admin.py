@@ -1,0 +1,72 @@
+"""Admin operations (scope admin): replay, dead letters, stats rebuild, privacy."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Path, Query
+from starlette.concurrency import run_in_threadpool
+
+from service import admin
+from service.deps import AdminKey, RuntimeDep, SessionDep
+from service.ingest.rebuild import rebuild_stats
+from service.ingest.replay import replay
+from service.repositories import events as events_repo
+from service.schemas.admin import (
+    DeadLetterList,
+    DeadLetterOut,
+    PurgeOut,
+    RebuildOut,
+    ReplayIn,
+    ReplayOut,
+    UnitDeleted,
+)
+
+router = APIRouter(prefix="/v1", tags=["admin"])
+
+
+@router.post("/admin/replay", response_model=ReplayOut)
+async def replay_payloads(body: ReplayIn, runtime: RuntimeDep, _admin: AdminKey) -> ReplayOut:
+    """Re-feed stored raw payloads (all, by source, by time range); idempotent."""
+    result = await run_in_threadpool(
+        replay, runtime, source=body.source, since=body.since, until=body.until
+    )
+    return ReplayOut.model_validate(result, from_attributes=True)
+
+
+@router.get("/admin/dead-letters", response_model=DeadLetterList)
+def list_dead_letters(
+    session: SessionDep,
+    _admin: AdminKey,
+    source: str | None = Query(None, max_length=32),
+    after: int = Query(0, ge=0, description="Page after this id."),
+    limit: int = Query(100, ge=1, le=1000),
+) -> DeadLetterList:
+    rows = events_repo.dead_letters(session, source=source, after_id=after, limit=limit)
+    items = [DeadLetterOut.model_validate(r, from_attributes=True) for r in rows]
+    return DeadLetterList(
+        dead_letters=items, next_after=items[-1].id if len(items) == limit else None
+    )
+
+
+@router.post("/admin/stats/rebuild", response_model=RebuildOut)
+async def rebuild(runtime: RuntimeDep, _admin: AdminKey) -> RebuildOut:
+    counts = await run_in_threadpool(rebuild_stats, runtime.engine)
+    return RebuildOut(**counts)
+
+
+@router.post("/admin/purge", response_model=PurgeOut)
+async def purge(runtime: RuntimeDep, _admin: AdminKey) -> PurgeOut:
+    """Delete raw payloads older than BANDITLOOP_RAW_RETENTION_DAYS."""
+    deleted = await run_in_threadpool(
+        admin.purge_raw_payloads, runtime.engine, retention_days=runtime.settings.raw_retention_days
+    )
+    return PurgeOut(raw_payloads_deleted=deleted)
+
+
+@router.delete("/units/{unit_id}", response_model=UnitDeleted)
+async def delete_unit(
+    runtime: RuntimeDep, _admin: AdminKey, unit_id: str = Path(min_length=1, max_length=256)
+) -> UnitDeleted:
+    """Privacy: forget a unit. Its decisions keep their counts but lose the unit."""
+    n = await run_in_threadpool(admin.forget_unit, runtime.engine, runtime.signer, unit_id)
+    runtime.decider.forget_keyed()
+    return UnitDeleted(decisions_unlinked=n)

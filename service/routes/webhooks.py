@@ -1,0 +1,31 @@
+"""POST /v1/webhooks/{provider}: each ESP authenticated by its own scheme."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from service.deps import RuntimeDep
+from service.errors import Unauthorized, Unavailable
+from service.ingest.webhooks import receive
+from service.webhooks import WebhookAuthError, WebhookTemporaryError
+
+router = APIRouter(prefix="/v1/webhooks", tags=["measuring"])
+
+
+@router.post(
+    "/{provider}",
+    description="sendgrid, mailgun, postmark, ses, customerio, braze or generic; "
+    "see docs/webhooks.md. 2xx only after the raw payload and its events are stored.",
+)
+async def webhook(provider: str, request: Request, runtime: RuntimeDep) -> JSONResponse:
+    body = await request.body()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    try:
+        outcome = await run_in_threadpool(receive, runtime, provider, headers, body)
+    except WebhookTemporaryError as exc:
+        raise Unavailable(str(exc)) from exc
+    except WebhookAuthError as exc:
+        raise Unauthorized(str(exc), field="signature") from exc
+    return JSONResponse(outcome.body, status_code=outcome.status)
