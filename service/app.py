@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from service.errors import install_error_handlers
 from service.middleware import BodySizeLimit
-from service.routes import admin, choose, events, experiments, health, keys, webhooks
+from service.routes import admin, choose, events, experiments, health, keys, loop, webhooks
 from service.runtime import Runtime
 from service.settings import Settings
 
@@ -35,6 +35,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    for module in (health, choose, events, webhooks, experiments, keys, admin):
+    for module in (health, choose, events, webhooks, experiments, keys, admin, loop):
         app.include_router(module.router)
     return app

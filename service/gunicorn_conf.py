@@ -8,4 +8,4 @@ from prometheus_client import multiprocess
 
 
 def child_exit(_server: Any, worker: Any) -> None:
-    multiprocess.mark_process_dead(worker.pid)
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

@@ -110,7 +110,7 @@ def render() -> tuple[bytes, str]:
     """The exposition text for /metrics, aggregated over workers in multiprocess mode."""
     if os.environ.get("PROMETHEUS_MULTIPROCESS_DIR"):
         registry = CollectorRegistry()
-        prom_multiprocess.MultiProcessCollector(registry)
+        prom_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
     from prometheus_client import REGISTRY
 

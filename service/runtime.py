@@ -15,6 +15,7 @@ from service.auth import ApiKeys
 from service.db import make_engine
 from service.decisions.decider import Decider
 from service.decisions.log import DecisionLog
+from service.loop.runner import LoopRunner
 from service.policy.loaded import LoadedPolicy, PolicyCache
 from service.policy.refresher import Refresher
 from service.sessions import Handlers
@@ -68,6 +69,7 @@ class Runtime:
             engine=self.engine,
             keyed_cache_size=settings.keyed_cache_size,
         )
+        self.loop = LoopRunner(self)  # loop runs, the LLM client and the loop scheduler
         self._started = False
 
     def after_commit_handlers(self) -> Handlers:
@@ -87,9 +89,11 @@ class Runtime:
         if self.settings.run_background:
             self.decision_log.start()
             self.refresher.start()
+            self.loop.start()
         self._started = True
 
     def stop(self) -> None:
+        self.loop.stop()
         self.refresher.stop()
         self.decision_log.stop()
         self.engine.dispose()

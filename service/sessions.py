@@ -19,7 +19,7 @@ def after_commit(session: Session, name: str, value: Any) -> None:
     session.info.setdefault(_HOOKS, []).append((name, value))
 
 
-Handlers = dict[str, Callable[[Any], None]]
+Handlers = dict[str, Callable[[Any], object]]
 
 
 def request_session(engine: Engine, handlers: Handlers) -> Iterator[Session]:

@@ -63,6 +63,22 @@ class Settings(BaseSettings):
     llm_model: str = Field("", description="Model name for the LLM endpoint.")
     llm_timeout_seconds: float = Field(60.0, gt=0, description="Per-call LLM timeout.")
     llm_max_retries: int = Field(2, ge=0, description="LLM retries on 429/5xx/timeouts.")
+    llm_embedding_model: str = Field(
+        "",
+        description="Embedding model for the semantic near-duplicate check; unset: lexical only.",
+    )
+    loop_learnings_cap: int = Field(
+        20,
+        ge=1,
+        le=200,
+        description="Active learnings kept per experiment (lowest support pruned first).",
+    )
+    loop_max_new_variants: int = Field(
+        3, ge=0, le=20, description="New variants a loop run asks the LLM for."
+    )
+    loop_scheduler_seconds: float = Field(
+        60.0, gt=0, description="How often the scheduler looks for experiments whose loop is due."
+    )
     sendgrid_public_key: str = ""
     mailgun_signing_key: str = ""
     postmark_username: str = ""

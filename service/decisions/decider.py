@@ -148,10 +148,10 @@ class Decider:
                 choices[i] = choice
         if records:
             self._log.append(records)
-        for choice in choices:
-            assert choice is not None
-            metrics.DECISIONS.labels(policy.key, str(choice.arm.id), str(choice.explored)).inc()
-        return [c for c in choices if c is not None]
+        done = [c for c in choices if c is not None]
+        for c in done:
+            metrics.DECISIONS.labels(policy.key, str(c.arm.id), str(c.explored)).inc()
+        return done
 
     def _keyed_choice(
         self, policy: LoadedPolicy, unit: Unit, unit_hash: str, segment: str, now: datetime

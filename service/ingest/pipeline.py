@@ -76,7 +76,7 @@ def ingest(
 
     resolved = _resolve_dispatches(session, events)
     candidates: list[tuple[int, NormalizedEvent, str, int]] = []
-    for index, event in enumerate(events):
+    for index, event in zip(_body_positions(len(events), poison), events, strict=True):
         ids = event.decision_ids or resolved.get(event.dispatch_id or "", ())
         if not ids or event.type is None:
             result.ignored += 1
@@ -161,6 +161,20 @@ def ingest(
         events_repo.add_dead_letters(session, rows=dead)
     after_commit(session, "count_events", (source, result.outcomes))
     return result
+
+
+def _body_positions(count: int, poison: Sequence[Poison]) -> list[int]:
+    """Where each parsed event sat in the request body: the poison took the other places,
+    so a rejection names the same index the sender sees in its own payload."""
+    taken = {p.index for p in poison}
+    positions: list[int] = []
+    at = 0
+    for _ in range(count):
+        while at in taken:
+            at += 1
+        positions.append(at)
+        at += 1
+    return positions
 
 
 def _raw(event: NormalizedEvent) -> str:

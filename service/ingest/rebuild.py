@@ -13,10 +13,11 @@ from sqlmodel import Session, col
 
 from service.db import session_scope
 from service.ingest.counting import CountableEvent, count_events
-from service.models import Decision, Experiment, FirstEvent, hour_of
+from service.models import Decision, FirstEvent, hour_of
 from service.policy.inputs import EXPOSURE
 from service.repositories import decisions as decisions_repo
 from service.repositories import events as events_repo
+from service.repositories import experiments as experiments_repo
 from service.repositories import stats as stats_repo
 from service.repositories.stats import StatKey
 
@@ -27,9 +28,7 @@ def rebuild_stats(engine: Engine, *, experiment_id: int | None = None) -> dict[s
     """Wipe and recompute statistics (one experiment, or all) in one transaction."""
     with session_scope(engine) as session:
         exposure_events = {
-            e.id: e.exposure_event
-            for e in session.exec(select(Experiment)).scalars()  # type: ignore[call-overload]
-            if e.id is not None
+            e.id: e.exposure_event for e in experiments_repo.list_all(session) if e.id is not None
         }
         stats_repo.wipe(session, experiment_id=experiment_id)
         _wipe_first_events(session, experiment_id)
@@ -41,7 +40,7 @@ def rebuild_stats(engine: Engine, *, experiment_id: int | None = None) -> dict[s
 def _wipe_first_events(session: Session, experiment_id: int | None) -> None:
     stmt = delete(FirstEvent)
     if experiment_id is not None:
-        ids = select(Decision.id).where(col(Decision.experiment_id) == experiment_id)
+        ids = select(col(Decision.id)).where(col(Decision.experiment_id) == experiment_id)
         stmt = stmt.where(col(FirstEvent.decision_id).in_(ids))
     session.execute(stmt)
 
@@ -50,11 +49,11 @@ def _recount_exposures(
     session: Session, experiment_id: int | None, exposure_events: dict[int, str]
 ) -> int:
     stmt = select(
-        Decision.experiment_id,
-        Decision.epoch,
-        Decision.segment,
-        Decision.arm_id,
-        Decision.created_at,
+        col(Decision.experiment_id),
+        col(Decision.epoch),
+        col(Decision.segment),
+        col(Decision.arm_id),
+        col(Decision.created_at),
     )
     if experiment_id is not None:
         stmt = stmt.where(col(Decision.experiment_id) == experiment_id)

@@ -25,7 +25,8 @@ class Cohorts:
 
     def overall(self, metric: str) -> NDArray[np.float64]:
         """(K, H): all segments together."""
-        return self.counts[metric].sum(axis=0)
+        total: NDArray[np.float64] = self.counts[metric].sum(axis=0)
+        return total
 
 
 def build_cohorts(

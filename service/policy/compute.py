@@ -103,7 +103,7 @@ def compute_snapshot(
         min_exposures=experiment.min_exposures,
         min_successes=experiment.min_successes,
     )
-    guardrails = _guardrails(inputs, served, cohorts, discount, live, rng)
+    guardrails = _guardrails(inputs, served, cohorts, live, rng)
     suspended = ~live | guardrails["breached_mask"]
     if suspended.all():
         payload["guardrails"] = guardrails["payload"]
@@ -226,14 +226,19 @@ def _guardrails(
     inputs: PolicyInputs,
     served: Sequence[ArmInfo],
     cohorts: Cohorts,
-    discount: FloatArray,
     live: NDArray[np.bool_],
     rng: np.random.Generator,
 ) -> dict[str, Any]:
     """Check every guardrail metric on the overall traffic; breaching live arms are suspended.
 
-    An arm a human restored is judged only on cohorts newer than the restore, so the restore
-    sticks unless fresh evidence breaches again.
+    An arm a human restored is judged only on cohorts that start after the hour of the
+    restore, so the restore sticks unless fresh evidence breaches again.
+
+    Rates here are raw, not delay-corrected (a departure from DESIGN.md): the delay
+    distribution we can estimate is the primary metric's, and dividing unsubscribes by
+    click-delay-discounted exposures inflates young cohorts' rates without bound, which would
+    suspend new variants on no evidence. The reference is the other arms over the same hours,
+    so raw rates are biased only for an arm younger than the rest, and then towards waiting.
     """
     experiment = inputs.experiment
     previous = (inputs.previous or {}).get("guardrails", {})
@@ -245,20 +250,18 @@ def _guardrails(
     since = np.ones((len(served), len(cohorts.hours)), dtype=bool)
     for k, arm in enumerate(served):
         if arm.restored_at is not None:
-            since[k] = [
-                h >= arm.restored_at.replace(minute=0, second=0, microsecond=0)
-                for h in cohorts.hours
-            ]
+            restored_hour = arm.restored_at.replace(minute=0, second=0, microsecond=0)
+            since[k] = [h > restored_hour for h in cohorts.hours]
     raw_e = cohorts.overall(EXPOSURE) * since
     results = {}
     for metric, tolerance in experiment.guardrails:
         if metric not in cohorts.counts:
             continue
-        events = np.minimum((cohorts.overall(metric) * since).sum(axis=1), raw_e.sum(axis=1))
-        eff_e = np.maximum((raw_e * discount[None]).sum(axis=1), events)
+        exposures = raw_e.sum(axis=1)
+        events = np.minimum((cohorts.overall(metric) * since).sum(axis=1), exposures)
         results[metric] = check_guardrails(
             events,
-            eff_e,
+            exposures,
             eligible=live,
             tolerance=tolerance,
             min_exposures=experiment.min_exposures,
@@ -267,15 +270,27 @@ def _guardrails(
             rng=rng,
             raw_exposures=raw_e.sum(axis=1),
         )
+    rates = {
+        metric: {
+            "rate": np.nan_to_num(r.rate).round(6).tolist(),
+            "reference_rate": np.nan_to_num(r.reference_rate).round(6).tolist(),
+            "probability_exceeds": np.nan_to_num(r.probability_exceeds).round(6).tolist(),
+            "events": r.events.tolist(),
+        }
+        for metric, r in results.items()
+    }
     if results:
         combined = combine_guardrails(results)
         breached_mask = combined.breached & live
-        for k in np.flatnonzero(breached_mask):
+        for k in np.flatnonzero(breached_mask).tolist():
             evidence[str(served[k].id)] = {
                 "metrics": list(combined.breached_metrics[k]),
-                "figures": {m: r.evidence(int(k)) for m, r in results.items()},
+                "figures": {m: r.evidence(k) for m, r in results.items()},
             }
-    return {"breached_mask": breached_mask, "payload": {"looks": looks, "breached": evidence}}
+    return {
+        "breached_mask": breached_mask,
+        "payload": {"looks": looks, "breached": evidence, "rates": rates},
+    }
 
 
 def _retirement(

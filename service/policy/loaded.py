@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from service.policy.compute import OVERALL
+from service.policy.cohorts import OVERALL
 
 
 @dataclass(frozen=True, slots=True)

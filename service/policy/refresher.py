@@ -25,7 +25,8 @@ from service import metrics
 from service.arm_status import set_arm_status
 from service.db import session_scope
 from service.models import PolicySnapshot, utcnow
-from service.policy.compute import OVERALL, PolicyInputs, compute_snapshot
+from service.policy.cohorts import OVERALL
+from service.policy.compute import PolicyInputs, compute_snapshot
 from service.policy.inputs import EXPOSURE, ArmInfo, ExperimentInfo
 from service.policy.loaded import LoadedPolicy, PolicyCache, load_policy
 from service.repositories import experiments as experiments_repo

@@ -8,7 +8,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from service.models import Decision
-from service.repositories.common import insert_ignore
+from service.repositories.common import insert_ignore, table_of
 
 IN_CHUNK = 500
 KeyedKey = tuple[int, str, str]
@@ -18,7 +18,7 @@ def insert_keyed(session: Session, *, rows: Sequence[dict[str, object]]) -> set[
     """Insert keyed decisions unless (experiment, unit, send) exists; return the new ids."""
     inserted = insert_ignore(
         session,
-        Decision.__table__,  # type: ignore[arg-type]
+        table_of(Decision),
         rows,
         conflict=["experiment_id", "unit_hash", "send_id"],
         returning=["id"],

@@ -10,7 +10,7 @@ from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from service.models import DeadLetter, Dispatch, FirstEvent, OutcomeEvent, RawPayload
-from service.repositories.common import insert_ignore
+from service.repositories.common import insert_ignore, table_of
 
 IN_CHUNK = 500
 
@@ -57,7 +57,7 @@ def insert_events(
     ordered = sorted(rows, key=lambda r: (r["provider"], r["event_key"], r["decision_id"]))
     inserted = insert_ignore(
         session,
-        OutcomeEvent.__table__,  # type: ignore[arg-type]
+        table_of(OutcomeEvent),
         ordered,
         conflict=["provider", "event_key", "decision_id"],
         returning=["id", "provider", "event_key", "decision_id"],
@@ -72,7 +72,7 @@ def insert_first_events(
     ordered = sorted(rows, key=lambda r: (r["decision_id"], r["metric"]))
     inserted = insert_ignore(
         session,
-        FirstEvent.__table__,  # type: ignore[arg-type]
+        table_of(FirstEvent),
         ordered,
         conflict=["decision_id", "metric"],
         returning=["decision_id", "metric"],
@@ -128,7 +128,7 @@ def dead_letters(
 def remember_dispatches(session: Session, *, rows: Sequence[dict[str, Any]]) -> None:
     insert_ignore(
         session,
-        Dispatch.__table__,  # type: ignore[arg-type]
+        table_of(Dispatch),
         sorted(rows, key=lambda r: (r["provider"], r["dispatch_id"])),
         conflict=["provider", "dispatch_id"],
     )

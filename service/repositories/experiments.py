@@ -102,6 +102,6 @@ def last_restores(session: Session, *, arm_ids: Sequence[int]) -> dict[int, date
             ArmStatusChange.from_status == "suspended",
             ArmStatusChange.to_status == "live",
         )
-        .group_by(ArmStatusChange.arm_id)
+        .group_by(col(ArmStatusChange.arm_id))
     )
     return {int(arm_id): at for arm_id, at in session.exec(stmt)}

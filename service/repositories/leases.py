@@ -8,7 +8,7 @@ from sqlalchemy import or_, update
 from sqlmodel import Session, col
 
 from service.models import Lease, utcnow
-from service.repositories.common import insert_ignore
+from service.repositories.common import insert_ignore, table_of
 
 
 def try_acquire(session: Session, *, name: str, holder: str, seconds: float) -> bool:
@@ -17,7 +17,7 @@ def try_acquire(session: Session, *, name: str, holder: str, seconds: float) -> 
     expires = now + timedelta(seconds=seconds)
     insert_ignore(
         session,
-        Lease.__table__,  # type: ignore[arg-type]
+        table_of(Lease),
         [{"name": name, "holder": holder, "expires_at": expires}],
         conflict=["name"],
     )

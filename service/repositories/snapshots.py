@@ -22,7 +22,7 @@ def latest(session: Session, *, experiment_id: int) -> PolicySnapshot | None:
 
 def latest_versions(session: Session) -> dict[int, int]:
     stmt = select(PolicySnapshot.experiment_id, func.max(PolicySnapshot.version)).group_by(
-        PolicySnapshot.experiment_id
+        col(PolicySnapshot.experiment_id)
     )
     return {int(eid): int(version) for eid, version in session.exec(stmt)}
 

@@ -6,11 +6,12 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import delete
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from service.models import Decision, FirstEvent, StatBucket, as_utc
 from service.policy.inputs import StatRow, SuccessDelay
-from service.repositories.common import dialect_insert
+from service.repositories.common import dialect_insert, table_of
 
 # (experiment_id, epoch, segment, arm_id, hour, metric)
 StatKey = tuple[int, int, str, int, datetime, str]
@@ -25,7 +26,7 @@ def add_deltas(session: Session, *, deltas: Mapping[StatKey, tuple[int, float]])
     """
     if not deltas:
         return
-    table = StatBucket.__table__  # type: ignore[attr-defined]
+    table = table_of(StatBucket)
     stmt = dialect_insert(session, table)
     stmt = stmt.on_conflict_do_update(
         index_elements=["experiment_id", "epoch", "segment", "arm_id", "hour", "metric"],
@@ -53,13 +54,18 @@ def add_deltas(session: Session, *, deltas: Mapping[StatKey, tuple[int, float]])
 def rows_for(
     session: Session, *, experiment_id: int, epoch: int, metrics: Sequence[str] | None = None
 ) -> list[StatRow]:
-    stmt = select(
-        StatBucket.segment, StatBucket.arm_id, StatBucket.hour, StatBucket.metric, StatBucket.count
-    ).where(StatBucket.experiment_id == experiment_id, StatBucket.epoch == epoch)
+    stmt = sa_select(
+        col(StatBucket.segment),
+        col(StatBucket.arm_id),
+        col(StatBucket.hour),
+        col(StatBucket.metric),
+        col(StatBucket.count),
+    ).where(col(StatBucket.experiment_id) == experiment_id, col(StatBucket.epoch) == epoch)
     if metrics:
         stmt = stmt.where(col(StatBucket.metric).in_(metrics))
     return [
-        StatRow(seg, arm, hour, metric, int(n)) for seg, arm, hour, metric, n in session.exec(stmt)
+        StatRow(seg, arm, hour, metric, int(n))
+        for seg, arm, hour, metric, n in session.execute(stmt)
     ]
 
 

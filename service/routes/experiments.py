@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Query
 
 from service import experiments as domain
@@ -128,3 +130,21 @@ def arm_history(
         )
         for c in repo.status_history(session, arm_id=arm.id)
     ]
+
+
+@router.get("/{key}/report")
+def report(key: str, session: SessionDep, _admin: AdminKey) -> dict[str, Any]:
+    """Per arm and segment figures from the latest snapshot; lift of the leader over the
+    control; the off-policy evaluation of the policy against an even split."""
+    return domain.report(session, key)
+
+
+@router.get("/{key}/history")
+def history(
+    key: str,
+    session: SessionDep,
+    _admin: AdminKey,
+    limit: int = Query(500, ge=1, le=5000),
+) -> dict[str, Any]:
+    """Allocation and rates per snapshot version, oldest first, for charts over time."""
+    return domain.history(session, key, limit=limit)

@@ -83,7 +83,7 @@ class ArmIn(Strict):
 
 class ExperimentCreate(ExperimentSettings):
     key: str = Field(pattern=SLUG, description="Unique slug: lowercase letters, digits, - and _.")
-    name: str = Field(min_length=1, max_length=200)  # type: ignore[assignment]
+    name: str = Field(min_length=1, max_length=200)
     arms: list[ArmIn] = Field(min_length=1, max_length=MAX_ARMS)
 
 

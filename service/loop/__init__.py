@@ -1,0 +1,1 @@
+"""The marketing loop on the service side: gather, run, apply, review, schedule."""

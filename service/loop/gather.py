@@ -1,0 +1,244 @@
+"""Gather a loop run's input from the database: the brief, the rules, every arm with its
+figures and retirement eligibility, the learnings and what reviewers rejected and why."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+from sqlmodel import Session
+
+from bandits.posterior import beta_posterior, pooled_prior
+from service.models import Arm, Experiment, LearningRow, as_utc
+from service.policy.cohorts import OVERALL
+from service.policy.inputs import EXPOSURE, success_metric
+from service.repositories import experiments as experiments_repo
+from service.repositories import loop as loop_repo
+from service.repositories import snapshots as snapshots_repo
+from service.repositories import stats as stats_repo
+from variants.inputs import ArmView, Brief, LoopInput
+from variants.learnings import Evidence, Learning, LearningStatus
+from variants.lifecycle import ArmStatus
+from variants.rules import ContentRules
+
+# The loop may retire an arm only once the snapshot has called it eligible for this long
+# and at least this many loop runs have completed since (DESIGN: "held for 24 hours and
+# across two loop runs"), so one unlucky day never retires an arm.
+ELIGIBLE_FOR = timedelta(hours=24)
+RUNS_WHILE_ELIGIBLE = 2
+PRIOR_STRENGTH = 2.0
+MAX_STATUS_REASON = 300
+
+
+def input_digest(loop_input: LoopInput) -> str:
+    return hashlib.sha256(loop_input.model_dump_json().encode()).hexdigest()
+
+
+def gather(
+    session: Session,
+    experiment: Experiment,
+    *,
+    now: datetime,
+    learnings_cap: int,
+    max_new_variants: int,
+    use_learnings: bool = True,
+) -> LoopInput:
+    assert experiment.id is not None
+    arms = experiments_repo.arms(session, experiment_id=experiment.id)
+    arm_ids = [arm.id for arm in arms if arm.id is not None]
+    metric = success_metric(experiment.primary_metric, experiment.conversion_name)
+    rows = stats_repo.rows_for(
+        session, experiment_id=experiment.id, epoch=experiment.epoch, metrics=[EXPOSURE, metric]
+    )
+    # Raw counts over every segment and hour: the gates use raw counts, as the policy does.
+    index = {arm_id: i for i, arm_id in enumerate(arm_ids)}
+    exposures = np.zeros(len(arm_ids))
+    successes = np.zeros(len(arm_ids))
+    for row in rows:
+        i = index.get(row.arm_id)
+        if i is not None:
+            (exposures if row.metric == EXPOSURE else successes)[i] += row.count
+    successes = np.minimum(successes, exposures)
+
+    snapshot = snapshots_repo.latest(session, experiment_id=experiment.id)
+    payload: Mapping[str, Any] = snapshot.payload if snapshot is not None else {}
+    figures = _snapshot_figures(payload)
+    fallback = _posterior_figures(successes, exposures)
+    retirable = _retirable(session, experiment.id, payload, now=now)
+    reasons = loop_repo.latest_status_reasons(
+        session,
+        arm_ids=[
+            a.id for a in arms if a.id is not None and a.status not in (ArmStatus.LIVE, "proposed")
+        ],
+    )
+
+    views = [
+        _arm_view(
+            arm,
+            exposures=int(exposures[i]),
+            successes=int(successes[i]),
+            figures=figures.get(arm_ids[i], fallback[i]),
+            eligible=arm_ids[i] in retirable,
+            reason=reasons.get(arm_ids[i]),
+        )
+        for i, arm in enumerate(arms)
+    ]
+    learnings = (
+        [learning_of(row) for row in loop_repo.learnings(session, experiment_id=experiment.id)]
+        if use_learnings
+        else []
+    )
+    return LoopInput(
+        experiment_key=experiment.key,
+        brief=_brief(experiment.brief),
+        rules=content_rules(experiment.content_rules),
+        arms=views,
+        learnings=learnings,
+        max_live_arms=experiment.max_live_arms,
+        auto_approve=experiment.auto_approve,
+        auto_retire=experiment.auto_retire,
+        min_exposures=max(1, experiment.min_exposures),
+        min_successes=experiment.min_successes,
+        learnings_cap=learnings_cap,
+        max_new_variants=max_new_variants,
+    )
+
+
+def content_rules(raw: Mapping[str, Any] | None) -> ContentRules:
+    known = {k: v for k, v in (raw or {}).items() if k in ContentRules.model_fields}
+    return ContentRules(**known)
+
+
+def _brief(raw: Mapping[str, Any] | None) -> Brief:
+    known = {k: str(v) for k, v in (raw or {}).items() if k in Brief.model_fields and v}
+    return Brief(**known)
+
+
+def learning_of(row: LearningRow) -> Learning:
+    evidence: list[Evidence] = []
+    for item in row.evidence or []:
+        try:
+            evidence.append(Evidence.model_validate(item))
+        except ValidationError:  # a row written by hand: keep the claim, skip the bad item
+            continue
+    return Learning(
+        id=row.key,
+        claim=row.claim,
+        evidence=evidence,
+        support=max(0, row.support),
+        status=LearningStatus(row.status),
+        created_at=as_utc(row.created_at),
+        last_confirmed_at=as_utc(row.last_confirmed_at),
+        status_reason=row.status_reason,
+    )
+
+
+Figures = tuple[float, float, float]  # posterior mean, 95% low, 95% high
+
+
+def _snapshot_figures(payload: Mapping[str, Any]) -> dict[int, Figures]:
+    """The report's figures for the arms the snapshot serves (overall segment)."""
+    overall = (payload.get("segments") or {}).get(OVERALL)
+    ids = payload.get("arm_ids") or []
+    if not overall:
+        return {}
+    try:
+        return {
+            int(arm_id): (
+                float(overall["posterior_mean"][i]),
+                float(overall["ci_low"][i]),
+                float(overall["ci_high"][i]),
+            )
+            for i, arm_id in enumerate(ids)
+        }
+    except (KeyError, IndexError, TypeError, ValueError):
+        return {}
+
+
+def _posterior_figures(successes: np.ndarray, exposures: np.ndarray) -> list[Figures]:
+    """Figures for arms the snapshot does not serve (retired, rejected, proposed): the same
+    weak prior centred on the pooled rate that the policy uses."""
+    if len(exposures) == 0:
+        return []
+    alpha, beta = pooled_prior(successes, exposures, PRIOR_STRENGTH)
+    posterior = beta_posterior(successes, exposures, alpha, beta)
+    low, high = posterior.credible_interval(0.95)
+    return [
+        (float(m), float(lo), float(hi))
+        for m, lo, hi in zip(posterior.mean, low, high, strict=True)
+    ]
+
+
+def _retirable(
+    session: Session, experiment_id: int, payload: Mapping[str, Any], *, now: datetime
+) -> set[int]:
+    """Arms the snapshot has called eligible for at least a day, across two loop runs."""
+    verdicts = payload.get("retirement")
+    if not isinstance(verdicts, Mapping):
+        return set()
+    found: set[int] = set()
+    runs_since: dict[datetime, int] = {}
+    for key, verdict in verdicts.items():
+        if not isinstance(verdict, Mapping) or verdict.get("eligible") is not True:
+            continue
+        since = _parse_time(verdict.get("since"))
+        if since is None or now - since < ELIGIBLE_FOR:
+            continue
+        if since not in runs_since:
+            runs_since[since] = loop_repo.completed_runs_since(
+                session, experiment_id=experiment_id, since=since
+            )
+        if runs_since[since] >= RUNS_WHILE_ELIGIBLE:
+            try:
+                found.add(int(key))
+            except ValueError:
+                continue
+    return found
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return as_utc(datetime.fromisoformat(value))
+    except ValueError:
+        return None
+
+
+def _arm_view(
+    arm: Arm,
+    *,
+    exposures: int,
+    successes: int,
+    figures: Figures,
+    eligible: bool,
+    reason: str | None,
+) -> ArmView:
+    assert arm.id is not None
+    rate, low, high = (min(1.0, max(0.0, value)) for value in figures)
+    low, high = min(low, rate), max(high, rate)
+    status = ArmStatus(arm.status)
+    return ArmView(
+        id=arm.id,
+        content=arm.content,
+        tags=list(arm.tags or []),
+        status=status,
+        exposures=exposures,
+        successes=min(successes, exposures),
+        rate=rate,
+        ci_low=low,
+        ci_high=high,
+        eligible_for_retirement=eligible and status in (ArmStatus.LIVE, ArmStatus.SUSPENDED),
+        is_control=arm.is_control,
+        status_reason=(reason or "")[:MAX_STATUS_REASON] or None
+        if status not in (ArmStatus.LIVE, ArmStatus.PROPOSED)
+        else None,
+    )
+
+
+def live_count(arms: Sequence[Arm]) -> int:
+    return sum(1 for arm in arms if arm.status == ArmStatus.LIVE)

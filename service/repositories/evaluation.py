@@ -1,0 +1,125 @@
+"""Reads for evaluation: matured decisions with their reward, and what each snapshot served."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func
+from sqlmodel import Session, col, select
+
+from service.models import Decision, FirstEvent, PolicySnapshot
+from service.policy.cohorts import OVERALL
+
+VERSION_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedDecision:
+    arm_id: int
+    segment: str
+    propensity: float
+    policy_version: int
+    success: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ServedVersion:
+    """What one snapshot version could serve: its arms, which were eligible, the allocation."""
+
+    arm_ids: tuple[int, ...]
+    eligible: tuple[bool, ...]
+    allocation: tuple[float, ...]
+
+
+def matured_decisions(
+    session: Session,
+    *,
+    experiment_id: int,
+    epoch: int,
+    metric: str,
+    matured_before: datetime,
+    limit: int,
+) -> list[LoggedDecision]:
+    """The newest ``limit`` decisions made before ``matured_before``, each with its reward.
+
+    Reward: a first event of ``metric`` exists for the decision. Ingestion only claims first
+    events inside the attribution window (later ones are ``late``), so existence is enough.
+    """
+    stmt = (
+        select(
+            Decision.arm_id,
+            Decision.segment,
+            Decision.propensity,
+            Decision.policy_version,
+            FirstEvent.decision_id,
+        )
+        .join(
+            FirstEvent,
+            and_(col(FirstEvent.decision_id) == col(Decision.id), FirstEvent.metric == metric),
+            isouter=True,
+        )
+        .where(
+            Decision.experiment_id == experiment_id,
+            Decision.epoch == epoch,
+            col(Decision.created_at) < matured_before,
+        )
+        .order_by(col(Decision.created_at).desc())
+        .limit(limit)
+    )
+    return [
+        LoggedDecision(int(arm), segment or "", float(p), int(version), first is not None)
+        for arm, segment, p, version, first in session.exec(stmt)
+    ]
+
+
+def count_decisions(
+    session: Session,
+    *,
+    experiment_id: int,
+    epoch: int,
+    before: datetime | None = None,
+    since: datetime | None = None,
+) -> int:
+    stmt = select(func.count()).where(
+        Decision.experiment_id == experiment_id, Decision.epoch == epoch
+    )
+    if before is not None:
+        stmt = stmt.where(col(Decision.created_at) < before)
+    if since is not None:
+        stmt = stmt.where(col(Decision.created_at) >= since)
+    return int(session.exec(stmt).one())
+
+
+def served_versions(
+    session: Session, *, experiment_id: int, versions: Sequence[int]
+) -> dict[int, ServedVersion]:
+    """Arms, eligibility and overall allocation of the given snapshot versions.
+
+    Only those three small JSON values are read, not whole payloads: a busy experiment has a
+    new version every refresh, and a log of 200k decisions can span thousands of them.
+    """
+    payload: Any = PolicySnapshot.payload
+    found: dict[int, ServedVersion] = {}
+    wanted = sorted(set(versions))
+    for start in range(0, len(wanted), VERSION_CHUNK):
+        stmt = select(
+            PolicySnapshot.version,
+            payload["arm_ids"],
+            payload["segments"][OVERALL]["eligible"],
+            payload["segments"][OVERALL]["allocation"],
+        ).where(
+            PolicySnapshot.experiment_id == experiment_id,
+            col(PolicySnapshot.version).in_(wanted[start : start + VERSION_CHUNK]),
+        )
+        for version, arm_ids, eligible, allocation in session.exec(stmt):
+            if not arm_ids or eligible is None or allocation is None:
+                continue  # a snapshot nothing was served from (paused, no live arm)
+            found[int(version)] = ServedVersion(
+                tuple(int(a) for a in arm_ids),
+                tuple(bool(e) for e in eligible),
+                tuple(float(x) for x in allocation),
+            )
+    return found
