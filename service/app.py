@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service import openapi
 from service.errors import install_error_handlers
 from service.middleware import BodySizeLimit
 from service.routes import admin, choose, events, experiments, health, keys, loop, webhooks
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    openapi.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for module in (health, choose, events, webhooks, experiments, keys, admin, loop):
         app.include_router(module.router)

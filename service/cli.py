@@ -133,6 +133,44 @@ def cmd_purge(_args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_loop(args: argparse.Namespace, settings: Settings) -> int:
+    from service.errors import Conflict
+    from service.loop.scheduler import running_keys
+
+    runtime = _runtime(settings)
+    try:
+        keys = [args.experiment] if args.experiment else running_keys(runtime.engine)
+        for key in keys:
+            try:
+                run = runtime.loop.run(key, trigger="cli")
+            except Conflict as exc:
+                print(f"{key}: skipped: {exc.message}")
+                continue
+            print(f"{key}: run {run.id} {run.status}: {run.summary}")
+            if run.error:
+                print(f"  error: {run.error}")
+    finally:
+        runtime.stop()
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace, _settings: Settings) -> int:
+    from pathlib import Path
+
+    from service.loop.simulate import SimulationConfig, compare, plot, table
+
+    if not args.loop:
+        print("only the loop simulation is available here: banditloop simulate --loop")
+        return 2
+    config = SimulationConfig(
+        generations=args.generations, sends_per_generation=args.sends, seed=args.seed
+    )
+    results = compare(config)
+    print(table(results))
+    print(f"plot: {plot(results, Path(args.plot))}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="banditloop", description=__doc__)
     parser.add_argument("--log-level", default="info")
@@ -166,6 +204,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("purge", help="delete raw payloads past the retention period").set_defaults(
         handler=cmd_purge
     )
+
+    loop = sub.add_parser("loop", help="the marketing loop")
+    loop_sub = loop.add_subparsers(dest="loop_command", required=True)
+    loop_run = loop_sub.add_parser("run", help="run the loop now (every running experiment)")
+    loop_run.add_argument("--experiment", default=None, help="only this experiment's key")
+    loop.set_defaults(handler=cmd_loop)
+
+    simulate = sub.add_parser("simulate", help="simulations on the real engine")
+    simulate.add_argument(
+        "--loop", action="store_true", help="the loop with and without learnings, compared"
+    )
+    simulate.add_argument("--generations", type=int, default=8)
+    simulate.add_argument("--sends", type=int, default=8000, help="sends per generation")
+    simulate.add_argument("--seed", type=int, default=7)
+    simulate.add_argument("--plot", default="loop-simulation.png", help="where the PNG goes")
+    simulate.set_defaults(handler=cmd_simulate)
     return parser
 
 

@@ -289,9 +289,7 @@ def _target(
     }
     support = bool(used > 0 and np.any(probability > 0.0))
     out["support"] = support
-    out["effective_sample_size"] = (
-        effective_sample_size(propensity, probability) if used else 0.0
-    )
+    out["effective_sample_size"] = effective_sample_size(propensity, probability) if used else 0.0
     if not support or sums is None:
         out["ips"], out["snips"] = _empty_interval(), _empty_interval()
         return out

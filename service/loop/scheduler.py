@@ -84,3 +84,9 @@ class LoopScheduler:
             except Conflict:
                 continue  # another replica is on it
         return runs
+
+
+def running_keys(engine: Engine) -> list[str]:
+    """Keys of every running experiment (what `banditloop loop run` runs)."""
+    with session_scope(engine) as session:
+        return [e.key for e in experiments_repo.list_all(session, status="running")]

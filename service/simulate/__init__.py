@@ -1,0 +1,11 @@
+"""The simulator: pinned scenarios through the service's own engine on a simulated clock."""
+
+from service.simulate.runner import (
+    DEFAULT_POLICIES,
+    POLICIES,
+    RunResult,
+    SimulationSettings,
+    run,
+)
+
+__all__ = ["DEFAULT_POLICIES", "POLICIES", "RunResult", "SimulationSettings", "run"]
