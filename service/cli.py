@@ -160,14 +160,67 @@ def cmd_simulate(args: argparse.Namespace, _settings: Settings) -> int:
     from service.loop.simulate import SimulationConfig, compare, plot, table
 
     if not args.loop:
-        print("only the loop simulation is available here: banditloop simulate --loop")
-        return 2
+        return _simulate_scenarios(args)
     config = SimulationConfig(
         generations=args.generations, sends_per_generation=args.sends, seed=args.seed
     )
     results = compare(config)
     print(table(results))
     print(f"plot: {plot(results, Path(args.plot))}")
+    return 0
+
+
+def _simulate_scenarios(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bandits.audience import pinned_scenarios
+    from service.simulate import SimulationSettings
+    from service.simulate.summary import format_table, plot, policies_for, run_many, summarise
+
+    scenarios = pinned_scenarios()
+    names = list(scenarios) if args.scenario == "all" else [args.scenario]
+    unknown = [n for n in names if n not in scenarios]
+    if unknown:
+        print(f"unknown scenario {unknown[0]!r}; one of: all, {', '.join(scenarios)}")
+        return 2
+    settings = SimulationSettings(refresh_hours=args.refresh_hours, hours=args.hours)
+    for name in names:
+        scenario = scenarios[name]
+        policies = args.policies or policies_for(scenario)
+        results = run_many(scenario, policies, range(args.seeds), settings)
+        print(format_table(summarise(results)))
+        for path in plot(results, Path(args.out)):
+            print(f"  plot: {path}")
+        print(flush=True)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    import numpy as np
+
+    from service.db import session_scope
+    from service.errors import NotFound
+    from service.evaluation import evaluate_experiment
+    from service.evaluation.table import format_evaluation
+    from service.repositories import experiments as experiments_repo
+
+    runtime = _runtime(settings)
+    try:
+        with session_scope(runtime.engine) as session:
+            experiment = experiments_repo.get_by_key(session, key=args.experiment)
+            if experiment is None or experiment.id is None:
+                raise NotFound(f"unknown experiment {args.experiment!r}", field="experiment")
+            result = evaluate_experiment(
+                session,
+                experiment_id=experiment.id,
+                rng=np.random.default_rng(args.seed),
+                arm_id=args.arm,
+            )
+    finally:
+        runtime.stop()
+    print(json.dumps(result, indent=2) if args.json else format_evaluation(args.experiment, result))
     return 0
 
 
@@ -219,7 +272,29 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--sends", type=int, default=8000, help="sends per generation")
     simulate.add_argument("--seed", type=int, default=7)
     simulate.add_argument("--plot", default="loop-simulation.png", help="where the PNG goes")
+    # Without --loop: the pinned bandit scenarios on the real engine, against the baselines.
+    simulate.add_argument("--scenario", default="all", help="a pinned scenario's name, or all")
+    simulate.add_argument("--seeds", type=int, default=1, help="runs seeds 0..N-1")
+    simulate.add_argument("--out", default="simulation", help="directory for the PNG plots")
+    simulate.add_argument(
+        "--policies",
+        nargs="+",
+        choices=["uniform", "epsilon-greedy", "thompson", "ours", "ours-naive"],
+        default=None,
+        help="default: uniform, epsilon-greedy, thompson, ours (+ ours-naive where delays matter)",
+    )
+    simulate.add_argument("--hours", type=float, default=None, help="default: the horizon")
+    simulate.add_argument("--refresh-hours", type=float, default=1.0, help="policy refresh")
     simulate.set_defaults(handler=cmd_simulate)
+
+    evaluate = sub.add_parser(
+        "evaluate", help="lift over an even split and off-policy estimates from the decision log"
+    )
+    evaluate.add_argument("--experiment", required=True, help="the experiment's key")
+    evaluate.add_argument("--arm", type=int, default=None, help="also evaluate always serving it")
+    evaluate.add_argument("--json", action="store_true", help="print the JSON the report embeds")
+    evaluate.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    evaluate.set_defaults(handler=cmd_evaluate)
     return parser
 
 

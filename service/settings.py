@@ -79,14 +79,14 @@ class Settings(BaseSettings):
     loop_scheduler_seconds: float = Field(
         60.0, gt=0, description="How often the scheduler looks for experiments whose loop is due."
     )
-    sendgrid_public_key: str = ""
-    mailgun_signing_key: str = ""
-    postmark_username: str = ""
-    postmark_password: str = ""
-    ses_topic_arns: str = ""
-    customerio_signing_key: str = ""
-    braze_token: str = ""
-    generic_webhook_secret: str = ""
+    sendgrid_public_key: str = Field("", description="SendGrid's base64 ECDSA public key(s).")
+    mailgun_signing_key: str = Field("", description="Mailgun webhook signing key(s).")
+    postmark_username: str = Field("", description="Basic-auth user(s) in the Postmark URL.")
+    postmark_password: str = Field("", description="Basic-auth password(s), same order.")
+    ses_topic_arns: str = Field("", description="SNS topic ARNs accepted for SES events.")
+    customerio_signing_key: str = Field("", description="Customer.io webhook signing key(s).")
+    braze_token: str = Field("", description="Bearer token(s) set on the Braze Current.")
+    generic_webhook_secret: str = Field("", description="HMAC secret(s) for /webhooks/generic.")
     ses_certificate_dir: str = Field(
         "", description="Folder of SNS signing certificates (PEM) for offline verification."
     )
@@ -97,7 +97,6 @@ class Settings(BaseSettings):
     run_background: bool = Field(
         True, description="Run the refresher, decision flusher and scheduler threads."
     )
-    demo: bool = Field(False, description="Create the demo experiment on start if missing.")
 
     @field_validator("database_url")
     @classmethod

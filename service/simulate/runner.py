@@ -6,10 +6,10 @@ evenly over the step. The audience comes from ``bandits.audience`` with common r
 so every policy faces the same recipients for the same seed.
 
 Regret is the expected (pseudo-)regret: per decision, the best true rate among the arms live
-for that recipient's segment minus the chosen arm's true rate. In the guardrail trap the best
-is taken among *acceptable* arms (unsubscribes within the guardrail's tolerance of the best
-unsubscribe rate): the trap arm's clicks are not a prize to chase, and serving it counts as
-excess unsubscribes, reported separately.
+for that recipient's segment minus the chosen arm's true rate. The best is taken among
+*acceptable* arms (unsubscribes within the guardrail's tolerance of the lowest), and a send to
+an unacceptable arm (the guardrail trap) earns no credit: its regret is the whole best rate.
+Its clicks are not a prize to chase; what it costs in unsubscribes is reported separately.
 """
 
 from __future__ import annotations
@@ -161,7 +161,8 @@ def run(
             rates = np.array([arm.rate(segment, t0) for arm in scenario.arms])
             candidates = [i for i in live if acceptable[i]] or list(live)
             best_index = max(candidates, key=lambda i: rates[i])
-            regret += float(np.sum(rates[best_index] - rates[arms]))
+            credit = np.where(acceptable[arms], rates[arms], 0.0)
+            regret += float(np.sum(rates[best_index] - credit))
             best += float(np.sum(arms == best_index))
             trap += float(np.sum(~acceptable[arms]))
             np.add.at(decisions[step], arms, 1.0)
