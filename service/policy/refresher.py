@@ -145,6 +145,25 @@ def _changed(previous: PolicySnapshot, payload: dict[str, Any], now: Any) -> boo
     )
 
 
+def _observe_guardrails(key: str, payload: dict[str, Any], overall: Any) -> None:
+    """Set banditloop_arm_guardrail_breached for every checked (arm, metric).
+
+    Only live arms are checked, so the snapshot that suspends an arm is the only one that
+    names it as breached. Later snapshots leave an ineligible arm's gauge alone (it stays 1
+    while the arm is suspended) and set 0 once it is eligible again, e.g. after a restore.
+    """
+    guardrails = payload.get("guardrails") or {}
+    breached = guardrails.get("breached") or {}
+    eligible = (overall or {}).get("eligible")
+    for metric in guardrails.get("rates") or {}:
+        for i, arm_id in enumerate(payload.get("arm_ids", [])):
+            gauge = metrics.GUARDRAIL_BREACHED.labels(key, str(arm_id), metric)
+            if metric in breached.get(str(arm_id), {}).get("metrics", ()):
+                gauge.set(1)
+            elif eligible is not None and eligible[i]:
+                gauge.set(0)
+
+
 class Refresher:
     def __init__(
         self, engine: Engine, cache: PolicyCache, *, interval: float, lease_seconds: float
@@ -236,6 +255,7 @@ class Refresher:
                 metrics.POSTERIOR_MEAN.labels(*labels).set(overall["posterior_mean"][i])
                 metrics.PROBABILITY_BEST.labels(*labels).set(overall["probability_best"][i])
                 metrics.ALLOCATION.labels(*labels).set(overall["allocation"][i])
+        _observe_guardrails(policy.key, row.payload, overall)
         metrics.SNAPSHOT_VERSION.labels(policy.key).set(row.version)
         self._created[policy.key] = row.created_at
         return policy

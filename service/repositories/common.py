@@ -30,19 +30,21 @@ def insert_ignore(
     table: Table,
     rows: Sequence[Mapping[str, Any]],
     *,
-    conflict: Iterable[str],
+    conflict: Iterable[str] | None,
     returning: Sequence[str] = (),
 ) -> list[Any]:
     """Insert rows, skipping those that collide on ``conflict``; return what was inserted."""
     if not rows:
         return []
-    conflict = list(conflict)
+    # conflict=None: skip a row that violates any unique constraint (PostgreSQL and SQLite
+    # both allow ON CONFLICT DO NOTHING without a target).
+    elements = list(conflict) if conflict is not None else None
     if session.get_bind().dialect.name == "postgresql":
         complete = _with_python_defaults(table, rows)
         if complete is not None:
-            return _insert_ignore_json(session, table, complete, conflict, returning)
+            return _insert_ignore_json(session, table, complete, elements, returning)
     if not returning:
-        stmt = dialect_insert(session, table).on_conflict_do_nothing(index_elements=conflict)
+        stmt = dialect_insert(session, table).on_conflict_do_nothing(index_elements=elements)
         session.execute(stmt, [dict(r) for r in rows])
         return []
     # executemany with RETURNING: SQLAlchemy's "insertmanyvalues" batches the rows into
@@ -51,7 +53,7 @@ def insert_ignore(
     cols = [table.c[name] for name in returning]
     returning_stmt = (
         dialect_insert(session, table)
-        .on_conflict_do_nothing(index_elements=conflict)
+        .on_conflict_do_nothing(index_elements=elements)
         .returning(*cols)
     )
     inserted: list[Any] = list(session.execute(returning_stmt, [dict(r) for r in rows]).all())
@@ -117,7 +119,7 @@ def _insert_ignore_json(
     session: OrmSession,
     table: Table,
     rows: Sequence[Mapping[str, Any]],
-    conflict: list[str],
+    conflict: list[str] | None,
     returning: Sequence[str],
 ) -> list[Any]:
     """PostgreSQL: INSERT ... SELECT FROM json_populate_recordset(<the rows as JSON>).
@@ -131,10 +133,11 @@ def _insert_ignore_json(
     dialect = session.get_bind().dialect
     quote = dialect.identifier_preparer.quote
     names = ", ".join(quote(name) for name in rows[0])
+    target = f"({', '.join(quote(c) for c in conflict)}) " if conflict is not None else ""
     sql = (
         f"INSERT INTO {quote(table.name)} ({names}) "
         f"SELECT {names} FROM json_populate_recordset(NULL::{quote(table.name)}, :rows) "
-        f"ON CONFLICT ({', '.join(quote(c) for c in conflict)}) DO NOTHING"
+        f"ON CONFLICT {target}DO NOTHING"
     )
     if returning:
         sql += f" RETURNING {', '.join(quote(r) for r in returning)}"

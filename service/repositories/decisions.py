@@ -15,12 +15,16 @@ KeyedKey = tuple[int, str, str]
 
 
 def insert_keyed(session: Session, *, rows: Sequence[dict[str, object]]) -> set[str]:
-    """Insert keyed decisions unless (experiment, unit, send) exists; return the new ids."""
+    """Insert keyed decisions unless (experiment, unit, send) exists; return the new ids.
+
+    Any conflict is skipped, the id's too: after a unit is forgotten, the same keyed request
+    in the same second mints the same id as the unlinked row.
+    """
     inserted = insert_ignore(
         session,
         table_of(Decision),
         rows,
-        conflict=["experiment_id", "unit_hash", "send_id"],
+        conflict=None,
         returning=["id"],
     )
     return {row[0] for row in inserted}

@@ -61,7 +61,9 @@ def summarise(results: Sequence[RunResult]) -> list[PolicySummary]:
     for (scenario, policy), runs in by_key.items():
         regrets = np.array([r.regret for r in runs])
         paired = [(r, uniform.get((scenario, r.seed))) for r in runs]
-        ratios = np.array([r.regret / u.regret for r, u in paired if u is not None and u.regret > 0])
+        ratios = np.array(
+            [r.regret / u.regret for r, u in paired if u is not None and u.regret > 0]
+        )
         gains = [r.successes - u.successes for r, u in paired if u is not None]
         suspended: dict[str, list[tuple[float, int]]] = defaultdict(list)
         retired: dict[str, int] = defaultdict(int)
@@ -117,9 +119,13 @@ def format_table(summaries: Sequence[PolicySummary]) -> str:
             events = []
             for arm, (hour, exposures) in s.suspended.items():
                 runs = s.suspended_runs[arm]
-                events.append(f"{arm} suspended {runs}/{s.seeds} at {hour:.0f}h/{exposures:.0f} exp")
+                events.append(
+                    f"{arm} suspended {runs}/{s.seeds} at {hour:.0f}h/{exposures:.0f} exp"
+                )
             if s.retired:
-                events.append("retired " + ", ".join(f"{a} {n}/{s.seeds}" for a, n in s.retired.items()))
+                events.append(
+                    "retired " + ", ".join(f"{a} {n}/{s.seeds}" for a, n in s.retired.items())
+                )
             lines.append(
                 f"  {s.policy:<15}{s.mean_regret:>9.1f}{s.p90_regret:>9.1f}"
                 f"{_fmt(s.mean_ratio, '.3f'):>8}{_fmt(s.p90_ratio, '.3f'):>8}"
