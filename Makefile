@@ -24,6 +24,7 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	bash scripts/ensure-services.sh
+	bash scripts/ensure-prometheus.sh
 	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest -n 2 --dist loadfile
 

@@ -66,14 +66,16 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def _serve_gunicorn(args: argparse.Namespace) -> int:
     # Metrics from several workers: prometheus-client's multiprocess mode, with its directory
     # cleared at start so counters of dead processes do not linger.
-    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROCESS_DIR") or os.path.join(
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.path.join(
         tempfile.gettempdir(), "banditloop-metrics"
     )
     shutil.rmtree(metrics_dir, ignore_errors=True)
     os.makedirs(metrics_dir, exist_ok=True)
-    os.environ["PROMETHEUS_MULTIPROCESS_DIR"] = metrics_dir
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    # Next to this interpreter first: a venv's gunicorn need not be on PATH.
+    local = Path(sys.executable).parent / "gunicorn"
     argv = [
-        "gunicorn",
+        str(local) if local.exists() else "gunicorn",
         "service.main:app",
         "--worker-class",
         "uvicorn.workers.UvicornWorker",
@@ -164,7 +166,7 @@ def cmd_simulate(args: argparse.Namespace, _settings: Settings) -> int:
     config = SimulationConfig(
         generations=args.generations, sends_per_generation=args.sends, seed=args.seed
     )
-    results = compare(config)
+    results = compare(config, repeats=args.repeats)
     print(table(results))
     print(f"plot: {plot(results, Path(args.plot))}")
     return 0
@@ -271,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--generations", type=int, default=8)
     simulate.add_argument("--sends", type=int, default=8000, help="sends per generation")
     simulate.add_argument("--seed", type=int, default=7)
+    simulate.add_argument("--repeats", type=int, default=3, help="seeds to average over")
     simulate.add_argument("--plot", default="loop-simulation.png", help="where the PNG goes")
     # Without --loop: the pinned bandit scenarios on the real engine, against the baselines.
     simulate.add_argument("--scenario", default="all", help="a pinned scenario's name, or all")

@@ -28,7 +28,9 @@ def get_session(runtime: RuntimeDep) -> Iterator[Session]:
     yield from request_session(runtime.engine, {"install_snapshot": runtime.refresher.install})
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the session commits (and its after-commit hooks run) before the
+# response is sent, so a 2xx always means the change is durable and visible.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def _scope(scope: str) -> Callable[..., Principal]:

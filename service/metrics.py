@@ -1,6 +1,6 @@
 """Prometheus metrics, declared once. Labels are bounded by experiment and arm.
 
-With several worker processes, ``PROMETHEUS_MULTIPROCESS_DIR`` switches prometheus-client
+With several worker processes, ``PROMETHEUS_MULTIPROC_DIR`` switches prometheus-client
 to its multiprocess mode; ``render`` then aggregates every worker's files.
 """
 
@@ -108,7 +108,7 @@ LLM_TOKENS = Counter("banditloop_llm_tokens_total", "LLM tokens used.", ["model"
 
 def render() -> tuple[bytes, str]:
     """The exposition text for /metrics, aggregated over workers in multiprocess mode."""
-    if os.environ.get("PROMETHEUS_MULTIPROCESS_DIR"):
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         prom_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST

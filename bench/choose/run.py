@@ -86,7 +86,8 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
 @contextlib.contextmanager
 def _server(
     app: str, env: dict[str, str], workdir: Path, name: str, app_dir: Path | None = None
-) -> Iterator[int]:
+) -> Iterator[tuple[int, int]]:
+    """Port and pid of a uvicorn server (taskset execs, so the pid is the server's)."""
     port = _free_port()
     log = workdir / f"{name}.log"
     command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
@@ -97,7 +98,7 @@ def _server(
         )
     try:
         _wait_for_port(port, proc, log)
-        yield port
+        yield port, proc.pid
     finally:
         proc.terminate()
         try:
@@ -157,8 +158,14 @@ def _bare_size(port: int) -> int:
 # Load
 
 
-def _wrk(port: int, script: Path, seconds: float, connections: int) -> float:
-    """Requests/s from wrk (closed loop: as fast as the server answers)."""
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, all its threads included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wrk(port: int, script: Path, seconds: float, connections: int) -> tuple[float, int]:
+    """Requests/s and requests answered, from wrk (closed loop: as fast as the server can)."""
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "-s", str(script)]
     command.append(f"http://127.0.0.1:{port}/v1/choose")
     out = subprocess.run(
@@ -169,15 +176,19 @@ def _wrk(port: int, script: Path, seconds: float, connections: int) -> float:
     if bad or errors:
         sys.exit(f"wrk saw failures against port {port}:\n{out}")
     found = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if not found:
+    answered = re.search(r"(\d+) requests in", out)
+    if not found or not answered:
         sys.exit(f"could not read wrk's output:\n{out}")
-    return float(found.group(1))
+    return float(found.group(1)), int(answered.group(1))
 
 
-def _generator(port: int, token: str, mode: str, rate: float, seconds: float) -> dict[str, Any]:
+def _generator(
+    port: int, token: str, mode: str, rate: float, seconds: float, connections: int = 32
+) -> dict[str, Any]:
     """Run this file's load generator in its own process on the load CPU."""
     command = [sys.executable, str(Path(__file__).resolve()), "_generate", "--port", str(port)]
     command += ["--token", token, "--mode", mode, "--rate", str(rate), "--seconds", str(seconds)]
+    command += ["--connections", str(connections)]
     done = subprocess.run(_pinned(LOAD_CPU, command), capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"the load generator failed against port {port}:\n{done.stderr[-3000:]}")
@@ -424,36 +435,49 @@ def _bench(args: argparse.Namespace) -> None:
         else "NOT pinned (taskset missing or one CPU): figures are noisier"
     )
     print(f"uvicorn {' '.join(UVICORN_FLAGS)}, one worker; {pinning}")
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"load average at the start: {load} on {os.cpu_count()} CPUs (other work skews req/s)")
     print(f"POST /v1/choose: K={ARMS}, unkeyed with a unit_id ({UNIT_IDS:,} distinct); {workdir}")
 
     capacity = _generator_capacity(workdir, 3.0)
     print(f"load generator capacity (closed loop vs a no-op asyncio server): {capacity:,.0f}/s")
 
-    with _server("service.main:app", service_env, workdir, "choose") as choose_port:
+    with _server("service.main:app", service_env, workdir, "choose") as (choose_port, choose_pid):
         token, answer, choose_bytes = _set_up_service(choose_port, admin_key)
         bare_env = dict(os.environ, BENCH_BARE_BODY=json.dumps(answer))
-        with _server("bare_app:app", bare_env, workdir, "bare", app_dir=HERE) as bare_port:
+        with _server("bare_app:app", bare_env, workdir, "bare", app_dir=HERE) as bare:
+            bare_port, bare_pid = bare
             bare_bytes = _bare_size(bare_port)
             print(f"response bodies: choose {choose_bytes} bytes, bare {bare_bytes} bytes")
             ports = {"bare": bare_port, "choose": choose_port}
+            pids = {"bare": bare_pid, "choose": choose_pid}
             script = workdir / "choose.lua"
             script.write_text(WRK_SCRIPT.format(token=token, experiment=EXPERIMENT, units=UNIT_IDS))
             for port in ports.values():  # warm up: imports, caches, first snapshot loads
                 _wrk(port, script, 2, args.connections)
 
             peak: dict[str, list[float]] = {name: [] for name in ports}
+            cpu: dict[str, list[float]] = {name: [] for name in ports}
             for _ in range(args.rounds):
                 for name, port in ports.items():
-                    peak[name].append(_wrk(port, script, args.seconds, args.connections))
+                    before = _cpu_seconds(pids[name])
+                    rate, answered = _wrk(port, script, args.seconds, args.connections)
+                    peak[name].append(rate)
+                    cpu[name].append((_cpu_seconds(pids[name]) - before) / answered * 1e6)
             peaks = {name: _median(values) for name, values in peak.items()}
+            cpu_per_request = {name: _median(values) for name, values in cpu.items()}
 
             open_runs: dict[str, list[dict[str, Any]]] = {name: [] for name in ports}
             for _ in range(args.rounds):
                 for name, port in ports.items():
                     rate = peaks[name] * args.load
-                    open_runs[name].append(_generator(port, token, "open", rate, args.open_seconds))
+                    open_runs[name].append(
+                        _generator(
+                            port, token, "open", rate, args.open_seconds, args.open_connections
+                        )
+                    )
 
-    _report(args, peak, peaks, open_runs, capacity)
+    _report(args, peak, peaks, cpu_per_request, open_runs, capacity)
     shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -461,49 +485,65 @@ def _report(
     args: argparse.Namespace,
     peak: dict[str, list[float]],
     peaks: dict[str, float],
+    cpu_per_request: dict[str, float],
     open_runs: dict[str, list[dict[str, Any]]],
     capacity: float,
 ) -> None:
-    pct = f"{args.load:.0%}"
     print()
     print(
-        f"max throughput: wrk -t1 -c{args.connections}, {args.seconds:g} s per run; "
-        f"latency: open loop at {pct} of each endpoint's median max, {args.open_seconds:g} s "
-        f"per run, 32 connections; medians of {args.rounds} interleaved rounds"
+        f"max throughput: wrk -t1 -c{args.connections}, {args.seconds:g} s per run, "
+        f"median of {args.rounds} interleaved rounds"
     )
     header = (
-        f"{'endpoint':<8}  {'max req/s (rounds)':<26}  {'median':>8}  {'open rate':>9}  "
-        f"{'achieved':>8}  {'p50 ms':>7}  {'p99 ms':>7}  {'p99.9 ms':>8}  {'errors':>6}"
+        f"{'endpoint':<8}  {'req/s per round':<24}  {'median req/s':>12}  {'server CPU/req':>14}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name in peak:
+        rounds = " ".join(f"{v:,.0f}" for v in peak[name])
+        print(f"{name:<8}  {rounds:<24}  {peaks[name]:>12,.0f}  {cpu_per_request[name]:>11,.0f} us")
+    print(
+        f"throughput ratio choose/bare: {peaks['choose'] / peaks['bare']:.2f} (aim >= 0.80); "
+        f"by server CPU per request: {cpu_per_request['bare'] / cpu_per_request['choose']:.2f}"
+    )
+
+    print()
+    print(
+        f"latency: open loop at {args.load:.0%} of each endpoint's median max, "
+        f"{args.open_seconds:g} s per run, {args.open_connections} connections, "
+        f"from the scheduled send time; medians of {args.rounds} interleaved rounds"
+    )
+    header = (
+        f"{'endpoint':<8}  {'target/s':>8}  {'achieved/s':>10}  {'p50 ms':>7}  {'p99 ms':>7}  "
+        f"{'p99.9 ms':>8}  {'max ms':>7}  {'errors':>6}"
     )
     print(header)
     print("-" * len(header))
     summary: dict[str, dict[str, float]] = {}
-    for name in peak:
-        runs = open_runs[name]
+    for name, runs in open_runs.items():
         row = {
             key: _median([r[key] for r in runs])
-            for key in ("achieved_rate", "p50_ms", "p99_ms", "p999_ms")
+            for key in ("achieved_rate", "p50_ms", "p99_ms", "p999_ms", "max_ms")
         }
-        errors = sum(r["errors"] + r["unanswered"] for r in runs)
         summary[name] = row
-        rounds = " ".join(f"{v:,.0f}" for v in peak[name])
+        errors = sum(r["errors"] + r["unanswered"] for r in runs)
         print(
-            f"{name:<8}  {rounds:<26}  {peaks[name]:>8,.0f}  {peaks[name] * args.load:>9,.0f}  "
-            f"{row['achieved_rate']:>8,.0f}  {row['p50_ms']:>7.2f}  {row['p99_ms']:>7.2f}  "
-            f"{row['p999_ms']:>8.2f}  {errors:>6}"
+            f"{name:<8}  {peaks[name] * args.load:>8,.0f}  {row['achieved_rate']:>10,.0f}  "
+            f"{row['p50_ms']:>7.2f}  {row['p99_ms']:>7.2f}  {row['p999_ms']:>8.2f}  "
+            f"{row['max_ms']:>7.1f}  {errors:>6}"
         )
     bare, choose = summary["bare"], summary["choose"]
     print(
-        f"ratio choose/bare: throughput {peaks['choose'] / peaks['bare']:.2f} (aim >= 0.80); "
-        f"p50 {choose['p50_ms'] / bare['p50_ms']:.2f}x, "
+        f"latency ratio choose/bare: p50 {choose['p50_ms'] / bare['p50_ms']:.2f}x, "
         f"p99 {choose['p99_ms'] / bare['p99_ms']:.2f}x"
     )
     lag = max(r["dispatch_lag_p99_ms"] for runs in open_runs.values() for r in runs)
     highest = max(peaks.values()) * args.load
     print(
         f"generator: capacity {capacity:,.0f}/s, highest target {highest:,.0f}/s "
-        f"({highest / capacity:.0%} of capacity), dispatch lag p99 <= {lag:.2f} ms"
+        f"({highest / capacity:.0%} of capacity), worst dispatch lag p99 {lag:.2f} ms"
     )
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 def main() -> None:
@@ -523,6 +563,7 @@ def main() -> None:
     parser.add_argument("--open-seconds", type=float, default=10, help="open-loop run length")
     parser.add_argument("--connections", type=int, default=50, help="wrk connections")
     parser.add_argument("--load", type=float, default=0.5, help="open-loop share of max rate")
+    parser.add_argument("--open-connections", type=int, default=32, help="generator connections")
     args = parser.parse_args()
     if args.command == "_generate":
         _generate(args)

@@ -62,7 +62,11 @@ def run_all(
     ranked = {name: i for i, name in enumerate(scenarios)}
     return sorted(
         results,
-        key=lambda r: (ranked[r.scenario], policies_for(catalogue[r.scenario]).index(r.policy), r.seed),
+        key=lambda r: (
+            ranked[r.scenario],
+            policies_for(catalogue[r.scenario]).index(r.policy),
+            r.seed,
+        ),
     )
 
 

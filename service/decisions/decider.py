@@ -19,7 +19,7 @@ from service.db import session_scope
 from service.decisions.log import DecisionLog, DecisionRecord, exposure_deltas
 from service.errors import NotFound
 from service.models import utcnow
-from service.policy.loaded import LoadedPolicy, ServingArm
+from service.policy.loaded import LoadedPolicy, SegmentPolicy, ServingArm
 from service.repositories import decisions as decisions_repo
 from service.repositories import stats as stats_repo
 from service.tokens import DecisionSigner
@@ -108,10 +108,8 @@ class Decider:
         records: list[DecisionRecord] = []
         keyed: list[tuple[int, tuple[int, str, str], DecisionRecord, Choice]] = []
         unkeyed_by_segment: dict[str, list[int]] = defaultdict(list)
-        segments: list[str] = []
         for i, unit in enumerate(units):
             segment, _ = policy.segment_for(unit.context)
-            segments.append(segment)
             if unit.keyed:
                 assert unit.unit_id is not None
                 assert unit.send_id is not None
@@ -128,14 +126,8 @@ class Decider:
 
         for segment, indexes in unkeyed_by_segment.items():
             _, seg_policy = policy.segment_for(_context_for(policy, segment))
-            arm_idx, explored = sample_arms(
-                seg_policy.exploit,
-                seg_policy.eligible,
-                seg_policy.exploration_share,
-                len(indexes),
-                self._rng,
-            )
-            for i, a, e in zip(indexes, arm_idx.tolist(), explored.tolist(), strict=True):
+            arm_idx, explored = self._sample(seg_policy, len(indexes))
+            for i, a, e in zip(indexes, arm_idx, explored, strict=True):
                 unit = units[i]
                 record, choice = self._record(
                     policy, seg_policy.allocation[a], a, bool(e), segment, unit, None, now
@@ -152,6 +144,25 @@ class Decider:
         for c in done:
             metrics.DECISIONS.labels(policy.key, str(c.arm.id), str(c.explored)).inc()
         return done
+
+    def _sample(self, seg_policy: SegmentPolicy, n: int) -> tuple[list[int], list[bool]]:
+        if n == 1:
+            # A single /choose: the same two uniforms, in the same order, and the same rule
+            # as sample_arms (so a seeded draw is identical), without the vectorised set-up
+            # that costs more than the draw itself for one unit.
+            u_explore, u_arm = self._rng.random(2).tolist()
+            arm, explored = arm_from_uniforms(
+                seg_policy.exploit,
+                seg_policy.eligible,
+                seg_policy.exploration_share,
+                u_explore,
+                u_arm,
+            )
+            return [arm], [explored]
+        arms, flags = sample_arms(
+            seg_policy.exploit, seg_policy.eligible, seg_policy.exploration_share, n, self._rng
+        )
+        return arms.tolist(), flags.tolist()
 
     def _keyed_choice(
         self, policy: LoadedPolicy, unit: Unit, unit_hash: str, segment: str, now: datetime

@@ -3,7 +3,7 @@ estimates of an even split, the current allocation and (optionally) one fixed ar
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,7 +18,7 @@ from service.policy.inputs import success_metric
 from service.repositories import evaluation as evaluation_repo
 from service.repositories import experiments as experiments_repo
 from service.repositories import snapshots as snapshots_repo
-from service.repositories.evaluation import LoggedDecision, ServedVersion
+from service.repositories.evaluation import MaturedDecisions, ServedVersion
 
 # The report calls this on every request: the newest 200k matured decisions and 500
 # resamples keep it well under a second while the intervals stay stable to ~1e-3.
@@ -75,7 +75,7 @@ def evaluate_experiment(
     served = evaluation_repo.served_versions(
         session,
         experiment_id=experiment_id,
-        versions=sorted({d.policy_version for d in decisions}),
+        versions=sorted(set(decisions.policy_version)),
     )
     latest = snapshots_repo.latest(session, experiment_id=experiment_id)
     current = _current_allocation(latest.payload) if latest is not None else None
@@ -136,7 +136,7 @@ def _unavailable(name: str, reason: str) -> dict[str, Any]:
 
 
 def build_log(
-    decisions: Sequence[LoggedDecision],
+    decisions: MaturedDecisions,
     served: Mapping[int, ServedVersion],
     *,
     current: CurrentAllocation | None,
@@ -148,70 +148,68 @@ def build_log(
     What the log could choose at a decision: the arms its snapshot made eligible with a
     positive allocation (a positive exploration share gives every eligible arm some). The even
     split is over the eligible arms. The current allocation and the fixed arm are evaluated on
-    the decisions whose choosable arms cover every arm the target could pick.
+    the decisions whose choosable arms cover every arm the target could pick. Vectorised over
+    (version x arm) and (segment x arm) tables: the report may pass 200k decisions.
     """
-    supports: dict[int, tuple[frozenset[int], int]] = {}
-    for version, info in served.items():
-        choosable = frozenset(
-            a
-            for a, e, x in zip(info.arm_ids, info.eligible, info.allocation, strict=True)
-            if e and x > 0.0
-        )
-        supports[version] = (choosable, sum(info.eligible))
-    current_by_segment: dict[str, dict[int, float]] = {}
-    if current is not None:
-        arm_ids, allocations = current
-        current_by_segment = {
-            seg: {a: x for a, x in zip(arm_ids, alloc, strict=True) if x > 0.0}
-            for seg, alloc in allocations.items()
-        }
-    group_cache: dict[tuple[int, str], tuple[float, bool]] = {}
+    versions = np.asarray(decisions.policy_version, dtype=np.int64)
+    known = np.array([v in served for v in decisions.policy_version], dtype=bool)
+    version_list = sorted(served)
+    arm_list = sorted(
+        {a for info in served.values() for a in info.arm_ids}
+        | set(decisions.arm_id)
+        | set(current[0] if current is not None else ())
+        | ({arm_id} if arm_id is not None else set())
+    )
+    arm_column = {a: j for j, a in enumerate(arm_list)}
+    # choosable[v, a]: the version's snapshot could serve arm a; eligible counts give K.
+    choosable = np.zeros((len(version_list), len(arm_list)), dtype=bool)
+    eligible_count = np.zeros(len(version_list))
+    for i, version in enumerate(version_list):
+        info = served[version]
+        for a, eligible, share in zip(info.arm_ids, info.eligible, info.allocation, strict=True):
+            choosable[i, arm_column[a]] = eligible and share > 0.0
+        eligible_count[i] = sum(info.eligible)
 
-    kept: list[LoggedDecision] = []
-    uniform, uniform_mass, q_current, c_current, q_arm, c_arm = [], [], [], [], [], []
-    for d in decisions:
-        support = supports.get(d.policy_version)
-        if support is None:
-            continue
-        choosable, eligible_count = support
-        kept.append(d)
-        uniform.append(1.0 / eligible_count if eligible_count and d.arm_id in choosable else 0.0)
-        uniform_mass.append(len(choosable) / eligible_count if eligible_count else 0.0)
-        if current is not None:
-            target = current_by_segment.get(d.segment) or current_by_segment[OVERALL]
-            key = (d.policy_version, d.segment)
-            if key not in group_cache:
-                mass = sum(x for a, x in target.items() if a in choosable)
-                group_cache[key] = (mass, mass >= _FULL_MASS)
-            q_current.append(target.get(d.arm_id, 0.0))
-            c_current.append(group_cache[key][1])
-        if arm_id is not None:
-            q_arm.append(1.0 if d.arm_id == arm_id else 0.0)
-            c_arm.append(arm_id in choosable)
-
+    version_row = np.searchsorted(np.asarray(version_list, dtype=np.int64), versions[known])
+    arm_col = np.array([arm_column[a] for a in decisions.arm_id], dtype=np.int64)[known]
+    segments = np.asarray(decisions.segment, dtype=object)[known]
+    count = eligible_count[version_row]
+    safe = np.where(count > 0, count, 1.0)
     log = EvaluationLog(
-        reward=np.array([1.0 if d.success else 0.0 for d in kept], dtype=np.float64),
-        propensity=np.array([d.propensity for d in kept], dtype=np.float64),
-        uniform=np.array(uniform, dtype=np.float64),
-        uniform_mass=np.array(uniform_mass, dtype=np.float64),
+        reward=np.asarray(decisions.success, dtype=np.float64)[known],
+        propensity=np.asarray(decisions.propensity, dtype=np.float64)[known],
+        uniform=np.where(choosable[version_row, arm_col] & (count > 0), 1.0 / safe, 0.0),
+        uniform_mass=np.where(count > 0, choosable[version_row].sum(axis=1) / safe, 0.0),
     )
     targets = []
     if current is not None:
+        current_ids, allocations = current
+        names = sorted(allocations)
+        table = np.zeros((len(names), len(arm_list)))
+        for s, name in enumerate(names):
+            for a, share in zip(current_ids, allocations[name], strict=True):
+                table[s, arm_column[a]] = share
+        # A decision's segment unknown to the snapshot is served the overall allocation.
+        lookup = {name: s for s, name in enumerate(names)}
+        overall = lookup[OVERALL]
+        segment_row = np.array([lookup.get(x, overall) for x in segments], dtype=np.int64)
+        mass = choosable.astype(np.float64) @ table.T  # (versions, segments)
         targets.append(
             Target(
                 "current",
-                np.array(q_current, dtype=np.float64),
-                np.array(c_current, dtype=bool),
+                table[segment_row, arm_col],
+                mass[version_row, segment_row] >= _FULL_MASS,
                 {"version": current_version},
             )
         )
     if arm_id is not None:
+        column = arm_column[arm_id]
         targets.append(
             Target(
                 "arm",
-                np.array(q_arm, dtype=np.float64),
-                np.array(c_arm, dtype=bool),
+                (arm_col == column).astype(np.float64),
+                choosable[version_row, column],
                 {"arm_id": arm_id},
             )
         )
-    return log, targets, len(decisions) - len(kept)
+    return log, targets, int((~known).sum())

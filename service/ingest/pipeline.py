@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -157,6 +158,10 @@ def ingest(
         decisions=decisions,
         exposure_events={eid: e.exposure_event for eid, e in experiments.items()},
     )
+    if dead and raw_payload_id is not None:
+        # A replayed payload rejects the same events again: keep one dead letter for each.
+        known = events_repo.dead_letter_keys(session, raw_payload_id=raw_payload_id)
+        dead = [d for d in dead if (d.reason, d.event) not in known]
     if dead:
         events_repo.add_dead_letters(session, rows=dead)
     after_commit(session, "count_events", (source, result.outcomes))
@@ -178,8 +183,6 @@ def _body_positions(count: int, poison: Sequence[Poison]) -> list[int]:
 
 
 def _raw(event: NormalizedEvent) -> str:
-    import json
-
     return json.dumps(event.raw, default=str, sort_keys=True)
 
 

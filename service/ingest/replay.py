@@ -12,6 +12,7 @@ from datetime import datetime
 from service.ingest.api_events import PROVIDER as API_SOURCE
 from service.ingest.api_events import parse_events_body
 from service.ingest.pipeline import ingest
+from service.ingest.rebuild import rebuild_stats
 from service.models import RawPayload, utcnow
 from service.repositories import events as events_repo
 from service.runtime import Runtime
@@ -60,6 +61,10 @@ def replay(
                 session, source=source, since=since, until=until, after_id=after, limit=100
             )
         if not page:
+            # Re-fed events that were already stored are duplicates and count nothing, so
+            # statistics lost since (a wipe) come back only from a recount: rebuild them
+            # from the stored decisions and events, which is exact and idempotent.
+            rebuild_stats(runtime.engine)
             return result
         for raw in page:
             assert raw.id is not None

@@ -16,6 +16,7 @@ click rate of the best live arm after each generation.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import secrets
 import sys
@@ -32,7 +33,7 @@ from sqlmodel import Session
 from bandits.audience import DelaySpec, TagAudience, tag_audience
 from service import migrations
 from service.arm_status import set_arm_status
-from service.decisions.decider import Unit
+from service.decisions.decider import Decider, Unit
 from service.experiments import create_experiment
 from service.ingest.service import ingest_payload
 from service.loop import review
@@ -55,6 +56,7 @@ REVIEWER = "simulated reviewer"
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 CLICK_DELAY = DelaySpec(median_hours=2.0, sigma=1.8)
 SHORT, LONG = 30, 50  # characters: the audience's hidden length buckets
+LOSER_PROBABILITY_BEST = 0.05
 
 # The incumbents: plain statements, one with urgency and an emoji, one long.
 INITIAL_ARMS = (
@@ -70,7 +72,7 @@ class SimulationConfig:
     generations: int = 8
     sends_per_generation: int = 8000
     refreshes_per_generation: int = 8
-    max_live_arms: int = 5
+    max_live_arms: int = 6
     min_exposures: int = 300
     min_successes: int = 5
     seed: int = 7
@@ -104,6 +106,11 @@ def true_tags(content: str) -> set[str]:
     elif len(content) >= LONG:
         tags.add("length:long")
     return tags
+
+
+def visible_tags(content: str) -> list[str]:
+    """The tags a marketer gives the starting arms: what the text shows, lengths aside."""
+    return sorted(tag for tag in true_tags(content) if not tag.startswith("length:"))
 
 
 class SimulatedClock:
@@ -152,12 +159,21 @@ def simulate(
         llm_api_key="simulation",
         llm_timeout_seconds=10.0,
         llm_max_retries=0,
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
     )
     migrations.upgrade(settings.database_url)
     clock = SimulatedClock(START)
     runtime = Runtime(settings)
-    rng = np.random.default_rng(config.seed)
+    # Seeded decisions (the service draws from fresh entropy), so a seed reproduces a run.
+    runtime.decider = Decider(
+        signer=runtime.signer,
+        policy_lookup=runtime.policy_for,
+        decision_log=runtime.decision_log,
+        engine=runtime.engine,
+        keyed_cache_size=settings.keyed_cache_size,
+        rng=np.random.default_rng([config.seed, 1]),
+    )
+    rng = np.random.default_rng([config.seed, 2])
     try:
         with clock.installed():
             runtime.start()
@@ -171,7 +187,10 @@ def _create(runtime: Runtime, config: SimulationConfig) -> None:
     data = ExperimentCreate(
         key=KEY,
         name="Subject lines, simulated",
-        arms=[ArmIn(content=text, control=i == 0) for i, text in enumerate(INITIAL_ARMS)],
+        arms=[
+            ArmIn(content=text, tags=visible_tags(text), control=i == 0)
+            for i, text in enumerate(INITIAL_ARMS)
+        ],
         max_live_arms=config.max_live_arms,
         min_exposures=config.min_exposures,
         min_successes=config.min_successes,
@@ -253,8 +272,8 @@ def _deliver(
 
 
 def _review(runtime: Runtime, config: SimulationConfig) -> None:
-    """The simulated reviewer: approves the loop's retirements, retires live arms that are
-    clearly behind the leader, then approves new arms while there is room under the cap and
+    """The simulated reviewer: approves the loop's retirements, retires live arms that have
+    almost no chance of being best, then approves new arms while there is room under the cap and
     turns the rest down (the reason reaches the next prompt)."""
     with unit_of_work(runtime.engine, runtime.after_commit_handlers()) as session:
         experiment = experiments_repo.get_by_key(session, key=KEY)
@@ -282,14 +301,17 @@ def _review(runtime: Runtime, config: SimulationConfig) -> None:
 
 
 def _retire_clear_losers(session: Session, experiment_id: int, config: SimulationConfig) -> None:
+    """Humans may retire any arm: this one retires live arms with the minimum sample that
+    have almost no chance of being best, to make room for new ideas."""
     snapshot = snapshots_repo.latest(session, experiment_id=experiment_id)
     overall = (snapshot.payload.get("segments") or {}).get("") if snapshot else None
     if not overall or snapshot is None:
         return
-    ids = snapshot.payload["arm_ids"]
-    leader = max(overall["posterior_mean"])
-    for i, arm_id in enumerate(ids):
-        if overall["exposures"][i] < config.min_exposures or overall["ci_high"][i] >= leader:
+    for i, arm_id in enumerate(snapshot.payload["arm_ids"]):
+        if (
+            overall["exposures"][i] < config.min_exposures
+            or overall["probability_best"][i] >= LOSER_PROBABILITY_BEST
+        ):
             continue
         arm = experiments_repo.get_arm(session, experiment_id=experiment_id, arm_id=arm_id)
         if arm is not None and arm.status == ArmStatus.LIVE:
@@ -297,7 +319,7 @@ def _retire_clear_losers(session: Session, experiment_id: int, config: Simulatio
                 session,
                 arm,
                 ArmStatus.RETIRED,
-                reason="clearly behind the leader (interval below its rate)",
+                reason=f"P(best) under {LOSER_PROBABILITY_BEST:.0%} after the minimum sample",
                 actor=REVIEWER,
             )
 
@@ -322,32 +344,51 @@ def _observe(
     )
 
 
-def compare(config: SimulationConfig) -> dict[str, list[Generation]]:
-    """Both runs, with and without learnings, against one scripted copywriter."""
+def compare(config: SimulationConfig, *, repeats: int = 1) -> dict[str, list[list[Generation]]]:
+    """Both runs, with and without learnings, for `repeats` seeds (config.seed, +1, ...),
+    against one scripted copywriter."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    results: dict[str, list[list[Generation]]] = {"with learnings": [], "without learnings": []}
     with tempfile.TemporaryDirectory(prefix="banditloop-sim-") as folder:
         with running_copywriter() as (base_url, _control):
-            return {
-                "with learnings": simulate(
-                    config, use_learnings=True, base_url=base_url, workdir=Path(folder)
-                ),
-                "without learnings": simulate(
-                    config, use_learnings=False, base_url=base_url, workdir=Path(folder)
-                ),
-            }
+            for repeat in range(repeats):
+                seeded = dataclasses.replace(config, seed=config.seed + repeat)
+                for label, use_learnings in (
+                    ("with learnings", True),
+                    ("without learnings", False),
+                ):
+                    workdir = Path(folder) / f"seed-{seeded.seed}"
+                    workdir.mkdir(exist_ok=True)
+                    results[label].append(
+                        simulate(
+                            seeded, use_learnings=use_learnings, base_url=base_url, workdir=workdir
+                        )
+                    )
+    return results
 
 
-def table(results: dict[str, list[Generation]]) -> str:
+def mean_best(runs: list[list[Generation]]) -> list[float]:
+    """The best live arm's true rate per generation, averaged over the seeds."""
+    return [float(np.mean([run[i].best_live_rate for run in runs])) for i in range(len(runs[0]))]
+
+
+def table(results: dict[str, list[list[Generation]]]) -> str:
     with_l, without = results["with learnings"], results["without learnings"]
+    a_mean, b_mean = mean_best(with_l), mean_best(without)
     lines = [
-        "best live arm's true click rate after each generation "
-        "(served: mean true rate of that generation's sends)",
+        f"true click rate of the best live arm after each generation, mean of {len(with_l)} "
+        "seed(s); served: mean true rate of that generation's sends; learnings: active ones",
         f"{'gen':>3}  {'with learnings':>14}  {'served':>7}  {'learnings':>9}  "
-        f"{'without':>8}  {'served':>7}",
+        f"{'without':>8}  {'served':>7}  {'gain':>6}",
     ]
-    for a, b in zip(with_l, without, strict=True):
+    for i in range(len(a_mean)):
+        served_a = np.mean([run[i].served_rate for run in with_l])
+        served_b = np.mean([run[i].served_rate for run in without])
+        active = np.mean([run[i].active_learnings for run in with_l])
         lines.append(
-            f"{a.index:>3}  {a.best_live_rate:>14.4%}  {_pct(a.served_rate):>7}  "
-            f"{a.active_learnings:>9}  {b.best_live_rate:>8.4%}  {_pct(b.served_rate):>7}"
+            f"{i:>3}  {a_mean[i]:>14.3%}  {_pct(float(served_a)):>7}  {active:>9.1f}  "
+            f"{b_mean[i]:>8.3%}  {_pct(float(served_b)):>7}  {a_mean[i] - b_mean[i]:>+6.2%}"
         )
     return "\n".join(lines)
 
@@ -356,19 +397,23 @@ def _pct(value: float) -> str:
     return "-" if np.isnan(value) else f"{value:.3%}"
 
 
-def plot(results: dict[str, list[Generation]], path: Path) -> Path:
+def plot(results: dict[str, list[list[Generation]]], path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(7, 4.2))
-    for label, series in results.items():
+    for (label, runs), colour in zip(results.items(), ("tab:blue", "tab:orange"), strict=False):
+        generations = [g.index for g in runs[0]]
+        for run in runs if len(runs) > 1 else []:
+            axis.plot(generations, [100 * g.best_live_rate for g in run], color=colour, alpha=0.2)
         axis.plot(
-            [g.index for g in series],
-            [100 * g.best_live_rate for g in series],
+            generations,
+            [100 * rate for rate in mean_best(runs)],
+            color=colour,
             marker="o",
-            label=label,
+            label=f"{label} (mean of {len(runs)})" if len(runs) > 1 else label,
         )
     axis.set_xlabel("generation (one loop run and review per simulated day)")
     axis.set_ylabel("true click rate of the best live arm (%)")
@@ -386,6 +431,7 @@ __all__ = [
     "Generation",
     "SimulationConfig",
     "compare",
+    "mean_best",
     "plot",
     "simulate",
     "table",

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func
+from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
 from service.models import Decision, FirstEvent, PolicySnapshot
@@ -16,13 +17,18 @@ from service.policy.cohorts import OVERALL
 VERSION_CHUNK = 500
 
 
-@dataclass(frozen=True, slots=True)
-class LoggedDecision:
-    arm_id: int
-    segment: str
-    propensity: float
-    policy_version: int
-    success: bool
+@dataclass(frozen=True)
+class MaturedDecisions:
+    """Matured decisions as columns (one entry per decision, newest first)."""
+
+    arm_id: list[int]
+    segment: list[str]
+    propensity: list[float]
+    policy_version: list[int]
+    success: list[bool]
+
+    def __len__(self) -> int:
+        return len(self.arm_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,37 +48,41 @@ def matured_decisions(
     metric: str,
     matured_before: datetime,
     limit: int,
-) -> list[LoggedDecision]:
+) -> MaturedDecisions:
     """The newest ``limit`` decisions made before ``matured_before``, each with its reward.
 
     Reward: a first event of ``metric`` exists for the decision. Ingestion only claims first
     events inside the attribution window (later ones are ``late``), so existence is enough.
+    Read through Core and returned as columns: the report may read 200k rows per request,
+    and ORM row objects would cost more than all of the statistics.
     """
+    # sqlalchemy's select: sqlmodel's overloads stop at four columns.
     stmt = (
-        select(
-            Decision.arm_id,
-            Decision.segment,
-            Decision.propensity,
-            Decision.policy_version,
-            FirstEvent.decision_id,
+        select_columns(
+            col(Decision.arm_id),
+            col(Decision.segment),
+            col(Decision.propensity),
+            col(Decision.policy_version),
+            col(FirstEvent.decision_id).is_not(None),
         )
         .join(
             FirstEvent,
-            and_(col(FirstEvent.decision_id) == col(Decision.id), FirstEvent.metric == metric),
+            and_(col(FirstEvent.decision_id) == col(Decision.id), col(FirstEvent.metric) == metric),
             isouter=True,
         )
         .where(
-            Decision.experiment_id == experiment_id,
-            Decision.epoch == epoch,
+            col(Decision.experiment_id) == experiment_id,
+            col(Decision.epoch) == epoch,
             col(Decision.created_at) < matured_before,
         )
         .order_by(col(Decision.created_at).desc())
         .limit(limit)
     )
-    return [
-        LoggedDecision(int(arm), segment or "", float(p), int(version), first is not None)
-        for arm, segment, p, version, first in session.exec(stmt)
-    ]
+    rows = session.connection().execute(stmt).all()
+    if not rows:
+        return MaturedDecisions([], [], [], [], [])
+    arm_id, segment, propensity, version, success = (list(c) for c in zip(*rows, strict=True))
+    return MaturedDecisions(arm_id, segment, propensity, version, success)
 
 
 def count_decisions(

@@ -116,6 +116,14 @@ def add_dead_letters(session: Session, *, rows: Sequence[DeadLetter]) -> None:
     session.flush()
 
 
+def dead_letter_keys(session: Session, *, raw_payload_id: int) -> set[tuple[str, str]]:
+    """(reason, event) of the dead letters already kept for one raw payload."""
+    stmt = select(DeadLetter.reason, DeadLetter.event).where(
+        DeadLetter.raw_payload_id == raw_payload_id
+    )
+    return {(reason, event) for reason, event in session.exec(stmt)}
+
+
 def dead_letters(
     session: Session, *, source: str | None = None, after_id: int = 0, limit: int = 100
 ) -> list[DeadLetter]:

@@ -67,7 +67,7 @@ def last_started(session: Session, *, experiment_ids: Sequence[int]) -> dict[int
     stmt = (
         select(LoopRun.experiment_id, func.max(LoopRun.started_at))
         .where(col(LoopRun.experiment_id).in_(experiment_ids))
-        .group_by(LoopRun.experiment_id)
+        .group_by(col(LoopRun.experiment_id))
     )
     return {int(eid): started for eid, started in session.exec(stmt) if started is not None}
 
@@ -142,7 +142,7 @@ def latest_status_reasons(session: Session, *, arm_ids: Sequence[int]) -> dict[i
     newest = (
         select(func.max(ArmStatusChange.id))
         .where(col(ArmStatusChange.arm_id).in_(arm_ids))
-        .group_by(ArmStatusChange.arm_id)
+        .group_by(col(ArmStatusChange.arm_id))
     )
     stmt = select(ArmStatusChange.arm_id, ArmStatusChange.reason).where(
         col(ArmStatusChange.id).in_(newest)

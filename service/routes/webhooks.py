@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from service.deps import RuntimeDep
 from service.errors import Unauthorized, Unavailable
 from service.ingest.webhooks import receive
 from service.webhooks import WebhookAuthError, WebhookTemporaryError
+
+log = logging.getLogger("banditloop.webhooks")
 
 router = APIRouter(prefix="/v1/webhooks", tags=["measuring"])
 
@@ -26,6 +31,11 @@ async def webhook(provider: str, request: Request, runtime: RuntimeDep) -> JSONR
         outcome = await run_in_threadpool(receive, runtime, provider, headers, body)
     except WebhookTemporaryError as exc:
         raise Unavailable(str(exc)) from exc
+    except OperationalError as exc:
+        # The database is down or busy: a 503 every provider retries (docs/webhooks.md),
+        # never a 500 that reads as our bug, and never Mailgun's 406 or Postmark's 403.
+        log.warning("webhook %s not stored: %s", provider, exc)
+        raise Unavailable("the database is unavailable; retry later") from exc
     except WebhookAuthError as exc:
         raise Unauthorized(str(exc), field="signature") from exc
     return JSONResponse(outcome.body, status_code=outcome.status)

@@ -97,7 +97,7 @@ def naive_delays() -> Iterator[None]:
     try:
         yield
     finally:
-        compute._delay_cdf = original  # type: ignore[assignment]
+        compute._delay_cdf = original
 
 
 @dataclass

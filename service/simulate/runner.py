@@ -137,7 +137,7 @@ def run(
     n_arms = len(scenario.arms)
     window = info.attribution_window_hours
 
-    hours = np.arange(steps) * dt
+    hours = np.arange(steps, dtype=np.float64) * dt
     cumulative = np.zeros(steps)
     allocation = np.zeros((steps, n_arms))
     decisions = np.zeros((steps, n_arms))

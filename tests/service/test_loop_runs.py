@@ -109,6 +109,11 @@ def test_clean_run_files_proposals_and_learnings(
     assert learning["support"] == 2
     runs = client.get(f"/v1/experiments/{spring['key']}/loop-runs", headers=admin).json()
     assert [r["id"] for r in runs["runs"]] == [second["id"], run["id"]]
+    exposition = client.get("/metrics").text
+    assert 'banditloop_loop_runs_total{experiment="spring",status="succeeded"}' in exposition
+    assert 'banditloop_proposals_pending{experiment="spring"}' in exposition
+    assert f'banditloop_llm_tokens_total{{kind="prompt",model="{MODEL}"}}' in exposition
+    assert "banditloop_llm_latency_seconds_count" in exposition
 
 
 def test_no_endpoint_runs_the_statistical_pass_only(

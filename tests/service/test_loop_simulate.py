@@ -21,9 +21,15 @@ def test_true_tags_read_the_text():
 
 
 def test_two_short_generations_run_the_whole_loop():
-    results = compare(SimulationConfig(generations=2, sends_per_generation=800))
+    config = SimulationConfig(generations=2, sends_per_generation=800)
+    results = compare(config)
+    (again,) = compare(config)["with learnings"]  # seeded: the same run again
+    (first,) = results["with learnings"]
+    assert [(g.best_live_rate, g.served_rate) for g in again[1:]] == [
+        (g.best_live_rate, g.served_rate) for g in first[1:]
+    ]
     assert set(results) == {"with learnings", "without learnings"}
-    for series in results.values():
+    for (series,) in results.values():
         assert [g.index for g in series] == [0, 1, 2]
         assert all(0 < g.best_live_rate < 1 for g in series)
         assert all(g.live_arms >= 1 for g in series)
@@ -33,7 +39,20 @@ def test_two_short_generations_run_the_whole_loop():
 
 def test_simulate_command_prints_and_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     plot = tmp_path / "loop.png"
-    code = main(["simulate", "--loop", "--generations", "1", "--sends", "400", "--plot", str(plot)])
+    code = main(
+        [
+            "simulate",
+            "--loop",
+            "--generations",
+            "1",
+            "--sends",
+            "400",
+            "--repeats",
+            "1",
+            "--plot",
+            str(plot),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "with learnings" in out

@@ -145,6 +145,11 @@ def test_sigterm_flushes_every_pending_decision(tmp_path):
             json={"key": "sig", "name": "sig", "arms": [{"content": "a"}, {"content": "b"}]},
         )
         assert created.status_code == 201
+        # A 2xx means committed and visible: the very next call sees the pause.
+        assert httpx.post(f"{base}/v1/experiments/sig/pause", headers=headers).status_code == 200
+        paused = httpx.post(f"{base}/v1/choose", headers=headers, json={"experiment": "sig"})
+        assert paused.json()["fallback"] is True
+        assert httpx.post(f"{base}/v1/experiments/sig/resume", headers=headers).status_code == 200
         answered = httpx.post(
             f"{base}/v1/choose/batch",
             headers=headers,

@@ -1,0 +1,48 @@
+# banditloop service image.
+#
+#   docker build -t banditloop .
+#   docker run -p 8000:8000 -v banditloop-data:/app/data banditloop     # embedded SQLite
+#
+# Production: PostgreSQL and several workers (gunicorn + uvicorn workers, Prometheus
+# multiprocess mode), as in deploy/docker-compose.yml:
+#
+#   docker run -p 8000:8000 -e BANDITLOOP_MODE=production \
+#     -e BANDITLOOP_DATABASE_URL=postgresql+psycopg://user:pass@host/db \
+#     -e BANDITLOOP_SIGNING_KEYS=k1:<32 random characters> \
+#     banditloop serve --host 0.0.0.0 --workers 4
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# The migrations are found beside the `service` package (service/migrations.py), so the
+# source stays in /app and is installed in editable mode. Every dependency ships wheels:
+# no compiler in the image.
+COPY pyproject.toml README.md alembic.ini ./
+COPY alembic ./alembic
+COPY bandits ./bandits
+COPY variants ./variants
+COPY service ./service
+RUN pip install -e . \
+    && useradd --system --uid 10001 --home-dir /app --no-create-home banditloop \
+    && mkdir -p /app/data \
+    && chown banditloop /app/data
+
+USER banditloop
+# Embedded mode keeps its SQLite file and generated signing key here.
+ENV BANDITLOOP_DATABASE_URL=sqlite:////app/data/banditloop.db \
+    MPLCONFIGDIR=/tmp/matplotlib
+VOLUME ["/app/data"]
+EXPOSE 8000
+
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
+
+# `serve` applies the migrations, then runs uvicorn (one worker) or, with --workers N,
+# execs gunicorn so it is PID 1 and gets the container's SIGTERM.
+ENTRYPOINT ["banditloop"]
+CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]
