@@ -9,6 +9,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from service.settings import Settings
 

@@ -10,10 +10,11 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from sqlmodel import Session
 
-from service.models import Decision, hour_of
+from service.models import hour_of
 from service.policy.inputs import EXPOSURE
 from service.repositories import events as events_repo
 from service.repositories import stats as stats_repo
@@ -22,6 +23,21 @@ from service.repositories.stats import StatKey
 # With exposure event `delivered`, the first of these marks the exposure (a click can
 # arrive before the delivery report).
 EXPOSURE_TYPES = frozenset({"delivered", "open", "click", "conversion"})
+
+
+class DecisionLike(Protocol):
+    """A stored decision as attribution sees it (a row, a DecisionRef or a Decision)."""
+
+    @property
+    def experiment_id(self) -> int: ...
+    @property
+    def epoch(self) -> int: ...
+    @property
+    def segment(self) -> str: ...
+    @property
+    def arm_id(self) -> int: ...
+    @property
+    def created_at(self) -> datetime: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +61,7 @@ def metrics_for(event: CountableEvent, exposure_event: str) -> list[str]:
     return wanted
 
 
-def stat_key(decision: Decision, metric: str) -> StatKey:
+def stat_key(decision: DecisionLike, metric: str) -> StatKey:
     """Buckets are cohorts: keyed by the decision's hour, whatever the event's time."""
     return (
         decision.experiment_id,
@@ -61,13 +77,13 @@ def count_events(
     session: Session,
     *,
     events: Sequence[CountableEvent],
-    decisions: Mapping[str, Decision],
+    decisions: Mapping[str, DecisionLike],
     exposure_events: Mapping[int, str],
 ) -> None:
     """Claim first events and add the statistics deltas for accepted, stored events."""
     firsts: dict[tuple[str, str], dict[str, object]] = {}
     deltas: dict[StatKey, list[float]] = defaultdict(lambda: [0, 0.0])
-    claims: list[tuple[CountableEvent, Decision, str]] = []
+    claims: list[tuple[CountableEvent, DecisionLike, str]] = []
     for event in sorted(events, key=lambda e: e.id):
         decision = decisions.get(event.decision_id)
         if decision is None:

@@ -12,11 +12,12 @@ from typing import Any
 from sqlmodel import Session
 
 from service.ingest.counting import EXPOSURE_TYPES, CountableEvent, count_events
-from service.models import DeadLetter, Decision, Experiment, as_utc
+from service.models import DeadLetter, Experiment, as_utc
 from service.policy.inputs import EXPOSURE
 from service.repositories import decisions as decisions_repo
 from service.repositories import events as events_repo
 from service.repositories import experiments as experiments_repo
+from service.repositories.decisions import DecisionRef
 from service.sessions import after_commit
 from service.tokens import DecisionSigner, InvalidToken
 from service.webhooks.base import NormalizedEvent, Poison
@@ -229,7 +230,7 @@ def _resolve_dispatches(
 def _exposure_times(
     session: Session,
     candidates: Sequence[tuple[int, NormalizedEvent, str, int]],
-    decisions: dict[str, Decision],
+    decisions: dict[str, DecisionRef],
     experiments: dict[int, Experiment],
 ) -> dict[str, datetime]:
     """When each decision was exposed: the decision itself, or (exposure event
@@ -256,7 +257,7 @@ def _exposure_times(
 
 def _outcome(
     event: NormalizedEvent,
-    decision: Decision | None,
+    decision: DecisionRef | None,
     experiments: dict[int, Experiment],
     exposure_at: dict[str, datetime],
 ) -> str:

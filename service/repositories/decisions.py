@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
+from sqlalchemy import select as sa_select
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
@@ -48,12 +51,32 @@ def find_keyed(
     return found
 
 
-def get_many(session: Session, *, ids: Iterable[str]) -> dict[str, Decision]:
+@dataclass(frozen=True, slots=True)
+class DecisionRef:
+    """What attribution needs of a stored decision (plain rows: no ORM objects to build)."""
+
+    id: str
+    experiment_id: int
+    epoch: int
+    segment: str
+    arm_id: int
+    created_at: datetime
+
+
+def get_many(session: Session, *, ids: Iterable[str]) -> dict[str, DecisionRef]:
     unique = sorted(set(ids))
-    found: dict[str, Decision] = {}
+    found: dict[str, DecisionRef] = {}
+    columns = (
+        col(Decision.id),
+        col(Decision.experiment_id),
+        col(Decision.epoch),
+        col(Decision.segment),
+        col(Decision.arm_id),
+        col(Decision.created_at),
+    )
     for start in range(0, len(unique), IN_CHUNK):
-        stmt = select(Decision).where(col(Decision.id).in_(unique[start : start + IN_CHUNK]))
-        found.update({d.id: d for d in session.exec(stmt)})
+        stmt = sa_select(*columns).where(col(Decision.id).in_(unique[start : start + IN_CHUNK]))
+        found.update({row[0]: DecisionRef(*row) for row in session.execute(stmt)})
     return found
 
 
