@@ -81,6 +81,19 @@ class ApiKeys:
             raise Unauthorized("unknown or revoked API key", field="authorization")
         return principal
 
+    def cached(self, authorization: str | None, scope: str) -> Principal | None:
+        """The principal from the in-memory cache, without touching the database; None when
+        the key is not cached (or stale, or lacks the scope): then call ``require``."""
+        if not authorization or self._ttl <= 0:
+            return None
+        scheme, _, raw = authorization.partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        cached = self._cache.get(digest(raw.strip()))
+        if cached is None or cached[0] is None or time.monotonic() - cached[1] >= self._ttl:
+            return None
+        return cached[0] if cached[0].allows(scope) else None
+
     def require(self, authorization: str | None, scope: str) -> Principal:
         principal = self.authenticate(authorization)
         if not principal.allows(scope):

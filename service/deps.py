@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 
 from service.auth import Principal
 from service.runtime import Runtime
@@ -16,7 +17,7 @@ from service.sessions import request_session
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`.")
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -25,7 +26,7 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
 def get_session(runtime: RuntimeDep) -> Iterator[Session]:
-    yield from request_session(runtime.engine, {"install_snapshot": runtime.refresher.install})
+    yield from request_session(runtime.engine, runtime.after_commit_handlers())
 
 
 # scope="function": the session commits (and its after-commit hooks run) before the
@@ -33,13 +34,23 @@ def get_session(runtime: RuntimeDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def _scope(scope: str) -> Callable[..., Principal]:
-    def dependency(
+async def authorize(request: Request, scope: str) -> Principal:
+    """The caller's principal: from the key cache on the event loop, else (a miss needs
+    the database) from a worker thread."""
+    runtime: Runtime = request.app.state.runtime
+    authorization = request.headers.get("authorization")
+    principal = runtime.api_keys.cached(authorization, scope)
+    if principal is None:
+        principal = await run_in_threadpool(runtime.api_keys.require, authorization, scope)
+    return principal
+
+
+def _scope(scope: str) -> Callable[..., Awaitable[Principal]]:
+    async def dependency(
         request: Request,
-        runtime: RuntimeDep,
         _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
-        return runtime.api_keys.require(request.headers.get("authorization"), scope)
+        return await authorize(request, scope)
 
     return dependency
 

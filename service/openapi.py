@@ -8,10 +8,11 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel
 
+from service.schemas.choose import BatchIn, ChooseIn
 from service.schemas.events import EventIn
 
 # Bodies read as raw bytes (to store them exactly) are documented through these models.
-EXTRA_MODELS: tuple[type[BaseModel], ...] = (EventIn,)
+EXTRA_MODELS: tuple[type[BaseModel], ...] = (EventIn, ChooseIn, BatchIn)
 
 
 def install(app: FastAPI) -> None:
@@ -23,9 +24,10 @@ def install(app: FastAPI) -> None:
         schema = generate()
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         for model in EXTRA_MODELS:
-            components[model.__name__] = model.model_json_schema(
-                ref_template="#/components/schemas/{model}"
-            )
+            model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, definition in model_schema.pop("$defs", {}).items():
+                components.setdefault(name, definition)
+            components[model.__name__] = model_schema
         app.openapi_schema = schema
         return schema
 

@@ -59,7 +59,11 @@ def test_openapi_documents_every_route(client: TestClient):
     ]:
         assert path in paths, path
     assert "bearer" in str(spec["components"]["securitySchemes"]).lower()
-    assert "EventIn" in spec["components"]["schemas"]
+    schemas = spec["components"]["schemas"]
+    for name in ("EventIn", "ChooseIn", "BatchIn", "UnitIn"):
+        assert name in schemas, name
+    refs = {v for v in _walk(spec) if isinstance(v, str) and v.startswith("#/components/")}
+    assert {r.rsplit("/", 1)[1] for r in refs} <= set(schemas)
     choose = paths["/v1/choose"]["post"]["responses"]["200"]["content"]["application/json"]
     assert choose["schema"]["$ref"].endswith("/ChooseOut")
 
@@ -166,3 +170,14 @@ def test_sigterm_flushes_every_pending_decision(tmp_path):
     engine.dispose()
     assert {d["decision_id"] for d in answered} <= stored
     assert len(stored) == 250
+
+
+def _walk(node):
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+    else:
+        yield node
