@@ -3,7 +3,12 @@
 from bandits.allocation import Allocation, NoEligibleArms, allocate, warming_up
 from bandits.config import InvalidPolicyConfig, PolicyConfig
 from bandits.posterior import BetaPosterior, beta_posterior, pooled_prior
-from bandits.sampling import arm_from_uniforms, sample_arms, uniforms_from_digest
+from bandits.sampling import (
+    PreparedSampler,
+    arm_from_uniforms,
+    sample_arms,
+    uniforms_from_digest,
+)
 
 __all__ = [
     "Allocation",
@@ -11,6 +16,7 @@ __all__ = [
     "InvalidPolicyConfig",
     "NoEligibleArms",
     "PolicyConfig",
+    "PreparedSampler",
     "allocate",
     "arm_from_uniforms",
     "beta_posterior",

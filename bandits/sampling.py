@@ -10,6 +10,8 @@ epsilon/K + (1 - epsilon) * exploit_a.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -101,3 +103,31 @@ def uniforms_from_digest(digest: bytes) -> tuple[float, float]:
     first = int.from_bytes(digest[0:8], "big") >> 11
     second = int.from_bytes(digest[8:16], "big") >> 11
     return first * _TWO_TO_MINUS_53, second * _TWO_TO_MINUS_53
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedSampler:
+    """One allocation made ready for many single decisions (one per request).
+
+    The CDF and the eligible arms are computed once, when a snapshot is loaded; a decision
+    is then two uniforms and a bisection over plain floats, the same rule as
+    ``arm_from_uniforms`` (``bisect_right`` is ``searchsorted(side="right")``), without
+    the numpy set-up that costs more than the draw for one unit.
+    """
+
+    cdf: tuple[float, ...]
+    eligible_index: tuple[int, ...]
+    exploration_share: float
+
+    @classmethod
+    def prepare(
+        cls, exploit: FloatArray, eligible: BoolArray, exploration_share: float
+    ) -> PreparedSampler:
+        cdf = _exploit_cdf(exploit, eligible, exploration_share)
+        index = np.flatnonzero(eligible)
+        return cls(tuple(cdf.tolist()), tuple(index.tolist()), float(exploration_share))
+
+    def from_uniforms(self, u_explore: float, u_arm: float) -> tuple[int, bool]:
+        if u_explore < self.exploration_share:
+            return self.eligible_index[int(u_arm * len(self.eligible_index))], True
+        return bisect_right(self.cdf, u_arm), False

@@ -307,6 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    for chatty in ("httpx", "httpx2", "openai"):  # one line per HTTP call drowns the output
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         settings = Settings()
         handler: Handler = args.handler

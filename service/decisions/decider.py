@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine
 
-from bandits import arm_from_uniforms, sample_arms, uniforms_from_digest
+from bandits import sample_arms, uniforms_from_digest
 from service import metrics
 from service.db import session_scope
 from service.decisions.log import DecisionLog, DecisionRecord, exposure_deltas
@@ -151,13 +151,7 @@ class Decider:
             # as sample_arms (so a seeded draw is identical), without the vectorised set-up
             # that costs more than the draw itself for one unit.
             u_explore, u_arm = self._rng.random(2).tolist()
-            arm, explored = arm_from_uniforms(
-                seg_policy.exploit,
-                seg_policy.eligible,
-                seg_policy.exploration_share,
-                u_explore,
-                u_arm,
-            )
+            arm, explored = seg_policy.sampler.from_uniforms(u_explore, u_arm)
             return [arm], [explored]
         arms, flags = sample_arms(
             seg_policy.exploit, seg_policy.eligible, seg_policy.exploration_share, n, self._rng
@@ -171,9 +165,7 @@ class Decider:
         _, seg_policy = policy.segment_for(unit.context)
         digest = self._signer.keyed_digest(policy.experiment_id, unit_hash, unit.send_id)
         u_explore, u_arm = uniforms_from_digest(digest)
-        a, explored = arm_from_uniforms(
-            seg_policy.exploit, seg_policy.eligible, seg_policy.exploration_share, u_explore, u_arm
-        )
+        a, explored = seg_policy.sampler.from_uniforms(u_explore, u_arm)
         return self._record(
             policy, seg_policy.allocation[a], a, explored, segment, unit, digest[16:24], now
         )

@@ -178,6 +178,12 @@ def write_reply(data: dict[str, Any]) -> dict[str, Any]:
     elif positive:
         follow = [positive[0]["tag"]]
         tests = f"Variants tagged '{follow[0]}' earn more successes than those without"
+    elif promising := sorted(
+        (item for item in effects.values() if item["effect"] > 0), key=lambda i: -i["effect"]
+    ):
+        # No claim is certain yet, but a diligent copywriter leans on the best estimate.
+        follow = [promising[0]["tag"]]
+        tests = f"Variants tagged '{follow[0]}' might earn more successes"
     else:
         follow = [KNOWN_TAGS[len(ranked) % len(KNOWN_TAGS)]]
         tests = f"Variants tagged '{follow[0]}' might do better"

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from bandits import PreparedSampler
 from service.policy.cohorts import OVERALL
 
 
@@ -26,6 +27,7 @@ class SegmentPolicy:
     exploit: NDArray[np.float64]
     eligible: NDArray[np.bool_]
     exploration_share: float
+    sampler: PreparedSampler
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,11 @@ def load_policy(experiment_id: int, version: int, payload: Mapping[str, Any]) ->
             exploit=np.asarray(seg["exploit"], dtype=np.float64),
             eligible=np.asarray(seg["eligible"], dtype=bool),
             exploration_share=float(seg["exploration_share"]),
+            sampler=PreparedSampler.prepare(
+                np.asarray(seg["exploit"], dtype=np.float64),
+                np.asarray(seg["eligible"], dtype=bool),
+                float(seg["exploration_share"]),
+            ),
         )
         for name, seg in payload.get("segments", {}).items()
     }

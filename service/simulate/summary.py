@@ -177,14 +177,14 @@ def plot(results: Sequence[RunResult], out_dir: Path) -> list[Path]:
         ax.stackplot(ours.hours, ours.allocation.T, labels=ours.arm_names, step="post")
         for arm, (hour, _exposures) in ours.suspended.items():
             ax.axvline(hour, color="black", linestyle="--", linewidth=0.8)
-            ax.text(hour, 1.01, f"{arm} suspended", fontsize=7, rotation=90, va="bottom")
+            ax.text(hour, 0.98, f"{arm} suspended ", fontsize=7, rotation=90, va="top", ha="right")
         for arm, (hour, _exposures) in ours.retired.items():
             ax.axvline(hour, color="grey", linestyle=":", linewidth=0.8)
-            ax.text(hour, 1.01, f"{arm} retired", fontsize=7, rotation=90, va="bottom")
+            ax.text(hour, 0.98, f"{arm} retired ", fontsize=7, rotation=90, va="top", ha="right")
         ax.set_ylim(0, 1)
         ax.set_xlabel("hours")
         ax.set_ylabel("allocation (overall)")
-        ax.set_title(f"{scenario}: our allocation over time (seed {ours.seed})", pad=40)
+        ax.set_title(f"{scenario}: our allocation over time (seed {ours.seed})")
         ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
         path = out_dir / f"{scenario}-allocation.png"
         fig.tight_layout()

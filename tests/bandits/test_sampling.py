@@ -183,3 +183,19 @@ def test_uniforms_from_hmac_digests_are_uniform_and_uncorrelated() -> None:
     _assert_binomial(counts, np.full(10, 0.1), 20_000)
     # Correlation of independent uniforms has sd 1/sqrt(n).
     assert abs(np.corrcoef(pairs[:, 0], pairs[:, 1])[0, 1]) < SIGMAS / np.sqrt(20_000)
+
+
+def test_prepared_sampler_matches_arm_from_uniforms_exactly():
+    from bandits.sampling import PreparedSampler
+
+    rng = np.random.default_rng(20261121)
+    for _ in range(300):
+        k = int(rng.integers(1, 12))
+        exploit = rng.random(k)
+        eligible = rng.random(k) < 0.8
+        eligible[int(rng.integers(k))] = True
+        epsilon = float(rng.choice([0.0, 0.05, 0.1, 0.5]))
+        sampler = PreparedSampler.prepare(exploit, eligible, epsilon)
+        for u_explore, u_arm in rng.random((50, 2)).tolist():
+            expected = arm_from_uniforms(exploit, eligible, epsilon, u_explore, u_arm)
+            assert sampler.from_uniforms(u_explore, u_arm) == expected

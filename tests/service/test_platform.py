@@ -181,3 +181,11 @@ def _walk(node):
             yield from _walk(value)
     else:
         yield node
+
+
+def test_migrate_creates_the_sqlite_folder_on_a_fresh_machine(tmp_path, monkeypatch, capsys):
+    url = f"sqlite:///{tmp_path / 'fresh' / 'nested' / 'banditloop.db'}"
+    monkeypatch.setenv("BANDITLOOP_DATABASE_URL", url)
+    assert cli_main(["migrate"]) == 0
+    assert (tmp_path / "fresh" / "nested" / "banditloop.db").exists()
+    assert "database at" in capsys.readouterr().out
