@@ -94,9 +94,9 @@ def compute_snapshot(
         now=now,
     )
     cdf = _delay_cdf(experiment, inputs.success_delays)
-    keep = _drift_mask(cohorts, success, experiment.min_exposures)
-    weights = decay_weights(cohorts.age_hours, experiment.half_life_hours)
     discount = cdf(cohorts.age_hours) if cohorts.hours else np.zeros(0)
+    keep = _drift_mask(cohorts, success, experiment.min_exposures, discount)
+    weights = decay_weights(cohorts.age_hours, experiment.half_life_hours)
 
     config = PolicyConfig(
         exploration_share=experiment.exploration_share,
@@ -201,19 +201,24 @@ def _delay_cdf(experiment: ExperimentInfo, delays: Sequence[SuccessDelay]) -> De
     )
 
 
-def _drift_mask(cohorts: Cohorts, metric: str, min_exposures: int) -> NDArray[np.bool_]:
+def _drift_mask(
+    cohorts: Cohorts, metric: str, min_exposures: int, discount: FloatArray
+) -> NDArray[np.bool_]:
     """(K, H): False for the buckets before a detected change in an arm's rate.
 
-    Change detection runs on raw counts; forgetting is what lets the default settings follow
-    a sudden change without giving up the statistical power of stationary traffic.
+    Forgetting is what lets the default settings follow a sudden change without giving up
+    the statistical power of stationary traffic. Detection runs on delay-discounted
+    exposures: on raw ones, the newest cohorts (whose successes have not arrived yet) look
+    like a drop in rate, and the detector kept forgetting the leader's evidence.
     """
-    exposures, successes = cohorts.overall(EXPOSURE), cohorts.overall(metric)
+    exposures = cohorts.overall(EXPOSURE) * discount[None]
+    successes = np.minimum(cohorts.overall(metric), exposures)
     keep = np.ones_like(exposures, dtype=bool)
     for k in range(exposures.shape[0]):
         if exposures[k].sum() < 2 * min_exposures:
             continue
         change = detect_change(
-            np.minimum(successes[k], exposures[k]),
+            successes[k],
             exposures[k],
             min_exposures_each_side=min_exposures,
         )
