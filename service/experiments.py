@@ -15,7 +15,6 @@ from service.errors import Conflict, InvalidInput, NotFound
 from service.models import Arm, ArmStatusChange, Experiment, ExperimentEpoch, utcnow
 from service.policy.refresher import publish
 from service.repositories import experiments as repo
-from service.repositories import snapshots as snapshots_repo
 from service.schemas.experiments import (
     ArmEditIn,
     ArmIn,
@@ -300,50 +299,3 @@ def edit_arm(session: Session, key: str, arm_id: int, edit: ArmEditIn, *, actor:
         session.add(old)
     _republish(session, experiment)
     return new
-
-
-def report(session: Session, key: str) -> dict[str, Any]:
-    from service.report import build_report
-
-    experiment = get_experiment(session, key)
-    assert experiment.id is not None
-    out = experiment_out(session, experiment).model_dump(mode="json")
-    arms = out.pop("arms")
-    snapshot = snapshots_repo.latest(session, experiment_id=experiment.id)
-    return build_report(
-        experiment=out, arms=arms, snapshot=snapshot, evaluation=_evaluation(session, experiment)
-    )
-
-
-def _evaluation(session: Session, experiment: Experiment) -> dict[str, Any] | None:
-    try:
-        from service.evaluation import evaluate_experiment
-    except ImportError:
-        return None
-    import numpy as np
-
-    assert experiment.id is not None
-    result: dict[str, Any] = evaluate_experiment(
-        session, experiment_id=experiment.id, rng=np.random.default_rng(experiment.id)
-    )
-    return result
-
-
-def history(session: Session, key: str, *, limit: int) -> dict[str, Any]:
-    experiment = get_experiment(session, key)
-    assert experiment.id is not None
-    points = []
-    for snap in snapshots_repo.history(session, experiment_id=experiment.id, limit=limit):
-        overall = snap.payload.get("segments", {}).get("")
-        points.append(
-            {
-                "version": snap.version,
-                "epoch": snap.epoch,
-                "at": snap.created_at.isoformat(),
-                "arm_ids": snap.payload.get("arm_ids", []),
-                "allocation": overall["allocation"] if overall else None,
-                "posterior_mean": overall["posterior_mean"] if overall else None,
-                "exposures": overall["exposures"] if overall else None,
-            }
-        )
-    return {"experiment": key, "points": points}

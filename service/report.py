@@ -7,9 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from sqlmodel import Session
 
 from bandits import beta_posterior, pooled_prior
+from service.evaluation import evaluate_experiment
+from service.experiments import experiment_out, get_experiment
+from service.models import Experiment
 from service.policy.cohorts import OVERALL
+from service.repositories import snapshots as snapshots_repo
 
 LIFT_DRAWS = 20_000
 
@@ -128,3 +133,52 @@ def build_report(
     report["delay"] = payload.get("delay")
     report["changes"] = payload.get("changes", {})
     return report
+
+
+def report(session: Session, key: str) -> dict[str, Any]:
+    experiment = get_experiment(session, key)
+    assert experiment.id is not None
+    out = experiment_out(session, experiment).model_dump(mode="json")
+    arms = out.pop("arms")
+    snapshot = snapshots_repo.latest(session, experiment_id=experiment.id)
+    return build_report(
+        experiment=out, arms=arms, snapshot=snapshot, evaluation=_evaluation(session, experiment)
+    )
+
+
+# The report answers in about a second: its evaluation looks at the newest matured
+# decisions only. `banditloop evaluate` uses the full log.
+REPORT_EVALUATION_DECISIONS = 20_000
+REPORT_EVALUATION_BOOTSTRAP = 300
+
+
+def _evaluation(session: Session, experiment: Experiment) -> dict[str, Any]:
+    assert experiment.id is not None
+    result: dict[str, Any] = evaluate_experiment(
+        session,
+        experiment_id=experiment.id,
+        rng=np.random.default_rng(experiment.id),
+        max_decisions=REPORT_EVALUATION_DECISIONS,
+        n_boot=REPORT_EVALUATION_BOOTSTRAP,
+    )
+    return result
+
+
+def history(session: Session, key: str, *, limit: int) -> dict[str, Any]:
+    experiment = get_experiment(session, key)
+    assert experiment.id is not None
+    points = []
+    for snap in snapshots_repo.history(session, experiment_id=experiment.id, limit=limit):
+        overall = snap.payload.get("segments", {}).get("")
+        points.append(
+            {
+                "version": snap.version,
+                "epoch": snap.epoch,
+                "at": snap.created_at.isoformat(),
+                "arm_ids": snap.payload.get("arm_ids", []),
+                "allocation": overall["allocation"] if overall else None,
+                "posterior_mean": overall["posterior_mean"] if overall else None,
+                "exposures": overall["exposures"] if overall else None,
+            }
+        )
+    return {"experiment": key, "points": points}

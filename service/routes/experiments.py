@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from service import experiments as domain
+from service import report as reporting
 from service.deps import AdminKey, SessionDep
 from service.repositories import experiments as repo
 from service.schemas.experiments import (
@@ -136,7 +137,7 @@ def arm_history(
 def report(key: str, session: SessionDep, _admin: AdminKey) -> dict[str, Any]:
     """Per arm and segment figures from the latest snapshot; lift of the leader over the
     control; the off-policy evaluation of the policy against an even split."""
-    return domain.report(session, key)
+    return reporting.report(session, key)
 
 
 @router.get("/{key}/history")
@@ -147,4 +148,4 @@ def history(
     limit: int = Query(500, ge=1, le=5000),
 ) -> dict[str, Any]:
     """Allocation and rates per snapshot version, oldest first, for charts over time."""
-    return domain.history(session, key, limit=limit)
+    return reporting.history(session, key, limit=limit)
