@@ -8,18 +8,29 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
-def _runtime(settings: Settings):  # type: ignore[no-untyped-def]
+@contextmanager
+def _runtime(settings: Settings) -> Iterator[Runtime]:
+    """A runtime for one command: no background threads, closed on the way out."""
     from service.runtime import Runtime
 
-    return Runtime(settings.model_copy(update={"run_background": False}))
+    runtime = Runtime(settings.model_copy(update={"run_background": False}))
+    try:
+        yield runtime
+    finally:
+        runtime.stop()
 
 
 def cmd_migrate(_args: argparse.Namespace, settings: Settings) -> int:
@@ -45,9 +56,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.demo:
         from service.demo import curl_lines, ensure_demo
 
-        runtime = _runtime(settings)
-        info = ensure_demo(runtime)
-        runtime.stop()
+        with _runtime(settings) as runtime:
+            info = ensure_demo(runtime)
         base = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}"
         print(f"\nbanditloop demo: experiment {info.experiment_key!r} is running at {base}")
         if info.admin_key:
@@ -94,8 +104,7 @@ def _serve_gunicorn(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
-    runtime = _runtime(settings)
-    try:
+    with _runtime(settings) as runtime:
         if args.keys_command == "create":
             row, raw = runtime.api_keys.create(name=args.name, scopes=args.scopes)
             print(f"created key {row.id} ({row.scopes}): {raw}")
@@ -107,19 +116,14 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
         else:
             row = runtime.api_keys.revoke(args.key_id)
             print(f"revoked key {row.id} ({row.name})")
-    finally:
-        runtime.stop()
     return 0
 
 
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     from service.ingest.rebuild import rebuild_stats
 
-    runtime = _runtime(settings)
-    try:
+    with _runtime(settings) as runtime:
         counts = rebuild_stats(runtime.engine, experiment_id=args.experiment_id)
-    finally:
-        runtime.stop()
     print(f"rebuilt statistics from {counts['decisions']} decisions and {counts['events']} events")
     return 0
 
@@ -127,11 +131,8 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_purge(_args: argparse.Namespace, settings: Settings) -> int:
     from service.admin import purge_raw_payloads
 
-    runtime = _runtime(settings)
-    try:
+    with _runtime(settings) as runtime:
         deleted = purge_raw_payloads(runtime.engine, retention_days=settings.raw_retention_days)
-    finally:
-        runtime.stop()
     print(f"deleted {deleted} raw payloads older than {settings.raw_retention_days} days")
     return 0
 
@@ -140,8 +141,7 @@ def cmd_loop(args: argparse.Namespace, settings: Settings) -> int:
     from service.errors import Conflict
     from service.loop.scheduler import running_keys
 
-    runtime = _runtime(settings)
-    try:
+    with _runtime(settings) as runtime:
         keys = [args.experiment] if args.experiment else running_keys(runtime.engine)
         for key in keys:
             try:
@@ -152,8 +152,6 @@ def cmd_loop(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{key}: run {run.id} {run.status}: {run.summary}")
             if run.error:
                 print(f"  error: {run.error}")
-    finally:
-        runtime.stop()
     return 0
 
 
@@ -209,8 +207,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from service.evaluation.table import format_evaluation
     from service.repositories import experiments as experiments_repo
 
-    runtime = _runtime(settings)
-    try:
+    with _runtime(settings) as runtime:
         with session_scope(runtime.engine) as session:
             experiment = experiments_repo.get_by_key(session, key=args.experiment)
             if experiment is None or experiment.id is None:
@@ -221,8 +218,6 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
                 rng=np.random.default_rng(args.seed),
                 arm_id=args.arm,
             )
-    finally:
-        runtime.stop()
     print(json.dumps(result, indent=2) if args.json else format_evaluation(args.experiment, result))
     return 0
 
