@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     install_error_handlers(app)
     openapi.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    for module in (health, choose, events, webhooks, experiments, keys, admin, loop):
+    # Hot paths first: routes are matched in order.
+    for module in (choose, events, webhooks, health, experiments, keys, admin, loop):
         app.include_router(module.router)
     return app
