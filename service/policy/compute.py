@@ -258,35 +258,42 @@ def _guardrails(
             restored_hour = arm.restored_at.replace(minute=0, second=0, microsecond=0)
             since[k] = [h > restored_hour for h in cohorts.hours]
     raw_e = cohorts.overall(EXPOSURE) * since
+    retired = _retired_totals(inputs.stats, {a.id for a in served})
+    # The retired arms' history joins the reference as one more (never flagged) member:
+    # without it, every arm the loop retires shrinks the reference, and a trap arm that
+    # wins on clicks outlives its competitors' evidence and can no longer be judged.
+    pooled = np.append(live, retired[EXPOSURE] > 0)
     results = {}
     for metric, tolerance in experiment.guardrails:
         if metric not in cohorts.counts:
             continue
-        exposures = raw_e.sum(axis=1)
-        events = np.minimum((cohorts.overall(metric) * since).sum(axis=1), exposures)
+        exposures = np.append(raw_e.sum(axis=1), retired[EXPOSURE])
+        own = np.append((cohorts.overall(metric) * since).sum(axis=1), retired.get(metric, 0.0))
+        events = np.minimum(own, exposures)
         results[metric] = check_guardrails(
             events,
             exposures,
-            eligible=live,
+            eligible=pooled,
             tolerance=tolerance,
             min_exposures=experiment.min_exposures,
             min_events=MIN_GUARDRAIL_EVENTS,
             looks=looks,
             rng=rng,
-            raw_exposures=raw_e.sum(axis=1),
+            raw_exposures=exposures,
         )
+    n = len(served)
     rates = {
         metric: {
-            "rate": np.nan_to_num(r.rate).round(6).tolist(),
-            "reference_rate": np.nan_to_num(r.reference_rate).round(6).tolist(),
-            "probability_exceeds": np.nan_to_num(r.probability_exceeds).round(6).tolist(),
-            "events": r.events.tolist(),
+            "rate": np.nan_to_num(r.rate[:n]).round(6).tolist(),
+            "reference_rate": np.nan_to_num(r.reference_rate[:n]).round(6).tolist(),
+            "probability_exceeds": np.nan_to_num(r.probability_exceeds[:n]).round(6).tolist(),
+            "events": r.events[:n].tolist(),
         }
         for metric, r in results.items()
     }
     if results:
         combined = combine_guardrails(results)
-        breached_mask = combined.breached & live
+        breached_mask = combined.breached[:n] & live
         for k in np.flatnonzero(breached_mask).tolist():
             evidence[str(served[k].id)] = {
                 "metrics": list(combined.breached_metrics[k]),
@@ -296,6 +303,15 @@ def _guardrails(
         "breached_mask": breached_mask,
         "payload": {"looks": looks, "breached": evidence, "rates": rates},
     }
+
+
+def _retired_totals(stats: Sequence[StatRow], served_ids: set[int]) -> dict[str, float]:
+    """Exposures and events per metric of the arms no longer served, over the epoch."""
+    totals: dict[str, float] = {EXPOSURE: 0.0}
+    for row in stats:
+        if row.arm_id not in served_ids:
+            totals[row.metric] = totals.get(row.metric, 0.0) + row.count
+    return totals
 
 
 def _retirement(
