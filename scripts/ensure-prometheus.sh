@@ -36,8 +36,14 @@ printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$POLICY" >/dev/null
 $SUDO chmod 755 "$POLICY"
 
 echo "prometheus is missing: installing Debian's package" >&2
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus
+for attempt in 1 2 3; do  # a mirror hiccup should not fail the test run
+  if $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus; then
+    break
+  fi
+  [ "$attempt" -eq 3 ] && exit 1
+  sleep $((attempt * 5))
+done
 
 # Belt and braces: if a service started anyway, stop it and keep it from starting at boot.
 if [ -d /run/systemd/system ]; then
