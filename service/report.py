@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from sqlmodel import Session
 
-from bandits import beta_posterior, pooled_prior
+from bandits import PolicyConfig, beta_posterior, pooled_prior
 from service.evaluation import evaluate_experiment
 from service.experiments import experiment_out, get_experiment
 from service.models import Experiment
@@ -73,7 +73,7 @@ def leader_lift(
     control = payload["arm_ids"].index(control_id)
     successes = np.asarray(segment["effective_successes"], dtype=np.float64)
     exposures = np.asarray(segment["effective_exposures"], dtype=np.float64)
-    a0, b0 = pooled_prior(successes, exposures, 2.0)
+    a0, b0 = pooled_prior(successes, exposures, PolicyConfig().prior_strength)
     posterior = beta_posterior(successes, exposures, a0, b0)
     theta = rng.beta(
         posterior.alpha[[leader, control]], posterior.beta[[leader, control]], size=(LIFT_DRAWS, 2)

@@ -308,15 +308,7 @@ def propose(
     used_fallback = False
 
     def fail(kind: ProposerErrorKind, message: str, **extra: Any) -> ProposerError:
-        return ProposerError(
-            kind,
-            message,
-            model=model,
-            prompt_digest=digest,
-            latency_seconds=time.monotonic() - started,
-            used_fallback=used_fallback,
-            **extra,
-        )
+        return _error(kind, message, model, digest, started, used_fallback, **extra)
 
     try:
         try:
@@ -371,15 +363,7 @@ def _propose_json_mode(
     started: float,
 ) -> ProposerResult:
     def fail(kind: ProposerErrorKind, message: str, **extra: Any) -> ProposerError:
-        return ProposerError(
-            kind,
-            message,
-            model=model,
-            prompt_digest=digest,
-            latency_seconds=time.monotonic() - started,
-            used_fallback=True,
-            **extra,
-        )
+        return _error(kind, message, model, digest, started, True, **extra)
 
     try:
         completion = client.chat.completions.create(
@@ -456,3 +440,24 @@ def embed_texts(
             model=model,
         )
     return [list(item.embedding) for item in vectors]
+
+
+def _error(
+    kind: ProposerErrorKind,
+    message: str,
+    model: str,
+    digest: str,
+    started: float,
+    used_fallback: bool,
+    **extra: Any,
+) -> ProposerError:
+    """A typed failure carrying what the run record needs (digest, latency, fallback)."""
+    return ProposerError(
+        kind,
+        message,
+        model=model,
+        prompt_digest=digest,
+        latency_seconds=time.monotonic() - started,
+        used_fallback=used_fallback,
+        **extra,
+    )

@@ -108,8 +108,10 @@ class Decider:
         records: list[DecisionRecord] = []
         keyed: list[tuple[int, tuple[int, str, str], DecisionRecord, Choice]] = []
         unkeyed_by_segment: dict[str, list[int]] = defaultdict(list)
+        segment_policies: dict[str, SegmentPolicy] = {}
         for i, unit in enumerate(units):
-            segment, _ = policy.segment_for(unit.context)
+            segment, seg_policy = policy.segment_for(unit.context)
+            segment_policies[segment] = seg_policy
             if unit.keyed:
                 assert unit.unit_id is not None
                 assert unit.send_id is not None
@@ -119,13 +121,15 @@ class Decider:
                 if cached is not None:
                     choices[i] = cached
                     continue
-                record, choice = self._keyed_choice(policy, unit, unit_hash, segment, now)
+                record, choice = self._keyed_choice(
+                    policy, seg_policy, unit, unit_hash, segment, now
+                )
                 keyed.append((i, key, record, choice))
             else:
                 unkeyed_by_segment[segment].append(i)
 
         for segment, indexes in unkeyed_by_segment.items():
-            _, seg_policy = policy.segment_for(_context_for(policy, segment))
+            seg_policy = segment_policies[segment]
             arm_idx, explored = self._sample(seg_policy, len(indexes))
             for i, a, e in zip(indexes, arm_idx, explored, strict=True):
                 unit = units[i]
@@ -159,10 +163,15 @@ class Decider:
         return arms.tolist(), flags.tolist()
 
     def _keyed_choice(
-        self, policy: LoadedPolicy, unit: Unit, unit_hash: str, segment: str, now: datetime
+        self,
+        policy: LoadedPolicy,
+        seg_policy: SegmentPolicy,
+        unit: Unit,
+        unit_hash: str,
+        segment: str,
+        now: datetime,
     ) -> tuple[DecisionRecord, Choice]:
         assert unit.send_id is not None
-        _, seg_policy = policy.segment_for(unit.context)
         digest = self._signer.keyed_digest(policy.experiment_id, unit_hash, unit.send_id)
         u_explore, u_arm = uniforms_from_digest(digest)
         a, explored = seg_policy.sampler.from_uniforms(u_explore, u_arm)
@@ -259,9 +268,3 @@ class Decider:
             issued_at=now,
         )
         return [Choice(decision_id, arm, 1.0, False, policy.version, True) for _ in units]
-
-
-def _context_for(policy: LoadedPolicy, segment: str) -> Mapping[str, Any] | None:
-    if not policy.segment_attribute or not segment:
-        return None
-    return {policy.segment_attribute: segment}

@@ -42,7 +42,13 @@ MAX_SNAPSHOT_AGE = timedelta(minutes=10)
 COMPARED_FIELDS = ("exposures", "successes", "eligible")
 
 
-def gather(session: Session, *, experiment_id: int, now: datetime) -> PolicyInputs | None:
+def gather(
+    session: Session,
+    *,
+    experiment_id: int,
+    now: datetime,
+    previous: PolicySnapshot | None = None,
+) -> PolicyInputs | None:
     """Read everything one snapshot computation needs."""
     experiment = experiments_repo.get(session, experiment_id=experiment_id)
     if experiment is None:
@@ -64,7 +70,6 @@ def gather(session: Session, *, experiment_id: int, now: datetime) -> PolicyInpu
         metric=info.success_metric,
         now=now,
     )
-    previous = snapshots_repo.latest(session, experiment_id=experiment_id)
     return PolicyInputs(info, arms, stats, delays, previous.payload if previous else None)
 
 
@@ -76,10 +81,10 @@ def publish(session: Session, *, experiment_id: int, force: bool = True) -> Poli
     the newest snapshot is recent: history stays meaningful instead of one row every 2 s.
     """
     now = utcnow()
-    inputs = gather(session, experiment_id=experiment_id, now=now)
+    previous = snapshots_repo.latest(session, experiment_id=experiment_id)
+    inputs = gather(session, experiment_id=experiment_id, now=now, previous=previous)
     if inputs is None:
         return None
-    previous = snapshots_repo.latest(session, experiment_id=experiment_id)
     version = (previous.version if previous else 0) + 1
     rng = np.random.default_rng([experiment_id, version])
     payload = compute_snapshot(inputs, now=now, rng=rng)
