@@ -10,7 +10,12 @@
 #     -e BANDITLOOP_DATABASE_URL=postgresql+psycopg://user:pass@host/db \
 #     -e BANDITLOOP_SIGNING_KEYS=k1:<32 random characters> \
 #     banditloop serve --host 0.0.0.0 --workers 4
-FROM python:3.11-slim
+#
+# BASE_IMAGE: any image with Python 3.11+ whose `python` and `pip` are first on PATH. The
+# default is the official one; scripts/check-image.sh builds a local Debian base instead
+# (for machines that reach no image registry) and passes it here.
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -35,14 +40,16 @@ RUN pip install -e . \
 USER banditloop
 # Embedded mode keeps its SQLite file and generated signing key here.
 ENV BANDITLOOP_DATABASE_URL=sqlite:////app/data/banditloop.db \
+    BANDITLOOP_PORT=8000 \
     MPLCONFIGDIR=/tmp/matplotlib
 VOLUME ["/app/data"]
 EXPOSE 8000
 
+# `serve` listens on $BANDITLOOP_PORT unless --port says otherwise; the check follows it.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('BANDITLOOP_PORT', '8000'), timeout=2)"]
 
 # `serve` applies the migrations, then runs uvicorn (one worker) or, with --workers N,
 # execs gunicorn so it is PID 1 and gets the container's SIGTERM.
 ENTRYPOINT ["banditloop"]
-CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["serve", "--host", "0.0.0.0"]

@@ -1,5 +1,9 @@
 """Prometheus metrics, declared once. Labels are bounded by experiment and arm.
 
+These count what this process did. Gauges of state (arms by status, pending proposals,
+snapshot age, loop runs) are read from the database at scrape time instead, so that the
+CLI's and other replicas' work shows: see service/state_metrics.py.
+
 With several worker processes, ``PROMETHEUS_MULTIPROC_DIR`` switches prometheus-client
 to its multiprocess mode; ``render`` then aggregates every worker's files.
 """
@@ -17,6 +21,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import multiprocess as prom_multiprocess
+from prometheus_client.registry import Collector
 
 DECISIONS = Counter(
     "banditloop_decisions_total",
@@ -43,9 +48,12 @@ DECISION_LOG_PENDING = Gauge(
     [],
     multiprocess_mode="livesum",
 )
-DECISION_LOG_FAILURES = Counter(
-    "banditloop_decision_log_failures_total", "Failed decision log flushes (retried).", []
+DECISION_LOG_FLUSH_FAILURES = Counter(
+    "banditloop_decision_log_flush_failures_total",
+    "Failed decision log flushes (the batch is kept and retried; a crash can lose it).",
+    [],
 )
+DECISION_LOG_FAILURES = DECISION_LOG_FLUSH_FAILURES  # the name service/decisions/log.py uses
 EVENTS = Counter(
     "banditloop_events_total",
     "Outcome events by provider, type and outcome "
@@ -76,26 +84,16 @@ GUARDRAIL_BREACHED = Gauge(
     ["experiment", "arm", "metric"],
     multiprocess_mode="mostrecent",
 )
-SNAPSHOT_AGE = Gauge(
-    "banditloop_policy_snapshot_age_seconds",
-    "Age of the policy snapshot this replica serves from.",
-    ["experiment"],
-    multiprocess_mode="max",
-)
 SNAPSHOT_VERSION = Gauge(
     "banditloop_policy_snapshot_version",
     "Version of the policy snapshot this replica serves from.",
     ["experiment"],
     multiprocess_mode="max",
 )
-LOOP_RUNS = Counter(
-    "banditloop_loop_runs_total", "Loop runs by experiment and status.", ["experiment", "status"]
-)
-PROPOSALS_PENDING = Gauge(
-    "banditloop_proposals_pending",
-    "Proposals awaiting review.",
-    ["experiment"],
-    multiprocess_mode="mostrecent",
+STATE_READ_FAILURES = Counter(
+    "banditloop_state_read_failures_total",
+    "Scrapes whose database read of the state gauges failed (service/state_metrics.py).",
+    [],
 )
 LLM_LATENCY = Histogram(
     "banditloop_llm_latency_seconds",
@@ -106,12 +104,18 @@ LLM_LATENCY = Histogram(
 LLM_TOKENS = Counter("banditloop_llm_tokens_total", "LLM tokens used.", ["model", "kind"])
 
 
-def render() -> tuple[bytes, str]:
-    """The exposition text for /metrics, aggregated over workers in multiprocess mode."""
+def render(state: Collector | None = None) -> tuple[bytes, str]:
+    """The exposition text for /metrics, aggregated over workers in multiprocess mode, with
+    the scrape-time `state` collector's families appended. It may query the database: call
+    it off the event loop."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         prom_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    from prometheus_client import REGISTRY
-
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    else:
+        from prometheus_client import REGISTRY as registry
+    body = generate_latest(registry)
+    if state is not None:
+        extra = CollectorRegistry()
+        extra.register(state)
+        body += generate_latest(extra)
+    return body, CONTENT_TYPE_LATEST

@@ -20,6 +20,7 @@ from service.policy.loaded import LoadedPolicy, PolicyCache
 from service.policy.refresher import Refresher
 from service.sessions import Handlers
 from service.settings import Settings, parse_signing_keys
+from service.state_metrics import StateCollector
 from service.tokens import DecisionSigner
 
 log = logging.getLogger("banditloop")
@@ -70,6 +71,9 @@ class Runtime:
             keyed_cache_size=settings.keyed_cache_size,
         )
         self.loop = LoopRunner(self)  # loop runs, the LLM client and the loop scheduler
+        self.state_metrics = StateCollector(
+            self.engine, cache_seconds=settings.metrics_cache_seconds
+        )
         self._started = False
 
     def after_commit_handlers(self) -> Handlers:

@@ -94,6 +94,11 @@ class Settings(BaseSettings):
         True,
         description="Confirm SNS subscriptions by fetching their SubscribeURL (SNS hosts only).",
     )
+    metrics_cache_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="How long /metrics reuses its database read of the state gauges.",
+    )
     run_background: bool = Field(
         True, description="Run the refresher, decision flusher and scheduler threads."
     )

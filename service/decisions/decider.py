@@ -38,7 +38,9 @@ class Unit:
 
 @dataclass(frozen=True, slots=True)
 class Choice:
-    decision_id: str
+    # None for a fallback answer: no decision is stored, so no id is handed out that could
+    # only ever produce orphan events.
+    decision_id: str | None
     arm: ServingArm
     propensity: float
     explored: bool
@@ -103,7 +105,7 @@ class Decider:
         policy = self.policy(experiment_key)
         now = utcnow()
         if not policy.servable:
-            return self._fallback(policy, units, now)
+            return self._fallback(policy, units)
         choices: list[Choice | None] = [None] * len(units)
         records: list[DecisionRecord] = []
         keyed: list[tuple[int, tuple[int, str, str], DecisionRecord, Choice]] = []
@@ -251,20 +253,13 @@ class Decider:
             out[i] = choice
         return out
 
-    def _fallback(self, policy: LoadedPolicy, units: Sequence[Unit], now: datetime) -> list[Choice]:
+    def _fallback(self, policy: LoadedPolicy, units: Sequence[Unit]) -> list[Choice]:
         """Fail open: answer with the control (or first) arm and log no exposure."""
         arm = policy.fallback
         if arm is None:
             raise NotFound(f"experiment {policy.key!r} has no arm to serve", field="experiment")
         reason = policy.status if policy.status != "running" else "no_live_arm"
         metrics.FALLBACKS.labels(policy.key, reason).inc(len(units))
-        decision_id = self._signer.mint(
-            experiment_id=policy.experiment_id,
-            epoch=policy.epoch,
-            arm_id=arm.id,
-            segment="",
-            propensity=1.0,
-            policy_version=policy.version,
-            issued_at=now,
-        )
-        return [Choice(decision_id, arm, 1.0, False, policy.version, True) for _ in units]
+        # No decision id: nothing is logged, so an id could only attach orphans to messages
+        # (and tempt integrators to count them). The answer says `tracked: false` instead.
+        return [Choice(None, arm, 1.0, False, policy.version, True) for _ in units]

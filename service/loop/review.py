@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from service import metrics
 from service.arm_status import set_arm_status
 from service.errors import Conflict, InvalidInput, NotFound
 from service.experiments import get_experiment
@@ -156,10 +155,6 @@ def _decide(
     proposal.decided_at = utcnow()
     session.add(proposal)
     session.flush()
-    pending = loop_repo.pending_count(session, experiment_id=proposal.experiment_id)
-    experiment = experiments_repo.get(session, experiment_id=proposal.experiment_id)
-    if experiment is not None:
-        metrics.PROPOSALS_PENDING.labels(experiment.key).set(pending)
 
 
 def list_proposals(

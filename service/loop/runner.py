@@ -191,7 +191,6 @@ class LoopRunner:
                 failed.error_kind = "internal"
                 failed.summary = "the run failed before applying anything"
                 session.add(failed)
-            metrics.LOOP_RUNS.labels(key, "failed").inc()
             return failed
 
     def _run_recorded(
@@ -234,8 +233,7 @@ class LoopRunner:
             if done.skipped:
                 run.summary += f"; {len(done.skipped)} item(s) overtaken by changes since"
             session.add(run)
-            pending = loop_repo.pending_count(session, experiment_id=experiment_id)
-        _observe(key, run, llm, pending)
+        _observe(run, llm)
         return run
 
     def _llm_pass(self, loop_input: LoopInput, tag_effects: Sequence[TagEffect]) -> LlmOutcome:
@@ -325,9 +323,9 @@ def _effect(effect: TagEffect) -> dict[str, Any]:
     }
 
 
-def _observe(key: str, run: LoopRun, llm: LlmOutcome, pending: int) -> None:
-    metrics.LOOP_RUNS.labels(key, run.status).inc()
-    metrics.PROPOSALS_PENDING.labels(key).set(pending)
+def _observe(run: LoopRun, llm: LlmOutcome) -> None:
+    # Runs and pending proposals are counted from the database at scrape time
+    # (service/state_metrics.py), so the CLI's runs show too; the LLM's cost is per process.
     if not llm.requested or run.model is None:
         return
     if run.latency_ms is not None:

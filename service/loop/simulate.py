@@ -231,7 +231,7 @@ def _generations(
             clicked = rng.random(len(choices)) < truth
             delays = CLICK_DELAY.from_uniform(rng.random(len(choices)))
             for choice, click, delay in zip(choices, clicked, delays, strict=True):
-                if click:
+                if click and choice.decision_id is not None:  # a fallback is not tracked
                     pending.append((clock.now + timedelta(hours=float(delay)), choice.decision_id))
             clock.advance(step)
             pending = _deliver(runtime, pending, clock.now, counter)

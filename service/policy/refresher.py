@@ -181,7 +181,6 @@ class Refresher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._load_lock = threading.Lock()
-        self._created: dict[str, Any] = {}
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="policy-refresher", daemon=True)
@@ -233,7 +232,6 @@ class Refresher:
             rows = snapshots_repo.get_versions(session, wanted=wanted)
         for row in rows:
             self._install(row)
-        self._observe_ages()
         return len(rows)
 
     def load_key(self, key: str) -> LoadedPolicy | None:
@@ -262,10 +260,4 @@ class Refresher:
                 metrics.ALLOCATION.labels(*labels).set(overall["allocation"][i])
         _observe_guardrails(policy.key, row.payload, overall)
         metrics.SNAPSHOT_VERSION.labels(policy.key).set(row.version)
-        self._created[policy.key] = row.created_at
         return policy
-
-    def _observe_ages(self) -> None:
-        now = utcnow()
-        for key, created in list(self._created.items()):
-            metrics.SNAPSHOT_AGE.labels(key).set((now - created).total_seconds())

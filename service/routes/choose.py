@@ -34,6 +34,7 @@ def choice_body(choice: Choice) -> dict[str, Any]:
         "explored": choice.explored,
         "policy_version": choice.policy_version,
         "fallback": choice.fallback,
+        "tracked": choice.decision_id is not None,
     }
 
 

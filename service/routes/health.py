@@ -42,6 +42,7 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def prometheus_metrics() -> Response:
-    body, content_type = metrics.render()
+async def prometheus_metrics(runtime: RuntimeDep) -> Response:
+    # The state gauges read the database (cached a few seconds): off the event loop.
+    body, content_type = await run_in_threadpool(metrics.render, runtime.state_metrics)
     return Response(body, media_type=content_type)

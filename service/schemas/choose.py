@@ -54,12 +54,19 @@ class ArmChoice(BaseModel):
 
 
 class ChooseOut(BaseModel):
-    decision_id: str = Field(description="Signed id to attach to the message (<= 80 chars).")
+    decision_id: str | None = Field(
+        description="Signed id to attach to the message (<= 80 chars). `null` on a fallback "
+        "answer: nothing was logged, so there is nothing for events to count against."
+    )
     arm: ArmChoice
     propensity: float = Field(description="Exact probability this arm had for this decision.")
     explored: bool
     policy_version: int
     fallback: bool = Field(description="True when the experiment could not decide (fail open).")
+    tracked: bool = Field(
+        description="False on a fallback answer: no decision is logged and `decision_id` is "
+        "null, so send the message without one. True otherwise."
+    )
 
 
 class BatchOut(BaseModel):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 
 from fastapi.testclient import TestClient
+from sqlmodel import Session, select
 
+from service.models import Decision
 from service.runtime import Runtime
 from tests.service.factories import create_random_experiment
 
@@ -22,7 +24,9 @@ def test_choose_returns_a_signed_decision(client: TestClient, admin, decide, run
         "explored",
         "policy_version",
         "fallback",
+        "tracked",
     }
+    assert body["tracked"] is True
     assert len(body["decision_id"]) <= 80
     assert "=" not in body["decision_id"]
     base64.urlsafe_b64decode(body["decision_id"] + "==")
@@ -75,6 +79,50 @@ def test_batch_in_order_and_paused_falls_back(client: TestClient, admin, decide,
     control = next(a for a in exp["arms"] if a["control"])
     assert body["arm"]["id"] == control["id"]
     assert runtime.decision_log.pending == 0
+
+
+def test_paused_fallback_hands_out_no_decision_id_on_every_route(
+    client: TestClient, admin, decide, runtime: Runtime
+):
+    """A fallback logs nothing, so an id could only ever produce orphans: none is given."""
+    exp = create_random_experiment(client, admin, arms=2)
+    key = exp["key"]
+    assert client.post(f"/v1/experiments/{key}/pause", headers=admin).status_code == 200
+    control = next(a["id"] for a in exp["arms"] if a["control"])
+    answers = [
+        client.post("/v1/choose", json={"experiment": key, "unit_id": "u1"}, headers=decide),
+        client.get(
+            "/v1/choose",
+            params={"experiment": key, "unit_id": "u1", "send_id": "s1"},
+            headers=decide,
+        ),
+    ]
+    batch = client.post(
+        "/v1/choose/batch",
+        json={"experiment": key, "units": [{"unit_id": "u1", "send_id": "s1"}, {}]},
+        headers=decide,
+    )
+    assert all(r.status_code == 200 for r in [*answers, batch])
+    bodies = [r.json() for r in answers] + batch.json()["decisions"]
+    assert len(bodies) == 4
+    for body in bodies:
+        assert body["decision_id"] is None
+        assert body["tracked"] is False
+        assert body["fallback"] is True
+        assert body["arm"]["id"] == control
+    assert runtime.decision_log.pending == 0
+    with Session(runtime.engine) as session:
+        assert session.exec(select(Decision)).all() == []
+
+    # The OpenAPI schema says so too.
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["ChooseOut"]
+    assert "tracked" in schema["required"]
+    assert {"type": "null"} in schema["properties"]["decision_id"]["anyOf"]
+
+    assert client.post(f"/v1/experiments/{key}/resume", headers=admin).status_code == 200
+    resumed = client.post("/v1/choose", json={"experiment": key}, headers=decide).json()
+    assert resumed["tracked"] is True
+    assert runtime.signer.verify(resumed["decision_id"]).arm_id == resumed["arm"]["id"]
 
 
 def test_unknown_experiment_is_404(client: TestClient, decide):
