@@ -28,13 +28,15 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from service import metrics
+from service import metrics, state_metrics
 from service.loop.scripted_server import running_copywriter
+from service.tokens import DecisionSigner
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "dashboards" / "banditloop.json"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 ADMIN_KEY = "bl_dashboard_test_admin_0123456789abcdef"
+SIGNING_KEY = "t1:dashboard-test-signing-secret-0123"
 POSTMARK = ("postmark", "dashboard-test-password")
 EXPERIMENT = "dash-subjects"
 SCRAPE_SECONDS = 1.0
@@ -60,6 +62,7 @@ def _load_dashboard() -> dict[str, Any]:
 def test_dashboard_is_valid_json_with_titled_panels_on_a_datasource() -> None:
     dashboard = _load_dashboard()
     declared = {m._name for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)}
+    declared |= set(state_metrics.NAMES)  # read from the database at scrape time
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     assert "experiment" in variables
     panels = _panels(dashboard)
@@ -157,7 +160,7 @@ def service(tmp_path: Path) -> Iterator[str]:
         }
         env |= {
             "BANDITLOOP_DATABASE_URL": f"sqlite:///{tmp_path / 'banditloop.db'}",
-            "BANDITLOOP_SIGNING_KEYS": "t1:dashboard-test-signing-secret-0123",
+            "BANDITLOOP_SIGNING_KEYS": SIGNING_KEY,
             "BANDITLOOP_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
             "BANDITLOOP_POLICY_REFRESH_SECONDS": str(REFRESH_SECONDS),
             "BANDITLOOP_DECISION_FLUSH_MS": "50",
@@ -290,18 +293,27 @@ class Traffic:
         assert response.status_code < 300, response.text
 
     def fallback_and_orphan(self) -> None:
-        """A paused experiment answers with its fallback and stores no decision: an event for
-        that decision id is an orphan."""
+        """A paused experiment answers with its fallback, untracked. An event for a decision
+        id that is well signed but was never stored (as a crash inside the decision log's
+        loss window leaves behind) is an orphan."""
         choose: dict[str, Any] = {"json": {"experiment": EXPERIMENT}}
         self.call("POST", f"/v1/experiments/{EXPERIMENT}/pause")
         fallback = self.until("POST", "/v1/choose", lambda body: body["fallback"], **choose)
+        assert fallback["decision_id"] is None
+        assert fallback["tracked"] is False
         self.call("POST", f"/v1/experiments/{EXPERIMENT}/resume")
         self.until("POST", "/v1/choose", lambda body: not body["fallback"], **choose)
-        orphan = {
-            "event_id": f"orphan-{self.round}",
-            "decision_id": fallback["decision_id"],
-            "type": "click",
-        }
+        kid, secret = SIGNING_KEY.split(":", 1)
+        never_stored = DecisionSigner([(kid, secret)]).mint(
+            experiment_id=self.experiment["id"],
+            epoch=1,
+            arm_id=fallback["arm"]["id"],
+            segment="",
+            propensity=1.0,
+            policy_version=fallback["policy_version"],
+            issued_at=datetime.now(UTC),
+        )
+        orphan = {"event_id": f"orphan-{self.round}", "decision_id": never_stored, "type": "click"}
         assert self.call("POST", "/v1/events", json=orphan)["orphans"] == 1
 
     def loop_run(self) -> None:
