@@ -30,7 +30,8 @@ flock 9
 
 if [ ! -s "$TARBALL" ]; then
   ROOT="$(mktemp -d "$CACHE/rootfs.XXXXXX")"
-  trap 'rm -rf "$ROOT"' EXIT
+  # debootstrap unmounts what it mounted in ROOT; never delete through a mount left behind.
+  trap 'grep -qF " $ROOT/" /proc/mounts || rm -rf "$ROOT"' EXIT
   started=$(date +%s)
   echo "building the base root file system with debootstrap (a few minutes, once)" >&2
   for attempt in 1 2 3; do # a mirror hiccup should not fail the run

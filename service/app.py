@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service import openapi
+from service import api_docs, openapi
 from service.errors import install_error_handlers
 from service.middleware import BodySizeLimit
 from service.routes import admin, choose, events, experiments, health, keys, loop, webhooks
@@ -33,9 +33,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         version="1.0.0",
         description="Thompson-sampling experiments for marketing content, with a learning loop.",
         lifespan=lifespan,
+        docs_url=None,  # served by api_docs with local assets: no CDN
+        redoc_url=None,
     )
     install_error_handlers(app)
     openapi.install(app)
+    api_docs.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Hot paths first: routes are matched in order.
     for module in (choose, events, webhooks, health, experiments, keys, admin, loop):

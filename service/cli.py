@@ -33,6 +33,26 @@ def _runtime(settings: Settings) -> Iterator[Runtime]:
         runtime.stop()
 
 
+def settings_source(env_file: str) -> str:
+    """Where the settings came from: names and a file path, never a value (they hold secrets)."""
+    from dotenv import dotenv_values
+
+    prefix = "BANDITLOOP_"
+    from_env = sorted(k.removeprefix(prefix) for k in os.environ if k.startswith(prefix))
+    path = Path(env_file)
+    from_file: list[str] = []
+    if path.is_file():
+        names = {k.upper() for k in dotenv_values(path) if k.upper().startswith(prefix)}
+        from_file = sorted(n.removeprefix(prefix) for n in names - {prefix + n for n in from_env})
+    parts = [f"environment: {', '.join(from_env)}" if from_env else "environment: none"]
+    if path.is_file():
+        shown = ", ".join(from_file) if from_file else "nothing new"
+        parts.append(f"{path.resolve()}: {shown}")
+    else:
+        parts.append(f"no {path} file")
+    return f"settings ({prefix}*) from {'; '.join(parts)}; defaults for the rest"
+
+
 def cmd_migrate(_args: argparse.Namespace, settings: Settings) -> int:
     from service import migrations
 
@@ -120,11 +140,25 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
+    from service.db import session_scope
+    from service.errors import NotFound
     from service.ingest.rebuild import rebuild_stats
+    from service.repositories import experiments as experiments_repo
 
     with _runtime(settings) as runtime:
-        counts = rebuild_stats(runtime.engine, experiment_id=args.experiment_id)
-    print(f"rebuilt statistics from {counts['decisions']} decisions and {counts['events']} events")
+        experiment_id = None
+        if args.experiment:
+            with session_scope(runtime.engine) as session:
+                experiment = experiments_repo.get_by_key(session, key=args.experiment)
+                if experiment is None or experiment.id is None:
+                    raise NotFound(f"unknown experiment {args.experiment!r}", field="experiment")
+                experiment_id = experiment.id
+        counts = rebuild_stats(runtime.engine, experiment_id=experiment_id)
+    which = args.experiment or "every experiment"
+    print(
+        f"{which}: rebuilt statistics from {counts['decisions']} decisions "
+        f"and {counts['events']} events"
+    )
     return 0
 
 
@@ -141,8 +175,16 @@ def cmd_loop(args: argparse.Namespace, settings: Settings) -> int:
     from service.errors import Conflict
     from service.loop.scheduler import running_keys
 
+    if not settings.llm_configured:
+        print(
+            "note: no LLM configured (BANDITLOOP_LLM_BASE_URL and BANDITLOOP_LLM_MODEL): "
+            "statistical pass only, no proposals",
+            file=sys.stderr,
+        )
     with _runtime(settings) as runtime:
-        keys = [args.experiment] if args.experiment else running_keys(runtime.engine)
+        keys = running_keys(runtime.engine) if args.all else [args.experiment]
+        if not keys:
+            print("no running experiment")
         for key in keys:
             try:
                 run = runtime.loop.run(key, trigger="cli")
@@ -222,15 +264,73 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+SIMULATE_HELP = """\
+Without --loop: the pinned bandit scenarios on the real engine, each policy against the
+same simulated audience (seeds 0..N-1), with a PNG of cumulative regret per scenario.
+
+scenarios (--scenario NAME, or all):
+  stationary         five subject lines, clicks 1.2-4.0%, nothing changes for a week
+  stationary_many    eight subject lines, several close to the best
+  best_arm_swap      the best arm fatigues at 72 h while another rises
+  guardrail_trap     the click winner triples unsubscribes: it must be suspended
+  arms_added_midrun  two arms (one the new best) join at 48 h
+  segments           engaged and lapsed readers with different winners
+  conversions        conversions with long delays (median 20 h) over two weeks
+
+columns of the scenario table:
+  regret   successes lost against always serving the best arm (mean over seeds)
+  p90      90th percentile of that regret over seeds
+  /unif    regret divided by the uniform policy's regret on the same audience (<1 is better)
+  p90/u    90th percentile of that ratio
+  best     share of sends that went to the best arm
+  vs even  successes gained over an even split of the same audience
+  unsub    unsubscribes caused (the guardrail scenario's cost)
+  events   suspensions (arm, runs, mean hour and exposures) and retirements
+
+With --loop: the marketing loop run with and without its learnings over --generations; the
+table gives, per generation, the true click rate of the best live arm, the mean true rate of
+that generation's sends (served), the active learnings, and the gain of learning.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="banditloop", description=__doc__)
-    parser.add_argument("--log-level", default="info")
+    parser = argparse.ArgumentParser(
+        prog="banditloop",
+        description=__doc__,
+        epilog="Settings come from BANDITLOOP_* environment variables, then the --env-file "
+        "(default: .env in the current folder), then the defaults; every command but "
+        "simulate says on stderr which of these it used.",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default: info; debug also shows Alembic and HTTP client lines)",
+    )
+    parser.add_argument(
+        "--env-file",
+        default=os.environ.get("BANDITLOOP_ENV_FILE", ".env"),
+        help="settings file read after the environment (default: $BANDITLOOP_ENV_FILE or "
+        ".env in the current folder; a missing file is skipped)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="apply migrations and run the HTTP service")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)"
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("BANDITLOOP_PORT") or 8000),
+        help="port to listen on (default: $BANDITLOOP_PORT or 8000)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (more than 1 runs gunicorn and needs PostgreSQL)",
+    )
     serve.add_argument("--demo", action="store_true", help="create the demo experiment and key")
     serve.set_defaults(handler=cmd_serve)
 
@@ -238,18 +338,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
-    create = keys_sub.add_parser("create")
-    create.add_argument("--name", required=True)
-    create.add_argument("--scopes", required=True, help="comma-separated: decide,ingest,admin")
-    keys_sub.add_parser("list")
-    revoke = keys_sub.add_parser("revoke")
-    revoke.add_argument("key_id", type=int)
+    create = keys_sub.add_parser("create", help="create a key and print it once")
+    create.add_argument("--name", required=True, help="who or what uses the key")
+    create.add_argument(
+        "--scopes", required=True, help="comma-separated: decide, ingest, review, admin"
+    )
+    keys_sub.add_parser("list", help="list keys (prefixes only)")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key at once")
+    revoke.add_argument("key_id", type=int, help="the key's id, as `keys list` shows")
     keys.set_defaults(handler=cmd_keys)
 
     stats = sub.add_parser("stats", help="statistics maintenance")
     stats_sub = stats.add_subparsers(dest="stats_command", required=True)
     rebuild = stats_sub.add_parser("rebuild", help="recompute statistics from decisions and events")
-    rebuild.add_argument("--experiment-id", type=int, default=None)
+    _experiment_or_all(rebuild, "rebuild every experiment's statistics")
     stats.set_defaults(handler=cmd_stats)
 
     sub.add_parser("purge", help="delete raw payloads past the retention period").set_defaults(
@@ -258,22 +360,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     loop = sub.add_parser("loop", help="the marketing loop")
     loop_sub = loop.add_subparsers(dest="loop_command", required=True)
-    loop_run = loop_sub.add_parser("run", help="run the loop now (every running experiment)")
-    loop_run.add_argument("--experiment", default=None, help="only this experiment's key")
+    loop_run = loop_sub.add_parser("run", help="run the loop now")
+    _experiment_or_all(loop_run, "run every running experiment's loop")
     loop.set_defaults(handler=cmd_loop)
 
-    simulate = sub.add_parser("simulate", help="simulations on the real engine")
+    simulate = sub.add_parser(
+        "simulate",
+        help="simulations on the real engine",
+        description=SIMULATE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     simulate.add_argument(
         "--loop", action="store_true", help="the loop with and without learnings, compared"
     )
-    simulate.add_argument("--generations", type=int, default=8)
-    simulate.add_argument("--sends", type=int, default=8000, help="sends per generation")
-    simulate.add_argument("--seed", type=int, default=7)
-    simulate.add_argument("--repeats", type=int, default=3, help="seeds to average over")
-    simulate.add_argument("--plot", default="loop-simulation.png", help="where the PNG goes")
-    # Without --loop: the pinned bandit scenarios on the real engine, against the baselines.
-    simulate.add_argument("--scenario", default="all", help="a pinned scenario's name, or all")
-    simulate.add_argument("--seeds", type=int, default=1, help="runs seeds 0..N-1")
+    simulate.add_argument(
+        "--generations", type=int, default=8, help="--loop: loop runs to simulate (default 8)"
+    )
+    simulate.add_argument(
+        "--sends", type=int, default=8000, help="--loop: sends per generation (default 8000)"
+    )
+    simulate.add_argument("--seed", type=int, default=7, help="--loop: first seed (default 7)")
+    simulate.add_argument(
+        "--repeats", type=int, default=3, help="--loop: seeds to average over (default 3)"
+    )
+    simulate.add_argument(
+        "--plot", default="loop-simulation.png", help="--loop: where the PNG goes"
+    )
+    simulate.add_argument(
+        "--scenario", default="all", help="a pinned scenario's name (listed above), or all"
+    )
+    simulate.add_argument("--seeds", type=int, default=1, help="runs seeds 0..N-1 (default 1)")
     simulate.add_argument("--out", default="simulation", help="directory for the PNG plots")
     simulate.add_argument(
         "--policies",
@@ -282,8 +398,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="default: uniform, epsilon-greedy, thompson, ours (+ ours-naive where delays matter)",
     )
-    simulate.add_argument("--hours", type=float, default=None, help="default: the horizon")
-    simulate.add_argument("--refresh-hours", type=float, default=1.0, help="policy refresh")
+    simulate.add_argument(
+        "--hours", type=float, default=None, help="simulated hours (default: the scenario's)"
+    )
+    simulate.add_argument(
+        "--refresh-hours",
+        type=float,
+        default=1.0,
+        help="simulated hours between policy refreshes (default 1)",
+    )
     simulate.set_defaults(handler=cmd_simulate)
 
     evaluate = sub.add_parser(
@@ -297,15 +420,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _experiment_or_all(parser: argparse.ArgumentParser, all_help: str) -> None:
+    """`--experiment KEY` or an explicit `--all`: never every experiment by omission."""
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--experiment", metavar="KEY", help="only this experiment (its key)")
+    which.add_argument("--all", action="store_true", help=all_help)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from service.errors import DomainError
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
-    for chatty in ("httpx", "httpx2", "openai"):  # one line per HTTP call drowns the output
+    # One line per HTTP call, or Alembic's two INFO lines on every command, drown the output.
+    for chatty in ("httpx", "httpx2", "openai", "alembic"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
-        settings = Settings()
+        settings = Settings(_env_file=args.env_file)
+        if args.command != "simulate":  # the simulator reads no settings
+            print(settings_source(args.env_file), file=sys.stderr)
         handler: Handler = args.handler
         return handler(args, settings)
     except DomainError as exc:

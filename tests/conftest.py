@@ -30,6 +30,9 @@ BACKENDS = [
 ]
 SIGNING_KEYS = "t1:test-signing-secret-0123456789"
 
+# The headless-browser fixtures (chromium, live_server, offline_page).
+pytest_plugins = ["tests.browser"]
+
 
 def _worker() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")

@@ -73,7 +73,8 @@ def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
 
 @router.post("/choose", response_model=ChooseOut, openapi_extra=_body_doc(ChooseIn))
 async def choose(request: Request) -> JSONResponse:
-    """Decide one unit. The body is parsed by hand: see ``_parse``."""
+    """Decide one unit: the arm to send, and the decision id to attach to the message."""
+    # The body is parsed by hand (see _parse); the docstring above is the API description.
     started = time.perf_counter()
     await authorize(request, "decide")
     body = _parse(ChooseIn, await request.body())
