@@ -24,15 +24,22 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
+# Dependencies first, from pyproject.toml alone, so that a change to the source reuses this
+# layer instead of downloading every wheel again. Every dependency ships wheels: no compiler
+# in the image.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
 # The migrations are found beside the `service` package (service/migrations.py), so the
-# source stays in /app and is installed in editable mode. Every dependency ships wheels:
-# no compiler in the image.
-COPY pyproject.toml README.md alembic.ini ./
+# source stays in /app and is installed in editable mode.
+COPY README.md alembic.ini ./
 COPY alembic ./alembic
 COPY bandits ./bandits
 COPY variants ./variants
 COPY service ./service
-RUN pip install -e . \
+RUN pip install --no-deps -e . \
     && useradd --system --uid 10001 --home-dir /app --no-create-home banditloop \
     && mkdir -p /app/data \
     && chown banditloop /app/data

@@ -58,6 +58,7 @@ step "base image ready"
   -t "$IMAGE" -q . >/dev/null || fail "docker build"
 step "image built"
 
+export PGOPTIONS="-c client_min_messages=warning"
 psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null
 psql -q "$PG_ADMIN" -c "CREATE DATABASE \"$DB\"" >/dev/null
 run_env=(-e BANDITLOOP_MODE=production -e "BANDITLOOP_DATABASE_URL=$DB_URL"
@@ -100,9 +101,10 @@ echo "$choice" | json '["decision_id"]' | grep -Eq '^[A-Za-z0-9_-]{20,80}$' || f
 step "/v1/choose answered arm $(echo "$choice" | json '["arm"]["id"]')"
 
 metrics="$(curl -fsS "$BASE/metrics")" || fail "/metrics"
-for series in 'banditloop_decisions_total{' 'banditloop_choose_latency_seconds_bucket{' \
-  'banditloop_arm_info{experiment="image-check"' 'banditloop_arms{experiment="image-check",status="live"} 2.0'; do
-  grep -qF "$series" <<<"$metrics" || fail "/metrics has no $series"
+for series in '^banditloop_decisions_total\{' '^banditloop_choose_latency_seconds_bucket\{' \
+  '^banditloop_arm_info\{.*experiment="image-check"' \
+  '^banditloop_arms\{experiment="image-check",status="live"\} 2\.0$'; do
+  grep -Eq "$series" <<<"$metrics" || fail "/metrics has no $series"
 done
 step "/metrics: $(grep -c '^banditloop_' <<<"$metrics") banditloop samples"
 

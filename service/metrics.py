@@ -39,6 +39,11 @@ CHOOSE_LATENCY = Histogram(
     ["endpoint"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+WEBHOOK_AUTH_FAILURES = Counter(
+    "banditloop_webhook_auth_failures_total",
+    "Webhook requests refused for a bad or missing signature, token or password (401).",
+    ["provider"],
+)
 DECISIONS_FLUSHED = Counter(
     "banditloop_decisions_flushed_total", "Decisions written by the decision log.", []
 )

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
+from service import metrics
 from service.deps import RuntimeDep
 from service.errors import Unauthorized, Unavailable
 from service.ingest.webhooks import receive
@@ -37,5 +38,6 @@ async def webhook(provider: str, request: Request, runtime: RuntimeDep) -> JSONR
         log.warning("webhook %s not stored: %s", provider, exc)
         raise Unavailable("the database is unavailable; retry later") from exc
     except WebhookAuthError as exc:
+        metrics.WEBHOOK_AUTH_FAILURES.labels(provider).inc()  # only known providers get here
         raise Unauthorized(str(exc), field="signature") from exc
     return JSONResponse(outcome.body, status_code=outcome.status)
