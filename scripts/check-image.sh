@@ -21,7 +21,6 @@ IMAGE="banditloop-check:$RUN_ID"
 NAME="banditloop-check-$RUN_ID"
 DB="banditloop_image_$(echo "$RUN_ID" | tr -c 'a-zA-Z0-9\n' '_')"
 DB_URL="postgresql+psycopg://postgres@127.0.0.1:5432/$DB"
-ADMIN_KEY="bl_image_check_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 SIGNING="k1:$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 BASE="http://127.0.0.1:$PORT"
@@ -62,13 +61,20 @@ export PGOPTIONS="-c client_min_messages=warning"
 psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null
 psql -q "$PG_ADMIN" -c "CREATE DATABASE \"$DB\"" >/dev/null
 run_env=(-e BANDITLOOP_MODE=production -e "BANDITLOOP_DATABASE_URL=$DB_URL"
-  -e "BANDITLOOP_SIGNING_KEYS=$SIGNING" -e "BANDITLOOP_BOOTSTRAP_ADMIN_KEY=$ADMIN_KEY"
-  -e "BANDITLOOP_PORT=$PORT" -e PROMETHEUS_MULTIPROC_DIR=/tmp/banditloop-metrics)
+  -e "BANDITLOOP_SIGNING_KEYS=$SIGNING" -e "BANDITLOOP_PORT=$PORT"
+  -e PROMETHEUS_MULTIPROC_DIR=/tmp/banditloop-metrics)
 
 migrated="$("$DOCKER" run --rm --network host "${run_env[@]}" "$IMAGE" migrate)" ||
   fail "banditloop migrate"
 echo "$migrated" | grep -q "^database at [0-9a-f]" || fail "migrate said: $migrated"
 step "migrations applied: $migrated"
+
+# The admin key from the CLI in a one-off container, as an operator would make one.
+created="$("$DOCKER" run --rm --network host "${run_env[@]}" "$IMAGE" \
+  keys create --name image-check --scopes admin)" || fail "banditloop keys create"
+ADMIN_KEY="$(sed -n 's/^created key [0-9]* ([a-z,]*): \(bl_[A-Za-z0-9_-]*\)$/\1/p' <<<"$created")"
+[ -n "$ADMIN_KEY" ] || fail "keys create said: $created"
+step "admin key created"
 
 "$DOCKER" run -d --name "$NAME" --network host "${run_env[@]}" "$IMAGE" \
   serve --host 127.0.0.1 --workers 2 >/dev/null || fail "docker run"

@@ -9,8 +9,3 @@ from prometheus_client import multiprocess
 
 def child_exit(_server: Any, worker: Any) -> None:
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
-
-
-# gunicorn 25.1+ opens a control socket under $HOME/.gunicorn; the image's user cannot write
-# its home (/app), and nothing here uses `gunicornc`. Older versions ignore the name.
-control_socket_disable = True
