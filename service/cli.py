@@ -431,6 +431,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from service.errors import DomainError
 
     args = build_parser().parse_args(argv)
+    if args.command != "serve":
+        # A one-off command's counters die with it (what it changes shows through the state
+        # gauges read from the database); in a container started with the server's
+        # PROMETHEUS_MULTIPROC_DIR, whose folder only `serve` creates, prometheus-client
+        # would fail at import. Unset before anything imports it.
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
     # One line per HTTP call, or Alembic's two INFO lines on every command, drown the output.
     for chatty in ("httpx", "httpx2", "openai", "alembic"):

@@ -105,6 +105,20 @@ def test_migrate_prints_no_alembic_info_and_says_where_settings_came_from(tmp_pa
     assert SIGNING_KEYS.split(":")[1] not in done.stderr
 
 
+def test_one_off_commands_ignore_the_servers_metrics_folder(tmp_path: Path) -> None:
+    """In the server's container PROMETHEUS_MULTIPROC_DIR is set, but only `serve` creates
+    the folder: `keys create` in a fresh container must not fail on it."""
+    env = {
+        "BANDITLOOP_DATABASE_URL": f"sqlite:///{tmp_path}/b.db",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "not-created"),
+    }
+    assert _cli(["migrate"], env, tmp_path).returncode == 0
+    done = _cli(["keys", "create", "--name", "ops", "--scopes", "admin"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("created key 1 (admin): bl_")
+    assert not (tmp_path / "not-created").exists()
+
+
 def test_stats_rebuild_takes_the_experiment_key(
     client: TestClient,
     admin,
