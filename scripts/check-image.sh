@@ -42,7 +42,10 @@ fail() {
 }
 cleanup() {
   "$DOCKER" rm -f "$NAME" >/dev/null 2>&1 || true
-  "$DOCKER" rmi "$IMAGE" >/dev/null 2>&1 || true # its layers stay cached for the next build
+  # Only this run's tag goes: banditloop-check:cache keeps the layers for the next build,
+  # and older builds that no tag names any more are pruned.
+  "$DOCKER" rmi "$IMAGE" >/dev/null 2>&1 || true
+  "$DOCKER" image prune -f --filter label=banditloop.check=1 >/dev/null 2>&1 || true
   psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -54,7 +57,8 @@ step "docker engine ready"
 bash scripts/build-base-image.sh banditloop-base:bookworm
 step "base image ready"
 "$DOCKER" build --network host --build-arg BASE_IMAGE=banditloop-base:bookworm \
-  -t "$IMAGE" -q . >/dev/null || fail "docker build"
+  --label banditloop.check=1 -t "$IMAGE" -t banditloop-check:cache -q . >/dev/null ||
+  fail "docker build"
 step "image built"
 
 export PGOPTIONS="-c client_min_messages=warning"
