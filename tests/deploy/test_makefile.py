@@ -11,7 +11,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _plan(target: str, venv: Path) -> str:
     done = subprocess.run(
-        ["make", "--no-print-directory", "-n", target, f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True
+        ["make", "--no-print-directory", "-n", target, f"VENV={venv}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
