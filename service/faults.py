@@ -46,4 +46,7 @@ def describe(error: BaseException) -> str:
     """A short reason without the statement's parameters (which may hold user text)."""
     original = getattr(error, "orig", None) or error
     first_line = (str(original).strip().splitlines() or [""])[0]
-    return f"{type(original).__name__}: {first_line}"[:300]
+    reason = f"{type(original).__name__}: {first_line}"[:300]
+    # Printable ASCII only: the reason is logged and stored, and must not carry the very
+    # character (a NUL, a lone surrogate) that the database refused.
+    return "".join(c if " " <= c <= "~" else c.encode("unicode_escape").decode() for c in reason)

@@ -46,6 +46,23 @@ DECISION_LOG_PENDING = Gauge(
 DECISION_LOG_FAILURES = Counter(
     "banditloop_decision_log_failures_total", "Failed decision log flushes (retried).", []
 )
+DECISIONS_SET_ASIDE = Counter(
+    "banditloop_decisions_set_aside_total",
+    "Decisions the database refused; each is kept in the dead-letter store with its reason.",
+    [],
+)
+DECISIONS_DROPPED = Counter(
+    "banditloop_decisions_dropped_total",
+    "Oldest pending decisions dropped because the decision log hit its memory bound "
+    "during a database outage.",
+    [],
+)
+ORPHANS_RESOLVED = Counter(
+    "banditloop_orphans_resolved_total",
+    "Orphan events attributed once their decision was stored, by their new outcome "
+    "(accepted, late, machine).",
+    ["outcome"],
+)
 EVENTS = Counter(
     "banditloop_events_total",
     "Outcome events by provider, type and outcome "
