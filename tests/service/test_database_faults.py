@@ -17,10 +17,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
+from sqlmodel import Session, select
 
 from service import migrations
 from service.app import create_app
 from service.db import make_engine
+from service.models import DeadLetter
 from service.runtime import Runtime
 from service.settings import Settings
 from tests.conftest import PG_ADMIN_URL, SIGNING_KEYS, _admin_sql
@@ -189,3 +191,55 @@ def test_postgres_connection_loss_is_503_then_heals(
         assert accepted.json()["accepted"] == 1
         assert metric_total(s.runtime, "click") == 1
     engine.dispose()
+
+
+def test_decision_log_keeps_decisions_through_a_postgres_outage(
+    proxied_postgres: tuple[str, TcpProxy],
+) -> None:
+    url, proxy = proxied_postgres
+    engine = make_engine(url)
+    for s in _service(url, engine):
+        exp = create_random_experiment(s.client, s.admin, arms=2)
+        response = s.client.post(
+            "/v1/choose/batch",
+            json={"experiment": exp["key"], "units": [{"unit_id": f"u{i}"} for i in range(40)]},
+            headers=s.decide,
+        )
+        ids = [d["decision_id"] for d in response.json()["decisions"]]
+        proxy.cut()
+        try:
+            assert s.runtime.decision_log.flush() == 0
+            assert s.runtime.decision_log.flush() == 0
+            assert s.runtime.decision_log.pending == 40  # kept, none set aside
+        finally:
+            proxy.restore()
+        assert s.runtime.decision_log.flush() == 40
+        assert metric_total(s.runtime, "exposure") == 40
+        events = [
+            {"event_id": f"e{i}", "decision_id": d, "type": "click"} for i, d in enumerate(ids)
+        ]
+        body = s.client.post("/v1/events", json=events, headers=s.ingest).json()
+        assert (body["accepted"], body["orphans"]) == (40, 0)
+        with Session(engine) as session:
+            assert not list(session.exec(select(DeadLetter)))
+    engine.dispose()
+
+
+def test_decision_log_waits_out_a_sqlite_lock(sqlite_service: tuple[Service, Path]) -> None:
+    s, path = sqlite_service
+    exp = create_random_experiment(s.client, s.admin, arms=2)
+    s.client.post(
+        "/v1/choose/batch",
+        json={"experiment": exp["key"], "units": [{"unit_id": f"u{i}"} for i in range(25)]},
+        headers=s.decide,
+    )
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        assert s.runtime.decision_log.flush() == 0
+        assert s.runtime.decision_log.pending == 25
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert s.runtime.decision_log.flush() == 25
+    assert metric_total(s.runtime, "exposure") == 25
