@@ -11,6 +11,7 @@ stops and ``Unwritten`` carries every row not yet written, to be kept for the ne
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from service.ingest.orphans import resolve_orphans
 from service.models import DeadLetter, Decision
 from service.repositories import events as events_repo
 from service.repositories import stats as stats_repo
+
+log = logging.getLogger("banditloop.decisions")
 
 SET_ASIDE_SOURCE = "decision_log"
 
@@ -48,7 +51,17 @@ def write_decisions(engine: Engine, records: Sequence[DecisionRecord]) -> Counte
     with session_scope(engine) as session:
         session.execute(insert(Decision), [r.row() for r in records])
         stats_repo.add_deltas(session, deltas=exposure_deltas(records))
-        return resolve_orphans(session, decisions={r.id: r for r in records})
+        # In a savepoint: a fault while counting orphans must not make the decisions look
+        # refused (bisection would set them all aside). The orphans then wait for the
+        # re-check after commit, or for `stats rebuild`.
+        try:
+            with session.begin_nested():
+                return resolve_orphans(session, decisions={r.id: r for r in records})
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.exception("decision log: orphans of %d decisions not counted", len(records))
+            return Counter()
 
 
 def write_isolating(engine: Engine, records: Sequence[DecisionRecord]) -> Written:
