@@ -2,7 +2,7 @@
 
 One classifier serves the HTTP layer (a transient fault is a 503 with ``Retry-After`` on
 every route, never a 500) and the decision log (a transient fault keeps the batch for the
-next flush; any other error is about a row, which is found and set aside).
+next flush; a fault about the values written is narrowed to its row, which is set aside).
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ RETRY_AFTER_SECONDS = 2
 # 53 insufficient resources, 57 operator intervention (shutdown, cancel), 58 system error.
 _PG_TRANSIENT_CLASSES = ("08", "40", "53", "57", "58")
 _PG_TRANSIENT_STATES = frozenset({"55P03"})  # lock_not_available (lock_timeout)
+# ... and those that say "these values": 22 data exception, 23 integrity constraint, 54
+# program limit exceeded (a value too large for an index row, a NUL where none may be).
+_PG_ROW_CLASSES = ("22", "23", "54")
 
 # SQLite reports contention and I/O trouble as OperationalError, alongside schema errors
 # ("no such table") that are not transient; the message tells them apart.
@@ -40,6 +43,19 @@ def is_transient(error: BaseException) -> bool:
             return any(marker in message for marker in _SQLITE_TRANSIENT)
         return True  # a driver error without a SQLSTATE: the connection, not the row
     return False
+
+
+def is_row_fault(error: BaseException) -> bool:
+    """True when the error is about the values written (the database or the driver refused
+    them: a NUL, a lone surrogate, a value too long, a constraint), so that writing the same
+    statement without the row at fault can succeed."""
+    if isinstance(error, sa_exc.DataError | sa_exc.IntegrityError | UnicodeError):
+        return True
+    original = getattr(error, "orig", None)
+    state = getattr(original, "sqlstate", None)
+    if isinstance(state, str) and state.startswith(_PG_ROW_CLASSES):
+        return True
+    return isinstance(error, sa_exc.StatementError) and isinstance(original, UnicodeError)
 
 
 def describe(error: BaseException) -> str:

@@ -8,7 +8,8 @@ never counted.
 Faults, each with its own answer (see ``service.decisions.writer``):
 - a row the database refuses (e.g. a NUL on PostgreSQL) is isolated by bisection and set
   aside in the dead-letter store with its reason; every other row is written;
-- while the database is down or locked, everything is kept and retried with a growing pause
+- while the database is down or locked (or fails in a way not about any row), everything
+  is kept and retried with a growing pause
   (up to ``MAX_BACKOFF_SECONDS``), then written when it comes back. Memory is bounded: past
   ``max_pending`` decisions the oldest are dropped, counted in
   ``banditloop_decisions_dropped_total`` and logged; their events become orphans (kept,

@@ -4,8 +4,9 @@ A batch is written in one transaction with its exposures and the orphans it reso
 that fails for a reason about the data (text the database cannot store, a constraint), the
 batch is split in halves and each half retried, down to single rows: the good rows are
 written, and each row that still fails alone is returned with its reason, to be set aside.
-A transient fault (the database is down, locked or busy) is not about any row: writing
-stops and ``Unwritten`` carries every row not yet written, to be kept for the next flush.
+A transient fault (the database is down, locked or busy), or any other error not about
+the values written (which would refuse every row alike), is not about a row: writing stops
+and ``Unwritten`` carries every row not yet written, to be kept for the next flush.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlalchemy import Engine, insert
 
 from service.db import session_scope
 from service.decisions.records import DecisionRecord, exposure_deltas
-from service.faults import describe, is_transient
+from service.faults import describe, is_row_fault, is_transient
 from service.ingest.orphans import resolve_orphans
 from service.models import DeadLetter, Decision
 from service.repositories import events as events_repo
@@ -74,7 +75,11 @@ def write_isolating(engine: Engine, records: Sequence[DecisionRecord]) -> Writte
             done.orphans.update(write_decisions(engine, part))
             done.rows += len(part)
         except Exception as exc:
-            if is_transient(exc):
+            if is_transient(exc) or not is_row_fault(exc):
+                # Not about any row (the database is away, or a fault of ours that would
+                # refuse every row alike): keep them all rather than set them all aside.
+                if not is_transient(exc):
+                    log.exception("decision log: write failed, not because of a row")
                 raise Unwritten([r for p in [part, *queue] for r in p], exc) from exc
             if len(part) == 1:
                 done.set_aside.append((part[0], describe(exc)))

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 
 from service.db import make_engine
-from service.faults import describe, is_transient
+from service.faults import describe, is_row_fault, is_transient
 from tests.conftest import BACKENDS, PG_ADMIN_URL
 
 needs_postgres = pytest.mark.skipif("postgres" not in BACKENDS, reason="PostgreSQL not selected")
@@ -60,6 +60,14 @@ def test_postgres_row_errors_are_not_transient(pg: Engine) -> None:
     )
     assert not is_transient(nul)
     assert not is_transient(duplicate)
+    assert is_row_fault(nul)
+    with pytest.raises(DataError) as bound_nul:  # the decision log's case: a bound value
+        with pg.begin() as conn:
+            conn.execute(text(f"INSERT INTO {table} VALUES (3, :note)"), {"note": "go\x00ld"})
+    assert is_row_fault(bound_nul.value)
+    assert not is_transient(bound_nul.value)
+    assert is_row_fault(duplicate)
+    assert not is_row_fault(raised(pg, "SELECT * FROM nowhere"))
     assert describe(duplicate).startswith("UniqueViolation: duplicate key")
 
 
@@ -109,7 +117,14 @@ def test_sqlite_lock_is_transient_and_a_missing_table_is_not(tmp_path: Path) -> 
         holder.execute("ROLLBACK")
         holder.close()
     assert is_transient(locked)
-    assert not is_transient(raised(engine, "SELECT * FROM nowhere"))
-    assert not is_transient(raised(engine, "INSERT INTO t VALUES (1)", "INSERT INTO t VALUES (1)"))
+    assert not is_row_fault(locked)
+    missing = raised(engine, "SELECT * FROM nowhere")
+    assert not is_transient(missing)
+    assert not is_row_fault(missing)
+    duplicate = raised(engine, "INSERT INTO t VALUES (1)", "INSERT INTO t VALUES (1)")
+    assert not is_transient(duplicate)
+    assert is_row_fault(duplicate)
+    surrogate = raised(engine, "INSERT INTO t VALUES ('a\ud800')")
+    assert is_row_fault(surrogate)
     assert not is_transient(ValueError("not a database error"))
     engine.dispose()
