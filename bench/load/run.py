@@ -321,6 +321,8 @@ def main() -> int:
     args = parser.parse_args()
     if not args.no_pin and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {0})
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"host: {os.cpu_count()} cores, load average {load} before the run", flush=True)
     failed = False
     for workers in [int(w) for w in args.workers.split(",")]:
         with server(workers) as (base, admin_key, url):
