@@ -125,7 +125,7 @@ def orphans_of(session: Session, *, decision_ids: Iterable[str]) -> list[Outcome
     """Stored orphan events of these decisions, in id order.
 
     Every flush asks this for thousands of ids and nearly always finds none: on PostgreSQL
-    one statement with the ids as one array parameter (a third of the time of IN lists)."""
+    one statement with the ids as one array parameter instead of an IN list per 500 ids."""
     unique = sorted(set(decision_ids))
     if not unique:
         return []
