@@ -89,6 +89,9 @@ def _start_once(index: int, tmp_path: Path) -> None:
         with httpx.Client(base_url=base, timeout=10) as client:
             ready = client.get("/readyz")
             assert ready.status_code == 200, ready.text
+            scraped = client.get("/metrics")  # multiprocess mode with the app preloaded
+            assert scraped.status_code == 200
+            assert "banditloop_decisions_flushed_total" in scraped.text
             for _ in range(WORKERS):  # likely to reach more than one worker
                 keyed = client.get(
                     "/v1/admin/keys", headers={"Authorization": f"Bearer {ADMIN_KEY}"}
