@@ -27,7 +27,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from service import metrics
-from service.db import session_scope
+from service.db import is_sqlite, session_scope
 from service.decisions.records import DecisionRecord, exposure_deltas
 from service.decisions.writer import Unwritten, set_aside, write_isolating
 from service.faults import describe
@@ -164,7 +164,7 @@ class DecisionLog:
         self._refused = []
 
     def _report(self, stored: list[DecisionRecord], resolved: Counter[str]) -> None:
-        if stored:
+        if stored and not is_sqlite(self._engine):  # one writer on SQLite: no race to close
             resolved.update(self._recheck_orphans(stored))
             metrics.DECISIONS_FLUSHED.inc(len(stored))
         for outcome, n in resolved.items():
