@@ -207,3 +207,62 @@ def test_clicks_during_a_stalled_flush_count_once(
     assert post(client, ingest, clicks(decisions))["duplicates"] == 100
     assert metric_total(runtime, "click") == 100
     assert_rebuild_agrees(runtime)
+
+
+def needs_concurrent_writers(runtime: Runtime) -> None:
+    if runtime.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer: an ingest and a flush never overlap")
+
+
+def test_an_orphan_committed_after_the_flush_looked_is_counted_by_the_flush(
+    client: TestClient, admin, decide, ingest, runtime: Runtime
+) -> None:
+    """The race: the flush's transaction looked for orphans before the click committed, and
+    the click's request looked for the decision before the flush committed. The flush's
+    second look, after its commit, counts it."""
+    needs_concurrent_writers(runtime)
+    exp = create_random_experiment(client, admin, arms=2)
+    first, second = choose_unflushed(client, decide, exp["key"], 2)
+    assert post(client, ingest, clicks([first], "a"))["orphans"] == 1
+    stored: list[int] = []
+    with runtime.engine.connect() as blocker:
+        # Hold the first orphan's row: the flush stops when it claims it, after its look.
+        blocker.execute(text("SELECT id FROM outcome_event WHERE outcome = 'orphan' FOR UPDATE"))
+        flusher = threading.Thread(target=lambda: stored.append(runtime.decision_log.flush()))
+        flusher.start()
+        time.sleep(0.5)
+        assert flusher.is_alive()
+        assert post(client, ingest, clicks([second], "b"))["orphans"] == 1
+        blocker.commit()
+    flusher.join(timeout=30)
+    assert stored == [2]
+    assert metric_total(runtime, "click") == 2
+    assert outcomes(runtime) == {"accepted": 2}
+    assert_rebuild_agrees(runtime)
+
+
+def test_an_orphan_whose_decision_landed_during_its_request_is_counted_by_the_request(
+    client: TestClient, admin, decide, ingest, runtime: Runtime
+) -> None:
+    """The other side of the race: the click's request read no decision, then waited to
+    store its event while the flush wrote the decision and found no orphan. The request's
+    second look, after its commit, counts it."""
+    needs_concurrent_writers(runtime)
+    exp = create_random_experiment(client, admin, arms=2)
+    decisions = choose_unflushed(client, decide, exp["key"], 3)
+    bodies: list[dict[str, Any]] = []
+    with runtime.engine.connect() as blocker:
+        blocker.execute(text("LOCK TABLE outcome_event IN EXCLUSIVE MODE"))  # reads still pass
+        poster = threading.Thread(
+            target=lambda: bodies.append(post(client, ingest, clicks(decisions)))
+        )
+        poster.start()
+        time.sleep(0.5)
+        assert poster.is_alive()  # decisions read (none yet), waiting to insert its events
+        assert runtime.decision_log.flush() == 3
+        blocker.commit()
+    poster.join(timeout=30)
+    assert bodies[0]["orphans"] == 3
+    assert metric_total(runtime, "click") == 3
+    assert outcomes(runtime) == {"accepted": 3}
+    assert_rebuild_agrees(runtime)
