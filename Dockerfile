@@ -57,6 +57,6 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=60s \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('BANDITLOOP_PORT', '8000'), timeout=2)"]
 
 # `serve` applies the migrations, then runs uvicorn (one worker) or, with --workers N,
-# execs gunicorn so it is PID 1 and gets the container's SIGTERM.
+# becomes the gunicorn master itself, so it stays PID 1 and gets the container's SIGTERM.
 ENTRYPOINT ["banditloop"]
 CMD ["serve", "--host", "0.0.0.0"]

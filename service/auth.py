@@ -140,14 +140,15 @@ class ApiKeys:
 
     def bootstrap(self, raw_key: str) -> bool:
         """Install ``raw_key`` as the first admin key if no key exists yet."""
+        # Every worker of `serve --workers N` runs this at once on a fresh database: the
+        # insert skips a digest another worker stored first instead of failing its start.
         with session_scope(self._engine) as session:
             if keys_repo.count(session) > 0:
                 return False
-            keys_repo.create(
+            return keys_repo.create_unless_exists(
                 session,
                 name="bootstrap admin",
                 prefix=raw_key[:10],
                 digest=digest(raw_key),
                 scopes="admin",
             )
-        return True

@@ -62,8 +62,6 @@ def cmd_migrate(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from service import migrations
-
     if settings.is_sqlite and args.workers > 1:
         print(
             "refusing --workers > 1 on SQLite: SQLite has one writer, and the decision log and "
@@ -72,6 +70,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.workers > 1:
+        _metrics_directory()
+    from service import migrations
+
     migrations.upgrade(settings.database_url)
     if args.demo:
         from service.demo import curl_lines, ensure_demo
@@ -95,32 +97,22 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve_gunicorn(args: argparse.Namespace) -> int:
-    # Metrics from several workers: prometheus-client's multiprocess mode, with its directory
-    # cleared at start so counters of dead processes do not linger.
+    from service.gunicorn_conf import ServeApplication
+
+    ServeApplication(host=args.host, port=args.port, workers=args.workers).run()
+    return 0
+
+
+def _metrics_directory() -> None:
+    """Metrics from several workers: prometheus-client's multiprocess mode, with its directory
+    cleared at start so counters of dead processes do not linger. Set before anything imports
+    prometheus-client, which picks its value store at import."""
     metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.path.join(
         tempfile.gettempdir(), "banditloop-metrics"
     )
     shutil.rmtree(metrics_dir, ignore_errors=True)
     os.makedirs(metrics_dir, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    # Next to this interpreter first: a venv's gunicorn need not be on PATH.
-    local = Path(sys.executable).parent / "gunicorn"
-    argv = [
-        str(local) if local.exists() else "gunicorn",
-        "service.main:app",
-        "--worker-class",
-        "uvicorn.workers.UvicornWorker",
-        "--workers",
-        str(args.workers),
-        "--bind",
-        f"{args.host}:{args.port}",
-        "--graceful-timeout",
-        "20",
-        "--config",
-        "python:service.gunicorn_conf",
-    ]
-    os.execvp(argv[0], argv)
-    return 0  # pragma: no cover
 
 
 def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
@@ -198,7 +190,6 @@ def cmd_loop(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace, _settings: Settings) -> int:
-    from pathlib import Path
 
     from service.loop.simulate import SimulationConfig, compare, plot, table
 
@@ -214,7 +205,6 @@ def cmd_simulate(args: argparse.Namespace, _settings: Settings) -> int:
 
 
 def _simulate_scenarios(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from bandits.audience import pinned_scenarios
     from service.simulate import SimulationSettings

@@ -14,7 +14,9 @@ from sqlmodel import Session
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:
+def make_engine(
+    database_url: str, *, pool_size: int = 10, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
+) -> Engine:
     """Create the engine with the pragmas and pool settings each database needs."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
@@ -22,16 +24,16 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
         )
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, busy_timeout_ms)
         return engine
     return create_engine(
         url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True, pool_recycle=1800
     )
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     # pysqlite's own transaction handling defers BEGIN until the first write, so two writers
     # can both read and then collide on upgrade ("database is locked" despite the busy
     # timeout). Taking the write lock up front with BEGIN IMMEDIATE makes the busy timeout
@@ -41,7 +43,7 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()

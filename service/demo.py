@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy.exc import IntegrityError
+
 from service.db import session_scope
+from service.errors import Conflict
 from service.experiments import create_experiment
 from service.repositories import api_keys as keys_repo
 from service.repositories import experiments as experiments_repo
@@ -30,9 +33,18 @@ def ensure_demo(runtime: Runtime) -> DemoInfo:
         admin_key = runtime.settings.bootstrap_admin_key
     elif no_keys:
         _row, admin_key = runtime.api_keys.create(name="demo admin", scopes=["admin"])
+    try:
+        _create_demo_experiment(runtime)
+    except (Conflict, IntegrityError):
+        # Another replica started with --demo at the same moment and created it first.
+        return DemoInfo(admin_key, DEMO_KEY, False)
+    return DemoInfo(admin_key, DEMO_KEY, True)
+
+
+def _create_demo_experiment(runtime: Runtime) -> None:
     with session_scope(runtime.engine) as session:
         if experiments_repo.get_by_key(session, key=DEMO_KEY) is not None:
-            return DemoInfo(admin_key, DEMO_KEY, False)
+            raise Conflict("the demo experiment exists")
         create_experiment(
             session,
             ExperimentCreate(
@@ -55,7 +67,6 @@ def ensure_demo(runtime: Runtime) -> DemoInfo:
             ),
             actor="demo",
         )
-    return DemoInfo(admin_key, DEMO_KEY, True)
 
 
 def curl_lines(base_url: str, admin_key: str, experiment_key: str) -> str:

@@ -13,7 +13,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.faults import RETRY_AFTER_SECONDS, describe, is_transient
 
 log = logging.getLogger("banditloop.errors")
 
@@ -96,7 +99,27 @@ def describe_validation_errors(errors: list[dict[str, Any]]) -> tuple[str, list[
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_request: Request, exc: DomainError) -> JSONResponse:
-        return error_response(exc.status_code, exc.code, exc.message, exc.details)
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if exc.status_code == 503 else None
+        return error_response(exc.status_code, exc.code, exc.message, exc.details, headers)
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _database(request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        # A lock timeout, a lost connection or a serialization failure is our transient
+        # fault: 503 with Retry-After, which every caller and ESP retries. Other database
+        # errors are bugs of ours and stay 500.
+        if is_transient(exc):
+            log.warning(
+                "database unavailable on %s %s: %s", request.method, request.url.path, describe(exc)
+            )
+            return error_response(
+                503,
+                "unavailable",
+                "the database is busy or unreachable; retry later",
+                None,
+                {"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        log.exception("database error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal", "internal error; see the service log")
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -58,7 +58,23 @@ DECISION_LOG_FLUSH_FAILURES = Counter(
     "Failed decision log flushes (the batch is kept and retried; a crash can lose it).",
     [],
 )
-DECISION_LOG_FAILURES = DECISION_LOG_FLUSH_FAILURES  # the name service/decisions/log.py uses
+DECISIONS_SET_ASIDE = Counter(
+    "banditloop_decisions_set_aside_total",
+    "Decisions the database refused; each is kept in the dead-letter store with its reason.",
+    [],
+)
+DECISIONS_DROPPED = Counter(
+    "banditloop_decisions_dropped_total",
+    "Oldest pending decisions dropped because the decision log hit its memory bound "
+    "during a database outage.",
+    [],
+)
+ORPHANS_RESOLVED = Counter(
+    "banditloop_orphans_resolved_total",
+    "Orphan events attributed once their decision was stored, by their new outcome "
+    "(accepted, late, machine).",
+    ["outcome"],
+)
 EVENTS = Counter(
     "banditloop_events_total",
     "Outcome events by provider, type and outcome "

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from alembic import command
 
 ROOT = Path(__file__).resolve().parent.parent
+# An arbitrary constant: the PostgreSQL advisory lock that serialises concurrent upgrades.
+MIGRATION_LOCK = 0x62616E64
 
 
 def alembic_config(database_url: str) -> Config:
@@ -27,7 +32,30 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         # A fresh machine has no data/ folder yet: SQLite creates the file, not its folder.
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    command.upgrade(alembic_config(database_url), revision)
+    with _upgrade_lock(database_url):
+        command.upgrade(alembic_config(database_url), revision)
+
+
+@contextmanager
+def _upgrade_lock(database_url: str) -> Iterator[None]:
+    """Replicas started together on a fresh PostgreSQL database all run the migrations: one
+    at a time, so the second finds the schema at head instead of failing on CREATE TABLE.
+    (SQLite takes one writer and one process anyway.)"""
+    if make_url(database_url).get_backend_name() != "postgresql":
+        yield
+        return
+    engine = create_engine(database_url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+                conn.commit()
+    finally:
+        engine.dispose()
 
 
 def downgrade(database_url: str, revision: str = "base") -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,18 @@ def signing_keys_for(settings: Settings) -> list[tuple[str, str]]:
     path = folder / "signing-keys"
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(f"k1:{secrets.token_urlsafe(32)}\n")
-        log.info("generated a decision-id signing key in %s", path)
+        # Written whole under a private name, then linked into place: a process starting
+        # at the same moment either links first or reads a complete file, never a torn one.
+        fd, temporary = tempfile.mkstemp(dir=folder, prefix=".signing-keys-")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(f"k1:{secrets.token_urlsafe(32)}\n")
+            os.link(temporary, path)
+            log.info("generated a decision-id signing key in %s", path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(temporary)
     return parse_signing_keys(path.read_text().strip())
 
 

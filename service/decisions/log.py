@@ -2,71 +2,47 @@
 
 Loss window: a crash loses at most the decisions of one flush interval
 (``BANDITLOOP_DECISION_FLUSH_MS``, default 200 ms); a clean shutdown (SIGTERM) flushes
-everything. An event for a lost decision is kept as an orphan and never counted.
+everything the database will take. An event for a lost decision is kept as an orphan and
+never counted.
+
+Faults, each with its own answer (see ``service.decisions.writer``):
+- a row the database refuses (e.g. a NUL on PostgreSQL) is isolated by bisection and set
+  aside in the dead-letter store with its reason; every other row is written;
+- while the database is down or locked (or fails in a way not about any row), everything
+  is kept and retried with a growing pause
+  (up to ``MAX_BACKOFF_SECONDS``), then written when it comes back. Memory is bounded: past
+  ``max_pending`` decisions the oldest are dropped, counted in
+  ``banditloop_decisions_dropped_total`` and logged; their events become orphans (kept,
+  never counted), so a long outage costs evidence, never correctness or the process.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections import defaultdict
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from service import metrics
-from service.db import session_scope
-from service.models import Decision, hour_of
-from service.policy.inputs import EXPOSURE
-from service.repositories import stats as stats_repo
-from service.repositories.stats import StatKey
+from service.db import is_sqlite, session_scope
+from service.decisions.records import DecisionRecord, exposure_deltas
+from service.decisions.writer import Unwritten, set_aside, write_isolating
+from service.faults import describe
+from service.ingest.orphans import resolve_orphans
+
+__all__ = ["DecisionLog", "DecisionRecord", "exposure_deltas"]
 
 log = logging.getLogger("banditloop.decisions")
 
-MAX_PENDING = 2_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class DecisionRecord:
-    id: str
-    experiment_id: int
-    epoch: int
-    arm_id: int
-    segment: str
-    unit_hash: str | None
-    send_id: str | None
-    propensity: float
-    explored: bool
-    policy_version: int
-    created_at: datetime
-    counts_exposure: bool
-
-    def row(self) -> dict[str, object]:
-        return {
-            "id": self.id,
-            "experiment_id": self.experiment_id,
-            "epoch": self.epoch,
-            "arm_id": self.arm_id,
-            "segment": self.segment,
-            "unit_hash": self.unit_hash,
-            "send_id": self.send_id,
-            "propensity": self.propensity,
-            "explored": self.explored,
-            "policy_version": self.policy_version,
-            "created_at": self.created_at,
-        }
-
-
-def exposure_deltas(records: Sequence[DecisionRecord]) -> dict[StatKey, tuple[int, float]]:
-    deltas: dict[StatKey, list[float]] = defaultdict(lambda: [0, 0.0])
-    for r in records:
-        if r.counts_exposure:
-            key = (r.experiment_id, r.epoch, r.segment, r.arm_id, hour_of(r.created_at), EXPOSURE)
-            deltas[key][0] += 1
-    return {k: (int(v[0]), v[1]) for k, v in deltas.items()}
+# About 0.5 KB per pending decision: the default bound holds ~250 MB, several minutes of
+# heavy traffic on one replica.
+MAX_PENDING = 500_000
+# Rows per transaction: a backlog after an outage is written in steps, not one statement.
+CHUNK = 5_000
+MAX_BACKOFF_SECONDS = 5.0
 
 
 class DecisionLog:
@@ -77,11 +53,15 @@ class DecisionLog:
         engine: Engine,
         *,
         flush_ms: int,
+        max_pending: int = MAX_PENDING,
         on_flushed: Callable[[int], None] | None = None,
     ) -> None:
         self._engine = engine
         self._interval = flush_ms / 1000
+        self._delay = self._interval
+        self._max_pending = max_pending
         self._pending: list[DecisionRecord] = []
+        self._refused: list[tuple[DecisionRecord, str]] = []  # set aside, not yet stored
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._stop = threading.Event()
@@ -95,38 +75,114 @@ class DecisionLog:
     def append(self, records: Sequence[DecisionRecord]) -> None:
         with self._lock:
             self._pending.extend(records)
-            if len(self._pending) > MAX_PENDING:
-                dropped = len(self._pending) - MAX_PENDING
-                del self._pending[:dropped]
-                log.error("decision log over capacity: dropped %d oldest decisions", dropped)
+            self._enforce_bound()
             metrics.DECISION_LOG_PENDING.set(len(self._pending))
 
+    def _enforce_bound(self) -> None:
+        if len(self._pending) > self._max_pending:
+            dropped = len(self._pending) - self._max_pending
+            del self._pending[:dropped]
+            metrics.DECISIONS_DROPPED.inc(dropped)
+            log.error(
+                "decision log over its bound of %d: dropped the %d oldest decisions "
+                "(their events will be orphans)",
+                self._max_pending,
+                dropped,
+            )
+
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
+        while not self._stop.wait(self._delay):
             self.flush()
 
     def flush(self) -> int:
-        """Write everything pending; on failure keep it for the next try."""
+        """Write everything pending; return how many decisions were stored."""
         with self._flush_lock:
             with self._lock:
                 batch, self._pending = self._pending, []
+            self._store_refused()
             if not batch:
                 return 0
+            stored: list[DecisionRecord] = []
+            resolved: Counter[str] = Counter()
             try:
-                write_decisions(self._engine, batch)
-            except Exception:
-                metrics.DECISION_LOG_FAILURES.inc()
-                log.exception("decision log flush failed; %d decisions kept for retry", len(batch))
-                with self._lock:
-                    self._pending[:0] = batch
-                time.sleep(min(self._interval, 1.0))
-                return 0
-            metrics.DECISIONS_FLUSHED.inc(len(batch))
-            with self._lock:
-                metrics.DECISION_LOG_PENDING.set(len(self._pending))
-            if self._on_flushed:
-                self._on_flushed(len(batch))
-            return len(batch)
+                for start in range(0, len(batch), CHUNK):
+                    chunk = batch[start : start + CHUNK]
+                    try:
+                        written = write_isolating(self._engine, chunk)
+                    except Unwritten as exc:
+                        exc.remaining.extend(batch[start + CHUNK :])
+                        self._keep(exc.remaining, str(exc))
+                        break
+                    refused = {id(r) for r, _ in written.set_aside}
+                    stored.extend(r for r in chunk if id(r) not in refused)
+                    resolved.update(written.orphans)
+                    self._refuse(written.set_aside)
+                else:
+                    self._delay = self._interval
+            finally:
+                self._report(stored, resolved)
+            return len(stored)
+
+    def _keep(self, remaining: list[DecisionRecord], reason: str) -> None:
+        """The database is unavailable: keep the rows for the next flush, pause longer."""
+        metrics.DECISION_LOG_FLUSH_FAILURES.inc()
+        with self._lock:
+            self._pending[:0] = remaining
+            self._enforce_bound()
+            metrics.DECISION_LOG_PENDING.set(len(self._pending))
+        self._delay = min(max(self._delay * 2, self._interval), MAX_BACKOFF_SECONDS)
+        log.warning(
+            "decision log: database unavailable (%s); %d decisions kept, next try in %.1f s",
+            reason,
+            len(remaining),
+            self._delay,
+        )
+
+    def _refuse(self, refused: list[tuple[DecisionRecord, str]]) -> None:
+        for record, reason in refused:
+            metrics.DECISIONS_SET_ASIDE.inc()
+            # No unit hash, send id or content: only where the row belongs and why.
+            log.error(
+                "decision log: set aside one decision of experiment %d, arm %d: %s",
+                record.experiment_id,
+                record.arm_id,
+                reason,
+            )
+        self._refused.extend(refused)
+        self._store_refused()
+
+    def _store_refused(self) -> None:
+        """Write set-aside rows to the dead-letter store (retried next flush if it is down)."""
+        if not self._refused:
+            return
+        try:
+            set_aside(self._engine, self._refused)
+        except SQLAlchemyError as exc:
+            log.warning("decision log: set-aside decisions not stored yet: %s", describe(exc))
+            del self._refused[: max(0, len(self._refused) - self._max_pending)]
+            return
+        self._refused = []
+
+    def _report(self, stored: list[DecisionRecord], resolved: Counter[str]) -> None:
+        if stored and not is_sqlite(self._engine):  # one writer on SQLite: no race to close
+            resolved.update(self._recheck_orphans(stored))
+            metrics.DECISIONS_FLUSHED.inc(len(stored))
+        for outcome, n in resolved.items():
+            metrics.ORPHANS_RESOLVED.labels(outcome).inc(n)
+        with self._lock:
+            metrics.DECISION_LOG_PENDING.set(len(self._pending))
+        if stored and self._on_flushed:
+            self._on_flushed(len(stored))
+
+    def _recheck_orphans(self, stored: list[DecisionRecord]) -> Counter[str]:
+        """An event committed while the flush's transaction was open was invisible to it, and
+        the decision was invisible to the event's request: look again, both committed now."""
+        try:
+            with session_scope(self._engine) as session:
+                return resolve_orphans(session, decisions={r.id: r for r in stored})
+        except SQLAlchemyError as exc:
+            log.warning("decision log: orphans not re-checked: %s", describe(exc))
+            return Counter()
 
     def stop(self) -> None:
         """Stop the thread and flush everything still pending (clean shutdown)."""
@@ -138,14 +194,9 @@ class DecisionLog:
             with self._lock:
                 if not self._pending:
                     return
+        log.error("decision log: %d decisions not stored at shutdown", self.pending)
 
     @property
     def pending(self) -> int:
         with self._lock:
             return len(self._pending)
-
-
-def write_decisions(engine: Engine, records: Sequence[DecisionRecord]) -> None:
-    with session_scope(engine) as session:
-        session.execute(insert(Decision), [r.row() for r in records])
-        stats_repo.add_deltas(session, deltas=exposure_deltas(records))

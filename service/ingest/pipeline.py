@@ -39,6 +39,8 @@ class IngestResult:
     dead_lettered: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # The decisions this request's orphans wait for (see service.ingest.orphans).
+    orphan_decisions: set[str] = field(default_factory=set)
 
     def body(self) -> dict[str, Any]:
         return {
@@ -138,6 +140,7 @@ def ingest(
         result.outcomes[(row["type"], outcome)] += 1
         if outcome == "orphan":
             result.orphans += 1
+            result.orphan_decisions.add(row["decision_id"])
         elif outcome == "late":
             result.late += 1
         elif outcome == "machine":

@@ -13,6 +13,7 @@ from sqlmodel import Session, col
 
 from service.db import session_scope
 from service.ingest.counting import CountableEvent, count_events
+from service.ingest.orphans import resolve_all_landed
 from service.models import Decision, FirstEvent, hour_of
 from service.policy.inputs import EXPOSURE
 from service.repositories import decisions as decisions_repo
@@ -30,6 +31,9 @@ def rebuild_stats(engine: Engine, *, experiment_id: int | None = None) -> dict[s
         exposure_events = {
             e.id: e.exposure_event for e in experiments_repo.list_all(session) if e.id is not None
         }
+        # Orphans whose decision has landed since (live ingestion counts them on the flush;
+        # data from before that existed, or a resolution cut short, is settled here).
+        resolve_all_landed(session, experiment_id=experiment_id)
         stats_repo.wipe(session, experiment_id=experiment_id)
         _wipe_first_events(session, experiment_id)
         decisions = _recount_exposures(session, experiment_id, exposure_events)

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from service import metrics
+from service.db import is_sqlite
+from service.faults import describe
+from service.ingest.orphans import resolve_landed
 from service.ingest.pipeline import IngestResult, ingest
 from service.models import DeadLetter, utcnow
 from service.repositories import events as events_repo
 from service.runtime import Runtime
 from service.sessions import unit_of_work
 from service.webhooks.base import NormalizedEvent, Poison
+
+log = logging.getLogger("banditloop.ingest")
 
 
 def ingest_payload(
@@ -26,7 +35,7 @@ def ingest_payload(
     received_at = utcnow()
     with unit_of_work(runtime.engine, runtime.after_commit_handlers()) as session:
         raw_id = events_repo.add_raw(session, source=source, headers=headers, body=body)
-        return ingest(
+        result = ingest(
             session,
             signer=runtime.signer,
             source=source,
@@ -35,6 +44,26 @@ def ingest_payload(
             poison=poison,
             received_at=received_at,
         )
+    # SQLite has one writer: this request saw every decision committed before it, and a
+    # later flush sees its orphans. Only concurrent writers (PostgreSQL) need the re-check.
+    if result.orphan_decisions and not is_sqlite(runtime.engine):
+        _count_landed_orphans(runtime, result.orphan_decisions)
+    return result
+
+
+def _count_landed_orphans(runtime: Runtime, decision_ids: set[str]) -> None:
+    """A decision flushed while this request stored its orphans saw none of them (they were
+    not committed yet), and this request did not see it: look again now that both are
+    committed. The events are durable already, so a failure here only defers the count to
+    the next `stats rebuild`; the caller still gets its answer."""
+    try:
+        with unit_of_work(runtime.engine, runtime.after_commit_handlers()) as session:
+            resolved = resolve_landed(session, decision_ids=decision_ids)
+    except SQLAlchemyError as exc:
+        log.warning("orphans not re-checked after ingest: %s", describe(exc))
+        return
+    for outcome, n in resolved.items():
+        metrics.ORPHANS_RESOLVED.labels(outcome).inc(n)
 
 
 def store_undecodable(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlmodel import Session, col, func, select
 
 from service.models import ApiKey, utcnow
+from service.repositories.common import insert_ignore, table_of
 
 
 def create(session: Session, *, name: str, prefix: str, digest: str, scopes: str) -> ApiKey:
@@ -12,6 +13,16 @@ def create(session: Session, *, name: str, prefix: str, digest: str, scopes: str
     session.add(key)
     session.flush()
     return key
+
+
+def create_unless_exists(
+    session: Session, *, name: str, prefix: str, digest: str, scopes: str
+) -> bool:
+    """Insert the key unless its digest is stored already (insert-or-ignore); True if new."""
+    row = {"name": name, "prefix": prefix, "digest": digest, "scopes": scopes}
+    return bool(
+        insert_ignore(session, table_of(ApiKey), [row], conflict=["digest"], returning=["id"])
+    )
 
 
 def find_by_digest(session: Session, *, digest: str) -> ApiKey | None:

@@ -6,10 +6,18 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import String, bindparam, delete, exists, func, update
+from sqlalchemy.dialects import postgresql
 from sqlmodel import Session, col, select
 
-from service.models import DeadLetter, Dispatch, FirstEvent, OutcomeEvent, RawPayload
+from service.models import (
+    DeadLetter,
+    Decision,
+    Dispatch,
+    FirstEvent,
+    OutcomeEvent,
+    RawPayload,
+)
 from service.repositories.common import insert_ignore, table_of
 
 IN_CHUNK = 500
@@ -108,6 +116,65 @@ def events_after(
     if experiment_id is not None:
         stmt = stmt.where(OutcomeEvent.experiment_id == experiment_id)
     return list(session.exec(stmt.order_by(col(OutcomeEvent.id)).limit(limit)))
+
+
+ORPHAN = "orphan"
+
+
+def orphans_of(session: Session, *, decision_ids: Iterable[str]) -> list[OutcomeEvent]:
+    """Stored orphan events of these decisions, in id order.
+
+    Every flush asks this for thousands of ids and nearly always finds none: on PostgreSQL
+    one statement with the ids as one array parameter instead of an IN list per 500 ids."""
+    unique = sorted(set(decision_ids))
+    if not unique:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        wanted = bindparam("ids", unique, type_=postgresql.ARRAY(String))
+        groups = [col(OutcomeEvent.decision_id) == func.any(wanted)]
+    else:
+        groups = [
+            col(OutcomeEvent.decision_id).in_(unique[start : start + IN_CHUNK])
+            for start in range(0, len(unique), IN_CHUNK)
+        ]
+    found: list[OutcomeEvent] = []
+    for condition in groups:
+        stmt = select(OutcomeEvent).where(condition, OutcomeEvent.outcome == ORPHAN)
+        found.extend(session.exec(stmt))
+    return sorted(found, key=lambda e: e.id or 0)
+
+
+def landed_orphans(
+    session: Session, *, after_id: int, limit: int, experiment_id: int | None = None
+) -> list[OutcomeEvent]:
+    """Orphan events whose decision is stored now, in id order (for `stats rebuild`)."""
+    landed = exists().where(col(Decision.id) == col(OutcomeEvent.decision_id))
+    stmt = select(OutcomeEvent).where(
+        OutcomeEvent.outcome == ORPHAN, col(OutcomeEvent.id) > after_id, landed
+    )
+    if experiment_id is not None:
+        stmt = stmt.where(OutcomeEvent.experiment_id == experiment_id)
+    return list(session.exec(stmt.order_by(col(OutcomeEvent.id)).limit(limit)))
+
+
+def claim_orphans(session: Session, *, ids: Sequence[int], values: dict[str, Any]) -> set[int]:
+    """Give orphans their decision's attribution and outcome; return the ids this call
+    changed. The condition on the outcome makes the claim exclusive: of two writers that
+    both found an orphan (a flush and a concurrent ingest), only one changes it and counts."""
+    claimed: set[int] = set()
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), IN_CHUNK):
+        stmt = (
+            update(OutcomeEvent)
+            .where(
+                col(OutcomeEvent.id).in_(ordered[start : start + IN_CHUNK]),
+                col(OutcomeEvent.outcome) == ORPHAN,
+            )
+            .values(**values)
+            .returning(col(OutcomeEvent.id))
+        )
+        claimed.update(int(row[0]) for row in session.execute(stmt))
+    return claimed
 
 
 def add_dead_letters(session: Session, *, rows: Sequence[DeadLetter]) -> None:

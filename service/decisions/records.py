@@ -1,0 +1,52 @@
+"""A decision as the log holds it before it is written, and the exposures it adds."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from service.models import hour_of
+from service.policy.inputs import EXPOSURE
+from service.repositories.stats import StatKey
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    id: str
+    experiment_id: int
+    epoch: int
+    arm_id: int
+    segment: str
+    unit_hash: str | None
+    send_id: str | None
+    propensity: float
+    explored: bool
+    policy_version: int
+    created_at: datetime
+    counts_exposure: bool
+
+    def row(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "experiment_id": self.experiment_id,
+            "epoch": self.epoch,
+            "arm_id": self.arm_id,
+            "segment": self.segment,
+            "unit_hash": self.unit_hash,
+            "send_id": self.send_id,
+            "propensity": self.propensity,
+            "explored": self.explored,
+            "policy_version": self.policy_version,
+            "created_at": self.created_at,
+        }
+
+
+def exposure_deltas(records: Sequence[DecisionRecord]) -> dict[StatKey, tuple[int, float]]:
+    deltas: dict[StatKey, list[float]] = defaultdict(lambda: [0, 0.0])
+    for r in records:
+        if r.counts_exposure:
+            key = (r.experiment_id, r.epoch, r.segment, r.arm_id, hour_of(r.created_at), EXPOSURE)
+            deltas[key][0] += 1
+    return {k: (int(v[0]), v[1]) for k, v in deltas.items()}
