@@ -22,7 +22,9 @@ class Strict(BaseModel):
 
 class Guardrail(Strict):
     metric: EventType
-    tolerance: float = Field(0.25, gt=0, le=10, description="Relative increase tolerated.")
+    # Required: a guardrail without a tolerance would be stored without one (PATCH keeps
+    # only what was sent) and fail every later policy refresh.
+    tolerance: float = Field(gt=0, le=10, description="Relative increase tolerated, e.g. 0.25.")
 
 
 class Brief(Strict):
@@ -38,18 +40,51 @@ class ContentRulesIn(Strict):
 
 
 def _default_guardrails() -> list[Guardrail]:
-    return [Guardrail(metric="unsubscribe"), Guardrail(metric="complaint")]
+    return [
+        Guardrail(metric="unsubscribe", tolerance=0.25),
+        Guardrail(metric="complaint", tolerance=0.25),
+    ]
+
+
+# Settings the experiment always has: leaving one out of a PATCH keeps it, but null
+# cannot mean "unset" for them. The others (conversion_name, segment_attribute,
+# half_life_hours, loop_cadence_hours) take null to turn them off.
+NOT_NULL = (
+    "name",
+    "channel",
+    "primary_metric",
+    "exposure_event",
+    "attribution_window_hours",
+    "guardrails",
+    "exploration_share",
+    "min_exposures",
+    "min_successes",
+    "max_live_arms",
+    "brief",
+    "content_rules",
+    "auto_approve",
+    "auto_retire",
+)
+# Shorter than a minute is no window, half-life or cadence at all (and divides by ~zero).
+MIN_HOURS = 1 / 60
 
 
 class ExperimentSettings(Strict):
     """Every setting of an experiment; all optional on PATCH."""
+
+    @field_validator(*NOT_NULL, mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("cannot be null; leave the field out to keep its value")
+        return value
 
     name: str | None = Field(None, min_length=1, max_length=200)
     channel: str | None = Field(None, min_length=1, max_length=32)
     primary_metric: Literal["click", "open", "conversion", "delivered"] | None = None
     conversion_name: str | None = Field(None, min_length=1, max_length=64)
     exposure_event: Literal["decision", "delivered"] | None = None
-    attribution_window_hours: float | None = Field(None, gt=0, le=24 * 90)
+    attribution_window_hours: float | None = Field(None, ge=MIN_HOURS, le=24 * 90)
     guardrails: list[Guardrail] | None = Field(None, max_length=7)
     exploration_share: float | None = Field(
         None, gt=0, lt=1, description="Reserved uniform exploration; never zero."
@@ -58,12 +93,12 @@ class ExperimentSettings(Strict):
     min_successes: int | None = Field(None, ge=0, le=1_000_000)
     max_live_arms: int | None = Field(None, ge=1, le=MAX_ARMS)
     segment_attribute: str | None = Field(None, min_length=1, max_length=64)
-    half_life_hours: float | None = Field(None, gt=0, le=24 * 365)
+    half_life_hours: float | None = Field(None, ge=MIN_HOURS, le=24 * 365)
     brief: Brief | None = None
     content_rules: ContentRulesIn | None = None
     auto_approve: bool | None = None
     auto_retire: bool | None = None
-    loop_cadence_hours: float | None = Field(None, gt=0, le=24 * 90)
+    loop_cadence_hours: float | None = Field(None, ge=MIN_HOURS, le=24 * 90)
 
 
 class ArmIn(Strict):
