@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from variants.rules import PLACEHOLDER_NAME_RE
+
 EVENT_TYPES = ("delivered", "open", "click", "conversion", "unsubscribe", "complaint", "bounce")
 EventType = Literal[
     "delivered", "open", "click", "conversion", "unsubscribe", "complaint", "bounce"
@@ -37,6 +39,24 @@ class ContentRulesIn(Strict):
     max_length: int = Field(150, ge=1, le=MAX_CONTENT)
     banned_phrases: list[str] = Field(default_factory=list, max_length=200)
     allowed_placeholders: list[str] = Field(default_factory=lambda: ["first_name"], max_length=50)
+
+    # The loop builds variants.rules.ContentRules from what is stored here: anything that
+    # model refuses must be refused at the door, not fail every later loop run.
+    @field_validator("banned_phrases")
+    @classmethod
+    def _phrases(cls, phrases: list[str]) -> list[str]:
+        for phrase in phrases:
+            if not phrase.split() or len(phrase) > 200:
+                raise ValueError("each banned phrase must be 1 to 200 characters, not blank")
+        return phrases
+
+    @field_validator("allowed_placeholders")
+    @classmethod
+    def _placeholders(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not PLACEHOLDER_NAME_RE.fullmatch(name):
+                raise ValueError(f"placeholder name {name!r} must be an identifier")
+        return names
 
 
 def _default_guardrails() -> list[Guardrail]:

@@ -67,19 +67,20 @@ class FuzzReport:
 
 def run(
     app: Any,
-    keys: dict[str, str],
+    make_keys: Callable[[], dict[str, str]],
     *,
     examples: int,
     modes: tuple[GenerationMode, ...] = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE),
     seed: int = 0,
 ) -> FuzzReport:
-    """Fuzz every operation of the app's OpenAPI document; ``keys`` maps scope to key."""
+    """Fuzz every operation of the app's OpenAPI document. ``make_keys`` gives a fresh key
+    per scope for each operation: fuzzing DELETE /v1/admin/keys/{key_id} revokes keys."""
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     report = FuzzReport()
     for result in schema.get_all_operations():
         operation = result.ok()
         for mode in modes:
-            _fuzz_operation(operation, mode, keys, examples, seed, report)
+            _fuzz_operation(operation, mode, make_keys(), examples, seed, report)
     return report
 
 
@@ -147,7 +148,9 @@ def _record(report: FuzzReport, seen: set[str], message: str) -> None:
 
 
 @contextmanager
-def fuzz_app(database_url: str) -> Iterator[tuple[Any, dict[str, str], Callable[[], None]]]:
+def fuzz_app(
+    database_url: str,
+) -> Iterator[tuple[Any, Callable[[], dict[str, str]], Callable[[], None]]]:
     """A real app on its own database, with a key per scope and one experiment to reach."""
     from fastapi.testclient import TestClient
 
@@ -166,14 +169,17 @@ def fuzz_app(database_url: str) -> Iterator[tuple[Any, dict[str, str], Callable[
             _env_file=None,  # type: ignore[call-arg]
         )
     )
-    keys = {
-        scope: runtime.api_keys.create(name=f"fuzz {scope}", scopes=[scope])[1]
-        for scope in ("admin", "decide", "ingest")
-    }
+
+    def make_keys() -> dict[str, str]:
+        return {
+            scope: runtime.api_keys.create(name=f"fuzz {scope}", scopes=[scope])[1]
+            for scope in ("admin", "decide", "ingest")
+        }
+
     app = create_app(runtime=runtime)
     with TestClient(app) as client:
-        seed_experiment(client, keys["admin"])
-    yield app, keys, runtime.stop
+        seed_experiment(client, make_keys()["admin"])
+    yield app, make_keys, runtime.stop
 
 
 def seed_experiment(client: Any, admin_key: str) -> None:
@@ -195,8 +201,8 @@ def main() -> None:
     parser.add_argument("--database", default=None, help="default: a fresh SQLite file")
     args = parser.parse_args()
     database = args.database or f"sqlite:///{Path(tempfile.mkdtemp()) / 'fuzz.db'}"
-    with fuzz_app(database) as (app, keys, _stop):
-        report = run(app, keys, examples=args.examples)
+    with fuzz_app(database) as (app, make_keys, _stop):
+        report = run(app, make_keys, examples=args.examples)
     print(report.summary())
     for failure in report.failures:
         print(" -", failure)
