@@ -15,8 +15,9 @@ from typing import Any
 MAX_JSON_DEPTH = 32
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_STRING = re.compile(rb'"[^"]*"')
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
 
 
 def unstorable_reason(text: str) -> str | None:
@@ -60,15 +61,24 @@ def safe_text(text: str) -> str:
 def json_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     """True when the JSON text in ``body`` nests arrays and objects deeper than ``limit``.
 
-    Works on the bytes, without parsing: strings are cut out, then innermost bracket pairs
-    are removed one level per round, so the cost is a few C-speed passes for any real body.
-    Text that is not balanced JSON answers False: the parser that follows reports it.
+    Works on the bytes, without parsing, in C-speed passes (a few ms for a 10,000-unit
+    batch, well under the cost of parsing it): escapes are cut out (they only occur inside
+    strings), everything but brackets and quotes is dropped, strings (now only quotes and
+    the brackets they held) are cut out, then innermost bracket pairs are removed one level
+    per round. Text that is not balanced JSON answers False: the parser reports it.
     """
     if body.count(b"[") + body.count(b"{") <= limit:
         return False
-    brackets = _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKET)
+    if b"\\" in body:
+        body = _ESCAPE.sub(b"", body)
+    # Any adjacent pair of quotes is an empty string or the end of one string and the
+    # start of the next with nothing structural between: dropping it is safe and cheap.
+    brackets = body.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'"' in brackets:
+        brackets = _STRING.sub(b"", brackets)
     for _ in range(limit):
-        shorter = brackets.replace(b"{}", b"").replace(b"[]", b"")
+        # One level per round: a pair uncovered by this round waits for the next.
+        shorter = brackets.replace(b"{}", b"-").replace(b"[]", b"-").replace(b"-", b"")
         if not shorter or shorter == brackets:
             return False
         brackets = shorter
