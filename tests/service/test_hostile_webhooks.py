@@ -17,19 +17,16 @@ from service.runtime import Runtime
 from tests.service.factories import create_random_experiment
 from tests.service.helpers import decide_many
 from tests.service.test_invalid_requests import assert_error
-from tests.service.test_webhooks_http import (  # noqa: F401  (fixtures used by name)
-    PROVIDERS,
-    Keys,
-    Message,
-    build,
-    certificate_dir,
-    counts,
-    good,
-    settings,
-    sign_raw,
-    sns_pem,
-)
+from tests.service import test_webhooks_http as http
+from tests.service.test_webhooks_http import PROVIDERS, Keys, Message, build, counts, sign_raw
 from tests.webhooks import signers
+
+# The provider secrets and the settings that configure them, as the HTTP webhook tests
+# set them up (pytest finds fixtures by name in this module).
+sns_pem = http.sns_pem
+good = http.good
+certificate_dir = http.certificate_dir
+settings = http.settings
 
 HOSTILE_TEXT = {"nul": ("\x00", "NUL"), "surrogate": ("\ud800", "surrogate")}
 
