@@ -15,7 +15,7 @@ from service.app import create_app
 from service.runtime import Runtime
 from tests.service import fuzz
 
-EXAMPLES = 8  # per operation and mode: about 600 requests, a few seconds per database
+EXAMPLES = 5  # per operation and mode: about 400 requests per database
 
 
 @pytest.fixture

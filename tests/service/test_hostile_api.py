@@ -488,3 +488,23 @@ def test_admin_routes_refuse_out_of_range_and_nul(client, admin):
     assert_error(client.delete("/v1/units/u%00", headers=admin), 422, "unit_id")
     body = deep(DEEP, "{}")
     assert_error(raw(client, "POST", "/v1/admin/replay", body, admin), 422, "body")
+
+
+def test_every_integer_path_parameter_is_bounded(client: TestClient, admin):
+    """Whatever routes exist now or later: an id past the integer range is a 422."""
+    document = client.get("/openapi.json").json()
+    checked = []
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            params = [p for p in operation.get("parameters", []) if p["in"] == "path"]
+            ints = [p["name"] for p in params if p["schema"].get("type") == "integer"]
+            if not ints:
+                continue
+            url = path
+            for p in params:
+                url = url.replace(f"{{{p['name']}}}", str(10**30) if p["name"] in ints else "k")
+            body = {"reason": "r", "content": "c"}
+            response = client.request(method.upper(), url, json=body, headers=admin)
+            assert_error(response, 422, ints[0])
+            checked.append((method, path))
+    assert len(checked) == 9, checked  # arms (6), key revocation, proposals (2)

@@ -14,10 +14,10 @@ from sqlmodel import Session, select
 
 from service.models import DeadLetter
 from service.runtime import Runtime
+from tests.service import test_webhooks_http as http
 from tests.service.factories import create_random_experiment
 from tests.service.helpers import decide_many
 from tests.service.test_invalid_requests import assert_error
-from tests.service import test_webhooks_http as http
 from tests.service.test_webhooks_http import PROVIDERS, Keys, Message, build, counts, sign_raw
 from tests.webhooks import signers
 
