@@ -9,7 +9,9 @@ Used by tests/service/test_fuzz.py (a bounded run) and, for a longer run, from t
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,6 +30,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from service.webhooks.generic import sign
+
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -38,6 +42,10 @@ TRACEBACK_MARKERS = ("Traceback (most recent call last)", 'File "/')
 # The experiment every generated `key` is swapped for half of the time, so the fuzzer
 # reaches past the 404 of an unknown experiment into the operations themselves.
 FUZZ_EXPERIMENT = "fuzz"
+# Half of the webhook cases go to the generic provider, signed with this secret, so the
+# fuzzer reaches the adapter and the pipeline behind the signature check.
+GENERIC_SECRET = "whsec_fuzz_0123456789abcdef"
+WEBHOOK_PATH = "/v1/webhooks/{provider}"
 
 
 def scope_for(path: str) -> str | None:
@@ -108,9 +116,12 @@ def _fuzz_operation(
     def check(case: Any) -> None:
         if "key" in (case.path_parameters or {}) and report.requests % 2 == 0:
             case.path_parameters["key"] = FUZZ_EXPERIMENT
+        sent = dict(headers)
+        if operation.path == WEBHOOK_PATH and report.requests % 2 == 0:
+            sent.update(_sign_generic(case))
         report.requests += 1
         try:
-            response = case.call(headers=headers)
+            response = case.call(headers=sent)
         except Exception as exc:  # the app raised through the transport: a 500 at best
             report.server_errors += 1
             _record(report, seen, f"{operation.label}: raised {exc!r}")
@@ -121,7 +132,7 @@ def _fuzz_operation(
         if any(marker in response.text for marker in TRACEBACK_MARKERS):
             _record(report, seen, f"{operation.label}: traceback in a {response.status_code}")
         try:
-            case.validate_response(response, checks=CHECKS, headers=headers)
+            case.validate_response(response, checks=CHECKS, headers=sent)
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:  # schemathesis raises a FailureGroup (an exception group)
@@ -137,6 +148,18 @@ def _fuzz_operation(
         check()
     except Unsatisfiable:
         pass  # nothing to generate in this mode (an operation without parameters or body)
+
+
+def _sign_generic(case: Any) -> dict[str, str]:
+    """Point the case at the generic webhook and sign the bytes it will send (a JSON body
+    is sent as ``json.dumps(body)``)."""
+    if case.media_type != "application/json" or not isinstance(
+        case.body, dict | list | str | int | float | bool
+    ):
+        return {}
+    case.path_parameters["provider"] = "generic"
+    body = json.dumps(case.body).encode()
+    return {"X-Banditloop-Signature": sign(GENERIC_SECRET, body, int(time.time()))}
 
 
 def _record(report: FuzzReport, seen: set[str], message: str) -> None:
@@ -166,6 +189,7 @@ def fuzz_app(
             signing_keys="t1:fuzz-signing-secret-0123456789",
             run_background=False,
             api_key_cache_seconds=0,
+            generic_webhook_secret=GENERIC_SECRET,
             _env_file=None,  # type: ignore[call-arg]
         )
     )

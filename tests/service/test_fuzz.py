@@ -20,6 +20,9 @@ EXAMPLES = 5  # per operation and mode: about 400 requests per database
 
 @pytest.fixture
 def target(runtime: Runtime) -> Iterator[tuple[Any, Callable[[], dict[str, str]]]]:
+    runtime.settings = runtime.settings.model_copy(
+        update={"generic_webhook_secret": fuzz.GENERIC_SECRET}
+    )
     app = create_app(runtime=runtime)
     # The runtime's engine is shared across the session's tests: keep it open on shutdown.
     runtime.engine.dispose = lambda *a, **k: None  # type: ignore[method-assign]
