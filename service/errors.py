@@ -105,6 +105,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI's only 400: a body its JSON parser raised on (an integer of more than
+            # 4,300 digits, say). The caller's mistake, in our words, naming the body.
+            return error_response(
+                422, "invalid", "request body could not be parsed as JSON", {"field": "body"}
+            )
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         headers = dict(exc.headers) if exc.headers else None
         return error_response(exc.status_code, code, str(exc.detail), None, headers)

@@ -23,7 +23,7 @@ def parse_events_body(
 ) -> tuple[list[NormalizedEvent], list[Poison]]:
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # not JSON, not UTF-8, or an integer of over 4,300 digits
         raise InvalidInput("request body is not valid JSON", field="body") from exc
     except RecursionError as exc:  # the HTTP guard refuses deep bodies first; belt and braces
         raise InvalidInput("request body is nested too deep", field="body") from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -31,6 +32,8 @@ class UnitIn(BaseModel):
         for key, item in value.items():
             if len(key) > 64 or (isinstance(item, str) and len(item) > 256):
                 raise ValueError("context keys are at most 64 and values 256 characters")
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError(f"context value {key!r} must be a finite number")
         return value
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -67,3 +68,18 @@ SendIdText = Annotated[
     BeforeValidator(_decimal_text),
     WithJsonSchema(_recipient_schema(128, "The send (campaign/message) id.")),
 ]
+
+
+def finite_json(value: Any) -> Any:
+    """Refuse NaN and infinities anywhere in a JSON value (Python's parser takes NaN,
+    Infinity and 1e400; JSON has none of them and PostgreSQL's json type refuses them)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("numbers must be finite (no NaN or Infinity)")
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return value

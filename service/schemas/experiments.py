@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from service.schemas.common import finite_json
 from variants.rules import PLACEHOLDER_NAME_RE
+
+FiniteJson = Annotated[dict[str, Any], AfterValidator(finite_json)]
 
 EVENT_TYPES = ("delivered", "open", "click", "conversion", "unsubscribe", "complaint", "bounce")
 EventType = Literal[
@@ -124,7 +127,7 @@ class ExperimentSettings(Strict):
 class ArmIn(Strict):
     content: str = Field(min_length=1, max_length=MAX_CONTENT)
     tags: list[str] = Field(default_factory=list, max_length=20)
-    payload: dict[str, Any] | None = None
+    payload: FiniteJson | None = None
     control: bool = False
 
     @field_validator("tags")
@@ -149,7 +152,7 @@ class ArmStatusChangeIn(Strict):
 class ArmEditIn(Strict):
     content: str = Field(min_length=1, max_length=MAX_CONTENT)
     tags: list[str] | None = Field(None, max_length=20)
-    payload: dict[str, Any] | None = None
+    payload: FiniteJson | None = None
     reason: str = Field("edited", min_length=1, max_length=2000)
 
 

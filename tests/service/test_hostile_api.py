@@ -508,3 +508,46 @@ def test_every_integer_path_parameter_is_bounded(client: TestClient, admin):
             assert_error(response, 422, ints[0])
             checked.append((method, path))
     assert len(checked) == 9, checked  # arms (6), key revocation, proposals (2)
+
+
+HUGE_INT = "1" + "0" * 5000  # Python's JSON parser refuses integers of over 4,300 digits
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "scope"),
+    [
+        ("POST", "/v1/events", '{"event_id": "a", "type": "click", "value": %s}', "ingest"),
+        ("POST", "/v1/events", "[%s]", "ingest"),
+        ("POST", "/v1/experiments", '{"key": "q", "name": "q", "min_exposures": %s}', "admin"),
+        ("POST", "/v1/admin/replay", '{"since": %s}', "admin"),
+        ("POST", "/v1/choose", '{"experiment": "x", "unit_id": %s}', "decide"),
+        ("POST", "/v1/choose/batch", '{"experiment": "x", "units": [{"unit_id": %s}]}', "decide"),
+    ],
+)
+def test_integers_too_long_to_parse_name_the_body(
+    client, admin, decide, ingest, method, path, body, scope
+):
+    headers = {"admin": admin, "decide": decide, "ingest": ingest}[scope]
+    response = raw(client, method, path, body % HUGE_INT, headers)
+    assert_error(response, 422, "body")
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_non_finite_numbers_are_refused_where_they_would_be_stored(
+    client, admin, decide, experiment, number
+):
+    body = '{"key": "nf", "name": "n", "arms": [{"content": "A", "payload": {"n": [%s]}}]}'
+    assert_error(raw(client, "POST", "/v1/experiments", body % number, admin), 422, "payload")
+    arm = '{"content": "B", "payload": {"n": NUMBER}}'.replace("NUMBER", number)
+    url = f"/v1/experiments/{experiment['key']}/arms"
+    assert_error(raw(client, "POST", url, arm, admin), 422, "payload")
+    choose = f'{{"experiment": "{experiment["key"]}", "context": {{"tier": {number}}}}}'
+    assert_error(raw(client, "POST", "/v1/choose", choose, decide), 422, "context")
+
+
+def test_get_choose_context_from_the_query_is_validated(client, decide, experiment):
+    base = {"experiment": experiment["key"], "unit_id": "u", "send_id": "s"}
+    response = client.get("/v1/choose", params={**base, "tier": "g" * 257}, headers=decide)
+    assert_error(response, 422, "context")
+    many = {**base, **{f"k{i}": "v" for i in range(51)}}
+    assert_error(client.get("/v1/choose", params=many, headers=decide), 422, "context")
