@@ -182,3 +182,15 @@ def test_signed_body_with_a_raw_nul_byte_is_kept_and_dead_lettered(
     [reason] = dead_letters(runtime)
     assert "JSON" in reason
     assert signers  # the signer module is what built every request above
+
+
+def test_signed_body_with_an_integer_too_long_to_parse_is_dead_lettered(
+    client: TestClient, runtime: Runtime, good: Keys
+):
+    body = b'[{"event_id": "a", "type": "click", "value": 1' + b"0" * 5000 + b"}]"
+    response = client.post(
+        "/v1/webhooks/generic", content=body, headers=sign_raw("generic", body, good)
+    )
+    assert response.status_code == 400, response.text
+    [reason] = dead_letters(runtime)
+    assert "JSON" in reason
