@@ -32,7 +32,16 @@ def _utc_in_range(value: datetime) -> datetime:
     return utc
 
 
-UtcTime = Annotated[datetime, AfterValidator(_utc_in_range)]
+UtcTime = Annotated[
+    datetime,
+    AfterValidator(_utc_in_range),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}],
+            "description": "ISO 8601 (no offset means UTC) or unix seconds; 1970 to 2100.",
+        }
+    ),
+]
 
 
 def _decimal_text(value: Any) -> Any:

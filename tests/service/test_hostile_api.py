@@ -551,3 +551,18 @@ def test_get_choose_context_from_the_query_is_validated(client, decide, experime
     assert_error(response, 422, "context")
     many = {**base, **{f"k{i}": "v" for i in range(51)}}
     assert_error(client.get("/v1/choose", params=many, headers=decide), 422, "context")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("OPTIONS", "/v1/admin/keys", "GET, POST"),
+        ("PUT", "/v1/experiments/abc", "GET, PATCH"),
+        ("DELETE", "/v1/choose", "GET, POST"),
+        ("GET", "/v1/events", "POST"),
+    ],
+)
+def test_wrong_method_names_every_allowed_one(client, admin, method, path, allow):
+    response = client.request(method, path, headers=admin)
+    assert_error(response, 405)
+    assert response.headers["allow"] == allow
