@@ -90,6 +90,7 @@ def document_errors(schema: dict[str, Any]) -> None:
                     "description": existing.get("description") or DESCRIPTIONS[status],
                     "content": {"application/json": {"schema": ERROR_REF}},
                 }
+    _document_storable_text(schema)
     # FastAPI's own 422 model is replaced everywhere by the shape we really answer.
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
@@ -113,3 +114,22 @@ def install(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+# What service/inputs.py refuses in any text (NUL, lone surrogates), said in the document
+# so that clients and the fuzzer know it: every free-form string gets this pattern.
+STORABLE_TEXT = "^[^\\u0000\\ud800-\\udfff]*$"
+
+
+def _document_storable_text(schema: dict[str, Any]) -> None:
+    stack: list[Any] = [schema.get("components", {}), schema.get("paths", {})]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("type") == "string" and not {"pattern", "format", "enum", "const"} & set(
+                item
+            ):
+                item["pattern"] = STORABLE_TEXT
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
