@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from service.schemas.common import finite_json
 from variants.rules import PLACEHOLDER_NAME_RE
 
 FiniteJson = Annotated[dict[str, Any], AfterValidator(finite_json)]
+Tag = Annotated[str, Field(min_length=1, max_length=40)]
 
 EVENT_TYPES = ("delivered", "open", "click", "conversion", "unsubscribe", "complaint", "bounce")
 EventType = Literal[
@@ -92,8 +93,21 @@ NOT_NULL = (
 MIN_HOURS = 1 / 60
 
 
+def _no_null_for_settings(schema: dict[str, Any]) -> None:
+    """The document says what the validator below enforces: null is no value for these."""
+    for name in NOT_NULL:
+        prop = schema.get("properties", {}).get(name)
+        if prop and "anyOf" in prop:
+            prop["anyOf"] = [s for s in prop["anyOf"] if s.get("type") != "null"]
+            prop.pop("default", None)
+
+
 class ExperimentSettings(Strict):
     """Every setting of an experiment; all optional on PATCH."""
+
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, json_schema_extra=_no_null_for_settings
+    )
 
     @field_validator(*NOT_NULL, mode="before")
     @classmethod
@@ -119,16 +133,16 @@ class ExperimentSettings(Strict):
     half_life_hours: float | None = Field(None, ge=MIN_HOURS, le=24 * 365)
     brief: Brief | None = None
     content_rules: ContentRulesIn | None = None
-    auto_approve: bool | None = None
-    auto_retire: bool | None = None
+    auto_approve: StrictBool | None = None
+    auto_retire: StrictBool | None = None
     loop_cadence_hours: float | None = Field(None, ge=MIN_HOURS, le=24 * 90)
 
 
 class ArmIn(Strict):
     content: str = Field(min_length=1, max_length=MAX_CONTENT)
-    tags: list[str] = Field(default_factory=list, max_length=20)
+    tags: list[Tag] = Field(default_factory=list, max_length=20)
     payload: FiniteJson | None = None
-    control: bool = False
+    control: StrictBool = False
 
     @field_validator("tags")
     @classmethod
@@ -151,7 +165,7 @@ class ArmStatusChangeIn(Strict):
 
 class ArmEditIn(Strict):
     content: str = Field(min_length=1, max_length=MAX_CONTENT)
-    tags: list[str] | None = Field(None, max_length=20)
+    tags: list[Tag] | None = Field(None, max_length=20)
     payload: FiniteJson | None = None
     reason: str = Field("edited", min_length=1, max_length=2000)
 
