@@ -26,7 +26,7 @@ def key_out(row: ApiKey) -> KeyOut:
 
 @router.post("", status_code=201, response_model=KeyCreated)
 def create_key(body: KeyCreate, runtime: RuntimeDep, _admin: AdminKey) -> KeyCreated:
-    row, raw = runtime.api_keys.create(name=body.name, scopes=body.scopes)
+    row, raw = runtime.api_keys.create(name=body.name, scopes=list(body.scopes))
     return KeyCreated(**key_out(row).model_dump(), key=raw)
 
 
