@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from service import api_docs, openapi
+from service.deps import refuse_unstorable_params
 from service.errors import install_error_handlers
-from service.middleware import BodySizeLimit
+from service.middleware import BodySizeLimit, JsonGuard
 from service.routes import admin, choose, events, experiments, health, keys, loop, webhooks
 from service.runtime import Runtime
 from service.settings import Settings
@@ -35,10 +36,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         lifespan=lifespan,
         docs_url=None,  # served by api_docs with local assets: no CDN
         redoc_url=None,
+        dependencies=[Depends(refuse_unstorable_params)],
     )
     install_error_handlers(app)
     openapi.install(app)
     api_docs.install(app)
+    app.add_middleware(JsonGuard)  # inside BodySizeLimit, which bounds what it reads
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Hot paths first: routes are matched in order.
     for module in (choose, events, webhooks, health, experiments, keys, admin, loop):

@@ -11,10 +11,24 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from service.auth import Principal
+from service.errors import InvalidInput
+from service.inputs import safe_text, unstorable_reason
 from service.runtime import Runtime
 from service.sessions import request_session
 
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`.")
+
+
+async def refuse_unstorable_params(request: Request) -> None:
+    """Every route's path and query parameters, checked once (installed app-wide): text
+    the databases cannot store is the caller's mistake, named, never a 500 later."""
+    params = [*request.path_params.items(), *request.query_params.multi_items()]
+    for name, value in params:
+        for text, what in ((name, "parameter name"), (str(value), "")):
+            reason = unstorable_reason(text)
+            if reason is not None:
+                field = safe_text(name)
+                raise InvalidInput(f"{field}: {what + ' ' if what else ''}{reason}", field=field)
 
 
 async def get_runtime(request: Request) -> Runtime:

@@ -8,6 +8,7 @@ unexpected into ``{"error": {"code", "message", "details"}}``.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -96,6 +97,17 @@ def describe_validation_errors(errors: list[dict[str, Any]]) -> tuple[str, list[
     return f"{first['field']}: {first['message']}", details
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the OpenAPI document lists for the requested path (routes are nested
+    routers in FastAPI, the document is the flat view of them)."""
+    methods: set[str] = set()
+    for template, item in request.app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods |= {method.upper() for method in item}
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_request: Request, exc: DomainError) -> JSONResponse:
@@ -128,8 +140,18 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI's only 400: a body its JSON parser raised on (an integer of more than
+            # 4,300 digits, say). The caller's mistake, in our words, naming the body.
+            return error_response(
+                422, "invalid", "request body could not be parsed as JSON", {"field": "body"}
+            )
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 405:
+            # Starlette names only the first route that matched the path; a path served by
+            # several routes (GET and POST /v1/experiments) allows all of their methods.
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(_request))}
         return error_response(exc.status_code, code, str(exc.detail), None, headers)
 
     @app.exception_handler(Exception)

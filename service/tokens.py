@@ -14,6 +14,7 @@ import binascii
 import hashlib
 import hmac
 import os
+import re
 import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +24,10 @@ _BODY = struct.Struct(">B2sIHIIdII8s")
 MAC_BYTES = 12
 TOKEN_BYTES = _BODY.size + MAC_BYTES
 MAX_TOKEN_CHARS = 80
+# 53 bytes are 424 bits; 71 base64url characters carry 426, so the last character has two
+# unused low bits. Only the encoding we mint is accepted: same alphabet, no padding, those
+# bits zero, so one decision has exactly one id (never two spellings, one an "orphan").
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class InvalidToken(ValueError):
@@ -112,12 +117,16 @@ class DecisionSigner:
     def verify(self, token: str) -> DecisionToken:
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
             raise InvalidToken("decision id has the wrong length")
+        if not _TOKEN_CHARS.fullmatch(token):
+            raise InvalidToken("decision id is not base64url")
         try:
             raw = _b64decode(token)
-        except (binascii.Error, ValueError, UnicodeEncodeError) as exc:
+        except (binascii.Error, ValueError) as exc:
             raise InvalidToken("decision id is not base64url") from exc
         if len(raw) != TOKEN_BYTES:
             raise InvalidToken("decision id has the wrong length")
+        if _b64encode(raw) != token:
+            raise InvalidToken("decision id is not in canonical form")
         body, mac = raw[: _BODY.size], raw[_BODY.size :]
         fields = _BODY.unpack(body)
         if fields[0] != VERSION:

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from service.errors import InvalidInput, PayloadTooLarge, describe_validation_errors
+from service.inputs import find_unstorable, safe_text
 from service.models import as_utc
 from service.schemas.events import EventIn
 from service.webhooks.base import NormalizedEvent, Poison
@@ -22,8 +23,10 @@ def parse_events_body(
 ) -> tuple[list[NormalizedEvent], list[Poison]]:
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # not JSON, not UTF-8, or an integer of over 4,300 digits
         raise InvalidInput("request body is not valid JSON", field="body") from exc
+    except RecursionError as exc:  # the HTTP guard refuses deep bodies first; belt and braces
+        raise InvalidInput("request body is nested too deep", field="body") from exc
     items = data if isinstance(data, list) else [data]
     if not isinstance(data, list | dict):
         raise InvalidInput("body must be an event object or a list of them", field="body")
@@ -36,18 +39,39 @@ def parse_events_body(
     events: list[NormalizedEvent] = []
     poison: list[Poison] = []
     for index, item in enumerate(items):
+        event_key = caller_event_id(item)
+        raw = json.dumps(item, default=str)  # ASCII: escapes what a database cannot store
+        unstorable = find_unstorable(item)
+        if unstorable is not None:
+            field, reason = unstorable
+            poison.append(Poison(index, f"{field}: {reason}", raw, event_key))
+            continue
         try:
             parsed = EventIn.model_validate(item)
         except ValidationError as exc:
             message, _details = describe_validation_errors(list(exc.errors()))  # type: ignore[arg-type]
-            poison.append(Poison(index, message, json.dumps(item, default=str)))
+            poison.append(Poison(index, safe_text(message), raw, event_key))
             continue
         occurred = as_utc(parsed.occurred_at) if parsed.occurred_at else received_at
         if occurred - received_at > MAX_FUTURE:
-            poison.append(Poison(index, "occurred_at: is in the future", json.dumps(item)))
+            poison.append(Poison(index, "occurred_at: is in the future", raw, event_key))
             continue
         events.append(event_from(parsed, occurred, item))
     return events, poison
+
+
+def caller_event_id(item: Any) -> str | None:
+    """The caller's event_id, echoed in a rejection so it can be matched, whenever it can
+    be read (a string or a number), even when the event fails validation."""
+    if not isinstance(item, dict):
+        return None
+    value = item.get("event_id")
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    if isinstance(value, str):
+        # A lone surrogate cannot be answered in UTF-8 (it becomes "?"); NUL can, escaped.
+        return value.encode("utf-8", "replace").decode("utf-8")
+    return str(value)
 
 
 def event_from(parsed: EventIn, occurred: datetime, raw: Any) -> NormalizedEvent:

@@ -76,7 +76,7 @@ def ingest(
         )
 
     for p in poison:
-        reject(p.index, None, p.reason, p.raw_text, "unknown")
+        reject(p.index, p.event_key, p.reason, p.raw_text, "unknown")
 
     resolved = _resolve_dispatches(session, events)
     candidates: list[tuple[int, NormalizedEvent, str, int]] = []

@@ -13,6 +13,7 @@ from service.db import is_sqlite
 from service.faults import describe
 from service.ingest.orphans import resolve_landed
 from service.ingest.pipeline import IngestResult, ingest
+from service.inputs import safe_text
 from service.models import DeadLetter, utcnow
 from service.repositories import events as events_repo
 from service.runtime import Runtime
@@ -79,7 +80,7 @@ def store_undecodable(
                     source=source,
                     raw_payload_id=raw_id,
                     reason=reason,
-                    event=body[:10_000].decode("utf-8", "replace"),
+                    event=safe_text(body[:10_000].decode("utf-8", "replace")),
                 )
             ],
         )

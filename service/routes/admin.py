@@ -19,6 +19,7 @@ from service.schemas.admin import (
     ReplayOut,
     UnitDeleted,
 )
+from service.schemas.common import AfterId
 
 router = APIRouter(prefix="/v1", tags=["admin"])
 
@@ -37,7 +38,7 @@ def list_dead_letters(
     session: SessionDep,
     _admin: AdminKey,
     source: str | None = Query(None, max_length=32),
-    after: int = Query(0, ge=0, description="Page after this id."),
+    after: AfterId = 0,
     limit: int = Query(100, ge=1, le=1000),
 ) -> DeadLetterList:
     rows = events_repo.dead_letters(session, source=source, after_id=after, limit=limit)

@@ -59,6 +59,15 @@ def _parse(model: type[Model], raw: bytes) -> Model:
         raise InvalidInput(message, details=details) from exc
 
 
+def _validate(model: type[Model], data: dict[str, Any]) -> Model:
+    """Validate what a route assembled itself (the GET context), in the one error shape."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        message, details = describe_validation_errors(list(exc.errors()))  # type: ignore[arg-type]
+        raise InvalidInput(message, details=details) from exc
+
+
 def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
     return {
         "requestBody": {
@@ -100,7 +109,7 @@ async def choose_get(
 ) -> JSONResponse:
     started = time.perf_counter()
     context = {k: v for k, v in request.query_params.items() if k not in RESERVED_QUERY}
-    unit = UnitIn(unit_id=unit_id, send_id=send_id, context=context or None)
+    unit = _validate(UnitIn, {"unit_id": unit_id, "send_id": send_id, "context": context or None})
     choice = (await _decide(runtime, experiment, [_unit(unit)]))[0]
     metrics.CHOOSE_LATENCY.labels("choose_get").observe(time.perf_counter() - started)
     return JSONResponse(choice_body(choice))

@@ -10,6 +10,7 @@ from service import experiments as domain
 from service import report as reporting
 from service.deps import AdminKey, SessionDep
 from service.repositories import experiments as repo
+from service.schemas.common import IdPath
 from service.schemas.experiments import (
     ArmEditIn,
     ArmIn,
@@ -79,20 +80,20 @@ def add_arm(key: str, body: ArmIn, session: SessionDep, admin: AdminKey) -> ArmO
 
 @router.post("/{key}/arms/{arm_id}/edit", status_code=201, response_model=ArmOut)
 def edit_arm(
-    key: str, arm_id: int, body: ArmEditIn, session: SessionDep, admin: AdminKey
+    key: str, arm_id: IdPath, body: ArmEditIn, session: SessionDep, admin: AdminKey
 ) -> ArmOut:
     """Content never changes in place: the edit is a new arm whose parent_id is this one."""
     return domain.arm_out(domain.edit_arm(session, key, arm_id, body, actor=admin.name))
 
 
 @router.post("/{key}/arms/{arm_id}/control", response_model=ArmOut)
-def mark_control(key: str, arm_id: int, session: SessionDep, _admin: AdminKey) -> ArmOut:
+def mark_control(key: str, arm_id: IdPath, session: SessionDep, _admin: AdminKey) -> ArmOut:
     return domain.arm_out(domain.mark_control(session, key, arm_id))
 
 
 def _status_route(target: ArmStatus, verb: str) -> None:
     def change(
-        key: str, arm_id: int, body: ArmStatusChangeIn, session: SessionDep, admin: AdminKey
+        key: str, arm_id: IdPath, body: ArmStatusChangeIn, session: SessionDep, admin: AdminKey
     ) -> ArmOut:
         arm = domain.change_arm_status(
             session, key, arm_id, target, reason=body.reason, actor=admin.name
@@ -116,7 +117,7 @@ _status_route(ArmStatus.LIVE, "restore")
 
 @router.get("/{key}/arms/{arm_id}/history", response_model=list[StatusChangeOut])
 def arm_history(
-    key: str, arm_id: int, session: SessionDep, _admin: AdminKey
+    key: str, arm_id: IdPath, session: SessionDep, _admin: AdminKey
 ) -> list[StatusChangeOut]:
     experiment = domain.get_experiment(session, key)
     arm = domain.get_arm(session, experiment, arm_id)

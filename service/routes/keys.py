@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from service.deps import AdminKey, RuntimeDep
 from service.models import ApiKey
+from service.schemas.common import IdPath
 from service.schemas.keys import KeyCreate, KeyCreated, KeyList, KeyOut
 
 router = APIRouter(prefix="/v1/admin/keys", tags=["keys"])
@@ -25,7 +26,7 @@ def key_out(row: ApiKey) -> KeyOut:
 
 @router.post("", status_code=201, response_model=KeyCreated)
 def create_key(body: KeyCreate, runtime: RuntimeDep, _admin: AdminKey) -> KeyCreated:
-    row, raw = runtime.api_keys.create(name=body.name, scopes=body.scopes)
+    row, raw = runtime.api_keys.create(name=body.name, scopes=list(body.scopes))
     return KeyCreated(**key_out(row).model_dump(), key=raw)
 
 
@@ -35,5 +36,5 @@ def list_keys(runtime: RuntimeDep, _admin: AdminKey) -> KeyList:
 
 
 @router.delete("/{key_id}", response_model=KeyOut)
-def revoke_key(key_id: int, runtime: RuntimeDep, _admin: AdminKey) -> KeyOut:
+def revoke_key(key_id: IdPath, runtime: RuntimeDep, _admin: AdminKey) -> KeyOut:
     return key_out(runtime.api_keys.revoke(key_id))

@@ -9,6 +9,7 @@ from fastapi.responses import PlainTextResponse, Response
 
 from service.deps import AdminKey, RuntimeDep, SessionDep
 from service.loop import review
+from service.schemas.common import IdPath
 from service.schemas.loop import (
     ApproveIn,
     LearningList,
@@ -60,7 +61,7 @@ def list_proposals(
 
 @router.post("/v1/proposals/{proposal_id}/approve", response_model=ProposalOut)
 def approve_proposal(
-    proposal_id: int,
+    proposal_id: IdPath,
     session: SessionDep,
     admin: AdminKey,
     body: Annotated[ApproveIn | None, Body()] = None,
@@ -71,7 +72,7 @@ def approve_proposal(
 
 @router.post("/v1/proposals/{proposal_id}/reject", response_model=ProposalOut)
 def reject_proposal(
-    proposal_id: int, body: RejectIn, session: SessionDep, admin: AdminKey
+    proposal_id: IdPath, body: RejectIn, session: SessionDep, admin: AdminKey
 ) -> ProposalOut:
     proposal = review.reject(session, proposal_id, body, actor=admin.name)
     return review.proposal_out(proposal, _key(session, proposal.experiment_id))

@@ -20,10 +20,24 @@ log = logging.getLogger("banditloop.webhooks")
 router = APIRouter(prefix="/v1/webhooks", tags=["measuring"])
 
 
+# The body is each provider's own payload, read as raw bytes (the signature covers them);
+# SNS posts its JSON as text/plain. Documented so that clients and the fuzzer send one.
+WEBHOOK_BODY: dict[str, object] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"description": "The provider's payload."}},
+            "text/plain": {"schema": {"type": "string", "description": "SNS: JSON as text."}},
+        },
+    }
+}
+
+
 @router.post(
     "/{provider}",
     description="sendgrid, mailgun, postmark, ses, customerio, braze or generic; "
     "see docs/webhooks.md. 2xx only after the raw payload and its events are stored.",
+    openapi_extra=WEBHOOK_BODY,
 )
 async def webhook(provider: str, request: Request, runtime: RuntimeDep) -> JSONResponse:
     body = await request.body()

@@ -6,13 +6,15 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.schemas.common import UtcTime
+
 
 class ReplayIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source: str | None = Field(None, max_length=32, description="api or a provider name")
-    since: datetime | None = None
-    until: datetime | None = None
+    since: UtcTime | None = None
+    until: UtcTime | None = None
 
 
 class ReplayOut(BaseModel):

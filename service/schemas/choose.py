@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from service.schemas.common import SendIdText, UnitIdText
 
 Scalar = str | int | float | bool | None
 MAX_CONTEXT_KEYS = 50
@@ -13,12 +16,8 @@ MAX_CONTEXT_KEYS = 50
 class UnitIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    unit_id: str | None = Field(
-        None, min_length=1, max_length=256, description="Recipient id; stored only as an HMAC."
-    )
-    send_id: str | None = Field(
-        None, min_length=1, max_length=128, description="The send (campaign/message) id."
-    )
+    unit_id: UnitIdText | None = Field(None, min_length=1, max_length=256)
+    send_id: SendIdText | None = Field(None, min_length=1, max_length=128)
     context: dict[str, Scalar] | None = Field(
         None, description="Attributes such as the segment attribute; scalars only."
     )
@@ -33,6 +32,8 @@ class UnitIn(BaseModel):
         for key, item in value.items():
             if len(key) > 64 or (isinstance(item, str) and len(item) > 256):
                 raise ValueError("context keys are at most 64 and values 256 characters")
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError(f"context value {key!r} must be a finite number")
         return value
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from service.schemas.common import UtcTime
 
 
 class EventIn(BaseModel):
@@ -19,7 +20,9 @@ class EventIn(BaseModel):
     type: Literal["delivered", "open", "click", "conversion", "unsubscribe", "complaint", "bounce"]
     name: str | None = Field(None, min_length=1, max_length=64, description="Conversion name.")
     value: float | None = Field(None, description="E.g. revenue; summed, reported.")
-    occurred_at: datetime | None = Field(None, description="ISO 8601; defaults to receipt time.")
+    occurred_at: UtcTime | None = Field(
+        None, description="ISO 8601 (no offset means UTC); defaults to receipt time."
+    )
 
     @field_validator("value")
     @classmethod

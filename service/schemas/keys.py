@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -11,7 +12,9 @@ class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=120)
-    scopes: list[str] = Field(min_length=1, max_length=3, description="decide, ingest, admin")
+    scopes: list[Literal["decide", "ingest", "admin"]] = Field(
+        min_length=1, max_length=3, description="decide, ingest, admin"
+    )
 
 
 class KeyOut(BaseModel):

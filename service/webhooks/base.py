@@ -18,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
+from service.inputs import find_unstorable, safe_text
+
 
 class EventType(StrEnum):
     """Our event vocabulary; every provider's names map onto these."""
@@ -65,6 +67,7 @@ class Poison:
     index: int
     reason: str
     raw_text: str
+    event_key: str | None = None  # the sender's event id, when it could be read
 
 
 @dataclass(frozen=True)
@@ -222,8 +225,10 @@ def load_json(body: bytes) -> Any:
     """Parse a whole body; a body that is not JSON is a WebhookPayloadError."""
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except ValueError:  # not JSON, not UTF-8, or an integer of over 4,300 digits
         raise WebhookPayloadError("body is not valid JSON") from None
+    except RecursionError:  # the HTTP guard refuses deep bodies first; belt and braces
+        raise WebhookPayloadError("body is nested too deep") from None
 
 
 def raw_text(item: Any) -> str:
@@ -296,7 +301,10 @@ def parse_time(value: Any, what: str) -> datetime:
             raise MalformedEventError(f"{what} is not an ISO 8601 time") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:  # 9999-12-31T23:59:59-23:59
+            raise MalformedEventError(f"{what} is out of range") from None
     raise MalformedEventError(f"{what} is missing")
 
 
@@ -341,10 +349,50 @@ def parse_each(
     batch = ParsedBatch()
     for index, item in enumerate(items):
         try:
-            batch.events.append(parse_one(item))
-        except (MalformedEventError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            event = parse_one(item)
+            check_storable(event)
+            batch.events.append(event)
+        except (
+            MalformedEventError,
+            KeyError,
+            TypeError,
+            ValueError,
+            AttributeError,
+            OverflowError,
+        ) as exc:
             reason = (
                 str(exc) if isinstance(exc, MalformedEventError) else f"unexpected shape: {exc!r}"
             )
-            batch.poison.append(Poison(index=index, reason=reason, raw_text=raw_text(item)))
+            batch.poison.append(
+                Poison(index=index, reason=safe_text(reason), raw_text=raw_text(item))
+            )
     return batch
+
+
+# What the event table holds for each text field (see service/models/decisions.py).
+STORED_LENGTHS = {"event_key": 200, "provider_type": 64, "name": 64, "dispatch_id": 200}
+
+
+def check_storable(event: NormalizedEvent) -> None:
+    """Text that a database cannot store (NUL, lone surrogates) or that is longer than
+    its column makes the event malformed: it is dead-lettered with the reason, and the
+    rest of the signed batch is stored, instead of the whole request failing with a 500
+    that the provider would retry forever."""
+    texts: dict[str, Any] = {
+        "event_key": event.event_key,
+        "decision_ids": list(event.decision_ids),
+        "provider_type": event.provider_type,
+        "name": event.name,
+        "dispatch_id": event.dispatch_id,
+        "message_id": event.message_id,
+        "user_agent": event.user_agent,
+        "event": event.raw,
+    }
+    found = find_unstorable(texts)
+    if found is not None:
+        field, reason = found
+        raise MalformedEventError(f"{field} {reason}")
+    for name, limit in STORED_LENGTHS.items():
+        value = texts[name]
+        if isinstance(value, str) and len(value) > limit:
+            raise MalformedEventError(f"{name} is longer than {limit} characters")

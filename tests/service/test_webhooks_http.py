@@ -7,6 +7,7 @@ provider's documentation, sharing no code with the adapters), carry decision ids
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import uuid
@@ -73,10 +74,17 @@ class Message:
 Request = tuple[bytes, dict[str, str]]
 
 
-@pytest.fixture(scope="module")
-def sns_pem() -> tuple[rsa.RSAPrivateKey, bytes]:
+@functools.cache
+def _sns_signer() -> tuple[rsa.RSAPrivateKey, bytes]:
+    # One per process, like the app's SNS certificate cache: every module that signs SNS
+    # messages (this one, test_hostile_webhooks.py) signs for the certificate it holds.
     now = datetime.now(UTC)
     return signers.new_sns_signer(now - timedelta(days=1), now + timedelta(days=30))
+
+
+@pytest.fixture(scope="module")
+def sns_pem() -> tuple[rsa.RSAPrivateKey, bytes]:
+    return _sns_signer()
 
 
 @pytest.fixture(scope="module")
