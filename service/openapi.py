@@ -51,7 +51,6 @@ DESCRIPTIONS = {
 BODY_METHODS = {"post", "put", "patch", "delete"}
 # Operations that can answer these beyond what the general rules below give them.
 NOT_FOUND_PATHS = {"/v1/choose", "/v1/choose/batch", "/v1/proposals"}
-UNAVAILABLE_PATHS = {"/v1/choose", "/v1/choose/batch", "/v1/events"}
 WEBHOOK_STATUSES = {400, 401, 403, 404, 406, 413, 422, 503}
 
 
@@ -59,7 +58,8 @@ def error_statuses(method: str, path: str, operation: dict[str, Any]) -> set[int
     """What an operation can answer besides success, from how the service is built: the
     JSON guard (413, 415, 422) sees every body, the parameter guard (422) every path and
     query, the key check (401, 403) every keyed route, lookups by id or key give 404, and
-    state changes of experiments, arms and proposals give 409."""
+    state changes of experiments, arms and proposals give 409, and a transient database
+    fault gives 503 wherever the database is read."""
     if path.startswith("/v1/webhooks/"):
         return set(WEBHOOK_STATUSES)
     statuses = {422}
@@ -71,7 +71,8 @@ def error_statuses(method: str, path: str, operation: dict[str, Any]) -> set[int
         statuses |= {413, 415}
     if method == "post" and path.startswith(("/v1/experiments", "/v1/proposals/")):
         statuses.add(409)
-    if path in UNAVAILABLE_PATHS:
+    if operation.get("security"):
+        # One handler turns a transient database fault into 503 on every keyed route.
         statuses.add(503)
     return statuses
 
