@@ -28,6 +28,18 @@ from bandits.delay_shape import LogNormalShape, fit_lognormal, window_cdf
 # first few dozen delays, soon outweighed (the pull fades like 20 / (20 + successes)).
 DEFAULT_PRIOR_WEIGHT = 20.0
 
+# "Too early to judge": less than half of the eventual evidence has arrived, or the part that
+# has (exposures x maturity) is still short of the minimum sample. The report labels such an
+# arm, and the loop neither adds, confirms nor prunes a learning on its evidence.
+MATURE_SHARE = 0.5
+TOO_EARLY = "too early to judge"
+JUDGED = "judged"
+
+
+def too_early(maturity: float, exposures: float, min_exposures: float) -> bool:
+    """Whether an arm's evidence is too young to judge (see ``MATURE_SHARE``)."""
+    return bool(maturity < MATURE_SHARE or exposures * maturity < min_exposures)
+
 
 @dataclass(frozen=True, eq=False)
 class DelayModel:
