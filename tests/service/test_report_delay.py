@@ -14,19 +14,28 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.loop.simulate import SimulatedClock
+from service.repositories import stats as stats_repo
 from service.runtime import Runtime
 from tests.service.factories import create_random_experiment
+from tests.service.helpers import later
 
 EVERY = (50, 17, 8)  # one click per n-th decision of each arm: 2%, 5.9%, 12.5%
 DAY = datetime(2026, 11, 2, tzinfo=UTC)
 
 
-def keyed_send(client: TestClient, decide: dict[str, str], runtime: Runtime, key: str, n: int):
+def keyed_send(
+    client: TestClient,
+    decide: dict[str, str],
+    runtime: Runtime,
+    key: str,
+    n: int,
+    send_id: str = "launch",
+):
     response = client.post(
         "/v1/choose/batch",
         json={
             "experiment": key,
-            "units": [{"unit_id": f"u{i}", "send_id": "launch"} for i in range(n)],
+            "units": [{"unit_id": f"u{i}", "send_id": send_id} for i in range(n)],
         },
         headers=decide,
     )
@@ -181,3 +190,111 @@ def test_history_carries_observed_rates_and_the_arms_text(
     observed = [rows[i]["observed_rate"] for i in last["arm_ids"]]
     assert last["observed_rate"] == pytest.approx(observed, abs=1e-6)
     assert last["maturity"] == [rows[i]["maturity"] for i in last["arm_ids"]]
+
+
+def test_lift_names_the_control_as_leader_and_compares_the_best_challenger(
+    client: TestClient, admin, decide, ingest, runtime: Runtime
+):
+    exp = create_random_experiment(client, admin, arms=3, min_exposures=100, min_successes=1)
+    control, second, third = (a["id"] for a in exp["arms"])
+    decisions = keyed_send(client, decide, runtime, exp["key"], 3000)
+    every = {control: 8, second: 25, third: 50}
+    seen = dict.fromkeys(every, 0)
+    clicks = []
+    for d in decisions:
+        arm = d["arm"]["id"]
+        seen[arm] += 1
+        if seen[arm] % every[arm] == 0:
+            clicks.append(
+                {"event_id": f"c{len(clicks)}", "decision_id": d["decision_id"], "type": "click"}
+            )
+    assert client.post("/v1/events", json=clicks, headers=ingest).status_code == 200
+    runtime.refresher.tick(now=later())
+    lift = client.get(f"/v1/experiments/{exp['key']}/report", headers=admin).json()[
+        "lift_over_control"
+    ]
+    assert lift["control_leads"] is True
+    assert lift["leader_arm_id"] == lift["control_arm_id"] == control
+    assert lift["challenger_arm_id"] == second  # the best of the others, not the control itself
+    assert lift["relative"]["ci_high"] < 0  # 4% against 12.5%
+    assert lift["probability_leader_beats_control"] < 0.01
+    assert lift["summary"].startswith("The control leads")
+
+
+def test_snapshots_follow_the_cohorts_age_and_idle_ones_cost_nothing(
+    client: TestClient, admin, decide, ingest, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+):
+    sent = DAY.replace(hour=16)
+    clock = SimulatedClock(sent)
+    computed = []
+    real_delays = stats_repo.success_delays
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        computed.append(kwargs.get("now"))
+        return real_delays(*args, **kwargs)
+
+    monkeypatch.setattr(stats_repo, "success_delays", counting)
+    with clock.installed():
+        exp = create_random_experiment(client, admin, arms=2)
+        key = exp["key"]
+        decisions = keyed_send(client, decide, runtime, key, 2000)
+        rng = np.random.default_rng(4)
+        clicks = []
+        for d in decisions[::10]:  # email-like: log-normal delays, median an hour
+            at = sent + timedelta(hours=float(rng.lognormal(0.0, 1.2)))
+            clicks.append(
+                {
+                    "event_id": f"c{len(clicks)}",
+                    "decision_id": d["decision_id"],
+                    "type": "click",
+                    "occurred_at": at.isoformat(),
+                }
+            )
+        posted: set[str] = set()
+
+        def tick() -> dict[str, Any]:
+            due = [
+                c
+                for c in clicks
+                if datetime.fromisoformat(c["occurred_at"]) <= clock.now
+                and c["event_id"] not in posted
+            ]
+            if due:
+                assert client.post("/v1/events", json=due, headers=ingest).status_code == 200
+                posted.update(c["event_id"] for c in due)
+            runtime.refresher.tick()
+            report: dict[str, Any] = client.get(
+                f"/v1/experiments/{key}/report", headers=admin
+            ).json()
+            return report
+
+        clock.advance(0.25)
+        first = tick()
+        maturity = first["arms"][0]["maturity"]
+        assert maturity < 0.5
+        # The cohort ages (and the clicks due by then arrive): a higher maturity.
+        clock.advance(1.0)
+        aged = tick()
+        assert aged["policy_version"] > first["policy_version"]
+        assert aged["arms"][0]["maturity"] > maturity + 0.1
+        # With no new event at all, ageing alone moves the corrections: a new version.
+        clicks = [c for c in clicks if c["event_id"] in posted]
+        clock.advance(2.0)
+        still = tick()
+        assert still["policy_version"] > aged["policy_version"]
+        assert still["arms"][0]["maturity"] > aged["arms"][0]["maturity"]
+        # Past the window every correction is final; then idle ticks compute nothing.
+        clock.advance(8 * 24)
+        final = tick()
+        assert final["arms"][0]["maturity"] == 1.0
+        before = len(computed)
+        for _ in range(3):
+            clock.advance(1 / 60)
+            idle = tick()
+        assert len(computed) == before
+        assert idle["policy_version"] == final["policy_version"]
+        # New evidence (a second send) is computed at once.
+        keyed_send(client, decide, runtime, key, 100, send_id="second")
+        fresh = tick()
+        assert len(computed) == before + 1
+        assert fresh["policy_version"] > final["policy_version"]
