@@ -92,7 +92,8 @@ def test_young_email_evidence_is_immature_and_uncertain() -> None:
 def test_the_prior_pull_fades_as_delays_arrive() -> None:
     """With no delay the fit is the prior (median one hour); with many it is the data's."""
     empty = fit_delay_model(np.zeros(0), np.zeros(0), WINDOW)
-    assert empty.shape is not None and np.exp(empty.shape.mu) == pytest.approx(1.0)
+    assert empty.shape is not None
+    assert np.exp(empty.shape.mu) == pytest.approx(1.0)
     rng = np.random.default_rng(5)
     delays = rng.lognormal(np.log(10 / 3600), 0.5, 2000)
     fitted = fit_delay_model(delays, np.full(delays.size, 1.0), WINDOW)
@@ -102,7 +103,8 @@ def test_the_prior_pull_fades_as_delays_arrive() -> None:
 
 def test_the_grid_is_fine_near_zero_and_coarse_near_the_window() -> None:
     edges = delay_grid(WINDOW)
-    assert edges[0] == 0.0 and edges[-1] == WINDOW
+    assert edges[0] == 0.0
+    assert edges[-1] == WINDOW
     assert edges[1] * 3600 == pytest.approx(10.0)
     widths = np.diff(edges[1:])
     assert np.all(widths[1:] > widths[:-1])
