@@ -19,8 +19,9 @@ from bandits.delay import (
     DelayCDF,
     FloatArray,
     _clean_observations,
-    _reverse_hazard_cdf,
     delay_grid,
+    reverse_hazard_cdf,
+    reverse_risk_sets,
 )
 from bandits.delay_shape import LogNormalShape, fit_lognormal, window_cdf
 
@@ -95,10 +96,11 @@ def fit_delay_model(
     )
     edges = delay_grid(window_hours)
     shape = fit_lognormal(delays, ages, counts)
+    events, at_risk = reverse_risk_sets(delays, ages, counts, edges)
 
     def cdf_for(mu: float, sigma: float) -> DelayCDF:
         base = window_cdf(edges, window_hours, mu, sigma)
-        values = _reverse_hazard_cdf(delays, ages, counts, edges, base, prior_weight)
+        values = reverse_hazard_cdf(events, at_risk, base, prior_weight)
         return DelayCDF(
             window_hours=float(window_hours),
             edges_hours=edges,
