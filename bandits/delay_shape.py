@@ -88,15 +88,35 @@ class _Observations:
     delay_weights: FloatArray
     log_truncations: FloatArray
     truncation_weights: FloatArray
+    # Doubly truncated successes (seen only with a delay in [earliest, age]): grouped pairs.
+    log_upper: FloatArray
+    log_lower: FloatArray
+    pair_weights: FloatArray
 
 
-def _compress(delays: FloatArray, truncation: FloatArray, counts: FloatArray) -> _Observations:
+def _compress(
+    delays: FloatArray, truncation: FloatArray, counts: FloatArray, earliest: FloatArray
+) -> _Observations:
     # The truncated log-likelihood sum_i [log f(d_i) - log F(t_i)] splits into a sum over
     # delays and one over truncations, so each is grouped on its own.
     floor = np.maximum(delays, MIN_DELAY_HOURS)
     log_d, w_d = _histogram(np.log(floor), counts)
-    log_t, w_t = _histogram(np.log(np.maximum(truncation, floor)), counts)
-    return _Observations(log_d, w_d, log_t, w_t)
+    upper = np.log(np.maximum(truncation, floor))
+    left = earliest > 0
+    log_t, w_t = _histogram(upper[~left], counts[~left])
+    log_u = log_l = w_p = np.zeros(0, dtype=np.float64)
+    if left.any():
+        lower = np.log(np.minimum(np.maximum(earliest[left], MIN_DELAY_HOURS / 2), floor[left]))
+        keys = np.stack([np.round(upper[left] * 100.0), np.round(lower * 100.0)], axis=1)
+        unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+        w_p = np.asarray(
+            np.bincount(inverse.ravel(), weights=counts[left], minlength=unique.shape[0]),
+            dtype=np.float64,
+        )
+        log_u = np.asarray(unique[:, 0] / 100.0, dtype=np.float64)
+        # At least 1% apart, so the interval's probability is never zero.
+        log_l = np.asarray(np.minimum(unique[:, 1], unique[:, 0] - 1) / 100.0, dtype=np.float64)
+    return _Observations(log_d, w_d, log_t, w_t, log_u, log_l, w_p)
 
 
 def _negative_log_posterior(theta: FloatArray, data: _Observations) -> float:
@@ -109,6 +129,12 @@ def _negative_log_posterior(theta: FloatArray, data: _Observations) -> float:
     loglik = float((data.delay_weights * (-0.5 * z_d**2 - log_sigma)).sum()) - float(
         (data.truncation_weights * special.log_ndtr(z_t)).sum()
     )
+    if data.pair_weights.size:
+        # log(G(upper) - G(lower)), computed without cancellation.
+        log_up = special.log_ndtr((data.log_upper - mu) / sigma)
+        log_low = special.log_ndtr((data.log_lower - mu) / sigma)
+        gap = log_up + np.log1p(-np.exp(np.minimum(log_low - log_up, -1e-12)))
+        loglik -= float((data.pair_weights * gap).sum())
     prior = ((mu - PRIOR_LOG_MEDIAN_HOURS) / PRIOR_LOG_MEDIAN_SD) ** 2 / 2.0 + (
         (log_sigma - PRIOR_LOG_SIGMA) / PRIOR_LOG_SIGMA_SD
     ) ** 2 / 2.0
@@ -130,17 +156,25 @@ def _hessian(theta: FloatArray, data: _Observations) -> FloatArray:
     return hess
 
 
-def fit_lognormal(delays: FloatArray, truncation: FloatArray, counts: FloatArray) -> LogNormalShape:
-    """MAP fit of a log-normal delay to right-truncated observations, with its Laplace spread.
+def fit_lognormal(
+    delays: FloatArray,
+    truncation: FloatArray,
+    counts: FloatArray,
+    earliest: FloatArray | None = None,
+) -> LogNormalShape:
+    """MAP fit of a log-normal delay to truncated observations, with its Laplace spread.
 
     ``truncation[i]`` is the largest delay observation i could have shown (its cohort's age,
-    capped at the window). With no observations the result is the prior.
+    capped at the window), ``earliest[i]`` (default 0) the smallest. With no observations
+    the result is the prior.
     """
     prior_cov = ((PRIOR_LOG_MEDIAN_SD**2, 0.0), (0.0, PRIOR_LOG_SIGMA_SD**2))
     start = np.array([PRIOR_LOG_MEDIAN_HOURS, PRIOR_LOG_SIGMA])
     if counts.size == 0 or float(counts.sum()) <= 0:
         return LogNormalShape(float(start[0]), float(np.exp(start[1])), prior_cov, 0.0)
-    data = _compress(delays, truncation, counts)
+    data = _compress(
+        delays, truncation, counts, np.zeros_like(delays) if earliest is None else earliest
+    )
     # Start from the observed log-delays: the optimiser then needs a handful of steps.
     mean = float(np.average(data.log_delays, weights=data.delay_weights))
     spread = float(np.sqrt(np.average((data.log_delays - mean) ** 2, weights=data.delay_weights)))

@@ -275,6 +275,7 @@ def _delay_cdf(experiment: ExperimentInfo, delays: Sequence[SuccessDelay]) -> De
         np.array([d.delay_hours for d in observed], dtype=np.float64),
         np.array([min(d.cohort_age_hours, window) for d in observed], dtype=np.float64),
         window,
+        earliest_hours=np.array([d.earliest_hours for d in observed], dtype=np.float64),
     )
 
 

@@ -189,10 +189,16 @@ class SimulatedStatistics:
         """The newest first successes as the refresher reads them: delay and cohort age."""
         newest = np.argsort(-self._delay_occurs, kind="stable")[:DELAY_SAMPLE_LIMIT]
         age = np.maximum(self.now_hours - self._delay_sent[newest], 0.0)
-        delay = np.maximum(self._delay_occurs[newest] - self._delay_sent[newest], 0.0)
+        delay = np.minimum(
+            np.maximum(self._delay_occurs[newest] - self._delay_sent[newest], 0.0), age
+        )
+        earliest = np.zeros_like(delay)
+        if newest.size >= DELAY_SAMPLE_LIMIT:  # as the repository: left-truncated at the cutoff
+            cutoff = float(self._delay_occurs[newest].min())
+            earliest = np.minimum(np.maximum(cutoff - self._delay_sent[newest], 0.0), delay)
         return [
-            SuccessDelay(d, a)
-            for d, a in zip(np.minimum(delay, age).tolist(), age.tolist(), strict=True)
+            SuccessDelay(d, a, e)
+            for d, a, e in zip(delay.tolist(), age.tolist(), earliest.tolist(), strict=True)
         ]
 
     def totals(self, metric: str, arm_ids: Sequence[int]) -> FloatArray:

@@ -158,3 +158,27 @@ def test_invalid_inputs_are_refused() -> None:
         fit_delay_model([3.0], [2.0], 24.0)
     with pytest.raises(ValueError, match="window_hours"):
         delay_grid(-1.0)
+
+
+def test_a_sample_of_the_newest_successes_is_fitted_with_its_left_truncation() -> None:
+    """The refresher reads the newest successes by when they happened: an old decision's
+    success is in the sample only if it came late. Told so, the fit is unbiased."""
+    rng = np.random.default_rng(8)
+    now = 400.0
+    sent = rng.uniform(0.0, now, 60_000)
+    delay = rng.lognormal(0.0, 1.2, sent.size)
+    inside = (delay <= WINDOW) & (sent + delay <= now)
+    sent, delay = sent[inside], delay[inside]
+    occurs = sent + delay
+    newest = np.argsort(-occurs)[:5000]
+    cutoff = occurs[newest].min()
+    age = now - sent[newest]
+    earliest = np.minimum(np.maximum(cutoff - sent[newest], 0.0), delay[newest])
+    told = fit_delay_model(delay[newest], age, WINDOW, earliest_hours=earliest)
+    naive = fit_delay_model(delay[newest], age, WINDOW)
+    truth = stats.lognorm(s=1.2, scale=1.0)
+    probe = np.array([0.25, 1.0, 4.0])
+    expected = truth.cdf(probe) / truth.cdf(WINDOW)
+    np.testing.assert_allclose(told.cdf(probe), expected, atol=0.03)
+    # Ignoring the left truncation over-weights long delays: F far too low.
+    assert np.max(expected - naive.cdf(probe)) > 0.1
