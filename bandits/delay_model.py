@@ -128,8 +128,19 @@ def fit_delay_model(
             prior_weight=float(prior_weight),
         )
 
-    central = cdf_for(shape.mu, shape.sigma)
     spread = tuple(cdf_for(mu, sigma) for mu, sigma in shape.points())
+    # The central curve is the mixture of the sigma-point curves (the unscented estimate of
+    # the posterior predictive CDF), not the curve at the best-fitting parameters: when the
+    # data cannot pin the tail (a few clicks ten minutes into an email send), F at the best
+    # fit can be many times too small, and the rate divided by it absurdly large. Averaging
+    # F over the fit's uncertainty keeps the correction to what the data can support.
+    central = DelayCDF(
+        window_hours=float(window_hours),
+        edges_hours=edges,
+        values=np.maximum.accumulate(np.mean([c.values for c in spread], axis=0)),
+        observations=float(counts.sum()),
+        prior_weight=float(prior_weight),
+    )
     return DelayModel(central, spread, shape)
 
 
