@@ -160,6 +160,10 @@ class CorrectedEvidence:
     maturity_low: FloatArray
     maturity_high: FloatArray
     certainty: FloatArray
+    # Unshrunk: the successes seen and sum(n_c F(age_c)), e.g. to centre a pooled prior
+    # (shrunk counts would leave the prior's own pseudo-counts to set its centre).
+    observed_successes: FloatArray
+    effective_exposures: FloatArray
 
 
 def corrected_evidence(
@@ -223,4 +227,6 @@ def corrected_evidence(
         maturity_low=np.asarray(stacked.min(axis=0), dtype=np.float64),
         maturity_high=np.asarray(stacked.max(axis=0), dtype=np.float64),
         certainty=np.asarray(certainty, dtype=np.float64),
+        observed_successes=np.asarray(total_s, dtype=np.float64),
+        effective_exposures=np.asarray(central, dtype=np.float64),
     )

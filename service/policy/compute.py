@@ -30,6 +30,7 @@ from bandits.drift import decay_weights, detect_change
 from bandits.eligibility import eligible_now, streaks_from_json, streaks_to_json, update_streaks
 from bandits.guardrails import check_guardrails, combine_guardrails
 from bandits.pooling import segment_priors
+from bandits.posterior import pooled_prior
 from service.policy.cohorts import OVERALL, Cohorts, build_cohorts
 from service.policy.inputs import EXPOSURE, ArmInfo, ExperimentInfo, StatRow, SuccessDelay
 
@@ -129,6 +130,11 @@ def compute_snapshot(
     eff_e, eff_s = by_segment.exposures, by_segment.successes
     raw_e_tot, raw_s_tot = raw_e.sum(axis=2), raw_s.sum(axis=2)
 
+    # The prior is centred on the pooled corrected rate of the unshrunk evidence: with the
+    # shrunk counts, a young experiment's prior would be centred by its own pseudo-counts.
+    prior = pooled_prior(
+        overall_ev.observed_successes, overall_ev.effective_exposures, config.prior_strength
+    )
     overall = allocate(
         successes=overall_ev.successes,
         exposures=overall_ev.exposures,
@@ -137,6 +143,8 @@ def compute_snapshot(
         config=config,
         rng=rng,
         suspended=suspended,
+        prior_alpha=np.full(len(served), prior[0]),
+        prior_beta=np.full(len(served), prior[1]),
     )
     payload["segments"][OVERALL] = _segment_figures(
         overall,
@@ -146,6 +154,7 @@ def compute_snapshot(
         overall_ev.successes,
         maturity_all,
     )
+    payload["segments"][OVERALL]["prior"] = [prior[0], prior[1]]
     leads = np.zeros(len(served), dtype=bool)
     if cohorts.segments:
         alpha, beta = segment_priors(eff_s, eff_e)
@@ -207,6 +216,8 @@ def _row(evidence: CorrectedEvidence, i: int) -> CorrectedEvidence:
         maturity_low=evidence.maturity_low[i],
         maturity_high=evidence.maturity_high[i],
         certainty=evidence.certainty[i],
+        observed_successes=evidence.observed_successes[i],
+        effective_exposures=evidence.effective_exposures[i],
     )
 
 

@@ -155,6 +155,7 @@ def test_the_report_says_when_it_is_too_early_to_judge(
         assert row["observed_rate"] <= row["estimated_rate"] or row["observed_rate"] == 0
         assert row["estimate_low"] <= row["estimate_high"]
     assert all(r["judgement"] == "too early to judge" for r in report["arms"])
+    assert report["lift_over_control"]["summary"].startswith("Too early to compare")
 
 
 def test_report_and_history_are_described_in_openapi(client: TestClient):
