@@ -18,7 +18,7 @@ from numpy.typing import ArrayLike
 from bandits.delay import (
     DelayCDF,
     FloatArray,
-    _clean_observations,
+    clean_observations,
     delay_grid,
     reverse_hazard_cdf,
     reverse_risk_sets,
@@ -106,7 +106,7 @@ def fit_delay_model(
         raise ValueError("earliest_hours must have the shape of success_delay_hours")
     if not np.all(np.isfinite(earliest)) or np.any(earliest < 0):
         raise ValueError("earliest_hours must be finite and non-negative")
-    delays, ages, counts = _clean_observations(
+    delays, ages, counts = clean_observations(
         success_delay_hours, success_cohort_age_hours, window_hours, weights
     )
     earliest = earliest[raw_delays <= window_hours] if raw_delays.ndim == 1 else earliest
