@@ -18,12 +18,25 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bandits import PolicyConfig, allocate
-from bandits.delay import DelayCDF, estimate_delay_cdf
+from bandits.delay import DelayCDF
+from bandits.delay_model import (
+    DelayModel,
+    corrected_evidence,
+    fit_delay_model,
+)
 from bandits.drift import decay_weights, detect_change
 from bandits.eligibility import eligible_now, streaks_from_json, streaks_to_json, update_streaks
 from bandits.guardrails import check_guardrails, combine_guardrails
 from bandits.pooling import segment_priors
+from bandits.posterior import pooled_prior
 from service.policy.cohorts import OVERALL, Cohorts, build_cohorts
+from service.policy.figures import (
+    flat,
+    refresh_hint,
+    segment_evidence,
+    segment_figures,
+    too_early_mask,
+)
 from service.policy.inputs import EXPOSURE, ArmInfo, ExperimentInfo, StatRow, SuccessDelay
 
 SERVED_STATUSES = ("live", "suspended")
@@ -93,8 +106,8 @@ def compute_snapshot(
         segmented=bool(experiment.segment_attribute),
         now=now,
     )
-    cdf = _delay_cdf(experiment, inputs.success_delays)
-    discount = cdf(cohorts.age_hours) if cohorts.hours else np.zeros(0)
+    delay = DelayModel.of(_delay_cdf(experiment, inputs.success_delays))
+    discount = delay.cdf(cohorts.age_hours) if cohorts.hours else np.zeros(0)
     keep = _drift_mask(cohorts, success, experiment.min_exposures, discount)
     weights = decay_weights(cohorts.age_hours, experiment.half_life_hours)
 
@@ -105,27 +118,48 @@ def compute_snapshot(
     )
     guardrails = _guardrails(inputs, served, cohorts, live, rng)
     suspended = ~live | guardrails["breached_mask"]
+    payload["refresh"] = refresh_hint(cohorts, experiment.attribution_window_hours)
     if suspended.all():
         payload["guardrails"] = guardrails["payload"]
         return payload
 
     raw_e, raw_s = cohorts.counts[EXPOSURE], cohorts.counts[success]
-    eff_e = (raw_e * keep[None] * (weights * discount)[None, None]).sum(axis=2)
-    eff_s = np.minimum((raw_s * keep[None] * weights[None, None]).sum(axis=2), eff_e)
+    ages = cohorts.exposure_age_hours
+    kept = keep[None] * weights[None, None]
+    # Per segment (S + 1, K) and overall (K,): the evidence on the kept, decayed counts feeds
+    # the posteriors; the maturity is on the raw counts (what share of them has arrived).
+    by_segment = corrected_evidence(raw_s * kept, raw_e * kept, ages, delay)
+    overall_ev = corrected_evidence(flat(raw_s * kept), flat(raw_e * kept), flat(ages), delay)
+    maturity_seg = corrected_evidence(raw_s, raw_e, ages, delay)
+    maturity_all = corrected_evidence(flat(raw_s), flat(raw_e), flat(ages), delay)
+    eff_e, eff_s = by_segment.exposures, by_segment.successes
     raw_e_tot, raw_s_tot = raw_e.sum(axis=2), raw_s.sum(axis=2)
 
+    # The prior is centred on the pooled corrected rate of the unshrunk evidence: with the
+    # shrunk counts, a young experiment's prior would be centred by its own pseudo-counts.
+    prior = pooled_prior(
+        overall_ev.observed_successes, overall_ev.effective_exposures, config.prior_strength
+    )
     overall = allocate(
-        successes=eff_s.sum(axis=0),
-        exposures=eff_e.sum(axis=0),
+        successes=overall_ev.successes,
+        exposures=overall_ev.exposures,
         raw_successes=raw_s_tot.sum(axis=0),
         raw_exposures=raw_e_tot.sum(axis=0),
         config=config,
         rng=rng,
         suspended=suspended,
+        prior_alpha=np.full(len(served), prior[0]),
+        prior_beta=np.full(len(served), prior[1]),
     )
-    payload["segments"][OVERALL] = _segment_figures(
-        overall, raw_e_tot.sum(axis=0), raw_s_tot.sum(axis=0), eff_e.sum(axis=0), eff_s.sum(axis=0)
+    payload["segments"][OVERALL] = segment_figures(
+        overall,
+        raw_e_tot.sum(axis=0),
+        raw_s_tot.sum(axis=0),
+        overall_ev.exposures,
+        overall_ev.successes,
+        maturity_all,
     )
+    payload["segments"][OVERALL]["prior"] = [prior[0], prior[1]]
     leads = np.zeros(len(served), dtype=bool)
     if cohorts.segments:
         alpha, beta = segment_priors(eff_s, eff_e)
@@ -141,14 +175,19 @@ def compute_snapshot(
                 prior_alpha=alpha[i],
                 prior_beta=beta[i],
             )
-            payload["segments"][segment] = _segment_figures(
-                result, raw_e_tot[i], raw_s_tot[i], eff_e[i], eff_s[i]
+            payload["segments"][segment] = segment_figures(
+                result,
+                raw_e_tot[i],
+                raw_s_tot[i],
+                eff_e[i],
+                eff_s[i],
+                segment_evidence(maturity_seg, i),
             )
             if raw_e_tot[i].sum() >= experiment.min_exposures:
                 means = np.where(suspended, -np.inf, result.posterior_mean)
                 leads[int(np.argmax(means))] = True
     payload["guardrails"] = guardrails["payload"]
-    payload["delay"] = {"median_hours": cdf.median_hours(), "observations": cdf.observations}
+    payload["delay"] = delay.to_json()
     payload["changes"] = {
         str(arm_ids[k]): cohorts.hours[int(np.argmax(keep[k]))].isoformat()
         for k in range(len(arm_ids))
@@ -159,7 +198,7 @@ def compute_snapshot(
             inputs,
             arm_ids,
             overall,
-            live & ~suspended,
+            live & ~suspended & ~too_early_mask(maturity_all, raw_e_tot.sum(axis=0), experiment),
             leads,
             raw_e_tot.sum(axis=0),
             raw_s_tot.sum(axis=0),
@@ -169,35 +208,15 @@ def compute_snapshot(
     return payload
 
 
-def _segment_figures(
-    result: Any, raw_e: FloatArray, raw_s: FloatArray, eff_e: FloatArray, eff_s: FloatArray
-) -> dict[str, Any]:
-    return {
-        "exposures": raw_e.tolist(),
-        "successes": raw_s.tolist(),
-        "effective_exposures": eff_e.round(3).tolist(),
-        "effective_successes": eff_s.round(3).tolist(),
-        "allocation": result.allocation.tolist(),
-        "exploit": result.exploit.tolist(),
-        "eligible": result.eligible.tolist(),
-        "exploration_share": result.exploration_share,
-        "probability_best": result.probability_best.tolist(),
-        "expected_loss": result.expected_loss.tolist(),
-        "posterior_mean": result.posterior_mean.tolist(),
-        "ci_low": result.ci_low.tolist(),
-        "ci_high": result.ci_high.tolist(),
-        "warming_up": result.warming_up.tolist(),
-    }
-
-
-def _delay_cdf(experiment: ExperimentInfo, delays: Sequence[SuccessDelay]) -> DelayCDF:
+def _delay_cdf(experiment: ExperimentInfo, delays: Sequence[SuccessDelay]) -> DelayModel | DelayCDF:
+    """The primary metric's delay model, learnt from the observed delays (no setting)."""
     window = experiment.attribution_window_hours
     observed = [d for d in delays if 0 <= d.delay_hours <= min(d.cohort_age_hours, window)]
-    return estimate_delay_cdf(
+    return fit_delay_model(
         np.array([d.delay_hours for d in observed], dtype=np.float64),
         np.array([min(d.cohort_age_hours, window) for d in observed], dtype=np.float64),
         window,
-        bin_hours=max(1.0, window / 200.0),
+        earliest_hours=np.array([d.earliest_hours for d in observed], dtype=np.float64),
     )
 
 
