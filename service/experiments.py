@@ -24,6 +24,7 @@ from service.schemas.experiments import (
     ExperimentSettings,
 )
 from service.sessions import after_commit
+from service.vocabulary import ExperimentStatus
 from variants.lifecycle import ArmStatus, InvalidTransition, check_transition
 
 # Changing any of these changes what is measured, so it starts a new analysis epoch.
@@ -36,9 +37,12 @@ MEASURED_FIELDS = (
     "half_life_hours",
 )
 STATUS_MOVES = {
-    "pause": ({"running"}, "paused"),
-    "resume": ({"paused"}, "running"),
-    "archive": ({"running", "paused", "draft"}, "archived"),
+    "pause": ({ExperimentStatus.RUNNING}, ExperimentStatus.PAUSED),
+    "resume": ({ExperimentStatus.PAUSED}, ExperimentStatus.RUNNING),
+    "archive": (
+        {ExperimentStatus.RUNNING, ExperimentStatus.PAUSED, ExperimentStatus.DRAFT},
+        ExperimentStatus.ARCHIVED,
+    ),
 }
 
 

@@ -14,97 +14,98 @@ from bandits.delay_model import JUDGED, MATURE_SHARE, TOO_EARLY, too_early
 from service.evaluation import evaluate_experiment
 from service.experiments import experiment_out, get_experiment
 from service.models import Experiment
-from service.policy.cohorts import OVERALL
+from service.policy.snapshot import RetirementVerdict, SegmentFigures, Snapshot
 from service.repositories import snapshots as snapshots_repo
+from service.vocabulary import OVERALL, SERVED_ARM_STATUSES
 
 LIFT_DRAWS = 20_000
 
 
 def _arm_rows(
-    payload: dict[str, Any], segment: dict[str, Any], min_exposures: int
+    snapshot: Snapshot, segment: SegmentFigures, min_exposures: int
 ) -> list[dict[str, Any]]:
-    contents = {a["id"]: a for a in payload["arms"]}
-    size = len(payload["arm_ids"])
+    contents = {a.id: a for a in snapshot.arms}
+    size = len(snapshot.arm_ids)
     # Snapshots written before the delay model carried maturity count as matured.
-    maturity = segment.get("maturity", [1.0] * size)
-    maturity_low = segment.get("maturity_low", maturity)
-    maturity_high = segment.get("maturity_high", maturity)
-    guard = payload.get("guardrails", {})
-    rates = guard.get("rates", {})
-    breached = guard.get("breached", {})
-    retirement = payload.get("retirement", {})
+    maturity = segment.maturity or (1.0,) * size
+    maturity_low = segment.maturity_low or maturity
+    maturity_high = segment.maturity_high or maturity
+    guard = snapshot.guardrails
+    rates = (guard.rates if guard is not None else None) or {}
+    breached = guard.breached if guard is not None else {}
+    retirement = snapshot.retirement or {}
+    not_eligible = RetirementVerdict(eligible=False, since=None)
     rows = []
-    for k, arm_id in enumerate(payload["arm_ids"]):
-        exposures = segment["exposures"][k]
-        successes = segment["successes"][k]
+    for k, arm_id in enumerate(snapshot.arm_ids):
+        exposures = segment.exposures[k]
+        successes = segment.successes[k]
+        breach = breached.get(arm_id)
         observed = successes / exposures if exposures else None
         immature = too_early(maturity[k], exposures, min_exposures)
         rows.append(
             {
                 "arm_id": arm_id,
-                "content": contents[arm_id]["content"],
-                "control": contents[arm_id]["control"],
+                "content": contents[arm_id].content,
+                "control": contents[arm_id].control,
                 "exposures": int(exposures),
                 "successes": int(successes),
                 "observed_rate": observed,
-                "estimated_rate": segment["posterior_mean"][k],
-                "estimate_low": segment["ci_low"][k],
-                "estimate_high": segment["ci_high"][k],
+                "estimated_rate": segment.posterior_mean[k],
+                "estimate_low": segment.ci_low[k],
+                "estimate_high": segment.ci_high[k],
                 "maturity": maturity[k],
                 "maturity_low": maturity_low[k],
                 "maturity_high": maturity_high[k],
                 "judgement": TOO_EARLY if immature else JUDGED,
                 "rate": observed,
-                "effective_exposures": segment["effective_exposures"][k],
-                "posterior_mean": segment["posterior_mean"][k],
-                "ci_low": segment["ci_low"][k],
-                "ci_high": segment["ci_high"][k],
-                "probability_best": segment["probability_best"][k],
-                "expected_loss": segment["expected_loss"][k],
-                "allocation": segment["allocation"][k],
-                "warming_up": segment["warming_up"][k],
+                "effective_exposures": segment.effective_exposures[k],
+                "posterior_mean": segment.posterior_mean[k],
+                "ci_low": segment.ci_low[k],
+                "ci_high": segment.ci_high[k],
+                "probability_best": segment.probability_best[k],
+                "expected_loss": segment.expected_loss[k],
+                "allocation": segment.allocation[k],
+                "warming_up": segment.warming_up[k],
                 "guardrails": {
                     metric: {
-                        "rate": figures["rate"][k],
-                        "reference_rate": figures["reference_rate"][k],
-                        "probability_exceeds": figures["probability_exceeds"][k],
-                        "breached": metric in breached.get(str(arm_id), {}).get("metrics", []),
+                        "rate": figures.rate[k],
+                        "reference_rate": figures.reference_rate[k],
+                        "probability_exceeds": figures.probability_exceeds[k],
+                        "breached": breach is not None and metric in breach.metrics,
                     }
                     for metric, figures in rates.items()
                 },
-                "retirement": retirement.get(str(arm_id), {"eligible": False, "since": None}),
+                "retirement": retirement.get(arm_id, not_eligible).to_json(),
             }
         )
     return rows
 
 
 def leader_lift(
-    payload: dict[str, Any], rng: np.random.Generator, control_id: int | None
+    snapshot: Snapshot, rng: np.random.Generator, control_id: int | None
 ) -> dict[str, Any] | None:
     """The best challenger against the control, on the corrected rates, from posterior draws.
 
     The challenger is the leader; when the control itself leads, it is the best of the other
     arms (comparing the control with itself would say nothing), and the report says so.
     """
-    segment = payload["segments"].get(OVERALL)
-    if segment is None or control_id is None or control_id not in payload["arm_ids"]:
+    segment = snapshot.overall
+    if segment is None or control_id is None or control_id not in snapshot.arm_ids:
         return None
-    eligible = np.asarray(segment["eligible"], dtype=bool)
-    means = np.where(eligible, np.asarray(segment["posterior_mean"]), -np.inf)
+    eligible = np.asarray(segment.eligible, dtype=bool)
+    means = np.where(eligible, np.asarray(segment.posterior_mean), -np.inf)
     leader = int(np.argmax(means))
-    control = payload["arm_ids"].index(control_id)
+    control = snapshot.arm_ids.index(control_id)
     control_leads = leader == control
     others = means.copy()
     others[control] = -np.inf
     if not np.isfinite(others).any():
         return None
     challenger = int(np.argmax(others))
-    successes = np.asarray(segment["effective_successes"], dtype=np.float64)
-    exposures = np.asarray(segment["effective_exposures"], dtype=np.float64)
+    successes = np.asarray(segment.effective_successes, dtype=np.float64)
+    exposures = np.asarray(segment.effective_exposures, dtype=np.float64)
     # The policy's own prior where the snapshot keeps it (see compute_snapshot).
-    a0, b0 = segment.get("prior") or pooled_prior(
-        successes, exposures, PolicyConfig().prior_strength
-    )
+    a0, b0 = segment.prior or pooled_prior(successes, exposures, PolicyConfig().prior_strength)
     posterior = beta_posterior(successes, exposures, a0, b0)
     pair = [challenger, control]
     theta = rng.beta(posterior.alpha[pair], posterior.beta[pair], size=(LIFT_DRAWS, 2))
@@ -112,12 +113,12 @@ def leader_lift(
     absolute = theta[:, 0] - theta[:, 1]
     probability = float((absolute > 0).mean())
     rel = _interval(relative)
-    challenger_id = payload["arm_ids"][challenger]
-    maturity = segment.get("maturity")
-    young = maturity is not None and min(maturity[challenger], maturity[control]) < MATURE_SHARE
-    if young:
+    challenger_id = snapshot.arm_ids[challenger]
+    maturity = segment.maturity
+    arrived = min(maturity[challenger], maturity[control]) if maturity is not None else 1.0
+    if arrived < MATURE_SHARE:
         summary = (
-            f"Too early to compare: at most {min(maturity[challenger], maturity[control]):.0%} "
+            f"Too early to compare: at most {arrived:.0%} "
             "of the eventual evidence of these arms has arrived."
         )
     elif control_leads:
@@ -132,7 +133,7 @@ def leader_lift(
             f"{rel['ci_low']:+.1%} to {rel['ci_high']:+.1%}), P(better) {probability:.2f}."
         )
     return {
-        "leader_arm_id": payload["arm_ids"][leader],
+        "leader_arm_id": snapshot.arm_ids[leader],
         "control_arm_id": control_id,
         "control_leads": control_leads,
         "challenger_arm_id": challenger_id,
@@ -143,25 +144,25 @@ def leader_lift(
     }
 
 
-def correction_line(payload: dict[str, Any]) -> str | None:
+def correction_line(snapshot: Snapshot) -> str | None:
     """One sentence on what the delay correction did to the overall figures."""
-    segment = payload.get("segments", {}).get(OVERALL)
-    delay = payload.get("delay") or {}
-    if segment is None or "maturity" not in segment or "median_hours" not in delay:
+    segment = snapshot.overall
+    delay = snapshot.delay or {}
+    if segment is None or segment.maturity is None or "median_hours" not in delay:
         return None
-    exposures = np.asarray(segment["exposures"], dtype=np.float64)
+    exposures = np.asarray(segment.exposures, dtype=np.float64)
     if exposures.sum() <= 0:
         return None
-    metric = payload.get("experiment", {}).get("success_metric", "success")
-    maturity = float(np.average(segment["maturity"], weights=exposures))
+    metric = snapshot.experiment.success_metric
+    maturity = float(np.average(segment.maturity, weights=exposures))
     observations = int(delay.get("observations", 0))
     if observations == 0:
         return (
             f"No {metric} has arrived yet; the estimates are the prior's, and the share of "
             f"eventual {metric}s already due is unknown."
         )
-    observed = np.asarray(segment["observed_rate"], dtype=np.float64)
-    estimated = np.asarray(segment["posterior_mean"], dtype=np.float64)
+    observed = np.asarray(segment.observed_rate or (0.0,) * len(exposures), dtype=np.float64)
+    estimated = np.asarray(segment.posterior_mean, dtype=np.float64)
     seen = observed > 0
     factors = estimated[seen] / observed[seen] if seen.any() else np.ones(1)
     return (
@@ -203,14 +204,14 @@ def build_report(
         "segments": {},
         "lift_over_control": None,
         "evaluation": evaluation,
-        "not_served": [a for a in arms if a["status"] not in ("live", "suspended")],
+        "not_served": [a for a in arms if a["status"] not in SERVED_ARM_STATUSES],
     }
     if snapshot is None:
         return report
-    payload = snapshot.payload
+    payload = Snapshot.from_json(snapshot.payload)
     report["policy_version"] = snapshot.version
-    report["computed_at"] = payload.get("computed_at")
-    segments = payload.get("segments", {})
+    report["computed_at"] = snapshot.payload.get("computed_at")
+    segments = payload.segments
     statuses = {a["id"]: a["status"] for a in arms}
     min_exposures = int(experiment.get("min_exposures", 0) or 0)
     if OVERALL in segments:
@@ -227,9 +228,9 @@ def build_report(
         payload, np.random.default_rng([snapshot.experiment_id, snapshot.version]), control
     )
     report["correction"] = correction_line(payload)
-    report["guardrail_looks"] = payload.get("guardrails", {}).get("looks")
-    report["delay"] = payload.get("delay")
-    report["changes"] = payload.get("changes", {})
+    report["guardrail_looks"] = payload.guardrails.looks if payload.guardrails else None
+    report["delay"] = payload.delay
+    report["changes"] = {str(k): v.isoformat() for k, v in (payload.changes or {}).items()}
     return report
 
 
@@ -267,14 +268,15 @@ def history(session: Session, key: str, *, limit: int) -> dict[str, Any]:
     assert experiment.id is not None
     points = []
     for snap in snapshots_repo.history(session, experiment_id=experiment.id, limit=limit):
-        overall = snap.payload.get("segments", {}).get("")
-        arm_ids = snap.payload.get("arm_ids", [])
-        contents = {a["id"]: a["content"] for a in snap.payload.get("arms", [])}
+        snapshot = Snapshot.from_json(snap.payload)
+        overall = snapshot.overall
+        arm_ids = list(snapshot.arm_ids)
+        contents = {a.id: a.content for a in snapshot.arms}
         observed = None
         if overall:
-            observed = overall.get("observed_rate") or [
+            observed = list(overall.observed_rate or ()) or [
                 s / e if e else 0.0
-                for s, e in zip(overall["successes"], overall["exposures"], strict=True)
+                for s, e in zip(overall.successes, overall.exposures, strict=True)
             ]
         points.append(
             {
@@ -283,12 +285,12 @@ def history(session: Session, key: str, *, limit: int) -> dict[str, Any]:
                 "at": snap.created_at.isoformat(),
                 "arm_ids": arm_ids,
                 "arms": [{"id": i, "content": contents.get(i, "")} for i in arm_ids],
-                "allocation": overall["allocation"] if overall else None,
-                "posterior_mean": overall["posterior_mean"] if overall else None,
+                "allocation": list(overall.allocation) if overall else None,
+                "posterior_mean": list(overall.posterior_mean) if overall else None,
                 "observed_rate": observed,
-                "maturity": overall.get("maturity") if overall else None,
-                "exposures": overall["exposures"] if overall else None,
-                "successes": overall["successes"] if overall else None,
+                "maturity": list(overall.maturity or ()) or None if overall else None,
+                "exposures": list(overall.exposures) if overall else None,
+                "successes": list(overall.successes) if overall else None,
             }
         )
     return {"experiment": key, "points": points}

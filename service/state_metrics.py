@@ -25,6 +25,7 @@ from sqlmodel import Session
 from service import metrics
 from service.models.base import as_utc, utcnow
 from service.repositories import state as state_repo
+from service.vocabulary import SERVED_ARM_STATUSES, LoopRunStatus
 
 log = logging.getLogger("banditloop.metrics")
 
@@ -87,7 +88,7 @@ def families(reading: StateReading, now: datetime) -> Iterator[Metric]:
         counts[(key, status)] = counts.get((key, status), 0) + 1
         info.add_metric([key, str(arm_id), arm_label(text)], 1)
     for key in experiments:  # live and suspended always present, so alerts see a zero
-        for status in ("live", "suspended"):
+        for status in SERVED_ARM_STATUSES:
             counts.setdefault((key, status), 0)
     for (key, status), n in sorted(counts.items()):
         arms.add_metric([key, status], n)
@@ -110,7 +111,8 @@ def families(reading: StateReading, now: datetime) -> Iterator[Metric]:
         labels=["experiment", "status"],
     )
     for (key, status), n in sorted(reading.loop_runs.items()):
-        if status != "running":  # a count that falls back when the run ends is no counter
+        # A count that falls back when the run ends is no counter.
+        if status != LoopRunStatus.RUNNING:
             runs.add_metric([key, status], n)
     yield runs
 

@@ -23,6 +23,7 @@ from service.policy.loaded import LoadedPolicy, SegmentPolicy, ServingArm
 from service.repositories import decisions as decisions_repo
 from service.repositories import stats as stats_repo
 from service.tokens import DecisionSigner
+from service.vocabulary import ExperimentStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +259,7 @@ class Decider:
         arm = policy.fallback
         if arm is None:
             raise NotFound(f"experiment {policy.key!r} has no arm to serve", field="experiment")
-        reason = policy.status if policy.status != "running" else "no_live_arm"
+        reason = policy.status if policy.status != ExperimentStatus.RUNNING else "no_live_arm"
         metrics.FALLBACKS.labels(policy.key, reason).inc(len(units))
         # No decision id: nothing is logged, so an id could only attach orphans to messages
         # (and tempt integrators to count them). The answer says `tracked: false` instead.

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from service.models import hour_of
-from service.policy.inputs import EXPOSURE
 from service.repositories.stats import Delta, StatKey, offset_seconds
+from service.vocabulary import EXPOSURE
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,12 +13,12 @@ from sqlmodel import Session
 from service.errors import NotFound
 from service.evaluation.estimates import EvaluationLog, Target, evaluate_log
 from service.models import utcnow
-from service.policy.cohorts import OVERALL
-from service.policy.inputs import success_metric
+from service.policy.snapshot import Snapshot
 from service.repositories import evaluation as evaluation_repo
 from service.repositories import experiments as experiments_repo
 from service.repositories import snapshots as snapshots_repo
 from service.repositories.evaluation import MaturedDecisions, ServedVersion
+from service.vocabulary import OVERALL, ExperimentStatus, success_metric
 
 # The report calls this on every request: the newest 200k matured decisions and 500
 # resamples keep it well under a second while the intervals stay stable to ~1e-3.
@@ -113,13 +113,10 @@ CurrentAllocation = tuple[tuple[int, ...], Mapping[str, tuple[float, ...]]]
 
 def _current_allocation(payload: Mapping[str, Any]) -> CurrentAllocation | None:
     """Arm ids and allocation per segment of the newest snapshot, if it serves traffic."""
-    segments = payload.get("segments", {})
-    if OVERALL not in segments or payload.get("experiment", {}).get("status") != "running":
+    snapshot = Snapshot.from_json(payload)
+    if snapshot.overall is None or snapshot.experiment.status != ExperimentStatus.RUNNING:
         return None
-    arm_ids = tuple(int(a) for a in payload["arm_ids"])
-    return arm_ids, {
-        name: tuple(float(x) for x in seg["allocation"]) for name, seg in segments.items()
-    }
+    return snapshot.arm_ids, {name: seg.allocation for name, seg in snapshot.segments.items()}
 
 
 def _unavailable(name: str, reason: str) -> dict[str, Any]:

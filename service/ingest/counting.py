@@ -15,10 +15,10 @@ from typing import Protocol
 from sqlmodel import Session
 
 from service.models import hour_of
-from service.policy.inputs import EXPOSURE
 from service.repositories import events as events_repo
 from service.repositories import stats as stats_repo
 from service.repositories.stats import StatKey, offset_seconds
+from service.vocabulary import EXPOSURE
 
 # With exposure event `delivered`, the first of these marks the exposure (a click can
 # arrive before the delivery report).

@@ -22,10 +22,10 @@ from sqlmodel import Session
 
 from service.ingest.counting import EXPOSURE_TYPES, CountableEvent, DecisionLike, count_events
 from service.models import Experiment, OutcomeEvent, as_utc
-from service.policy.inputs import EXPOSURE
 from service.repositories import decisions as decisions_repo
 from service.repositories import events as events_repo
 from service.repositories import experiments as experiments_repo
+from service.vocabulary import EXPOSURE
 
 DEFAULT_WINDOW_HOURS = 168.0
 

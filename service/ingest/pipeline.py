@@ -13,13 +13,13 @@ from sqlmodel import Session
 
 from service.ingest.counting import EXPOSURE_TYPES, CountableEvent, count_events
 from service.models import DeadLetter, Experiment, as_utc
-from service.policy.inputs import EXPOSURE
 from service.repositories import decisions as decisions_repo
 from service.repositories import events as events_repo
 from service.repositories import experiments as experiments_repo
 from service.repositories.decisions import DecisionRef
 from service.sessions import after_commit
 from service.tokens import DecisionSigner, InvalidToken
+from service.vocabulary import EXPOSURE
 from service.webhooks.base import NormalizedEvent, Poison
 
 EventKey = tuple[str, str, str]

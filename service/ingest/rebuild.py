@@ -15,12 +15,12 @@ from service.db import session_scope
 from service.ingest.counting import CountableEvent, count_events
 from service.ingest.orphans import resolve_all_landed
 from service.models import Decision, FirstEvent, hour_of
-from service.policy.inputs import EXPOSURE
 from service.repositories import decisions as decisions_repo
 from service.repositories import events as events_repo
 from service.repositories import experiments as experiments_repo
 from service.repositories import stats as stats_repo
 from service.repositories.stats import StatKey, offset_seconds
+from service.vocabulary import EXPOSURE
 
 CHUNK = 5000
 

@@ -14,16 +14,17 @@ from sqlmodel import Session
 
 from bandits.delay import DelayCDF
 from bandits.posterior import beta_posterior, pooled_prior
-from service.models import Arm, Experiment, LearningRow, as_utc
-from service.policy.cohorts import OVERALL, build_cohorts
-from service.policy.inputs import EXPOSURE, StatRow, success_metric
+from service.models import Arm, Experiment, LearningRow, PolicySnapshot, as_utc
+from service.policy.cohorts import build_cohorts
+from service.policy.inputs import StatRow
+from service.policy.snapshot import Snapshot
 from service.repositories import experiments as experiments_repo
 from service.repositories import loop as loop_repo
 from service.repositories import snapshots as snapshots_repo
 from service.repositories import stats as stats_repo
+from service.vocabulary import EXPOSURE, ArmStatus, success_metric
 from variants.inputs import ArmView, Brief, LoopInput
 from variants.learnings import Evidence, Learning, LearningStatus
-from variants.lifecycle import ArmStatus
 from variants.rules import ContentRules
 
 # The loop may retire an arm only once the snapshot has called it eligible for this long
@@ -65,15 +66,18 @@ def gather(
             (exposures if row.metric == EXPOSURE else successes)[i] += row.count
     successes = np.minimum(successes, exposures)
 
-    snapshot = snapshots_repo.latest(session, experiment_id=experiment.id)
-    payload: Mapping[str, Any] = snapshot.payload if snapshot is not None else {}
-    figures = _snapshot_figures(payload)
-    fallback = _posterior_figures(successes, exposures, _maturities(rows, arm_ids, payload, now))
-    retirable = _retirable(session, experiment.id, payload, now=now)
+    snapshot = _snapshot(snapshots_repo.latest(session, experiment_id=experiment.id))
+    figures = _snapshot_figures(snapshot)
+    fallback = _posterior_figures(
+        successes, exposures, _maturities(rows, arm_ids, snapshot.delay if snapshot else None, now)
+    )
+    retirable = _retirable(session, experiment.id, snapshot, now=now)
     reasons = loop_repo.latest_status_reasons(
         session,
         arm_ids=[
-            a.id for a in arms if a.id is not None and a.status not in (ArmStatus.LIVE, "proposed")
+            a.id
+            for a in arms
+            if a.id is not None and a.status not in (ArmStatus.LIVE, ArmStatus.PROPOSED)
         ],
     )
 
@@ -141,33 +145,46 @@ def learning_of(row: LearningRow) -> Learning:
 Figures = tuple[float, float, float, float]  # posterior mean, 95% low, 95% high, maturity
 
 
-def _snapshot_figures(payload: Mapping[str, Any]) -> dict[int, Figures]:
+def _snapshot(row: PolicySnapshot | None) -> Snapshot | None:
+    """The newest snapshot, or None when there is none (or it cannot be read)."""
+    if row is None:
+        return None
+    try:
+        return Snapshot.from_json(row.payload)
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+
+
+def _snapshot_figures(snapshot: Snapshot | None) -> dict[int, Figures]:
     """The report's figures for the arms the snapshot serves (overall segment): the
     delay-corrected estimate, its interval and the maturity (1.0 for snapshots from before
     the delay model kept it)."""
-    overall = (payload.get("segments") or {}).get(OVERALL)
-    ids = payload.get("arm_ids") or []
-    if not overall:
+    overall = snapshot.overall if snapshot is not None else None
+    if snapshot is None or overall is None:
         return {}
+    maturity = overall.maturity or (1.0,) * len(snapshot.arm_ids)
     try:
         return {
-            int(arm_id): (
-                float(overall["posterior_mean"][i]),
-                float(overall["ci_low"][i]),
-                float(overall["ci_high"][i]),
-                float(overall.get("maturity", [1.0] * len(ids))[i]),
+            arm_id: (
+                overall.posterior_mean[i],
+                overall.ci_low[i],
+                overall.ci_high[i],
+                maturity[i],
             )
-            for i, arm_id in enumerate(ids)
+            for i, arm_id in enumerate(snapshot.arm_ids)
         }
-    except (KeyError, IndexError, TypeError, ValueError):
+    except IndexError:
         return {}
 
 
 def _maturities(
-    rows: Sequence[StatRow], arm_ids: Sequence[int], payload: Mapping[str, Any], now: datetime
+    rows: Sequence[StatRow],
+    arm_ids: Sequence[int],
+    delay: Mapping[str, Any] | None,
+    now: datetime,
 ) -> np.ndarray:
     """Each arm's maturity now, by the snapshot's delay curve (1.0 without one)."""
-    block = payload.get("delay") or {}
+    block = delay or {}
     try:
         cdf = DelayCDF(
             float(block["window_hours"]),
@@ -204,39 +221,25 @@ def _posterior_figures(
 
 
 def _retirable(
-    session: Session, experiment_id: int, payload: Mapping[str, Any], *, now: datetime
+    session: Session, experiment_id: int, snapshot: Snapshot | None, *, now: datetime
 ) -> set[int]:
     """Arms the snapshot has called eligible for at least a day, across two loop runs."""
-    verdicts = payload.get("retirement")
-    if not isinstance(verdicts, Mapping):
+    verdicts = snapshot.retirement if snapshot is not None else None
+    if not verdicts:
         return set()
     found: set[int] = set()
     runs_since: dict[datetime, int] = {}
-    for key, verdict in verdicts.items():
-        if not isinstance(verdict, Mapping) or verdict.get("eligible") is not True:
-            continue
-        since = _parse_time(verdict.get("since"))
-        if since is None or now - since < ELIGIBLE_FOR:
+    for arm_id, verdict in verdicts.items():
+        since = as_utc(verdict.since) if verdict.since is not None else None
+        if not verdict.eligible or since is None or now - since < ELIGIBLE_FOR:
             continue
         if since not in runs_since:
             runs_since[since] = loop_repo.completed_runs_since(
                 session, experiment_id=experiment_id, since=since
             )
         if runs_since[since] >= RUNS_WHILE_ELIGIBLE:
-            try:
-                found.add(int(key))
-            except ValueError:
-                continue
+            found.add(arm_id)
     return found
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return as_utc(datetime.fromisoformat(value))
-    except ValueError:
-        return None
 
 
 def _arm_view(

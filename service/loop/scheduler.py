@@ -18,6 +18,7 @@ from service.errors import Conflict
 from service.models import LoopRun, as_utc, utcnow
 from service.repositories import experiments as experiments_repo
 from service.repositories import loop as loop_repo
+from service.vocabulary import ExperimentStatus
 
 if TYPE_CHECKING:
     from service.loop.runner import LoopRunner
@@ -58,7 +59,7 @@ class LoopScheduler:
         with session_scope(self._engine) as session:
             experiments = [
                 e
-                for e in experiments_repo.list_all(session, status="running")
+                for e in experiments_repo.list_all(session, status=ExperimentStatus.RUNNING)
                 if e.loop_cadence_hours and e.id is not None
             ]
             last = loop_repo.last_started(
@@ -89,4 +90,4 @@ class LoopScheduler:
 def running_keys(engine: Engine) -> list[str]:
     """Keys of every running experiment (what `banditloop loop run` runs)."""
     with session_scope(engine) as session:
-        return [e.key for e in experiments_repo.list_all(session, status="running")]
+        return [e.key for e in experiments_repo.list_all(session, status=ExperimentStatus.RUNNING)]

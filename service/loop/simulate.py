@@ -39,6 +39,7 @@ from service.ingest.service import ingest_payload
 from service.loop import review
 from service.loop.scripted_server import running_copywriter
 from service.models import base as models_base
+from service.policy.snapshot import Snapshot
 from service.repositories import experiments as experiments_repo
 from service.repositories import loop as loop_repo
 from service.repositories import snapshots as snapshots_repo
@@ -303,14 +304,15 @@ def _review(runtime: Runtime, config: SimulationConfig) -> None:
 def _retire_clear_losers(session: Session, experiment_id: int, config: SimulationConfig) -> None:
     """Humans may retire any arm: this one retires live arms with the minimum sample that
     have almost no chance of being best, to make room for new ideas."""
-    snapshot = snapshots_repo.latest(session, experiment_id=experiment_id)
-    overall = (snapshot.payload.get("segments") or {}).get("") if snapshot else None
-    if not overall or snapshot is None:
+    row = snapshots_repo.latest(session, experiment_id=experiment_id)
+    snapshot = Snapshot.from_json(row.payload) if row is not None else None
+    overall = snapshot.overall if snapshot is not None else None
+    if snapshot is None or overall is None:
         return
-    for i, arm_id in enumerate(snapshot.payload["arm_ids"]):
+    for i, arm_id in enumerate(snapshot.arm_ids):
         if (
-            overall["exposures"][i] < config.min_exposures
-            or overall["probability_best"][i] >= LOSER_PROBABILITY_BEST
+            overall.exposures[i] < config.min_exposures
+            or overall.probability_best[i] >= LOSER_PROBABILITY_BEST
         ):
             continue
         arm = experiments_repo.get_arm(session, experiment_id=experiment_id, arm_id=arm_id)

@@ -11,8 +11,8 @@ from numpy.typing import NDArray
 
 from service.models import as_utc
 from service.policy.inputs import StatRow
+from service.vocabulary import OVERALL
 
-OVERALL = ""
 MAX_SEGMENTS = 50
 
 

@@ -1,16 +1,16 @@
-"""Turn an experiment's statistics into a policy snapshot payload (no I/O here).
+"""Turn an experiment's statistics into a typed policy snapshot (no I/O here).
 
 Per refresh: forget an arm's evidence before a detected change in its rate, decay old
 cohorts (half-life), discount young cohorts by the delay distribution, check guardrails on
 the overall traffic, allocate per segment (each named segment with a prior from the others),
-and track retirement eligibility streaks. The payload holds what /choose needs (arms and
+and track retirement eligibility streaks. The snapshot holds what /choose needs (arms and
 allocations) and the figures behind it, for the report and for charts over time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -25,11 +25,11 @@ from bandits.delay_model import (
     fit_delay_model,
 )
 from bandits.drift import decay_weights, detect_change
-from bandits.eligibility import eligible_now, streaks_from_json, streaks_to_json, update_streaks
+from bandits.eligibility import Streak, eligible_now, update_streaks
 from bandits.guardrails import check_guardrails, combine_guardrails
 from bandits.pooling import segment_priors
 from bandits.posterior import pooled_prior
-from service.policy.cohorts import OVERALL, Cohorts, build_cohorts
+from service.policy.cohorts import Cohorts, build_cohorts
 from service.policy.figures import (
     flat,
     refresh_hint,
@@ -37,9 +37,19 @@ from service.policy.figures import (
     segment_figures,
     too_early_mask,
 )
-from service.policy.inputs import EXPOSURE, ArmInfo, ExperimentInfo, StatRow, SuccessDelay
+from service.policy.inputs import ArmInfo, ExperimentInfo, StatRow, SuccessDelay
+from service.policy.snapshot import (
+    Breach,
+    GuardrailFigures,
+    GuardrailRates,
+    RetirementVerdict,
+    SegmentFigures,
+    Snapshot,
+    SnapshotArm,
+    SnapshotExperiment,
+)
+from service.vocabulary import EXPOSURE, OVERALL, SERVED_ARM_STATUSES, ArmStatus, ExperimentStatus
 
-SERVED_STATUSES = ("live", "suspended")
 MIN_GUARDRAIL_EVENTS = 5
 FloatArray = NDArray[np.float64]
 
@@ -50,7 +60,7 @@ class PolicyInputs:
     arms: Sequence[ArmInfo]
     stats: Sequence[StatRow]
     success_delays: Sequence[SuccessDelay] = ()
-    previous: Mapping[str, Any] | None = None
+    previous: Snapshot | None = None
 
 
 def fallback_arm(arms: Sequence[ArmInfo]) -> ArmInfo | None:
@@ -61,40 +71,32 @@ def fallback_arm(arms: Sequence[ArmInfo]) -> ArmInfo | None:
     return arms[0] if arms else None
 
 
-def _base_payload(inputs: PolicyInputs, served: Sequence[ArmInfo], now: datetime) -> dict[str, Any]:
+def _base_snapshot(inputs: PolicyInputs, served: Sequence[ArmInfo], now: datetime) -> Snapshot:
     experiment = inputs.experiment
     fallback = fallback_arm(inputs.arms)
-    return {
-        "computed_at": now.isoformat(),
-        "experiment": {
-            "key": experiment.key,
-            "status": experiment.status,
-            "epoch": experiment.epoch,
-            "segment_attribute": experiment.segment_attribute,
-            "exposure_event": experiment.exposure_event,
-            "success_metric": experiment.success_metric,
-        },
-        # Every arm's content, not only the served ones: a keyed decision read back after
-        # its arm was retired must still answer with the text it was given.
-        "arms": [
-            {"id": a.id, "content": a.content, "payload": a.payload, "control": a.control}
-            for a in inputs.arms
-        ],
-        "arm_ids": [a.id for a in served],
-        "fallback_arm_id": fallback.id if fallback else None,
-        "segments": {},
-    }
+    return Snapshot(
+        computed_at=now,
+        experiment=SnapshotExperiment(
+            key=experiment.key,
+            status=experiment.status,
+            epoch=experiment.epoch,
+            segment_attribute=experiment.segment_attribute,
+            exposure_event=experiment.exposure_event,
+            success_metric=experiment.success_metric,
+        ),
+        arms=tuple(SnapshotArm(a.id, a.content, a.payload, a.control) for a in inputs.arms),
+        arm_ids=tuple(a.id for a in served),
+        fallback_arm_id=fallback.id if fallback else None,
+    )
 
 
-def compute_snapshot(
-    inputs: PolicyInputs, *, now: datetime, rng: np.random.Generator
-) -> dict[str, Any]:
+def compute_snapshot(inputs: PolicyInputs, *, now: datetime, rng: np.random.Generator) -> Snapshot:
     experiment = inputs.experiment
-    served = [arm for arm in inputs.arms if arm.status in SERVED_STATUSES]
-    payload = _base_payload(inputs, served, now)
-    live = np.array([a.status == "live" for a in served], dtype=bool)
-    if experiment.status != "running" or not live.any():
-        return payload
+    served = [arm for arm in inputs.arms if arm.status in SERVED_ARM_STATUSES]
+    base = _base_snapshot(inputs, served, now)
+    live = np.array([a.status == ArmStatus.LIVE for a in served], dtype=bool)
+    if experiment.status != ExperimentStatus.RUNNING or not live.any():
+        return base
 
     arm_ids = [a.id for a in served]
     success = experiment.success_metric
@@ -116,12 +118,11 @@ def compute_snapshot(
         min_exposures=experiment.min_exposures,
         min_successes=experiment.min_successes,
     )
-    guardrails = _guardrails(inputs, served, cohorts, live, rng)
-    suspended = ~live | guardrails["breached_mask"]
-    payload["refresh"] = refresh_hint(cohorts, experiment.attribution_window_hours)
+    breached_mask, guardrails = _guardrails(inputs, served, cohorts, live, rng)
+    suspended = ~live | breached_mask
+    refresh = refresh_hint(cohorts, experiment.attribution_window_hours)
     if suspended.all():
-        payload["guardrails"] = guardrails["payload"]
-        return payload
+        return replace(base, refresh=refresh, guardrails=guardrails)
 
     raw_e, raw_s = cohorts.counts[EXPOSURE], cohorts.counts[success]
     ages = cohorts.exposure_age_hours
@@ -151,15 +152,17 @@ def compute_snapshot(
         prior_alpha=np.full(len(served), prior[0]),
         prior_beta=np.full(len(served), prior[1]),
     )
-    payload["segments"][OVERALL] = segment_figures(
-        overall,
-        raw_e_tot.sum(axis=0),
-        raw_s_tot.sum(axis=0),
-        overall_ev.exposures,
-        overall_ev.successes,
-        maturity_all,
-    )
-    payload["segments"][OVERALL]["prior"] = [prior[0], prior[1]]
+    segments: dict[str, SegmentFigures] = {
+        OVERALL: segment_figures(
+            overall,
+            raw_e_tot.sum(axis=0),
+            raw_s_tot.sum(axis=0),
+            overall_ev.exposures,
+            overall_ev.successes,
+            maturity_all,
+            prior=(float(prior[0]), float(prior[1])),
+        )
+    }
     leads = np.zeros(len(served), dtype=bool)
     if cohorts.segments:
         alpha, beta = segment_priors(eff_s, eff_e)
@@ -175,7 +178,7 @@ def compute_snapshot(
                 prior_alpha=alpha[i],
                 prior_beta=beta[i],
             )
-            payload["segments"][segment] = segment_figures(
+            segments[segment] = segment_figures(
                 result,
                 raw_e_tot[i],
                 raw_s_tot[i],
@@ -186,26 +189,31 @@ def compute_snapshot(
             if raw_e_tot[i].sum() >= experiment.min_exposures:
                 means = np.where(suspended, -np.inf, result.posterior_mean)
                 leads[int(np.argmax(means))] = True
-    payload["guardrails"] = guardrails["payload"]
-    payload["delay"] = delay.to_json()
-    payload["changes"] = {
-        str(arm_ids[k]): cohorts.hours[int(np.argmax(keep[k]))].isoformat()
+    changes = {
+        arm_ids[k]: cohorts.hours[int(np.argmax(keep[k]))]
         for k in range(len(arm_ids))
         if cohorts.hours and not keep[k].all()
     }
-    payload.update(
-        _retirement(
-            inputs,
-            arm_ids,
-            overall,
-            live & ~suspended & ~too_early_mask(maturity_all, raw_e_tot.sum(axis=0), experiment),
-            leads,
-            raw_e_tot.sum(axis=0),
-            raw_s_tot.sum(axis=0),
-            now,
-        )
+    streaks, retirement = _retirement(
+        inputs,
+        arm_ids,
+        overall,
+        live & ~suspended & ~too_early_mask(maturity_all, raw_e_tot.sum(axis=0), experiment),
+        leads,
+        raw_e_tot.sum(axis=0),
+        raw_s_tot.sum(axis=0),
+        now,
     )
-    return payload
+    return replace(
+        base,
+        segments=segments,
+        refresh=refresh,
+        guardrails=guardrails,
+        delay=delay.to_json(),
+        changes=changes,
+        streaks=streaks,
+        retirement=retirement,
+    )
 
 
 def _delay_cdf(experiment: ExperimentInfo, delays: Sequence[SuccessDelay]) -> DelayModel | DelayCDF:
@@ -252,7 +260,7 @@ def _guardrails(
     cohorts: Cohorts,
     live: NDArray[np.bool_],
     rng: np.random.Generator,
-) -> dict[str, Any]:
+) -> tuple[NDArray[np.bool_], GuardrailFigures]:
     """Check every guardrail metric on the overall traffic; breaching live arms are suspended.
 
     An arm a human restored is judged only on cohorts that start after the hour of the
@@ -265,12 +273,12 @@ def _guardrails(
     so raw rates are biased only for an arm younger than the rest, and then towards waiting.
     """
     experiment = inputs.experiment
-    previous = (inputs.previous or {}).get("guardrails", {})
-    looks = int(previous.get("looks", 0)) + 1
+    previous = inputs.previous.guardrails if inputs.previous is not None else None
+    looks = (previous.looks if previous is not None else 0) + 1
     breached_mask = np.zeros(len(served), dtype=bool)
-    evidence: dict[str, Any] = {}
+    evidence: dict[int, Breach] = {}
     if not cohorts.hours or not experiment.guardrails:
-        return {"breached_mask": breached_mask, "payload": {"looks": looks, "breached": {}}}
+        return breached_mask, GuardrailFigures(looks=looks)
     since = np.ones((len(served), len(cohorts.hours)), dtype=bool)
     for k, arm in enumerate(served):
         if arm.restored_at is not None:
@@ -302,26 +310,23 @@ def _guardrails(
         )
     n = len(served)
     rates = {
-        metric: {
-            "rate": np.nan_to_num(r.rate[:n]).round(6).tolist(),
-            "reference_rate": np.nan_to_num(r.reference_rate[:n]).round(6).tolist(),
-            "probability_exceeds": np.nan_to_num(r.probability_exceeds[:n]).round(6).tolist(),
-            "events": r.events[:n].tolist(),
-        }
+        metric: GuardrailRates(
+            rate=tuple(np.nan_to_num(r.rate[:n]).round(6).tolist()),
+            reference_rate=tuple(np.nan_to_num(r.reference_rate[:n]).round(6).tolist()),
+            probability_exceeds=tuple(np.nan_to_num(r.probability_exceeds[:n]).round(6).tolist()),
+            events=tuple(r.events[:n].tolist()),
+        )
         for metric, r in results.items()
     }
     if results:
         combined = combine_guardrails(results)
         breached_mask = combined.breached[:n] & live
         for k in np.flatnonzero(breached_mask).tolist():
-            evidence[str(served[k].id)] = {
-                "metrics": list(combined.breached_metrics[k]),
-                "figures": {m: r.evidence(k) for m, r in results.items()},
-            }
-    return {
-        "breached_mask": breached_mask,
-        "payload": {"looks": looks, "breached": evidence, "rates": rates},
-    }
+            evidence[served[k].id] = Breach(
+                metrics=tuple(combined.breached_metrics[k]),
+                figures={m: r.evidence(k) for m, r in results.items()},
+            )
+    return breached_mask, GuardrailFigures(looks=looks, breached=evidence, rates=rates)
 
 
 def _retired_totals(stats: Sequence[StatRow], served_ids: set[int]) -> dict[str, float]:
@@ -342,7 +347,7 @@ def _retirement(
     raw_e: FloatArray,
     raw_s: FloatArray,
     now: datetime,
-) -> dict[str, Any]:
+) -> tuple[dict[int, Streak], dict[int, RetirementVerdict]]:
     """Eligibility now, and streaks (persisted in the snapshot) for the 24-hour hold."""
     experiment = inputs.experiment
     leader_rate = float(np.max(np.where(candidates, overall.posterior_mean, 0.0)))
@@ -359,17 +364,17 @@ def _retirement(
         )
         & candidates
     )
-    previous = streaks_from_json((inputs.previous or {}).get("streaks", {}))
+    previous = (inputs.previous.streaks if inputs.previous is not None else None) or {}
     streaks = update_streaks(previous, list(arm_ids), eligible, now.timestamp())
     retirement = {
-        str(arm_id): {
-            "eligible": bool(eligible[k]),
-            "since": (
-                datetime.fromtimestamp(streaks[arm_id].since, now.tzinfo).isoformat()
+        arm_id: RetirementVerdict(
+            eligible=bool(eligible[k]),
+            since=(
+                datetime.fromtimestamp(streaks[arm_id].since, now.tzinfo)
                 if arm_id in streaks
                 else None
             ),
-        }
+        )
         for k, arm_id in enumerate(arm_ids)
     }
-    return {"streaks": streaks_to_json(streaks), "retirement": retirement}
+    return streaks, retirement

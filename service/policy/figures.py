@@ -11,6 +11,7 @@ from numpy.typing import NDArray
 from bandits.delay_model import CorrectedEvidence, too_early
 from service.policy.cohorts import Cohorts
 from service.policy.inputs import ExperimentInfo
+from service.policy.snapshot import RefreshHint, SegmentFigures
 
 FloatArray = NDArray[np.float64]
 
@@ -47,7 +48,7 @@ def too_early_mask(
     )
 
 
-def refresh_hint(cohorts: Cohorts, window_hours: float) -> dict[str, Any]:
+def refresh_hint(cohorts: Cohorts, window_hours: float) -> RefreshHint:
     """When this snapshot's delay corrections go stale: the youngest cohort still in the window.
 
     F moves on a log scale of age, so a cohort's correction is re-examined once it has aged
@@ -56,7 +57,7 @@ def refresh_hint(cohorts: Cohorts, window_hours: float) -> dict[str, Any]:
     """
     young = cohorts.age_hours[cohorts.age_hours < window_hours]
     youngest = float(np.min(young)) if young.size else None
-    return {"youngest_age_hours": youngest, "window_hours": window_hours}
+    return RefreshHint(youngest_age_hours=youngest, window_hours=window_hours)
 
 
 def segment_figures(
@@ -66,26 +67,36 @@ def segment_figures(
     eff_e: FloatArray,
     eff_s: FloatArray,
     maturity: CorrectedEvidence,
-) -> dict[str, Any]:
+    *,
+    prior: tuple[float, float] | None = None,
+) -> SegmentFigures:
     with np.errstate(invalid="ignore", divide="ignore"):
         observed = np.where(raw_e > 0, raw_s / np.maximum(raw_e, 1.0), 0.0)
-    return {
-        "exposures": raw_e.tolist(),
-        "successes": raw_s.tolist(),
-        "observed_rate": observed.round(6).tolist(),
-        "maturity": maturity.maturity.round(4).tolist(),
-        "maturity_low": maturity.maturity_low.round(4).tolist(),
-        "maturity_high": maturity.maturity_high.round(4).tolist(),
-        "effective_exposures": eff_e.round(3).tolist(),
-        "effective_successes": eff_s.round(3).tolist(),
-        "allocation": result.allocation.tolist(),
-        "exploit": result.exploit.tolist(),
-        "eligible": result.eligible.tolist(),
-        "exploration_share": result.exploration_share,
-        "probability_best": result.probability_best.tolist(),
-        "expected_loss": result.expected_loss.tolist(),
-        "posterior_mean": result.posterior_mean.tolist(),
-        "ci_low": result.ci_low.tolist(),
-        "ci_high": result.ci_high.tolist(),
-        "warming_up": result.warming_up.tolist(),
-    }
+
+    def floats(values: FloatArray) -> tuple[float, ...]:
+        return tuple(float(v) for v in values.tolist())
+
+    def bools(values: NDArray[np.bool_]) -> tuple[bool, ...]:
+        return tuple(bool(v) for v in values.tolist())
+
+    return SegmentFigures(
+        exposures=floats(raw_e),
+        successes=floats(raw_s),
+        observed_rate=floats(observed.round(6)),
+        maturity=floats(maturity.maturity.round(4)),
+        maturity_low=floats(maturity.maturity_low.round(4)),
+        maturity_high=floats(maturity.maturity_high.round(4)),
+        effective_exposures=floats(eff_e.round(3)),
+        effective_successes=floats(eff_s.round(3)),
+        allocation=floats(result.allocation),
+        exploit=floats(result.exploit),
+        eligible=bools(result.eligible),
+        exploration_share=float(result.exploration_share),
+        probability_best=floats(result.probability_best),
+        expected_loss=floats(result.expected_loss),
+        posterior_mean=floats(result.posterior_mean),
+        ci_low=floats(result.ci_low),
+        ci_high=floats(result.ci_high),
+        warming_up=bools(result.warming_up),
+        prior=prior,
+    )

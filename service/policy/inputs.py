@@ -7,15 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from service.models import Arm, Experiment
-
-EXPOSURE = "exposure"
-
-
-def success_metric(primary_metric: str, conversion_name: str | None) -> str:
-    """The statistics metric that counts as success for an experiment."""
-    if primary_metric == "conversion" and conversion_name:
-        return f"conversion:{conversion_name}"
-    return primary_metric
+from service.vocabulary import success_metric
 
 
 @dataclass(frozen=True)

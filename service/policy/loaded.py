@@ -11,7 +11,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bandits import PreparedSampler
-from service.policy.cohorts import OVERALL
+from service.policy.snapshot import Snapshot
+from service.vocabulary import OVERALL, ExperimentStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +47,7 @@ class LoadedPolicy:
 
     @property
     def servable(self) -> bool:
-        return self.status == "running" and OVERALL in self.segments
+        return self.status == ExperimentStatus.RUNNING and OVERALL in self.segments
 
     def segment_for(self, context: Mapping[str, Any] | None) -> tuple[str, SegmentPolicy]:
         """The segment a decision is logged under, and the allocation it is served from.
@@ -64,33 +65,30 @@ class LoadedPolicy:
         return value, self.segments.get(value, overall)
 
 
-def load_policy(experiment_id: int, version: int, payload: Mapping[str, Any]) -> LoadedPolicy:
-    by_id = {a["id"]: ServingArm(a["id"], a["content"], a.get("payload")) for a in payload["arms"]}
-    arms = tuple(by_id[arm_id] for arm_id in payload["arm_ids"])
-    segments = {
-        name: SegmentPolicy(
-            allocation=np.asarray(seg["allocation"], dtype=np.float64),
-            exploit=np.asarray(seg["exploit"], dtype=np.float64),
-            eligible=np.asarray(seg["eligible"], dtype=bool),
-            exploration_share=float(seg["exploration_share"]),
-            sampler=PreparedSampler.prepare(
-                np.asarray(seg["exploit"], dtype=np.float64),
-                np.asarray(seg["eligible"], dtype=bool),
-                float(seg["exploration_share"]),
-            ),
+def load_policy(experiment_id: int, version: int, snapshot: Snapshot) -> LoadedPolicy:
+    by_id = {a.id: ServingArm(a.id, a.content, a.payload) for a in snapshot.arms}
+    arms = tuple(by_id[arm_id] for arm_id in snapshot.arm_ids)
+    segments = {}
+    for name, seg in snapshot.segments.items():
+        exploit = np.asarray(seg.exploit, dtype=np.float64)
+        eligible = np.asarray(seg.eligible, dtype=bool)
+        segments[name] = SegmentPolicy(
+            allocation=np.asarray(seg.allocation, dtype=np.float64),
+            exploit=exploit,
+            eligible=eligible,
+            exploration_share=seg.exploration_share,
+            sampler=PreparedSampler.prepare(exploit, eligible, seg.exploration_share),
         )
-        for name, seg in payload.get("segments", {}).items()
-    }
-    experiment = payload["experiment"]
-    fallback_id = payload.get("fallback_arm_id")
+    experiment = snapshot.experiment
+    fallback_id = snapshot.fallback_arm_id
     return LoadedPolicy(
         experiment_id=experiment_id,
-        key=experiment["key"],
+        key=experiment.key,
         version=version,
-        epoch=int(experiment["epoch"]),
-        status=experiment["status"],
-        segment_attribute=experiment.get("segment_attribute"),
-        counts_exposure_at_decision=experiment.get("exposure_event", "decision") == "decision",
+        epoch=experiment.epoch,
+        status=experiment.status,
+        segment_attribute=experiment.segment_attribute,
+        counts_exposure_at_decision=experiment.exposure_event == "decision",
         arms=arms,
         all_arms=by_id,
         segments=segments,

@@ -15,7 +15,6 @@ import socket
 import threading
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine
@@ -25,15 +24,15 @@ from service import metrics
 from service.arm_status import set_arm_status
 from service.db import session_scope
 from service.models import PolicySnapshot, utcnow
-from service.policy.cohorts import OVERALL
 from service.policy.compute import PolicyInputs, compute_snapshot
-from service.policy.inputs import EXPOSURE, ArmInfo, ExperimentInfo
+from service.policy.inputs import ArmInfo, ExperimentInfo
 from service.policy.loaded import LoadedPolicy, PolicyCache, load_policy
+from service.policy.snapshot import SegmentFigures, Snapshot
 from service.repositories import experiments as experiments_repo
 from service.repositories import leases
 from service.repositories import snapshots as snapshots_repo
 from service.repositories import stats as stats_repo
-from variants.lifecycle import ArmStatus
+from service.vocabulary import EXPOSURE, ArmStatus, ExperimentStatus
 
 log = logging.getLogger("banditloop.policy")
 
@@ -56,7 +55,7 @@ def gather(
     info = ExperimentInfo.of(experiment)
     rows = experiments_repo.arms(session, experiment_id=experiment_id)
     restores = experiments_repo.last_restores(
-        session, arm_ids=[a.id for a in rows if a.id is not None and a.status == "live"]
+        session, arm_ids=[a.id for a in rows if a.id is not None and a.status == ArmStatus.LIVE]
     )
     arms = [ArmInfo.of(a, restores.get(a.id or 0)) for a in rows]
     metrics_needed = [EXPOSURE, info.success_metric, *(m for m, _ in info.guardrails)]
@@ -70,7 +69,9 @@ def gather(
         metric=info.success_metric,
         now=now,
     )
-    return PolicyInputs(info, arms, stats, delays, previous.payload if previous else None)
+    return PolicyInputs(
+        info, arms, stats, delays, Snapshot.from_json(previous.payload) if previous else None
+    )
 
 
 def publish(
@@ -92,7 +93,7 @@ def publish(
 
 def _publish(
     session: Session, *, experiment_id: int, force: bool, now: datetime | None
-) -> tuple[PolicySnapshot | None, dict[str, Any] | None]:
+) -> tuple[PolicySnapshot | None, Snapshot | None]:
     now = now or utcnow()
     previous = snapshots_repo.latest(session, experiment_id=experiment_id)
     inputs = gather(session, experiment_id=experiment_id, now=now, previous=previous)
@@ -100,35 +101,36 @@ def _publish(
         return None, None
     version = (previous.version if previous else 0) + 1
     rng = np.random.default_rng([experiment_id, version])
-    payload = compute_snapshot(inputs, now=now, rng=rng)
-    suspended = _apply_guardrail_suspensions(session, experiment_id, payload)
+    snapshot = compute_snapshot(inputs, now=now, rng=rng)
+    suspended = _apply_guardrail_suspensions(session, experiment_id, snapshot)
     if (
         not force
         and not suspended
         and previous is not None
-        and not _changed(previous, payload, now)
+        and not _changed(previous, inputs.previous, snapshot, now)
     ):
-        return None, payload
+        return None, snapshot
     row = snapshots_repo.insert_next(
-        session, experiment_id=experiment_id, epoch=inputs.experiment.epoch, payload=payload
+        session,
+        experiment_id=experiment_id,
+        epoch=inputs.experiment.epoch,
+        payload=snapshot.to_json(),
     )
-    return row, payload
+    return row, snapshot
 
 
-def _apply_guardrail_suspensions(
-    session: Session, experiment_id: int, payload: dict[str, Any]
-) -> int:
-    breached = payload.get("guardrails", {}).get("breached", {})
+def _apply_guardrail_suspensions(session: Session, experiment_id: int, snapshot: Snapshot) -> int:
+    breached = snapshot.guardrails.breached if snapshot.guardrails is not None else {}
     changed = 0
-    for arm_id, evidence in breached.items():
-        arm = experiments_repo.get_arm(session, experiment_id=experiment_id, arm_id=int(arm_id))
+    for arm_id, breach in breached.items():
+        arm = experiments_repo.get_arm(session, experiment_id=experiment_id, arm_id=arm_id)
         if arm is None or arm.status != ArmStatus.LIVE:
             continue
-        figures = evidence["figures"]
+        figures = breach.figures
         detail = ", ".join(
             f"{m} {figures[m]['rate']:.3%} vs {figures[m]['reference_rate']:.3%} "
             f"(P={figures[m]['probability_exceeds']:.3f})"
-            for m in evidence["metrics"]
+            for m in breach.metrics
         )
         set_arm_status(
             session,
@@ -136,7 +138,7 @@ def _apply_guardrail_suspensions(
             ArmStatus.SUSPENDED,
             actor="guardrail",
             reason=f"guardrail breached: {detail}; restore after review",
-            evidence=evidence,
+            evidence=breach.to_json(),
         )
         changed += 1
     if changed:
@@ -144,45 +146,41 @@ def _apply_guardrail_suspensions(
     return changed
 
 
-def _changed(previous: PolicySnapshot, payload: dict[str, Any], now: Any) -> bool:
-    if now - previous.created_at > MAX_SNAPSHOT_AGE:
+def _changed(previous: PolicySnapshot, old: Snapshot | None, new: Snapshot, now: datetime) -> bool:
+    if now - previous.created_at > MAX_SNAPSHOT_AGE or old is None:
         return True
-    old = previous.payload
-    if (
-        old.get("experiment") != payload.get("experiment")
-        or old.get("arms") != payload.get("arms")
-        or old.get("arm_ids") != payload.get("arm_ids")
-    ):
+    if old.experiment != new.experiment or old.arms != new.arms or old.arm_ids != new.arm_ids:
         return True
-    old_segments, new_segments = old.get("segments", {}), payload.get("segments", {})
-    if old_segments.keys() != new_segments.keys():
+    if old.segments.keys() != new.segments.keys():
         return True
     if any(
-        old_segments[s].get(f) != new_segments[s].get(f)
-        for s in new_segments
+        getattr(old.segments[s], f) != getattr(new.segments[s], f)
+        for s in new.segments
         for f in COMPARED_FIELDS
     ):
         return True
-    return any(_moved(old_segments[s], new_segments[s]) for s in new_segments)
+    return any(_moved(old.segments[s], new.segments[s]) for s in new.segments)
 
 
-def _moved(old: dict[str, Any], new: dict[str, Any]) -> bool:
+def _moved(old: SegmentFigures, new: SegmentFigures) -> bool:
     """Did ageing alone move the delay-corrected figures materially?
 
     With no new event, F(age) still grows, and with it the maturity and the corrected rates.
     A move of a hundredth in maturity, or of a twentieth of the interval's width in an
     arm's corrected rate, is worth a new version; anything less is noise in the history.
     """
-    for field in ("maturity", "posterior_mean", "allocation"):
-        before, after = old.get(field), new.get(field)
-        if before is None or after is None or len(before) != len(after):
-            return before != after
-    width = np.asarray(new["ci_high"], dtype=float) - np.asarray(new["ci_low"], dtype=float)
-    tolerances = {"maturity": 0.01, "posterior_mean": np.maximum(width / 20.0, 1e-6)}
-    for field, tolerance in tolerances.items():
-        if np.any(np.abs(np.subtract(new[field], old[field])) > tolerance):
-            return True
-    return bool(np.any(np.abs(np.subtract(new["allocation"], old["allocation"])) > 0.01))
+    if old.maturity is None or new.maturity is None or len(old.maturity) != len(new.maturity):
+        return old.maturity != new.maturity
+    if len(old.posterior_mean) != len(new.posterior_mean):
+        return True
+    width = np.asarray(new.ci_high, dtype=float) - np.asarray(new.ci_low, dtype=float)
+    if np.any(np.abs(np.subtract(new.maturity, old.maturity)) > 0.01):
+        return True
+    if np.any(
+        np.abs(np.subtract(new.posterior_mean, old.posterior_mean)) > np.maximum(width / 20.0, 1e-6)
+    ):
+        return True
+    return bool(np.any(np.abs(np.subtract(new.allocation, old.allocation)) > 0.01))
 
 
 def _fingerprint(session: Session, experiment_id: int) -> str:
@@ -200,28 +198,30 @@ def _fingerprint(session: Session, experiment_id: int) -> str:
     return "|".join(parts)
 
 
-def _next_due(payload: dict[str, Any] | None, now: datetime) -> datetime | None:
-    hint = (payload or {}).get("refresh") or {}
-    youngest = hint.get("youngest_age_hours")
-    if youngest is None:
+def _next_due(snapshot: Snapshot | None, now: datetime) -> datetime | None:
+    hint = snapshot.refresh if snapshot is not None else None
+    if hint is None or hint.youngest_age_hours is None:
         return None
-    return now + timedelta(hours=max(float(youngest) / 5.0, 0.0))
+    return now + timedelta(hours=max(hint.youngest_age_hours / 5.0, 0.0))
 
 
-def _observe_guardrails(key: str, payload: dict[str, Any], overall: Any) -> None:
+def _observe_guardrails(key: str, snapshot: Snapshot) -> None:
     """Set banditloop_arm_guardrail_breached for every checked (arm, metric).
 
     Only live arms are checked, so the snapshot that suspends an arm is the only one that
     names it as breached. Later snapshots leave an ineligible arm's gauge alone (it stays 1
     while the arm is suspended) and set 0 once it is eligible again, e.g. after a restore.
     """
-    guardrails = payload.get("guardrails") or {}
-    breached = guardrails.get("breached") or {}
-    eligible = (overall or {}).get("eligible")
-    for metric in guardrails.get("rates") or {}:
-        for i, arm_id in enumerate(payload.get("arm_ids", [])):
+    guardrails = snapshot.guardrails
+    if guardrails is None:
+        return
+    overall = snapshot.overall
+    eligible = overall.eligible if overall is not None else None
+    for metric in guardrails.rates or {}:
+        for i, arm_id in enumerate(snapshot.arm_ids):
             gauge = metrics.GUARDRAIL_BREACHED.labels(key, str(arm_id), metric)
-            if metric in breached.get(str(arm_id), {}).get("metrics", ()):
+            breach = guardrails.breached.get(arm_id)
+            if breach is not None and metric in breach.metrics:
                 gauge.set(1)
             elif eligible is not None and eligible[i]:
                 gauge.set(0)
@@ -286,7 +286,9 @@ class Refresher:
         written = 0
         now = now or utcnow()
         with session_scope(self._engine) as session:
-            ids = [e.id for e in experiments_repo.list_all(session, status="running")]
+            ids = [
+                e.id for e in experiments_repo.list_all(session, status=ExperimentStatus.RUNNING)
+            ]
         for experiment_id in ids:
             assert experiment_id is not None
             with session_scope(self._engine) as session:
@@ -335,16 +337,17 @@ class Refresher:
         return self._install(row)
 
     def _install(self, row: PolicySnapshot) -> LoadedPolicy:
-        policy = load_policy(row.experiment_id, row.version, row.payload)
+        snapshot = Snapshot.from_json(row.payload)
+        policy = load_policy(row.experiment_id, row.version, snapshot)
         self._cache.put(policy)
-        overall = row.payload.get("segments", {}).get(OVERALL)
-        if overall:
+        overall = snapshot.overall
+        if overall is not None:
             for i, arm in enumerate(policy.arms):
                 labels = (policy.key, str(arm.id))
-                metrics.POSTERIOR_MEAN.labels(*labels).set(overall["posterior_mean"][i])
-                metrics.PROBABILITY_BEST.labels(*labels).set(overall["probability_best"][i])
-                metrics.ALLOCATION.labels(*labels).set(overall["allocation"][i])
-        _observe_guardrails(policy.key, row.payload, overall)
+                metrics.POSTERIOR_MEAN.labels(*labels).set(overall.posterior_mean[i])
+                metrics.PROBABILITY_BEST.labels(*labels).set(overall.probability_best[i])
+                metrics.ALLOCATION.labels(*labels).set(overall.allocation[i])
+        _observe_guardrails(policy.key, snapshot)
         metrics.SNAPSHOT_VERSION.labels(policy.key).set(row.version)
         self._written[row.experiment_id] = row.created_at
         return policy

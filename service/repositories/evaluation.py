@@ -12,7 +12,7 @@ from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
 from service.models import Decision, FirstEvent, PolicySnapshot
-from service.policy.cohorts import OVERALL
+from service.vocabulary import OVERALL
 
 VERSION_CHUNK = 500
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlmodel import Session, col, func, select
 
 from service.models import Arm, ArmStatusChange, Experiment, ExperimentEpoch
+from service.vocabulary import ArmStatus
 
 
 def get_by_key(session: Session, *, key: str) -> Experiment | None:
@@ -99,8 +100,8 @@ def last_restores(session: Session, *, arm_ids: Sequence[int]) -> dict[int, date
         select(ArmStatusChange.arm_id, func.max(ArmStatusChange.created_at))
         .where(
             col(ArmStatusChange.arm_id).in_(arm_ids),
-            ArmStatusChange.from_status == "suspended",
-            ArmStatusChange.to_status == "live",
+            ArmStatusChange.from_status == ArmStatus.SUSPENDED,
+            ArmStatusChange.to_status == ArmStatus.LIVE,
         )
         .group_by(col(ArmStatusChange.arm_id))
     )

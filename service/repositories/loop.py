@@ -9,10 +9,11 @@ from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from service.models import ArmStatusChange, LearningRow, LoopRun, Proposal
+from service.vocabulary import LoopRunStatus
 
 # Run statuses that count as a completed loop run for the retirement rule ("held across two
 # loop runs"). "completed" is accepted too, for rows written by other tools.
-COMPLETED_STATUSES = ("succeeded", "completed")
+COMPLETED_STATUSES = (LoopRunStatus.SUCCEEDED, LoopRunStatus.COMPLETED)
 
 
 def add_run(session: Session, *, run: LoopRun) -> LoopRun:
@@ -41,7 +42,7 @@ def abandon_running(session: Session, *, experiment_id: int, finished_at: dateti
     result = session.execute(
         update(LoopRun)
         .where(col(LoopRun.experiment_id) == experiment_id)
-        .where(col(LoopRun.status) == "running")
+        .where(col(LoopRun.status) == LoopRunStatus.RUNNING)
         .values(
             status="abandoned",
             finished_at=finished_at,

@@ -8,6 +8,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from service.models import Arm, Experiment, LoopRun, PolicySnapshot, Proposal
+from service.vocabulary import ExperimentStatus
 
 # Enough for a legend; the label is truncated further where it is exported.
 ARM_TEXT_CHARS = 80
@@ -24,7 +25,7 @@ def arms(session: Session) -> list[tuple[str, int, str, str]]:
             func.substr(Arm.content, 1, ARM_TEXT_CHARS),
         )
         .join(Experiment, col(Arm.experiment_id) == col(Experiment.id))
-        .where(Experiment.status != "archived")
+        .where(Experiment.status != ExperimentStatus.ARCHIVED)
         .order_by(col(Experiment.key), col(Arm.id))
     )
     return [(k, int(a or 0), s, t or "") for k, a, s, t in session.exec(stmt)]
@@ -58,7 +59,7 @@ def latest_snapshot_times(session: Session) -> dict[str, datetime]:
         select(Experiment.key, func.max(PolicySnapshot.created_at))
         .select_from(PolicySnapshot)
         .join(Experiment, col(PolicySnapshot.experiment_id) == col(Experiment.id))
-        .where(Experiment.status == "running")
+        .where(Experiment.status == ExperimentStatus.RUNNING)
         .group_by(col(Experiment.key))
     )
     return {key: created for key, created in session.exec(stmt) if created is not None}

@@ -8,15 +8,12 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from service.schemas.common import finite_json
+from service.vocabulary import EventType
 from variants.rules import PLACEHOLDER_NAME_RE
 
 FiniteJson = Annotated[dict[str, Any], AfterValidator(finite_json)]
 Tag = Annotated[str, Field(min_length=1, max_length=40)]
 
-EVENT_TYPES = ("delivered", "open", "click", "conversion", "unsubscribe", "complaint", "bounce")
-EventType = Literal[
-    "delivered", "open", "click", "conversion", "unsubscribe", "complaint", "bounce"
-]
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 MAX_CONTENT = 2000
 MAX_ARMS = 50

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from datetime import timedelta
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -26,9 +26,11 @@ from bandits.baselines import epsilon_greedy_allocation, thompson_allocation, un
 from bandits.delay import DelayCDF
 from service.policy import compute
 from service.policy.compute import PolicyInputs, compute_snapshot
-from service.policy.inputs import EXPOSURE, ArmInfo, ExperimentInfo, SuccessDelay
+from service.policy.inputs import ArmInfo, ExperimentInfo, SuccessDelay
 from service.policy.loaded import LoadedPolicy, load_policy
+from service.policy.snapshot import Snapshot
 from service.simulate.store import SimulatedStatistics, at_hours
+from service.vocabulary import EXPOSURE, SERVED_ARM_STATUSES, ArmStatus
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -128,7 +130,7 @@ class ServicePolicy:
         self.info = experiment_info(scenario)
         self.status: dict[int, str] = {}
         self.version = 0
-        self.previous: dict[str, Any] | None = None
+        self.previous: Snapshot | None = None
         self.loaded: LoadedPolicy | None = None
         self.loop_runs: list[float] = []
         self.suspended: dict[int, ArmEvent] = {}
@@ -139,9 +141,9 @@ class ServicePolicy:
 
     def refresh(self, now_hours: float, added: Sequence[int], removed: Sequence[int]) -> None:
         for index in added:
-            self.status.setdefault(index, "live")
+            self.status.setdefault(index, ArmStatus.LIVE)
         for index in removed:
-            self.status[index] = "retired"
+            self.status[index] = ArmStatus.RETIRED
         if self.loop_every_hours and now_hours > 0:
             due = int(now_hours // self.loop_every_hours)
             if due > len(self.loop_runs):
@@ -166,32 +168,36 @@ class ServicePolicy:
         rng = np.random.default_rng([self.seed, self.version])
         now = at_hours(now_hours)
         if self.delay_correction:
-            payload = compute_snapshot(inputs, now=now, rng=rng)
+            snapshot = compute_snapshot(inputs, now=now, rng=rng)
         else:
             with naive_delays():
-                payload = compute_snapshot(inputs, now=now, rng=rng)
+                snapshot = compute_snapshot(inputs, now=now, rng=rng)
         # As the refresher's _apply_guardrail_suspensions: breaching live arms are suspended
-        # (this payload already gives them nothing; the next refresh sees the status).
-        for key in payload.get("guardrails", {}).get("breached", {}):
-            index = int(key) - 1
-            if self.status.get(index) == "live":
-                self.status[index] = "suspended"
+        # (this snapshot already gives them nothing; the next refresh sees the status).
+        for breached_id in snapshot.guardrails.breached if snapshot.guardrails is not None else {}:
+            index = breached_id - 1
+            if self.status.get(index) == ArmStatus.LIVE:
+                self.status[index] = ArmStatus.SUSPENDED
                 self.suspended[index] = ArmEvent(now_hours, self._exposures(index))
-        self.previous = payload
-        self.loaded = load_policy(EXPERIMENT_ID, self.version, payload)
+        self.previous = snapshot
+        self.loaded = load_policy(EXPERIMENT_ID, self.version, snapshot)
 
     def _loop_run(self, now_hours: float) -> None:
         """The loop's statistical pass: retire what has been eligible for long enough."""
         now = at_hours(now_hours)
-        verdicts = (self.previous or {}).get("retirement", {})
-        for key, verdict in verdicts.items():
-            index = int(key) - 1
-            if not verdict.get("eligible") or self.status.get(index) not in ("live", "suspended"):
+        verdicts = (self.previous.retirement if self.previous is not None else None) or {}
+        for verdict_id, verdict in verdicts.items():
+            index = verdict_id - 1
+            if (
+                not verdict.eligible
+                or verdict.since is None
+                or self.status.get(index) not in SERVED_ARM_STATUSES
+            ):
                 continue
-            since = datetime.fromisoformat(verdict["since"])
+            since = verdict.since
             runs = sum(1 for t in self.loop_runs if at_hours(t) >= since)
             if now - since >= RETIRE_AFTER and runs >= RETIRE_AFTER_RUNS:
-                self.status[index] = "retired"
+                self.status[index] = ArmStatus.RETIRED
                 self.retired[index] = ArmEvent(now_hours, self._exposures(index))
         self.loop_runs.append(now_hours)
 
@@ -214,13 +220,11 @@ class ServicePolicy:
         return ids[picked] - 1, policy.allocation[picked], logged_segment
 
     def allocation(self) -> dict[int, float]:
-        payload = self.previous or {}
-        overall = payload.get("segments", {}).get("")
-        if overall is None:
+        overall = self.previous.overall if self.previous is not None else None
+        if self.previous is None or overall is None:
             return {}
         return {
-            int(a) - 1: float(x)
-            for a, x in zip(payload["arm_ids"], overall["allocation"], strict=True)
+            a - 1: float(x) for a, x in zip(self.previous.arm_ids, overall.allocation, strict=True)
         }
 
 

@@ -21,7 +21,6 @@ import numpy as np
 import numpy.typing as npt
 
 from bandits.audience import Scenario, draw_outcomes, draw_segments, simulation_streams
-from service.policy.cohorts import OVERALL
 from service.simulate.policies import (
     BaselinePolicy,
     Policy,
@@ -30,6 +29,7 @@ from service.simulate.policies import (
     experiment_info,
 )
 from service.simulate.store import SimulatedStatistics
+from service.vocabulary import OVERALL
 
 FloatArray = npt.NDArray[np.float64]
 

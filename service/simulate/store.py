@@ -19,8 +19,9 @@ import numpy.typing as npt
 
 from service.ingest.counting import CountableEvent, metrics_for, stat_key
 from service.models import Decision
-from service.policy.inputs import EXPOSURE, StatRow, SuccessDelay
+from service.policy.inputs import StatRow, SuccessDelay
 from service.repositories.stats import StatKey
+from service.vocabulary import EXPOSURE
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

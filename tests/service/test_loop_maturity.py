@@ -20,6 +20,7 @@ from service.loop.simulate import SimulatedClock
 from service.policy.inputs import StatRow
 from service.runtime import Runtime
 from service.settings import Settings
+from service.vocabulary import EXPOSURE, OVERALL
 from tests.service.helpers import decide_many
 from tests.service.loop_fixtures import SEED_ARMS, llm_settings, run_loop, serve_copywriter
 
@@ -145,13 +146,13 @@ def test_arms_the_snapshot_no_longer_serves_get_their_maturity_from_its_delay_cu
     rng = np.random.default_rng(3)
     delays = rng.lognormal(0.0, 1.2, 400)
     ages = np.minimum(delays + rng.uniform(0, 300, 400), 168.0)
-    payload = {"delay": fit_delay_model(delays, ages, 168.0).to_json()}
+    delay = fit_delay_model(delays, ages, 168.0).to_json()
     rows = [
         # arm 1: sent 20 minutes ago (offset 0 into the 09:00 hour); arm 2: ten days ago
-        StatRow("", 1, SENT, "exposure", 1000, 0.0),
-        StatRow("", 2, SENT - timedelta(days=10), "exposure", 1000, 0.0),
+        StatRow(OVERALL, 1, SENT, EXPOSURE, 1000, 0.0),
+        StatRow(OVERALL, 2, SENT - timedelta(days=10), EXPOSURE, 1000, 0.0),
     ]
-    young, old = _maturities(rows, [1, 2], payload, now)
+    young, old = _maturities(rows, [1, 2], delay, now)
     assert young < 0.5
     assert old == 1.0
-    assert list(_maturities(rows, [1, 2], {}, now)) == [1.0, 1.0]
+    assert list(_maturities(rows, [1, 2], None, now)) == [1.0, 1.0]

@@ -18,6 +18,7 @@ from service.policy.inputs import ArmInfo
 from service.simulate import RunResult, SimulationSettings, run
 from service.simulate.policies import experiment_info, naive_delays
 from service.simulate.store import SIM_START, SimulatedStatistics, at_hours
+from service.vocabulary import OVERALL
 
 SHORT = SimulationSettings(hours=12)
 
@@ -120,8 +121,8 @@ def test_naive_delays_switch_off_the_correction_and_restore_it():
     with naive_delays():
         naive = compute_snapshot(inputs, now=now, rng=np.random.default_rng(0))
     assert compute._delay_cdf is original
-    assert corrected["segments"][""]["effective_exposures"][0] < 600
-    assert naive["segments"][""]["effective_exposures"][0] == 600
+    assert corrected.segments[OVERALL].effective_exposures[0] < 600
+    assert naive.segments[OVERALL].effective_exposures[0] == 600
 
 
 def test_guardrail_suspension_is_honoured():
