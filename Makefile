@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 $(DEV_STAMP): pyproject.toml $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,simulation]'
 	touch $(DEV_STAMP)
 
 install: $(DEV_STAMP)
@@ -28,7 +28,7 @@ serve: $(STAMP)
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy bandits variants service
+	$(BIN)/mypy bandits variants service simulation
 
 # The suite includes tests/deploy/test_image.py (scripts/check-image.sh: build the image,
 # run it, check it from outside); ensure-docker.sh starts the engine it needs.

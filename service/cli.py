@@ -189,9 +189,21 @@ def cmd_loop(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_simulate(args: argparse.Namespace, _settings: Settings) -> int:
+SIMULATION_EXTRA_MISSING = (
+    "banditloop simulate needs the simulation extra (matplotlib, for the plots): "
+    "pip install 'banditloop[simulation]'"
+)
 
-    from service.loop.simulate import SimulationConfig, compare, plot, table
+
+def cmd_simulate(args: argparse.Namespace, _settings: Settings) -> int:
+    # The simulator is not product: its package ships, its plotting library is an extra.
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        print(f"error: {SIMULATION_EXTRA_MISSING}", file=sys.stderr)
+        return 2
+
+    from simulation.loop import SimulationConfig, compare, plot, table
 
     if not args.loop:
         return _simulate_scenarios(args)
@@ -205,10 +217,9 @@ def cmd_simulate(args: argparse.Namespace, _settings: Settings) -> int:
 
 
 def _simulate_scenarios(args: argparse.Namespace) -> int:
-
-    from bandits.audience import pinned_scenarios
-    from service.simulate import SimulationSettings
-    from service.simulate.summary import format_table, plot, policies_for, run_many, summarise
+    from simulation.audience import pinned_scenarios
+    from simulation.regret import SimulationSettings
+    from simulation.regret.summary import format_table, plot, policies_for, run_many, summarise
 
     scenarios = pinned_scenarios()
     names = list(scenarios) if args.scenario == "all" else [args.scenario]

@@ -33,9 +33,9 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from service import migrations  # noqa: E402
 from service.app import create_app  # noqa: E402
-from service.loop.simulate import SimulatedClock  # noqa: E402
 from service.runtime import Runtime  # noqa: E402
 from service.settings import Settings  # noqa: E402
+from simulation.loop import SimulatedClock  # noqa: E402
 
 SENT = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 

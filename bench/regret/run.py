@@ -22,10 +22,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bandits.audience import pinned_scenarios  # noqa: E402
-from service.simulate import RunResult, SimulationSettings, run  # noqa: E402
-from service.simulate.policies import experiment_info  # noqa: E402
-from service.simulate.summary import (  # noqa: E402
+from simulation.audience import pinned_scenarios  # noqa: E402
+from simulation.regret import RunResult, SimulationSettings, run  # noqa: E402
+from simulation.regret.policies import experiment_info  # noqa: E402
+from simulation.regret.summary import (  # noqa: E402
     format_table,
     plot,
     policies_for,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -14,6 +14,7 @@ from sqlmodel import Session
 
 from bandits.delay import DelayCDF
 from bandits.posterior import beta_posterior, pooled_prior
+from service.loop.hold import held_arms
 from service.models import Arm, Experiment, LearningRow, PolicySnapshot, as_utc
 from service.policy.cohorts import build_cohorts
 from service.policy.inputs import StatRow
@@ -27,11 +28,6 @@ from variants.inputs import ArmView, Brief, LoopInput
 from variants.learnings import Evidence, Learning, LearningStatus
 from variants.rules import ContentRules
 
-# The loop may retire an arm only once the snapshot has called it eligible for this long
-# and at least this many loop runs have completed since (DESIGN: "held for 24 hours and
-# across two loop runs"), so one unlucky day never retires an arm.
-ELIGIBLE_FOR = timedelta(hours=24)
-RUNS_WHILE_ELIGIBLE = 2
 PRIOR_STRENGTH = 2.0
 MAX_STATUS_REASON = 300
 
@@ -224,22 +220,15 @@ def _retirable(
     session: Session, experiment_id: int, snapshot: Snapshot | None, *, now: datetime
 ) -> set[int]:
     """Arms the snapshot has called eligible for at least a day, across two loop runs."""
-    verdicts = snapshot.retirement if snapshot is not None else None
-    if not verdicts:
+    if snapshot is None or not snapshot.retirement:
         return set()
-    found: set[int] = set()
-    runs_since: dict[datetime, int] = {}
-    for arm_id, verdict in verdicts.items():
-        since = as_utc(verdict.since) if verdict.since is not None else None
-        if not verdict.eligible or since is None or now - since < ELIGIBLE_FOR:
-            continue
-        if since not in runs_since:
-            runs_since[since] = loop_repo.completed_runs_since(
-                session, experiment_id=experiment_id, since=since
-            )
-        if runs_since[since] >= RUNS_WHILE_ELIGIBLE:
-            found.add(arm_id)
-    return found
+    return held_arms(
+        snapshot.retirement,
+        now=now,
+        runs_since=lambda since: loop_repo.completed_runs_since(
+            session, experiment_id=experiment_id, since=since
+        ),
+    )
 
 
 def _arm_view(

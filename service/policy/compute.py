@@ -90,7 +90,18 @@ def _base_snapshot(inputs: PolicyInputs, served: Sequence[ArmInfo], now: datetim
     )
 
 
-def compute_snapshot(inputs: PolicyInputs, *, now: datetime, rng: np.random.Generator) -> Snapshot:
+def compute_snapshot(
+    inputs: PolicyInputs,
+    *,
+    now: datetime,
+    rng: np.random.Generator,
+    delay_correction: bool = True,
+) -> Snapshot:
+    """The snapshot of ``inputs`` at ``now``.
+
+    ``delay_correction=False`` is an ablation for the simulator's benchmark only: every
+    cohort counts as fully exposed however young (the naive posterior), guardrails included.
+    """
     experiment = inputs.experiment
     served = [arm for arm in inputs.arms if arm.status in SERVED_ARM_STATUSES]
     base = _base_snapshot(inputs, served, now)
@@ -108,7 +119,11 @@ def compute_snapshot(inputs: PolicyInputs, *, now: datetime, rng: np.random.Gene
         segmented=bool(experiment.segment_attribute),
         now=now,
     )
-    delay = DelayModel.of(_delay_cdf(experiment, inputs.success_delays))
+    delay = DelayModel.of(
+        _delay_cdf(experiment, inputs.success_delays)
+        if delay_correction
+        else _no_delay(experiment.attribution_window_hours)
+    )
     discount = delay.cdf(cohorts.age_hours) if cohorts.hours else np.zeros(0)
     keep = _drift_mask(cohorts, success, experiment.min_exposures, discount)
     weights = decay_weights(cohorts.age_hours, experiment.half_life_hours)
@@ -226,6 +241,11 @@ def _delay_cdf(experiment: ExperimentInfo, delays: Sequence[SuccessDelay]) -> De
         window,
         earliest_hours=np.array([d.earliest_hours for d in observed], dtype=np.float64),
     )
+
+
+def _no_delay(window_hours: float) -> DelayCDF:
+    """F(age) = 1 at every age: every success has arrived at once."""
+    return DelayCDF(window_hours, np.array([0.0, window_hours]), np.array([1.0, 1.0]), 0.0, 0.0)
 
 
 def _drift_mask(

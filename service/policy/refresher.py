@@ -23,11 +23,12 @@ from sqlmodel import Session
 from service import metrics
 from service.arm_status import set_arm_status
 from service.db import session_scope
-from service.models import PolicySnapshot, utcnow
+from service.models import Arm, PolicySnapshot, utcnow
 from service.policy.compute import PolicyInputs, compute_snapshot
 from service.policy.inputs import ArmInfo, ExperimentInfo
 from service.policy.loaded import LoadedPolicy, PolicyCache, load_policy
 from service.policy.snapshot import SegmentFigures, Snapshot
+from service.policy.suspension import arms_to_suspend, suspension_reason
 from service.repositories import experiments as experiments_repo
 from service.repositories import leases
 from service.repositories import snapshots as snapshots_repo
@@ -120,30 +121,24 @@ def _publish(
 
 
 def _apply_guardrail_suspensions(session: Session, experiment_id: int, snapshot: Snapshot) -> int:
-    breached = snapshot.guardrails.breached if snapshot.guardrails is not None else {}
-    changed = 0
-    for arm_id, breach in breached.items():
-        arm = experiments_repo.get_arm(session, experiment_id=experiment_id, arm_id=arm_id)
-        if arm is None or arm.status != ArmStatus.LIVE:
-            continue
-        figures = breach.figures
-        detail = ", ".join(
-            f"{m} {figures[m]['rate']:.3%} vs {figures[m]['reference_rate']:.3%} "
-            f"(P={figures[m]['probability_exceeds']:.3f})"
-            for m in breach.metrics
-        )
+    def arm(arm_id: int) -> Arm | None:
+        return experiments_repo.get_arm(session, experiment_id=experiment_id, arm_id=arm_id)
+
+    to_suspend = arms_to_suspend(snapshot, lambda arm_id: getattr(arm(arm_id), "status", None))
+    for arm_id, breach in to_suspend.items():
+        found = arm(arm_id)
+        assert found is not None
         set_arm_status(
             session,
-            arm,
+            found,
             ArmStatus.SUSPENDED,
             actor="guardrail",
-            reason=f"guardrail breached: {detail}; restore after review",
+            reason=suspension_reason(breach),
             evidence=breach.to_json(),
         )
-        changed += 1
-    if changed:
+    if to_suspend:
         session.flush()
-    return changed
+    return len(to_suspend)
 
 
 def _changed(previous: PolicySnapshot, old: Snapshot | None, new: Snapshot, now: datetime) -> bool:

@@ -11,7 +11,6 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from bandits.baselines import thompson_allocation
 from bandits.offpolicy import (
     bootstrap_interval,
     effective_sample_size,
@@ -20,6 +19,7 @@ from bandits.offpolicy import (
     off_policy_estimate,
     snips,
 )
+from simulation.baselines import thompson_allocation
 
 FloatArray = npt.NDArray[np.float64]
 

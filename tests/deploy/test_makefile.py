@@ -29,7 +29,7 @@ def test_serve_installs_the_package_without_dev_tools(tmp_path: Path) -> None:
 
 def test_test_installs_dev_tools_and_the_test_machinery(tmp_path: Path) -> None:
     plan = _plan("test", tmp_path / "venv")
-    assert "pip install -q -e '.[dev]'" in plan
+    assert "pip install -q -e '.[dev,simulation]'" in plan
     for script in ("ensure-services", "ensure-prometheus", "ensure-chromium", "ensure-docker"):
         assert f"bash scripts/{script}.sh" in plan
     assert "pytest" in plan

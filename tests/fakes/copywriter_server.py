@@ -1,7 +1,7 @@
 """The scripted copywriter for tests: the server and its reply logic live in
-`service.loop.scripted_server` and `service.loop.scripted` (the simulator serves it too)."""
+`simulation.copywriter_server` and `simulation.copywriter` (the simulator serves it too)."""
 
-from service.loop.scripted import (
+from simulation.copywriter import (
     BASES,
     KNOWN_TAGS,
     QUESTION_FORMS,
@@ -11,7 +11,7 @@ from service.loop.scripted import (
     write_reply,
     write_variants,
 )
-from service.loop.scripted_server import (
+from simulation.copywriter_server import (
     CLEAN,
     EMBEDDING_DIMENSIONS,
     MALFORMED,

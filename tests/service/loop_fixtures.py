@@ -9,9 +9,9 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from service.loop.scripted_server import CopywriterControl, running_copywriter
 from service.runtime import Runtime
 from service.settings import Settings
+from simulation.copywriter_server import CopywriterControl, running_copywriter
 from tests.service.helpers import decide_many, later
 
 MODEL = "copywriter-1"

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from bandits.audience import pinned_scenarios
 from service.cli import build_parser, main, settings_source
 from service.runtime import Runtime
+from simulation.audience import pinned_scenarios
 from tests.conftest import SIGNING_KEYS
 from tests.service.factories import create_random_experiment
 
@@ -141,3 +141,18 @@ def test_stats_rebuild_takes_the_experiment_key(
     out, err = capsys.readouterr()
     assert f"{exp['key']}: run " in out
     assert "no LLM configured" in err
+
+
+def test_simulate_without_the_extra_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "matplotlib" else real(name, *a),
+    )
+    assert main(["simulate", "--scenario", "stationary"]) == 2
+    assert "pip install 'banditloop[simulation]'" in capsys.readouterr().err

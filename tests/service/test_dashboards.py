@@ -29,8 +29,8 @@ import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
 from service import metrics, state_metrics
-from service.loop.scripted_server import running_copywriter
 from service.tokens import DecisionSigner
+from simulation.copywriter_server import running_copywriter
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "dashboards" / "banditloop.json"

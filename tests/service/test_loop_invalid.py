@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.loop.scripted_server import CopywriterControl
 from service.runtime import Runtime
 from service.settings import Settings
+from simulation.copywriter_server import CopywriterControl
 from tests.service.loop_fixtures import (
     BANNED,
     llm_settings,

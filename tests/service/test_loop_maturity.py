@@ -14,13 +14,13 @@ from fastapi.testclient import TestClient
 
 from bandits.delay_model import fit_delay_model
 from service.loop.gather import _maturities
-from service.loop.scripted import read_data_block
-from service.loop.scripted_server import CopywriterControl
-from service.loop.simulate import SimulatedClock
 from service.policy.inputs import StatRow
 from service.runtime import Runtime
 from service.settings import Settings
 from service.vocabulary import EXPOSURE, OVERALL
+from simulation.copywriter import read_data_block
+from simulation.copywriter_server import CopywriterControl
+from simulation.loop import SimulatedClock
 from tests.service.helpers import decide_many
 from tests.service.loop_fixtures import SEED_ARMS, llm_settings, run_loop, serve_copywriter
 

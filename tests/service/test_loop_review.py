@@ -13,12 +13,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from service.loop.scripted import read_data_block
-from service.loop.scripted_server import SLOW, CopywriterControl
 from service.models import Arm, LoopRun, utcnow
 from service.repositories import snapshots as snapshots_repo
 from service.runtime import Runtime
 from service.settings import Settings
+from simulation.copywriter import read_data_block
+from simulation.copywriter_server import SLOW, CopywriterControl
 from tests.service.loop_fixtures import (
     llm_settings,
     pending,

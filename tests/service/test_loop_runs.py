@@ -10,8 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from service.loop.scripted import read_data_block
-from service.loop.scripted_server import (
+from service.models import Arm, LearningRow, Proposal
+from service.runtime import Runtime
+from service.settings import Settings
+from simulation.copywriter import read_data_block
+from simulation.copywriter_server import (
     MALFORMED,
     MISCHIEF,
     RATE_LIMIT,
@@ -22,9 +25,6 @@ from service.loop.scripted_server import (
     TRUNCATED,
     CopywriterControl,
 )
-from service.models import Arm, LearningRow, Proposal
-from service.runtime import Runtime
-from service.settings import Settings
 from tests.service.loop_fixtures import (
     MODEL,
     SEED_ARMS,

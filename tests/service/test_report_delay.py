@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from service.loop.simulate import SimulatedClock
 from service.repositories import stats as stats_repo
 from service.runtime import Runtime
+from simulation.loop import SimulatedClock
 from tests.service.factories import create_random_experiment
 from tests.service.helpers import later
 

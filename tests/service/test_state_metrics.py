@@ -16,11 +16,11 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine
 
-from service.loop.scripted_server import CopywriterControl
 from service.models.base import utcnow
 from service.runtime import Runtime
 from service.settings import Settings
 from service.state_metrics import StateCollector, arm_label, families, read_state
+from simulation.copywriter_server import CopywriterControl
 from tests.conftest import SIGNING_KEYS
 from tests.service.loop_fixtures import MODEL, publish, seed_experiment, serve_copywriter
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bandits.audience import Scenario
-from service.simulate.runner import DEFAULT_POLICIES, RunResult, SimulationSettings, run
+from simulation.audience import Scenario
+from simulation.regret.runner import DEFAULT_POLICIES, RunResult, SimulationSettings, run
 
 DELAY_SENSITIVE = ("arms_added_midrun", "conversions")
 

@@ -4,7 +4,7 @@ structured <data> block of a loop prompt.
 It confirms or adds learnings citing real arm ids, recommends retiring the eligible arms,
 and writes new variants that follow the top learning (a question variant when a learning
 about questions is active), exploring one more tag on top. The simulator (`banditloop
-simulate --loop`) and the tests serve it over HTTP with `service.loop.scripted_server`, so
+simulate --loop`) and the tests serve it over HTTP with `simulation.copywriter_server`, so
 the real openai SDK and the real loop talk to it as to any OpenAI-compatible endpoint.
 """
 

@@ -1,6 +1,6 @@
 """The simulator: pinned scenarios through the service's own engine on a simulated clock."""
 
-from service.simulate.runner import (
+from simulation.regret.runner import (
     DEFAULT_POLICIES,
     POLICIES,
     RunResult,

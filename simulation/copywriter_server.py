@@ -1,7 +1,7 @@
 """An OpenAI-compatible server on loopback that answers as the scripted copywriter.
 
 `POST /v1/chat/completions` reads the JSON block between <data> and </data> in the prompt
-and answers with `service.loop.scripted.write_reply`; scenarios make it misbehave the way
+and answers with `simulation.copywriter.write_reply`; scenarios make it misbehave the way
 real servers do (429, 500, a rejected JSON-schema format, slowness, refusals, truncated or
 malformed replies, a reply that breaks every rule). `POST /v1/embeddings` returns a
 deterministic bag-of-words embedding.
@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from service.loop.scripted import read_data_block, write_mischief, write_reply
+from simulation.copywriter import read_data_block, write_mischief, write_reply
 
 SCENARIO_HEADER = "x-copywriter-scenario"
 

@@ -1,7 +1,7 @@
 """`banditloop simulate --loop`: proof that the loop compounds.
 
 A simulated audience clicks at a rate that depends on a variant's features through hidden
-tag effects (`bandits.audience.tag_audience`: questions and personalisation help, urgency,
+tag effects (`simulation.audience.tag_audience`: questions and personalisation help, urgency,
 emoji and long lines hurt). Everything else is the real service on a temporary SQLite
 database, driven on a simulated clock: decisions through the decider and the decision
 log, clicks through the ingestion pipeline with their delays, snapshots through the
@@ -30,14 +30,12 @@ from typing import Any
 import numpy as np
 from sqlmodel import Session
 
-from bandits.audience import DelaySpec, TagAudience, tag_audience
 from service import migrations
 from service.arm_status import set_arm_status
 from service.decisions.decider import Decider, Unit
 from service.experiments import create_experiment
 from service.ingest.service import ingest_payload
 from service.loop import review
-from service.loop.scripted_server import running_copywriter
 from service.models import base as models_base
 from service.policy.snapshot import Snapshot
 from service.repositories import experiments as experiments_repo
@@ -49,6 +47,8 @@ from service.schemas.loop import ApproveIn, RejectIn
 from service.sessions import unit_of_work
 from service.settings import Settings
 from service.webhooks.base import NormalizedEvent
+from simulation.audience import DelaySpec, TagAudience, tag_audience
+from simulation.copywriter_server import running_copywriter
 from variants.lifecycle import ArmStatus
 from variants.rules import structural_tags
 

@@ -11,26 +11,24 @@ day across two runs, as ``service.loop`` does with ``auto_retire`` (or an approv
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from bandits import sample_arms
-from bandits.audience import Scenario
-from bandits.baselines import epsilon_greedy_allocation, thompson_allocation, uniform_allocation
-from bandits.delay import DelayCDF
-from service.policy import compute
+from service.loop.hold import held_arms
 from service.policy.compute import PolicyInputs, compute_snapshot
-from service.policy.inputs import ArmInfo, ExperimentInfo, SuccessDelay
+from service.policy.inputs import ArmInfo, ExperimentInfo
 from service.policy.loaded import LoadedPolicy, load_policy
 from service.policy.snapshot import Snapshot
-from service.simulate.store import SimulatedStatistics, at_hours
+from service.policy.suspension import arms_to_suspend
 from service.vocabulary import EXPOSURE, SERVED_ARM_STATUSES, ArmStatus
+from simulation.audience import Scenario
+from simulation.baselines import epsilon_greedy_allocation, thompson_allocation, uniform_allocation
+from simulation.regret.store import SimulatedStatistics, at_hours
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -38,8 +36,6 @@ IntArray = npt.NDArray[np.int64]
 EXPERIMENT_ID = 1
 SEGMENT_ATTRIBUTE = "segment"
 # service.loop: eligible for 24 hours, across two completed loop runs.
-RETIRE_AFTER = timedelta(hours=24)
-RETIRE_AFTER_RUNS = 2
 
 
 class Policy(Protocol):
@@ -78,28 +74,6 @@ def experiment_info(scenario: Scenario, key: str = "sim") -> ExperimentInfo:
 
 def arm_id(index: int) -> int:
     return index + 1
-
-
-@contextmanager
-def naive_delays() -> Iterator[None]:
-    """Switch the delay correction off inside ``compute_snapshot``: F(age) = 1 at every age.
-
-    This replaces ``service.policy.compute._delay_cdf`` for the duration, so every cohort
-    counts as fully exposed however young (the naive posterior), for guardrails too; nothing
-    else in the computation changes. It is an ablation for the benchmark only, and it patches
-    a private function: a ``delay_correction`` flag on ``PolicyInputs`` would be cleaner.
-    """
-    original = compute._delay_cdf
-
-    def flat(experiment: ExperimentInfo, _delays: Sequence[SuccessDelay]) -> DelayCDF:
-        window = experiment.attribution_window_hours
-        return DelayCDF(window, np.array([0.0, window]), np.array([1.0, 1.0]), 0.0, 0.0)
-
-    compute._delay_cdf = flat  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        compute._delay_cdf = original
 
 
 @dataclass
@@ -167,38 +141,34 @@ class ServicePolicy:
         # the experiment so that runs differ by seed and repeat exactly for one.
         rng = np.random.default_rng([self.seed, self.version])
         now = at_hours(now_hours)
-        if self.delay_correction:
-            snapshot = compute_snapshot(inputs, now=now, rng=rng)
-        else:
-            with naive_delays():
-                snapshot = compute_snapshot(inputs, now=now, rng=rng)
-        # As the refresher's _apply_guardrail_suspensions: breaching live arms are suspended
-        # (this snapshot already gives them nothing; the next refresh sees the status).
-        for breached_id in snapshot.guardrails.breached if snapshot.guardrails is not None else {}:
-            index = breached_id - 1
-            if self.status.get(index) == ArmStatus.LIVE:
-                self.status[index] = ArmStatus.SUSPENDED
-                self.suspended[index] = ArmEvent(now_hours, self._exposures(index))
+        snapshot = compute_snapshot(
+            inputs, now=now, rng=rng, delay_correction=self.delay_correction
+        )
+        # The refresher's rule: breaching live arms are suspended (this snapshot already
+        # gives them nothing; the next refresh sees the status).
+        for suspended_id in arms_to_suspend(snapshot, lambda a: self.status.get(a - 1)):
+            index = suspended_id - 1
+            self.status[index] = ArmStatus.SUSPENDED
+            self.suspended[index] = ArmEvent(now_hours, self._exposures(index))
         self.previous = snapshot
         self.loaded = load_policy(EXPERIMENT_ID, self.version, snapshot)
 
     def _loop_run(self, now_hours: float) -> None:
         """The loop's statistical pass: retire what has been eligible for long enough."""
-        now = at_hours(now_hours)
         verdicts = (self.previous.retirement if self.previous is not None else None) or {}
-        for verdict_id, verdict in verdicts.items():
-            index = verdict_id - 1
-            if (
-                not verdict.eligible
-                or verdict.since is None
-                or self.status.get(index) not in SERVED_ARM_STATUSES
-            ):
-                continue
-            since = verdict.since
-            runs = sum(1 for t in self.loop_runs if at_hours(t) >= since)
-            if now - since >= RETIRE_AFTER and runs >= RETIRE_AFTER_RUNS:
-                self.status[index] = ArmStatus.RETIRED
-                self.retired[index] = ArmEvent(now_hours, self._exposures(index))
+        served = {
+            verdict_id: verdict
+            for verdict_id, verdict in verdicts.items()
+            if self.status.get(verdict_id - 1) in SERVED_ARM_STATUSES
+        }
+        held = held_arms(
+            served,
+            now=at_hours(now_hours),
+            runs_since=lambda since: sum(1 for t in self.loop_runs if at_hours(t) >= since),
+        )
+        for retired_id in sorted(held):
+            self.status[retired_id - 1] = ArmStatus.RETIRED
+            self.retired[retired_id - 1] = ArmEvent(now_hours, self._exposures(retired_id - 1))
         self.loop_runs.append(now_hours)
 
     def choose(

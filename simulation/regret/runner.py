@@ -2,7 +2,7 @@
 
 Every ``refresh_hours`` of simulated time: the events that have happened by then reach the
 statistics, the policy refreshes, and the step's sends are decided from that allocation, spread
-evenly over the step. The audience comes from ``bandits.audience`` with common random numbers,
+evenly over the step. The audience comes from ``simulation.audience`` with common random numbers,
 so every policy faces the same recipients for the same seed.
 
 Regret is the expected (pseudo-)regret: per decision, the best true rate among the arms live
@@ -20,16 +20,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from bandits.audience import Scenario, draw_outcomes, draw_segments, simulation_streams
-from service.simulate.policies import (
+from service.vocabulary import OVERALL
+from simulation.audience import Scenario, draw_outcomes, draw_segments, simulation_streams
+from simulation.regret.policies import (
     BaselinePolicy,
     Policy,
     ServicePolicy,
     arm_id,
     experiment_info,
 )
-from service.simulate.store import SimulatedStatistics
-from service.vocabulary import OVERALL
+from simulation.regret.store import SimulatedStatistics
 
 FloatArray = npt.NDArray[np.float64]
 

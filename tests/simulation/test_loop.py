@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.cli import main
-from service.loop.simulate import SimulationConfig, compare, true_tags
 from service.runtime import Runtime
+from simulation.loop import SimulationConfig, compare, true_tags
 from tests.conftest import SIGNING_KEYS
 from tests.service.factories import create_random_experiment
 

@@ -8,17 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bandits.audience import ArmSpec, Scenario, pinned_scenarios
 from service.cli import main as cli_main
 from service.ingest.counting import stat_key
 from service.models import Decision
-from service.policy import compute
 from service.policy.compute import PolicyInputs, compute_snapshot
 from service.policy.inputs import ArmInfo
-from service.simulate import RunResult, SimulationSettings, run
-from service.simulate.policies import experiment_info, naive_delays
-from service.simulate.store import SIM_START, SimulatedStatistics, at_hours
 from service.vocabulary import OVERALL
+from simulation.audience import ArmSpec, Scenario, pinned_scenarios
+from simulation.regret import RunResult, SimulationSettings, run
+from simulation.regret.policies import experiment_info
+from simulation.regret.store import SIM_START, SimulatedStatistics, at_hours
 
 SHORT = SimulationSettings(hours=12)
 
@@ -96,7 +95,7 @@ def test_statistics_are_counted_like_the_service():
     assert store.totals("click", [1, 2, 3]).tolist() == [1.0, 1.0, 0.0]
 
 
-def test_naive_delays_switch_off_the_correction_and_restore_it():
+def test_the_naive_ablation_switches_off_the_delay_correction():
     scenario = pinned_scenarios()["stationary"]
     info = experiment_info(scenario)
     store = SimulatedStatistics(
@@ -117,10 +116,7 @@ def test_naive_delays_switch_off_the_correction_and_restore_it():
     inputs = PolicyInputs(info, arms, store.rows(), [], None)
     now = at_hours(2.0)
     corrected = compute_snapshot(inputs, now=now, rng=np.random.default_rng(0))
-    original = compute._delay_cdf
-    with naive_delays():
-        naive = compute_snapshot(inputs, now=now, rng=np.random.default_rng(0))
-    assert compute._delay_cdf is original
+    naive = compute_snapshot(inputs, now=now, rng=np.random.default_rng(0), delay_correction=False)
     assert corrected.segments[OVERALL].effective_exposures[0] < 600
     assert naive.segments[OVERALL].effective_exposures[0] == 600
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from bandits.baselines import (
+from simulation.baselines import (
     epsilon_greedy_allocation,
     thompson_allocation,
     uniform_allocation,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.special import expit, logit
 
-from bandits.audience import (
+from simulation.audience import (
     ArmSpec,
     DelaySpec,
     RateChange,

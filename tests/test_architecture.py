@@ -1,0 +1,105 @@
+"""The layers import downwards only, and modules import no cycle (docs/architecture.md).
+
+Read from the source with ``ast`` (imports inside functions count too): ``bandits`` imports
+none of ``variants``, ``service``, ``simulation``; ``variants`` none of ``service``,
+``simulation``; the product (``bandits``, ``variants``, ``service``) never ``simulation``.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYERS = {"bandits": 0, "variants": 1, "service": 2, "simulation": 3}
+# Known and left for the container step (docs/architecture.md, "What is left"): the runtime
+# builds the loop runner, which builds the scheduler, which calls back into the runner.
+# The one door from the product to the simulator: `banditloop simulate`, imported lazily
+# inside the command, so the service never loads it otherwise.
+ALLOWED_UPWARD = {"service.cli": "simulation"}
+KNOWN_CYCLES = [{"service.loop.runner", "service.loop.scheduler", "service.runtime"}]
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for package in LAYERS:
+        for path in (ROOT / package).rglob("*.py"):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            found[name.removesuffix(".__init__")] = path
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                targets.add(node.module)
+                targets.update(f"{node.module}.{a.name}" for a in node.names)
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    def layer(module: str) -> int:
+        return LAYERS[module.split(".")[0]]
+
+    return sorted(
+        (m, t)
+        for m, ts in graph.items()
+        for t in ts
+        if layer(t) > layer(m) and ALLOWED_UPWARD.get(m) != t.split(".")[0]
+    )
+
+
+def cycles(graph: dict[str, set[str]]) -> list[set[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[set[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = set()
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.add(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(component)
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_layer_imports_a_layer_above_it():
+    assert upward_imports(import_graph()) == []
+
+
+def test_no_new_import_cycle():
+    assert [c for c in cycles(import_graph()) if c not in KNOWN_CYCLES] == []
+
+
+def test_the_checks_can_fail():
+    graph = {"bandits.a": {"service.b"}, "service.b": {"service.c"}, "service.c": {"service.b"}}
+    assert upward_imports(graph) == [("bandits.a", "service.b")]
+    assert cycles(graph) == [{"service.b", "service.c"}]
