@@ -13,6 +13,7 @@ from service.repositories import api_keys as keys_repo
 from service.repositories import experiments as experiments_repo
 from service.runtime import Runtime
 from service.schemas.experiments import ArmIn, Brief, ExperimentCreate
+from service.sessions import unit_of_work
 
 DEMO_KEY = "demo-subject-lines"
 
@@ -42,7 +43,9 @@ def ensure_demo(runtime: Runtime) -> DemoInfo:
 
 
 def _create_demo_experiment(runtime: Runtime) -> None:
-    with session_scope(runtime.engine) as session:
+    # The unit of work with the runtime's handlers: the snapshot the new experiment
+    # publishes is installed in the cache (a bare session scope dropped it).
+    with unit_of_work(runtime.engine, runtime.after_commit_handlers()) as session:
         if experiments_repo.get_by_key(session, key=DEMO_KEY) is not None:
             raise Conflict("the demo experiment exists")
         create_experiment(

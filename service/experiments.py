@@ -13,7 +13,7 @@ from sqlmodel import Session
 from service.arm_status import set_arm_status
 from service.errors import Conflict, InvalidInput, NotFound
 from service.models import Arm, ArmStatusChange, Experiment, ExperimentEpoch, utcnow
-from service.policy.refresher import publish
+from service.policy.refresher import republish
 from service.repositories import experiments as repo
 from service.schemas.experiments import (
     ArmEditIn,
@@ -23,7 +23,6 @@ from service.schemas.experiments import (
     ExperimentOut,
     ExperimentSettings,
 )
-from service.sessions import after_commit
 from service.vocabulary import ExperimentStatus
 from variants.lifecycle import ArmStatus, InvalidTransition, check_transition
 
@@ -107,9 +106,7 @@ def _check_conversion(experiment: Experiment) -> None:
 
 def _republish(session: Session, experiment: Experiment) -> None:
     assert experiment.id is not None
-    snapshot = publish(session, experiment_id=experiment.id)
-    if snapshot is not None:
-        after_commit(session, "install_snapshot", snapshot)
+    republish(session, experiment_id=experiment.id)
 
 
 def create_experiment(session: Session, data: ExperimentCreate, *, actor: str) -> Experiment:

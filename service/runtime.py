@@ -7,7 +7,6 @@ import os
 import secrets
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import Engine
 
@@ -19,7 +18,7 @@ from service.decisions.log import DecisionLog
 from service.loop.runner import LoopRunner
 from service.policy.loaded import LoadedPolicy, PolicyCache
 from service.policy.refresher import Refresher
-from service.sessions import Handlers
+from service.sessions import EventsCounted, Handlers, SnapshotPublished
 from service.settings import Settings, parse_signing_keys
 from service.state_metrics import StateCollector
 from service.tokens import DecisionSigner
@@ -52,10 +51,9 @@ def signing_keys_for(settings: Settings) -> list[tuple[str, str]]:
     return parse_signing_keys(path.read_text().strip())
 
 
-def _count_event_metrics(value: Any) -> None:
-    source, outcomes = value
-    for (event_type, outcome), n in outcomes.items():
-        metrics.EVENTS.labels(source, event_type, outcome).inc(n)
+def _count_event_metrics(event: EventsCounted) -> None:
+    for (event_type, outcome), n in event.outcomes.items():
+        metrics.EVENTS.labels(event.source, event_type, outcome).inc(n)
 
 
 class Runtime:
@@ -87,8 +85,8 @@ class Runtime:
 
     def after_commit_handlers(self) -> Handlers:
         return {
-            "install_snapshot": self.refresher.install,
-            "count_events": _count_event_metrics,
+            SnapshotPublished: lambda event: self.refresher.install(event.row),
+            EventsCounted: _count_event_metrics,
         }
 
     def policy_for(self, key: str) -> LoadedPolicy | None:

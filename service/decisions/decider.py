@@ -4,6 +4,7 @@ read back, and remembered in a small in-memory cache."""
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -50,28 +51,36 @@ class Choice:
 
 
 class KeyedCache:
-    """LRU of keyed decisions this replica has stored or read back."""
+    """LRU of keyed decisions this replica has stored or read back.
+
+    Locked: /choose runs in the thread pool, and an unlocked read (get, then move_to_end)
+    raced an eviction by another thread's put into a KeyError.
+    """
 
     def __init__(self, size: int) -> None:
         self._size = size
         self._items: OrderedDict[tuple[int, str, str], Choice] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, key: tuple[int, str, str]) -> Choice | None:
-        found = self._items.get(key)
-        if found is not None:
-            self._items.move_to_end(key)
-        return found
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
 
     def clear(self) -> None:
-        self._items.clear()
+        with self._lock:
+            self._items.clear()
 
     def put(self, key: tuple[int, str, str], choice: Choice) -> None:
         if self._size <= 0:
             return
-        self._items[key] = choice
-        self._items.move_to_end(key)
-        while len(self._items) > self._size:
-            self._items.popitem(last=False)
+        with self._lock:
+            self._items[key] = choice
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
 
 
 class Decider:

@@ -17,7 +17,7 @@ from service.repositories import decisions as decisions_repo
 from service.repositories import events as events_repo
 from service.repositories import experiments as experiments_repo
 from service.repositories.decisions import DecisionRef
-from service.sessions import after_commit
+from service.sessions import EventsCounted, after_commit
 from service.tokens import DecisionSigner, InvalidToken
 from service.vocabulary import EXPOSURE
 from service.webhooks.base import NormalizedEvent, Poison
@@ -168,7 +168,7 @@ def ingest(
         dead = [d for d in dead if (d.reason, d.event) not in known]
     if dead:
         events_repo.add_dead_letters(session, rows=dead)
-    after_commit(session, "count_events", (source, result.outcomes))
+    after_commit(session, EventsCounted(source, result.outcomes))
     return result
 
 

@@ -13,11 +13,10 @@ from sqlmodel import Session
 from service.arm_status import set_arm_status
 from service.experiments import _new_arm
 from service.models import Arm, Experiment, LearningRow, Proposal, as_utc
-from service.policy.refresher import publish
+from service.policy.refresher import republish
 from service.repositories import experiments as experiments_repo
 from service.repositories import loop as loop_repo
 from service.schemas.experiments import ArmIn
-from service.sessions import after_commit
 from variants.learnings import Learning
 from variants.lifecycle import ArmStatus
 from variants.loop import LoopPlan, NewVariant, PlanItem
@@ -132,9 +131,7 @@ def apply_plan(
         _propose(session, experiment, variant, run_id, done)
 
     if done.arms_changed:
-        snapshot = publish(session, experiment_id=experiment.id)
-        if snapshot is not None:
-            after_commit(session, "install_snapshot", snapshot)
+        republish(session, experiment_id=experiment.id)
     return done
 
 

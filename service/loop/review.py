@@ -15,7 +15,7 @@ from service.errors import Conflict, InvalidInput, NotFound
 from service.experiments import get_experiment
 from service.loop.gather import content_rules, learning_of
 from service.models import Arm, Experiment, LearningRow, LoopRun, Proposal, utcnow
-from service.policy.refresher import publish
+from service.policy.refresher import republish
 from service.repositories import experiments as experiments_repo
 from service.repositories import loop as loop_repo
 from service.schemas.loop import (
@@ -26,7 +26,6 @@ from service.schemas.loop import (
     ProposalOut,
     RejectIn,
 )
-from service.sessions import after_commit
 from variants.learnings import render_markdown
 from variants.lifecycle import ArmStatus
 from variants.loop import check_variant
@@ -78,9 +77,7 @@ def approve(session: Session, proposal_id: int, body: ApproveIn, *, actor: str) 
         _approve_new_arm(session, experiment, proposal, arm, body, actor=actor)
     _decide(session, proposal, "approved", reason=body.note, actor=actor)
     assert experiment.id is not None
-    snapshot = publish(session, experiment_id=experiment.id)
-    if snapshot is not None:
-        after_commit(session, "install_snapshot", snapshot)
+    republish(session, experiment_id=experiment.id)
     return proposal
 
 

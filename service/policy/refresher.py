@@ -33,6 +33,7 @@ from service.repositories import experiments as experiments_repo
 from service.repositories import leases
 from service.repositories import snapshots as snapshots_repo
 from service.repositories import stats as stats_repo
+from service.sessions import SnapshotPublished, after_commit
 from service.vocabulary import EXPOSURE, ArmStatus, ExperimentStatus
 
 log = logging.getLogger("banditloop.policy")
@@ -90,6 +91,15 @@ def publish(
     stays meaningful instead of one row every 2 s. ``now`` is the clock (default: the time).
     """
     return _publish(session, experiment_id=experiment_id, force=force, now=now)[0]
+
+
+def republish(session: Session, *, experiment_id: int) -> PolicySnapshot | None:
+    """Publish the next snapshot now (arms or settings changed) and install it in this
+    replica's cache once the transaction commits."""
+    row = publish(session, experiment_id=experiment_id)
+    if row is not None:
+        after_commit(session, SnapshotPublished(row))
+    return row
 
 
 def _publish(
