@@ -14,6 +14,10 @@ from numpy.typing import ArrayLike, NDArray
 
 FloatArray = NDArray[np.float64]
 
+# The delay grid: first bin edge at 10 seconds, each bin 25% wider than the last.
+FIRST_EDGE_HOURS = 10.0 / 3600.0
+GRID_RATIO = 1.25
+
 
 @dataclass(frozen=True, eq=False)
 class DelayCDF:
@@ -84,6 +88,83 @@ def _as_1d(name: str, values: ArrayLike) -> FloatArray:
     return array
 
 
+def delay_grid(window_hours: float) -> FloatArray:
+    """Grid edges from 0 to the window: 10 s wide near zero, growing by 25% a bin.
+
+    Delays span five orders of magnitude (a push click in seconds, a conversion in days), so
+    the grid is even in log-delay: a week's window takes 50 bins, and the bin around any age is
+    a quarter of that age wide, which is what a cohort's own truncation needs to be resolved.
+    """
+    if not np.isfinite(window_hours) or window_hours <= 0:
+        raise ValueError("window_hours must be a positive finite number")
+    if window_hours <= FIRST_EDGE_HOURS * GRID_RATIO:
+        return np.array([0.0, float(window_hours)])
+    bins = int(np.ceil(np.log(window_hours / FIRST_EDGE_HOURS) / np.log(GRID_RATIO)))
+    edges = np.concatenate(([0.0], np.geomspace(FIRST_EDGE_HOURS, window_hours, bins + 1)))
+    edges[-1] = float(window_hours)
+    return np.asarray(edges, dtype=np.float64)
+
+
+def _clean_observations(
+    success_delay_hours: ArrayLike,
+    success_cohort_age_hours: ArrayLike,
+    window_hours: float,
+    weights: ArrayLike | None,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    if not np.isfinite(window_hours) or window_hours <= 0:
+        raise ValueError("window_hours must be a positive finite number")
+    delays = _as_1d("success_delay_hours", success_delay_hours)
+    ages = _as_1d("success_cohort_age_hours", success_cohort_age_hours)
+    if delays.shape != ages.shape:
+        raise ValueError("success_delay_hours and success_cohort_age_hours must have one shape")
+    counts = np.ones_like(delays) if weights is None else _as_1d("weights", weights)
+    if counts.shape != delays.shape:
+        raise ValueError("weights must have the shape of success_delay_hours")
+    if np.any(delays > ages + 1e-9):
+        raise ValueError("a success cannot be older than its cohort (delay > cohort age)")
+    # Successes later than the window are not successes for this metric; cohorts older than the
+    # window have seen every in-window delay, so their truncation is the window itself.
+    inside = delays <= window_hours
+    return delays[inside], np.minimum(ages[inside], window_hours), counts[inside]
+
+
+def _reverse_hazard_cdf(
+    delays: FloatArray,
+    ages: FloatArray,
+    counts: FloatArray,
+    edges: FloatArray,
+    base_values: FloatArray,
+    prior_weight: float,
+) -> FloatArray:
+    """F at ``edges``: reverse Kaplan-Meier with a beta-process prior centred on ``base_values``."""
+    n_bins = edges.size - 1
+    # Bin j (1-based) is (edges[j-1], edges[j]]; a delay of exactly 0 falls into bin 1.
+    event_bin = np.clip(np.searchsorted(edges, delays, side="left"), 1, n_bins)
+    # The last bin whose upper edge the cohort's age has reached (0 if younger than one bin).
+    last_bin = np.searchsorted(edges, ages + 1e-9, side="right") - 1
+    # A delay inside the cohort's current, partial bin informs no bin; on the log grid that
+    # bin is a fifth of the cohort's age, so little is lost.
+    usable = event_bin <= last_bin
+    event_bin, last_bin, counts = event_bin[usable], last_bin[usable], counts[usable]
+
+    events = np.bincount(event_bin, weights=counts, minlength=n_bins + 2)[1 : n_bins + 1]
+    # Observation i is in the reverse risk set of bins event_bin[i] .. last_bin[i].
+    enter = np.bincount(event_bin, weights=counts, minlength=n_bins + 2)
+    leave = np.bincount(last_bin + 1, weights=counts, minlength=n_bins + 2)
+    at_risk = np.cumsum(enter - leave)[1 : n_bins + 1]
+
+    prior_events = prior_weight * np.diff(base_values)
+    prior_at_risk = prior_weight * base_values[1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hazard = (events + prior_events) / (at_risk + prior_at_risk)
+    hazard = np.clip(np.nan_to_num(hazard, nan=0.0), 0.0, 1.0)
+
+    # F(edges[j-1]) = prod_{k >= j} (1 - h_k), accumulated from the window downwards.
+    survival_down = np.cumprod((1.0 - hazard)[::-1])[::-1]
+    values = np.append(survival_down, 1.0)
+    return np.asarray(np.maximum.accumulate(values), dtype=np.float64)
+
+
 def estimate_delay_cdf(
     success_delay_hours: ArrayLike,
     success_cohort_age_hours: ArrayLike,
@@ -92,14 +173,15 @@ def estimate_delay_cdf(
     prior_median_hours: float = 4.0,
     prior_weight: float = 50.0,
     weights: ArrayLike | None = None,
-    bin_hours: float = 1.0,
+    bin_hours: float | None = None,
 ) -> DelayCDF:
     """Estimate the in-window delay CDF from successes observed under right truncation.
 
     ``success_delay_hours[i]`` is the delay from exposure to the i-th observed success and
     ``success_cohort_age_hours[i]`` the current age of its exposure cohort: the success could only
     be seen because its delay is <= that age. ``weights`` (optional) lets the caller pass
-    aggregated (delay, age) cells with a count each. ``bin_hours`` is the grid step.
+    aggregated (delay, age) cells with a count each. ``bin_hours`` sets an even grid; by default
+    the grid is ``delay_grid`` (fine near zero, coarse near the window).
 
     Why not the plain empirical CDF: a young cohort can only show short delays, so pooling the
     observed delays over-represents short ones and F comes out too high: young cohorts would be
@@ -116,64 +198,30 @@ def estimate_delay_cdf(
     the product of (1 - h_k) over the bins above.
 
     Before data, and beyond the oldest cohort's age where nothing is observable, the reverse
-    hazard comes from a prior: an exponential delay with median ``prior_median_hours``, conditioned
-    on the window, counted as ``prior_weight`` pseudo-successes that are never truncated. Each
-    bin's hazard is the beta-process posterior mean (d_j + w_j h0_j) / (R_j + w_j) with
-    w_j = prior_weight * F0(t_j) the prior's own risk set, so with no data F is exactly the prior
-    and with much data the prior's pull fades like 1 / (number of successes).
+    hazard comes from a prior: here an exponential delay with median ``prior_median_hours``,
+    conditioned on the window (``fit_delay_model`` uses a prior fitted to the data instead),
+    counted as ``prior_weight`` pseudo-successes that are never truncated. Each bin's hazard is
+    the beta-process posterior mean (d_j + w_j h0_j) / (R_j + w_j) with w_j = prior_weight *
+    F0(t_j) the prior's own risk set, so with no data F is exactly the prior and with much data
+    the prior's pull fades like 1 / (number of successes).
     """
-    if not np.isfinite(window_hours) or window_hours <= 0:
-        raise ValueError("window_hours must be a positive finite number")
     if not np.isfinite(prior_median_hours) or prior_median_hours <= 0:
         raise ValueError("prior_median_hours must be a positive finite number")
     if not np.isfinite(prior_weight) or prior_weight <= 0:
         raise ValueError("prior_weight must be a positive finite number")
-    if not np.isfinite(bin_hours) or bin_hours <= 0:
+    if bin_hours is not None and (not np.isfinite(bin_hours) or bin_hours <= 0):
         raise ValueError("bin_hours must be a positive finite number")
-    delays = _as_1d("success_delay_hours", success_delay_hours)
-    ages = _as_1d("success_cohort_age_hours", success_cohort_age_hours)
-    if delays.shape != ages.shape:
-        raise ValueError("success_delay_hours and success_cohort_age_hours must have one shape")
-    counts = np.ones_like(delays) if weights is None else _as_1d("weights", weights)
-    if counts.shape != delays.shape:
-        raise ValueError("weights must have the shape of success_delay_hours")
-    if np.any(delays > ages + 1e-9):
-        raise ValueError("a success cannot be older than its cohort (delay > cohort age)")
-
-    n_bins = int(np.ceil(window_hours / bin_hours - 1e-9))
-    edges = np.minimum(np.arange(n_bins + 1, dtype=np.float64) * bin_hours, window_hours)
-    edges[-1] = window_hours
-
-    # Successes later than the window are not successes for this metric; cohorts older than the
-    # window have seen every in-window delay, so their truncation is the window itself.
-    inside = delays <= window_hours
-    delays, ages, counts = delays[inside], np.minimum(ages[inside], window_hours), counts[inside]
-
-    # Bin j (1-based) is (edges[j-1], edges[j]]; a delay of exactly 0 falls into bin 1.
-    event_bin = np.clip(np.searchsorted(edges, delays, side="left"), 1, n_bins)
-    # The last bin whose upper edge the cohort's age has reached (0 if younger than one bin).
-    last_bin = np.searchsorted(edges, ages + 1e-9, side="right") - 1
-    usable = (
-        event_bin <= last_bin
-    )  # a delay inside the cohort's current, partial bin informs no bin
-    event_bin, last_bin, counts = event_bin[usable], last_bin[usable], counts[usable]
-
-    events = np.bincount(event_bin, weights=counts, minlength=n_bins + 2)[1 : n_bins + 1]
-    # Observation i is in the reverse risk set of bins event_bin[i] .. last_bin[i].
-    enter = np.bincount(event_bin, weights=counts, minlength=n_bins + 2)
-    leave = np.bincount(last_bin + 1, weights=counts, minlength=n_bins + 2)
-    at_risk = np.cumsum(enter - leave)[1 : n_bins + 1]
-
-    prior_cdf = _exponential_window_cdf(edges, prior_median_hours, window_hours)
-    prior_events = prior_weight * np.diff(prior_cdf)
-    prior_at_risk = prior_weight * prior_cdf[1:]
-    hazard = (events + prior_events) / (at_risk + prior_at_risk)
-    hazard = np.clip(hazard, 0.0, 1.0)
-
-    # F(edges[j-1]) = prod_{k >= j} (1 - h_k), accumulated from the window downwards.
-    survival_down = np.cumprod((1.0 - hazard)[::-1])[::-1]
-    values = np.append(survival_down, 1.0)
-    values = np.maximum.accumulate(values)  # guard against rounding; the product is monotone
+    delays, ages, counts = _clean_observations(
+        success_delay_hours, success_cohort_age_hours, window_hours, weights
+    )
+    if bin_hours is None:
+        edges = delay_grid(window_hours)
+    else:
+        n_bins = int(np.ceil(window_hours / bin_hours - 1e-9))
+        edges = np.minimum(np.arange(n_bins + 1, dtype=np.float64) * bin_hours, window_hours)
+        edges[-1] = window_hours
+    base = _exponential_window_cdf(edges, prior_median_hours, window_hours)
+    values = _reverse_hazard_cdf(delays, ages, counts, edges, base, prior_weight)
     return DelayCDF(
         window_hours=float(window_hours),
         edges_hours=edges,
