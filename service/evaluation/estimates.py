@@ -19,10 +19,9 @@ Young decisions (issue 10). A decision of age a has had F(a) of its eventual cha
 enters a denominator: the policy's value is sum(y) / sum(F), an even split's SNIPS value
 sum(w y) / sum(w F). Matured decisions have F = 1 and the estimators are the plain ones. The
 bootstrap then has two sources of error to carry: which decisions were logged (resampled as
-above), and F itself, estimated from the successes' delays. Each resample re-estimates F from
-its own resampled successes with the policy's estimator and moves the policy's F by the ratio
-of that estimate to the full-sample one, so the interval widens where F rests on few delays
-(young experiments) and the point value stays on the policy's F.
+above), and F itself, estimated from the successes' delays: each resample also draws F from
+the delay model's own uncertainty (``DelayCorrection.redraw``), so the interval widens where F
+rests on few delays (young experiments) while the point value stays on the policy's F.
 """
 
 from __future__ import annotations
@@ -88,23 +87,19 @@ class DelayCorrection:
 
     ``exposure``: per decision, F(age) under the policy's delay CDF, the share of its eventual
     chance of success that has had time to arrive (1 once matured). ``node``: per decision,
-    the age node its F is redrawn at. ``redraw(weights)``: per age node, the factor by which F
-    moves when it is re-estimated from the log's successes (the decisions with reward 1, in
-    log order) counted ``weights`` times; 1 at the node of matured decisions.
+    the age node its F is redrawn at. ``redraw(rng, m)``: m draws of F from its own
+    uncertainty, each as the factor by which it moves F at every node, shape (m, nodes);
+    1 at the node of matured decisions.
     """
 
     exposure: FloatArray
     node: IntArray
-    redraw: Callable[[FloatArray], FloatArray]
+    redraw: Callable[[np.random.Generator, int], FloatArray]
 
     @property
     def maturity(self) -> float:
         """The share of the log's eventual evidence that has arrived (1 when all matured)."""
         return float(self.exposure.mean()) if self.exposure.size else 1.0
-
-    @property
-    def young(self) -> int:
-        return int(np.sum(self.exposure < 1.0))
 
 
 def _round_significant(values: FloatArray, digits: int) -> FloatArray:
@@ -276,31 +271,16 @@ def _delayed_sums(
 ) -> FloatArray:
     """``resampled_sums`` of ``_expand``'s columns, with young decisions counted as F(age).
 
-    Decisions without a success are grouped into cells by (weights, age node) and carry the
-    mean of their exact F; each success is a cell of its own, so its resampled count is also
-    its weight when F is re-estimated. Per resample, a cell counts P * min(1, F * ratio[node])
-    wherever a count enters a denominator and P in the reward sums (P its Poisson count).
+    Decisions are grouped into cells by (reward, weights, age node), each carrying the mean of
+    its decisions' exact F. Per resample, a cell counts P * min(1, F * ratio[node]) wherever a
+    count enters a denominator, and P in the reward sums (P its Poisson count, ratio that
+    resample's draw of F).
     """
-    reward = columns[:, 0]
-    won = reward > 0.0
-    failures = np.flatnonzero(~won)
-    key_columns = np.column_stack([columns[failures, 1:], delay.node[failures]])
-    fail_cells, fail_counts, fail_key = _cells_with_key(key_columns)
-    fail_exposure = np.bincount(
-        fail_key, weights=delay.exposure[failures], minlength=fail_counts.size
-    ) / np.maximum(fail_counts, 1.0)
-    successes = np.flatnonzero(won)
-    # Cells: (reward, weights...) rows, their node, mean F and count; successes last.
-    rows = np.vstack(
-        [
-            np.column_stack([np.zeros(fail_counts.size), fail_cells[:, :-1]]),
-            columns[successes],
-        ]
-    )
-    node = np.concatenate([fail_cells[:, -1], delay.node[successes]]).astype(np.int64)
-    mean_exposure = np.concatenate([fail_exposure, delay.exposure[successes]])
-    counts = np.concatenate([fail_counts, np.ones(successes.size)])
-    success_cells = np.arange(fail_counts.size, counts.size)
+    key_columns = np.column_stack([columns, delay.node])
+    cells, counts, key = _cells_with_key(key_columns)
+    mean_exposure = np.bincount(key, weights=delay.exposure, minlength=counts.size) / counts
+    rows = cells[:, :-1]
+    node = cells[:, -1].astype(np.int64)
 
     expanded = _expand(rows, n_targets)
     # Columns summed over F-weighted counts (denominators) and over plain counts (rewards).
@@ -311,7 +291,7 @@ def _delayed_sums(
     for start in range(0, n_boot, block):
         stop = min(n_boot, start + block)
         draws = rng.poisson(counts, size=(stop - start, counts.size)).astype(np.float64)
-        ratio = np.stack([delay.redraw(d[success_cells]) for d in draws])
+        ratio = delay.redraw(rng, stop - start)
         weighted = draws * np.minimum(mean_exposure[None, :] * ratio[:, node], 1.0)
         sums[start:stop, plain] = draws @ expanded[:, plain]
         sums[start:stop, denominators] = weighted @ expanded[:, denominators]

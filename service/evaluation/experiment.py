@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from service.errors import NotFound
 from service.evaluation.estimates import EvaluationLog, Target, evaluate_log
-from service.evaluation.maturity import delay_correction, snapshot_cdf
+from service.evaluation.maturity import delay_correction
 from service.models import utcnow
 from service.policy.cohorts import OVERALL
 from service.policy.inputs import success_metric
@@ -98,7 +98,7 @@ def evaluate_experiment(
     correction, delay_info = delay_correction(
         evaluated,
         window_hours=window,
-        policy_cdf=snapshot_cdf(latest.payload if latest is not None else None, window),
+        payload=latest.payload if latest is not None else None,
     )
     result = evaluate_log(log, targets, rng=rng, n_boot=n_boot, level=level, delay=correction)
     if current is None:
@@ -116,7 +116,7 @@ def evaluate_experiment(
             "matured": matured,
             # Younger than the window: evaluated through the delay correction, still maturing.
             "pending": total - matured,
-            "young": correction.young,
+            "young": sum(1 for age in evaluated.age_hours if age < window),
             "delay": delay_info,
             "capped": total > len(decisions),
             "skipped": len(decisions) - len(evaluated),
