@@ -295,6 +295,11 @@ def _delayed_sums(
         weighted = draws * np.minimum(mean_exposure[None, :] * ratio[:, node], 1.0)
         sums[start:stop, plain] = draws @ expanded[:, plain]
         sums[start:stop, denominators] = weighted @ expanded[:, denominators]
+    # As ``_rate``: a drawn F may not imply a rate above 1 (count >= successes, per ratio).
+    sums[:, 0] = np.maximum(sums[:, 0], sums[:, 1])
+    sums[:, 3] = np.maximum(sums[:, 3], sums[:, 2])
+    for j in range(n_targets):
+        sums[:, 6 + 3 * j] = np.maximum(sums[:, 6 + 3 * j], sums[:, 5 + 3 * j])
     return sums
 
 
@@ -317,6 +322,15 @@ def _weighted_ratio(numerator: FloatArray, denominator: FloatArray) -> float:
     return float(np.sum(numerator)) / total if total > 0.0 else float("nan")
 
 
+def _rate(numerator: FloatArray, denominator: FloatArray) -> float:
+    """A self-normalised rate: the F-weighted count never falls below the successes seen.
+
+    A young decision counts F(age) of one, and an F so small that the rate would pass 1 is
+    contradicted by the successes already in (as in ``bandits.delay_model``'s evidence).
+    """
+    return _weighted_ratio(numerator, np.maximum(np.sum(denominator), np.sum(numerator)))
+
+
 def _lift(
     log: EvaluationLog,
     exposure: FloatArray,
@@ -325,7 +339,7 @@ def _lift(
     level: float,
 ) -> dict[str, Any]:
     n = log.n
-    policy_value = _weighted_ratio(log.reward, exposure) if n else float("nan")
+    policy_value = _rate(log.reward, exposure) if n else float("nan")
     ess = effective_sample_size(log.propensity, log.uniform) if n else 0.0
     figures = ("uniform", "difference", "relative", "successes_gained")
     if not support or sums is None:
@@ -334,7 +348,7 @@ def _lift(
         out.update({name: _empty_interval() for name in figures})
         return out
     weight = log.uniform / log.propensity
-    uniform_value = _weighted_ratio(weight * log.reward, weight * exposure)
+    uniform_value = _rate(weight * log.reward, weight * exposure)
     difference = policy_value - uniform_value
     policy_samples = _ratio(sums[:, 1], sums[:, 0])
     uniform_samples = _ratio(sums[:, 2], sums[:, 3])
@@ -374,7 +388,7 @@ def _uniform_target(
         _weighted_ratio(weight * log.reward, exposure), _ratio(sums[:, 2], sums[:, 0]), level
     )
     out["snips"] = _interval(
-        _weighted_ratio(weight * log.reward, weight * exposure),
+        _rate(weight * log.reward, weight * exposure),
         _ratio(sums[:, 2], sums[:, 3]),
         level,
     )
@@ -408,7 +422,5 @@ def _target(
     count, weighted, weight = sums[:, 4 + 3 * j], sums[:, 5 + 3 * j], sums[:, 6 + 3 * j]
     w = probability / propensity
     out["ips"] = _interval(_weighted_ratio(w * reward, matured), _ratio(weighted, count), level)
-    out["snips"] = _interval(
-        _weighted_ratio(w * reward, w * matured), _ratio(weighted, weight), level
-    )
+    out["snips"] = _interval(_rate(w * reward, w * matured), _ratio(weighted, weight), level)
     return out
