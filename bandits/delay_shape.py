@@ -84,7 +84,11 @@ def _compress(
     weights = np.bincount(inverse.ravel(), weights=counts, minlength=unique.shape[0])
     log_d_u = unique[:, 0] / 100.0
     log_t_u = np.maximum(unique[:, 1] / 100.0, log_d_u)
-    return log_d_u, log_t_u, weights
+    return (
+        np.asarray(log_d_u, dtype=np.float64),
+        np.asarray(log_t_u, dtype=np.float64),
+        np.asarray(weights, dtype=np.float64),
+    )
 
 
 def _negative_log_posterior(
@@ -120,9 +124,7 @@ def _hessian(
     return hess
 
 
-def fit_lognormal(
-    delays: FloatArray, truncation: FloatArray, counts: FloatArray
-) -> LogNormalShape:
+def fit_lognormal(delays: FloatArray, truncation: FloatArray, counts: FloatArray) -> LogNormalShape:
     """MAP fit of a log-normal delay to right-truncated observations, with its Laplace spread.
 
     ``truncation[i]`` is the largest delay observation i could have shown (its cohort's age,

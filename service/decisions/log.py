@@ -22,7 +22,7 @@ from service.db import session_scope
 from service.models import Decision, hour_of
 from service.policy.inputs import EXPOSURE
 from service.repositories import stats as stats_repo
-from service.repositories.stats import StatKey
+from service.repositories.stats import Delta, StatKey, offset_seconds
 
 log = logging.getLogger("banditloop.decisions")
 
@@ -60,13 +60,14 @@ class DecisionRecord:
         }
 
 
-def exposure_deltas(records: Sequence[DecisionRecord]) -> dict[StatKey, tuple[int, float]]:
-    deltas: dict[StatKey, list[float]] = defaultdict(lambda: [0, 0.0])
+def exposure_deltas(records: Sequence[DecisionRecord]) -> dict[StatKey, Delta]:
+    deltas: dict[StatKey, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
     for r in records:
         if r.counts_exposure:
             key = (r.experiment_id, r.epoch, r.segment, r.arm_id, hour_of(r.created_at), EXPOSURE)
             deltas[key][0] += 1
-    return {k: (int(v[0]), v[1]) for k, v in deltas.items()}
+            deltas[key][2] += offset_seconds(r.created_at)
+    return {k: (int(v[0]), v[1], v[2]) for k, v in deltas.items()}
 
 
 class DecisionLog:

@@ -18,7 +18,7 @@ from service.models import hour_of
 from service.policy.inputs import EXPOSURE
 from service.repositories import events as events_repo
 from service.repositories import stats as stats_repo
-from service.repositories.stats import StatKey
+from service.repositories.stats import StatKey, offset_seconds
 
 # With exposure event `delivered`, the first of these marks the exposure (a click can
 # arrive before the delivery report).
@@ -82,7 +82,7 @@ def count_events(
 ) -> None:
     """Claim first events and add the statistics deltas for accepted, stored events."""
     firsts: dict[tuple[str, str], dict[str, object]] = {}
-    deltas: dict[StatKey, list[float]] = defaultdict(lambda: [0, 0.0])
+    deltas: dict[StatKey, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
     claims: list[tuple[CountableEvent, DecisionLike, str]] = []
     for event in sorted(events, key=lambda e: e.id):
         decision = decisions.get(event.decision_id)
@@ -105,4 +105,12 @@ def count_events(
     for event, decision, metric in claims:
         if (event.decision_id, metric) in new:
             deltas[stat_key(decision, metric)][0] += 1
-    stats_repo.add_deltas(session, deltas={k: (int(v[0]), float(v[1])) for k, v in deltas.items()})
+            if metric == EXPOSURE:
+                deltas[stat_key(decision, metric)][2] += offset_seconds(decision.created_at)
+    stats_repo.add_deltas(
+        session,
+        deltas={
+            k: (int(v[0]), float(v[1]), v[2]) if k[5] == EXPOSURE else (int(v[0]), float(v[1]))
+            for k, v in deltas.items()
+        },
+    )

@@ -19,7 +19,7 @@ from service.repositories import decisions as decisions_repo
 from service.repositories import events as events_repo
 from service.repositories import experiments as experiments_repo
 from service.repositories import stats as stats_repo
-from service.repositories.stats import StatKey
+from service.repositories.stats import StatKey, offset_seconds
 
 CHUNK = 5000
 
@@ -57,13 +57,15 @@ def _recount_exposures(
     )
     if experiment_id is not None:
         stmt = stmt.where(col(Decision.experiment_id) == experiment_id)
-    deltas: dict[StatKey, list[float]] = defaultdict(lambda: [0, 0.0])
+    deltas: dict[StatKey, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
     seen = 0
     for exp_id, epoch, segment, arm_id, created_at in session.execute(stmt):
         seen += 1
         if exposure_events.get(exp_id, "decision") == "decision":
-            deltas[(exp_id, epoch, segment, arm_id, hour_of(created_at), EXPOSURE)][0] += 1
-    stats_repo.add_deltas(session, deltas={k: (int(v[0]), v[1]) for k, v in deltas.items()})
+            key = (exp_id, epoch, segment, arm_id, hour_of(created_at), EXPOSURE)
+            deltas[key][0] += 1
+            deltas[key][2] += offset_seconds(created_at)
+    stats_repo.add_deltas(session, deltas={k: (int(v[0]), v[1], v[2]) for k, v in deltas.items()})
     return seen
 
 

@@ -95,6 +95,9 @@ class StatBucket(SQLModel, table=True):
     metric: str = Field(primary_key=True, max_length=80)
     count: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     value_sum: float = 0.0
+    # Exposure rows: summed seconds from ``hour`` to each exposure's decision, so a cohort's
+    # mean age is known to the second. NULL where unknown (rows from before revision 0003).
+    offset_seconds_sum: float | None = None
 
 
 class DeadLetter(SQLModel, table=True):

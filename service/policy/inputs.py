@@ -85,6 +85,8 @@ class StatRow:
     hour: datetime
     metric: str
     count: int
+    # Exposure rows: mean hours from ``hour`` to the decisions (None: unknown, e.g. old rows).
+    mean_offset_hours: float | None = None
 
 
 @dataclass(frozen=True)

@@ -73,18 +73,31 @@ def gather(
     return PolicyInputs(info, arms, stats, delays, previous.payload if previous else None)
 
 
-def publish(session: Session, *, experiment_id: int, force: bool = True) -> PolicySnapshot | None:
+def publish(
+    session: Session,
+    *,
+    experiment_id: int,
+    force: bool = True,
+    now: datetime | None = None,
+) -> PolicySnapshot | None:
     """Compute an experiment's snapshot and write it as the next version.
 
     Arms that breach a guardrail are suspended here, with their evidence, in the same
-    transaction. With ``force=False`` nothing is written when the inputs are unchanged and
-    the newest snapshot is recent: history stays meaningful instead of one row every 2 s.
+    transaction. With ``force=False`` nothing is written when the inputs are unchanged, the
+    delay corrections have not moved materially and the newest snapshot is recent: history
+    stays meaningful instead of one row every 2 s. ``now`` is the clock (default: the time).
     """
-    now = utcnow()
+    return _publish(session, experiment_id=experiment_id, force=force, now=now)[0]
+
+
+def _publish(
+    session: Session, *, experiment_id: int, force: bool, now: datetime | None
+) -> tuple[PolicySnapshot | None, dict[str, Any] | None]:
+    now = now or utcnow()
     previous = snapshots_repo.latest(session, experiment_id=experiment_id)
     inputs = gather(session, experiment_id=experiment_id, now=now, previous=previous)
     if inputs is None:
-        return None
+        return None, None
     version = (previous.version if previous else 0) + 1
     rng = np.random.default_rng([experiment_id, version])
     payload = compute_snapshot(inputs, now=now, rng=rng)
@@ -95,10 +108,11 @@ def publish(session: Session, *, experiment_id: int, force: bool = True) -> Poli
         and previous is not None
         and not _changed(previous, payload, now)
     ):
-        return None
-    return snapshots_repo.insert_next(
+        return None, payload
+    row = snapshots_repo.insert_next(
         session, experiment_id=experiment_id, epoch=inputs.experiment.epoch, payload=payload
     )
+    return row, payload
 
 
 def _apply_guardrail_suspensions(
@@ -143,11 +157,55 @@ def _changed(previous: PolicySnapshot, payload: dict[str, Any], now: Any) -> boo
     old_segments, new_segments = old.get("segments", {}), payload.get("segments", {})
     if old_segments.keys() != new_segments.keys():
         return True
-    return any(
+    if any(
         old_segments[s].get(f) != new_segments[s].get(f)
         for s in new_segments
         for f in COMPARED_FIELDS
+    ):
+        return True
+    return any(_moved(old_segments[s], new_segments[s]) for s in new_segments)
+
+
+def _moved(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Did ageing alone move the delay-corrected figures materially?
+
+    With no new event, F(age) still grows, and with it the maturity and the corrected rates.
+    A move of a hundredth in maturity, or of a twentieth of the interval's width in an
+    arm's corrected rate, is worth a new version; anything less is noise in the history.
+    """
+    for field in ("maturity", "posterior_mean", "allocation"):
+        before, after = old.get(field), new.get(field)
+        if before is None or after is None or len(before) != len(after):
+            return before != after
+    width = np.asarray(new["ci_high"], dtype=float) - np.asarray(new["ci_low"], dtype=float)
+    tolerances = {"maturity": 0.01, "posterior_mean": np.maximum(width / 20.0, 1e-6)}
+    for field, tolerance in tolerances.items():
+        if np.any(np.abs(np.subtract(new[field], old[field])) > tolerance):
+            return True
+    return bool(np.any(np.abs(np.subtract(new["allocation"], old["allocation"])) > 0.01))
+
+
+def _fingerprint(session: Session, experiment_id: int) -> str:
+    """What a snapshot's inputs are, cheaply: settings, arms and a statistics aggregate."""
+    experiment = experiments_repo.get(session, experiment_id=experiment_id)
+    if experiment is None:
+        return ""
+    arms = experiments_repo.arms(session, experiment_id=experiment_id)
+    stats = stats_repo.fingerprint(session, experiment_id=experiment_id, epoch=experiment.epoch)
+    parts = (
+        repr(ExperimentInfo.of(experiment)),
+        repr([(a.id, a.status, a.is_control) for a in arms]),
+        repr(stats),
     )
+    return "|".join(parts)
+
+
+def _next_due(payload: dict[str, Any] | None, now: datetime) -> datetime | None:
+    hint = (payload or {}).get("refresh") or {}
+    youngest = hint.get("youngest_age_hours")
+    if youngest is None:
+        return None
+    return now + timedelta(hours=max(float(youngest) / 5.0, 0.0))
 
 
 def _observe_guardrails(key: str, payload: dict[str, Any], overall: Any) -> None:
@@ -182,6 +240,10 @@ class Refresher:
         self._thread: threading.Thread | None = None
         self._load_lock = threading.Lock()
         self._created: dict[str, Any] = {}
+        # Lease holder only: per experiment, the inputs' fingerprint at the last computation,
+        # when it ran and when its delay corrections are next due (None: not until new data).
+        self._checked: dict[int, tuple[str, datetime, datetime | None]] = {}
+        self._written: dict[int, datetime] = {}
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="policy-refresher", daemon=True)
@@ -204,25 +266,49 @@ class Refresher:
             except Exception:
                 log.exception("policy refresh failed")
 
-    def tick(self) -> None:
+    def tick(self, *, now: datetime | None = None) -> None:
         with session_scope(self._engine) as session:
             held = leases.try_acquire(
                 session, name=LEASE_NAME, holder=self.holder, seconds=self._lease_seconds
             )
         if held:
-            self.recompute_all()
+            self.recompute_all(now=now)
         self.reload()
 
-    def recompute_all(self) -> int:
+    def recompute_all(self, *, now: datetime | None = None) -> int:
+        """Recompute the running experiments whose inputs changed or whose corrections aged.
+
+        An experiment is skipped without reading its delays or computing anything when its
+        statistics, arms and settings are as they were at the last computation and its
+        corrections cannot have moved yet: no cohort younger than the window, or the
+        youngest has aged less than a fifth since (F moves on a log scale of age). So an idle,
+        matured experiment costs one small aggregate query a refresh.
+        """
         written = 0
+        now = now or utcnow()
         with session_scope(self._engine) as session:
             ids = [e.id for e in experiments_repo.list_all(session, status="running")]
         for experiment_id in ids:
             assert experiment_id is not None
             with session_scope(self._engine) as session:
-                if publish(session, experiment_id=experiment_id, force=False) is not None:
+                fingerprint = _fingerprint(session, experiment_id)
+                if self._fresh(experiment_id, fingerprint, now):
+                    continue
+                row, payload = _publish(session, experiment_id=experiment_id, force=False, now=now)
+                if row is not None:
                     written += 1
+                self._checked[experiment_id] = (fingerprint, now, _next_due(payload, now))
         return written
+
+    def _fresh(self, experiment_id: int, fingerprint: str, now: datetime) -> bool:
+        checked = self._checked.get(experiment_id)
+        if checked is None or checked[0] != fingerprint:
+            return False
+        created = self._written.get(experiment_id)
+        if created is not None and now - created > MAX_SNAPSHOT_AGE:
+            return False
+        due = checked[2]
+        return due is None or now < due
 
     def reload(self) -> int:
         """Load every snapshot newer than the cached one; return how many were loaded."""
@@ -263,6 +349,7 @@ class Refresher:
         _observe_guardrails(policy.key, row.payload, overall)
         metrics.SNAPSHOT_VERSION.labels(policy.key).set(row.version)
         self._created[policy.key] = row.created_at
+        self._written[row.experiment_id] = row.created_at
         return policy
 
     def _observe_ages(self) -> None:

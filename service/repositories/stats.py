@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import delete
+from sqlalchemy import delete, func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -15,10 +15,17 @@ from service.repositories.common import dialect_insert, table_of
 
 # (experiment_id, epoch, segment, arm_id, hour, metric)
 StatKey = tuple[int, int, str, int, datetime, str]
+# (count, value_sum) or, for exposure rows, (count, value_sum, offset_seconds_sum)
+Delta = tuple[int, float] | tuple[int, float, float]
 
 
-def add_deltas(session: Session, *, deltas: Mapping[StatKey, tuple[int, float]]) -> None:
-    """Add count/value deltas, one row each, in sorted key order.
+def offset_seconds(created_at: datetime) -> float:
+    """Seconds from the start of a decision's hour bucket to the decision."""
+    return created_at.minute * 60.0 + created_at.second + created_at.microsecond / 1e6
+
+
+def add_deltas(session: Session, *, deltas: Mapping[StatKey, Delta]) -> None:
+    """Add count/value (and exposure offset) deltas, one row each, in sorted key order.
 
     Aggregating a batch per row keeps hot rows from serialising every event, and the fixed
     order means two transactions touching the same rows always lock them in the same order,
@@ -33,6 +40,8 @@ def add_deltas(session: Session, *, deltas: Mapping[StatKey, tuple[int, float]])
         set_={
             "count": table.c["count"] + stmt.excluded["count"],
             "value_sum": table.c.value_sum + stmt.excluded.value_sum,
+            # NULL stays NULL: once part of a bucket's offsets is unknown, its mean is too.
+            "offset_seconds_sum": table.c.offset_seconds_sum + stmt.excluded.offset_seconds_sum,
         },
     )
     rows = [
@@ -45,6 +54,7 @@ def add_deltas(session: Session, *, deltas: Mapping[StatKey, tuple[int, float]])
             "metric": k[5],
             "count": v[0],
             "value_sum": v[1],
+            "offset_seconds_sum": v[2] if len(v) > 2 else None,
         }
         for k, v in sorted(deltas.items())
     ]
@@ -60,13 +70,32 @@ def rows_for(
         col(StatBucket.hour),
         col(StatBucket.metric),
         col(StatBucket.count),
+        col(StatBucket.offset_seconds_sum),
     ).where(col(StatBucket.experiment_id) == experiment_id, col(StatBucket.epoch) == epoch)
     if metrics:
         stmt = stmt.where(col(StatBucket.metric).in_(metrics))
     return [
-        StatRow(seg, arm, hour, metric, int(n))
-        for seg, arm, hour, metric, n in session.execute(stmt)
+        StatRow(
+            seg,
+            arm,
+            hour,
+            metric,
+            int(n),
+            None if offset is None or n <= 0 else float(offset) / float(n) / 3600.0,
+        )
+        for seg, arm, hour, metric, n, offset in session.execute(stmt)
     ]
+
+
+def fingerprint(session: Session, *, experiment_id: int, epoch: int) -> tuple[object, ...]:
+    """Rows, total count and newest hour of an epoch's statistics: changes with any new count."""
+    stmt = sa_select(
+        func.count(),
+        func.coalesce(func.sum(col(StatBucket.count)), 0),
+        func.max(col(StatBucket.hour)),
+    ).where(col(StatBucket.experiment_id) == experiment_id, col(StatBucket.epoch) == epoch)
+    row = session.execute(stmt).one()
+    return (int(row[0]), int(row[1]), str(row[2]))
 
 
 def all_buckets(session: Session, *, experiment_id: int | None = None) -> list[StatBucket]:

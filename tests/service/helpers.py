@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from service.models import StatBucket
+from service.models import StatBucket, utcnow
 from service.runtime import Runtime
 
 
@@ -25,6 +26,12 @@ def decide_many(
     return response.json()["decisions"]
 
 
+def later(minutes: float = 15.0) -> datetime:
+    """A refresher clock some minutes ahead: events posted at once have aged, and their
+    delays (all near zero) have had time to show that nothing more is coming."""
+    return utcnow() + timedelta(minutes=minutes)
+
+
 def stats_counter(runtime: Runtime) -> Counter[tuple[Any, ...]]:
     """Every statistics row as a comparable multiset of (key..., count, value_sum)."""
     with Session(runtime.engine) as session:
@@ -39,6 +46,7 @@ def stats_counter(runtime: Runtime) -> Counter[tuple[Any, ...]]:
                 r.metric,
                 r.count,
                 round(r.value_sum, 6),
+                None if r.offset_seconds_sum is None else round(r.offset_seconds_sum, 3),
             )
             for r in rows
             if r.count or r.value_sum

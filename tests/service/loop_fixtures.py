@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from service.loop.scripted_server import CopywriterControl, running_copywriter
 from service.runtime import Runtime
 from service.settings import Settings
-from tests.service.helpers import decide_many
+from tests.service.helpers import decide_many, later
 
 MODEL = "copywriter-1"
 BANNED = "guaranteed"
@@ -115,7 +115,7 @@ def feed(
 
 
 def publish(runtime: Runtime) -> None:
-    runtime.refresher.recompute_all()
+    runtime.refresher.recompute_all(now=later())
     runtime.refresher.reload()
 
 

@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 
 from service.runtime import Runtime
 from tests.service.factories import create_random_experiment
-from tests.service.helpers import decide_many
+from tests.service.helpers import decide_many, later
 
 
 def _events(decisions, every: dict[int, int], kind: str, prefix: str) -> list[dict]:
@@ -34,7 +34,7 @@ def test_guardrail_breach_suspends_within_one_refresh_and_restore_sticks(
     clicks = _events(decisions, {arms[0]: 40, trap: 10, arms[2]: 40}, "click", "c")
     assert client.post("/v1/events", json=unsubs + clicks, headers=ingest).status_code == 200
 
-    runtime.refresher.tick()
+    runtime.refresher.tick(now=later())
     experiment = client.get(f"/v1/experiments/{exp['key']}", headers=admin).json()
     status = {a["id"]: a["status"] for a in experiment["arms"]}
     assert status[trap] == "suspended"
@@ -57,8 +57,8 @@ def test_guardrail_breach_suspends_within_one_refresh_and_restore_sticks(
         headers=admin,
     )
     assert restored.status_code == 200, restored.text
-    runtime.refresher.tick()
-    runtime.refresher.tick()
+    runtime.refresher.tick(now=later())
+    runtime.refresher.tick(now=later())
     experiment = client.get(f"/v1/experiments/{exp['key']}", headers=admin).json()
     assert {a["id"]: a["status"] for a in experiment["arms"]}[trap] == "live"
 
@@ -94,7 +94,7 @@ def test_a_segment_is_served_from_its_own_allocation(
         silver, {a: 50, b: 5}, "click", "s"
     )
     assert client.post("/v1/events", json=events, headers=ingest).status_code == 200
-    runtime.refresher.tick()
+    runtime.refresher.tick(now=later())
     gold_again, silver_again = batch("gold", 1000), batch("silver", 1000)
     share_a_gold = sum(d["arm"]["id"] == a for d in gold_again) / 1000
     share_b_silver = sum(d["arm"]["id"] == b for d in silver_again) / 1000
@@ -119,7 +119,7 @@ def test_report_figures_agree_with_statistics_and_show_lift(
     decisions = decide_many(client, decide, runtime, exp["key"], 2000)
     clicks = _events(decisions, {control: 50, challenger: 10}, "click", "c")
     client.post("/v1/events", json=clicks, headers=ingest)
-    runtime.refresher.tick()
+    runtime.refresher.tick(now=later())
     report = client.get(f"/v1/experiments/{exp['key']}/report", headers=admin).json()
     rows = {r["arm_id"]: r for r in report["arms"]}
     by_arm = {arm: sum(d["arm"]["id"] == arm for d in decisions) for arm in (control, challenger)}
