@@ -72,6 +72,7 @@ class SimulatedStatistics:
         }
         self.event_types = tuple(event_types)
         self._counts: dict[StatKey, int] = {}
+        self._offset_hours: dict[StatKey, float] = {}  # exposure rows: sum of offsets in the hour
         self._rows: dict[StatKey, StatRow] = {}
         self._totals: dict[tuple[str, int], int] = {}
         self._cohorts: dict[tuple[int, int, int], Decision] = {}
@@ -98,21 +99,43 @@ class SimulatedStatistics:
             self._cohorts[key] = found
         return found
 
-    def _add(self, hours: IntArray, segment: IntArray, arm: IntArray, metric: str) -> None:
+    def _add(
+        self,
+        hours: IntArray,
+        segment: IntArray,
+        arm: IntArray,
+        metric: str,
+        offsets: FloatArray | None = None,
+    ) -> None:
+        """Count into the rows; ``offsets`` (exposures): hours from the bucket to each decision,
+        kept as a sum per row as the service keeps ``offset_seconds_sum``."""
         if hours.size == 0:
             return
         keys = np.stack([hours, segment, arm], axis=1)
-        groups, counts = np.unique(keys, axis=0, return_counts=True)
-        for (hour, seg, arm_id), count in zip(groups.tolist(), counts.tolist(), strict=True):
+        groups, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+        offset_sums = (
+            np.bincount(inverse.reshape(-1), weights=offsets, minlength=counts.size)
+            if offsets is not None
+            else None
+        )
+        for g, ((hour, seg, arm_id), count) in enumerate(
+            zip(groups.tolist(), counts.tolist(), strict=True)
+        ):
             key = stat_key(self._cohort(hour, seg, arm_id), metric)
             total = self._counts.get(key, 0) + count
             self._counts[key] = total
-            self._rows[key] = StatRow(key[2], key[3], key[4], key[5], total)
+            mean_offset = None
+            if offset_sums is not None:
+                summed = self._offset_hours.get(key, 0.0) + float(offset_sums[g])
+                self._offset_hours[key] = summed
+                mean_offset = summed / total
+            self._rows[key] = StatRow(key[2], key[3], key[4], key[5], total, mean_offset)
             self._totals[(metric, arm_id)] = self._totals.get((metric, arm_id), 0) + count
 
     def expose(self, *, sent: FloatArray, arm: IntArray, segment: IntArray) -> None:
         """Decisions stored at ``sent`` hours: an exposure each, in the decision's cohort."""
-        self._add(np.floor(sent).astype(np.int64), segment, arm, EXPOSURE)
+        hours = np.floor(sent).astype(np.int64)
+        self._add(hours, segment, arm, EXPOSURE, offsets=sent - hours)
 
     def schedule(
         self,
