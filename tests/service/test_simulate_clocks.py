@@ -41,12 +41,17 @@ def test_thompson_with_exploration_keeps_its_share():
 
 
 def test_the_service_beats_the_even_split_on_email_clocks():
-    """12 simulated hours of email (clicks with a median delay of 1 h), seed 0, defaults."""
-    clock = clock_runs(12.0)["email"]
+    """A day of email (clicks with a median delay of 1 h), seed 0, every default.
+
+    The first five hours are an even split by design (each arm's minimum sample of 500
+    exposures comes before its evidence moves traffic), so a day is the shortest run in
+    which the margin is clear.
+    """
+    clock = clock_runs(24.0)["email"]
     ours = run(clock.scenario, "ours", 0, clock.settings)
     even = run(clock.scenario, "uniform", 0, clock.settings)
-    assert even.regret > 20  # the scenario has something to lose
-    assert ours.regret <= 0.6 * even.regret, (ours.regret, even.regret)
+    assert even.regret > 50  # the scenario has something to lose
+    assert ours.regret <= 0.5 * even.regret, (ours.regret, even.regret)
 
 
 def test_the_bench_prints_the_table(capsys: pytest.CaptureFixture[str]):
