@@ -128,15 +128,10 @@ def _clean_observations(
     return delays[inside], np.minimum(ages[inside], window_hours), counts[inside]
 
 
-def _reverse_hazard_cdf(
-    delays: FloatArray,
-    ages: FloatArray,
-    counts: FloatArray,
-    edges: FloatArray,
-    base_values: FloatArray,
-    prior_weight: float,
-) -> FloatArray:
-    """F at ``edges``: reverse Kaplan-Meier with a beta-process prior centred on ``base_values``."""
+def reverse_risk_sets(
+    delays: FloatArray, ages: FloatArray, counts: FloatArray, edges: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Per bin of ``edges``: the successes in it, and the reverse risk set (see below)."""
     n_bins = edges.size - 1
     # Bin j (1-based) is (edges[j-1], edges[j]]; a delay of exactly 0 falls into bin 1.
     event_bin = np.clip(np.searchsorted(edges, delays, side="left"), 1, n_bins)
@@ -152,7 +147,13 @@ def _reverse_hazard_cdf(
     enter = np.bincount(event_bin, weights=counts, minlength=n_bins + 2)
     leave = np.bincount(last_bin + 1, weights=counts, minlength=n_bins + 2)
     at_risk = np.cumsum(enter - leave)[1 : n_bins + 1]
+    return np.asarray(events, dtype=np.float64), np.asarray(at_risk, dtype=np.float64)
 
+
+def reverse_hazard_cdf(
+    events: FloatArray, at_risk: FloatArray, base_values: FloatArray, prior_weight: float
+) -> FloatArray:
+    """F at the edges: reverse Kaplan-Meier with a beta-process prior centred on ``base_values``."""
     prior_events = prior_weight * np.diff(base_values)
     prior_at_risk = prior_weight * base_values[1:]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -221,7 +222,8 @@ def estimate_delay_cdf(
         edges = np.minimum(np.arange(n_bins + 1, dtype=np.float64) * bin_hours, window_hours)
         edges[-1] = window_hours
     base = _exponential_window_cdf(edges, prior_median_hours, window_hours)
-    values = _reverse_hazard_cdf(delays, ages, counts, edges, base, prior_weight)
+    events, at_risk = reverse_risk_sets(delays, ages, counts, edges)
+    values = reverse_hazard_cdf(events, at_risk, base, prior_weight)
     return DelayCDF(
         window_hours=float(window_hours),
         edges_hours=edges,

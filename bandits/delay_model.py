@@ -19,14 +19,27 @@ from bandits.delay import (
     DelayCDF,
     FloatArray,
     _clean_observations,
-    _reverse_hazard_cdf,
     delay_grid,
+    reverse_hazard_cdf,
+    reverse_risk_sets,
 )
 from bandits.delay_shape import LogNormalShape, fit_lognormal, window_cdf
 
 # Pseudo-successes behind the fitted shape in the nonparametric estimate: enough to steady the
 # first few dozen delays, soon outweighed (the pull fades like 20 / (20 + successes)).
 DEFAULT_PRIOR_WEIGHT = 20.0
+
+# "Too early to judge": less than half of the eventual evidence has arrived, or the part that
+# has (exposures x maturity) is still short of the minimum sample. The report labels such an
+# arm, and the loop neither adds, confirms nor prunes a learning on its evidence.
+MATURE_SHARE = 0.5
+TOO_EARLY = "too early to judge"
+JUDGED = "judged"
+
+
+def too_early(maturity: float, exposures: float, min_exposures: float) -> bool:
+    """Whether an arm's evidence is too young to judge (see ``MATURE_SHARE``)."""
+    return bool(maturity < MATURE_SHARE or exposures * maturity < min_exposures)
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,23 +83,43 @@ def fit_delay_model(
     *,
     weights: ArrayLike | None = None,
     prior_weight: float = DEFAULT_PRIOR_WEIGHT,
+    earliest_hours: ArrayLike | None = None,
 ) -> DelayModel:
     """The delay CDF from right-truncated successes, on the log grid, with its sigma points.
 
     No knob: the grid runs from seconds to the window whatever the channel, and the tail's
     time scale is fitted, so push clicks, email clicks and conversions get the same code.
+    ``earliest_hours`` (optional) is each success's left truncation: the shortest delay it
+    could have been read with (a sample of the newest successes sees an old decision's
+    success only if it came late). Left-truncated successes feed the shape fit, with their
+    truncation in the likelihood; the nonparametric part uses the others only.
     """
     if not np.isfinite(prior_weight) or prior_weight <= 0:
         raise ValueError("prior_weight must be a positive finite number")
+    raw_delays = np.asarray(success_delay_hours, dtype=np.float64)
+    earliest = (
+        np.zeros_like(raw_delays)
+        if earliest_hours is None
+        else np.asarray(earliest_hours, dtype=np.float64)
+    )
+    if earliest.shape != raw_delays.shape:
+        raise ValueError("earliest_hours must have the shape of success_delay_hours")
+    if not np.all(np.isfinite(earliest)) or np.any(earliest < 0):
+        raise ValueError("earliest_hours must be finite and non-negative")
     delays, ages, counts = _clean_observations(
         success_delay_hours, success_cohort_age_hours, window_hours, weights
     )
+    earliest = earliest[raw_delays <= window_hours] if raw_delays.ndim == 1 else earliest
+    if np.any(earliest > delays + 1e-9):
+        raise ValueError("a success cannot be earlier than its left truncation")
     edges = delay_grid(window_hours)
-    shape = fit_lognormal(delays, ages, counts)
+    shape = fit_lognormal(delays, ages, counts, earliest)
+    whole = earliest <= 0
+    events, at_risk = reverse_risk_sets(delays[whole], ages[whole], counts[whole], edges)
 
     def cdf_for(mu: float, sigma: float) -> DelayCDF:
         base = window_cdf(edges, window_hours, mu, sigma)
-        values = _reverse_hazard_cdf(delays, ages, counts, edges, base, prior_weight)
+        values = reverse_hazard_cdf(events, at_risk, base, prior_weight)
         return DelayCDF(
             window_hours=float(window_hours),
             edges_hours=edges,

@@ -73,81 +73,119 @@ def window_cdf(hours: FloatArray, window_hours: float, mu: float, sigma: float) 
     return np.asarray(np.where(h >= window_hours, 1.0, values), dtype=np.float64)
 
 
+def _histogram(log_values: FloatArray, counts: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Group log-values on a 1% grid: the fit is unchanged, and its cost no longer grows
+    with the number of successes."""
+    keys = np.round(log_values * 100.0)
+    unique, inverse = np.unique(keys, return_inverse=True)
+    weights = np.bincount(inverse.ravel(), weights=counts, minlength=unique.size)
+    return np.asarray(unique / 100.0, dtype=np.float64), np.asarray(weights, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class _Observations:
+    log_delays: FloatArray
+    delay_weights: FloatArray
+    log_truncations: FloatArray
+    truncation_weights: FloatArray
+    # Doubly truncated successes (seen only with a delay in [earliest, age]): grouped pairs.
+    log_upper: FloatArray
+    log_lower: FloatArray
+    pair_weights: FloatArray
+
+
 def _compress(
-    delays: FloatArray, truncation: FloatArray, counts: FloatArray
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Group observations on a 1% grid in log-delay and log-truncation (the fit is unchanged)."""
-    log_d = np.log(np.maximum(delays, MIN_DELAY_HOURS))
-    log_t = np.log(np.maximum(truncation, np.maximum(delays, MIN_DELAY_HOURS)))
-    keys = np.stack([np.round(log_d * 100.0), np.round(log_t * 100.0)], axis=1)
-    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
-    weights = np.bincount(inverse.ravel(), weights=counts, minlength=unique.shape[0])
-    log_d_u = unique[:, 0] / 100.0
-    log_t_u = np.maximum(unique[:, 1] / 100.0, log_d_u)
-    return (
-        np.asarray(log_d_u, dtype=np.float64),
-        np.asarray(log_t_u, dtype=np.float64),
-        np.asarray(weights, dtype=np.float64),
-    )
+    delays: FloatArray, truncation: FloatArray, counts: FloatArray, earliest: FloatArray
+) -> _Observations:
+    # The truncated log-likelihood sum_i [log f(d_i) - log F(t_i)] splits into a sum over
+    # delays and one over truncations, so each is grouped on its own.
+    floor = np.maximum(delays, MIN_DELAY_HOURS)
+    log_d, w_d = _histogram(np.log(floor), counts)
+    upper = np.log(np.maximum(truncation, floor))
+    left = earliest > 0
+    log_t, w_t = _histogram(upper[~left], counts[~left])
+    log_u = log_l = w_p = np.zeros(0, dtype=np.float64)
+    if left.any():
+        lower = np.log(np.minimum(np.maximum(earliest[left], MIN_DELAY_HOURS / 2), floor[left]))
+        keys = np.stack([np.round(upper[left] * 100.0), np.round(lower * 100.0)], axis=1)
+        unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+        w_p = np.asarray(
+            np.bincount(inverse.ravel(), weights=counts[left], minlength=unique.shape[0]),
+            dtype=np.float64,
+        )
+        log_u = np.asarray(unique[:, 0] / 100.0, dtype=np.float64)
+        # At least 1% apart, so the interval's probability is never zero.
+        log_l = np.asarray(np.minimum(unique[:, 1], unique[:, 0] - 1) / 100.0, dtype=np.float64)
+    return _Observations(log_d, w_d, log_t, w_t, log_u, log_l, w_p)
 
 
-def _negative_log_posterior(
-    theta: FloatArray, log_d: FloatArray, log_t: FloatArray, weights: FloatArray
-) -> float:
+def _negative_log_posterior(theta: FloatArray, data: _Observations) -> float:
     mu, log_sigma = float(theta[0]), float(theta[1])
     sigma = np.exp(log_sigma)
-    z_d = (log_d - mu) / sigma
-    z_t = (log_t - mu) / sigma
+    z_d = (data.log_delays - mu) / sigma
+    z_t = (data.log_truncations - mu) / sigma
     # Each success could be seen only because its delay is <= its cohort's age: the likelihood
     # is f(d) / F(age) (right truncation), not f(d).
-    loglik = weights * (-0.5 * z_d**2 - log_sigma - special.log_ndtr(z_t))
+    loglik = float((data.delay_weights * (-0.5 * z_d**2 - log_sigma)).sum()) - float(
+        (data.truncation_weights * special.log_ndtr(z_t)).sum()
+    )
+    if data.pair_weights.size:
+        # log(G(upper) - G(lower)), computed without cancellation.
+        log_up = special.log_ndtr((data.log_upper - mu) / sigma)
+        log_low = special.log_ndtr((data.log_lower - mu) / sigma)
+        gap = log_up + np.log1p(-np.exp(np.minimum(log_low - log_up, -1e-12)))
+        loglik -= float((data.pair_weights * gap).sum())
     prior = ((mu - PRIOR_LOG_MEDIAN_HOURS) / PRIOR_LOG_MEDIAN_SD) ** 2 / 2.0 + (
         (log_sigma - PRIOR_LOG_SIGMA) / PRIOR_LOG_SIGMA_SD
     ) ** 2 / 2.0
-    return float(-loglik.sum() + prior)
+    return float(-loglik + prior)
 
 
-def _hessian(
-    theta: FloatArray, log_d: FloatArray, log_t: FloatArray, weights: FloatArray
-) -> FloatArray:
+def _hessian(theta: FloatArray, data: _Observations) -> FloatArray:
     step = 1e-3
     hess = np.zeros((2, 2))
     for i in range(2):
         for j in range(2):
             e_i, e_j = np.eye(2)[i] * step, np.eye(2)[j] * step
             hess[i, j] = (
-                _negative_log_posterior(theta + e_i + e_j, log_d, log_t, weights)
-                - _negative_log_posterior(theta + e_i - e_j, log_d, log_t, weights)
-                - _negative_log_posterior(theta - e_i + e_j, log_d, log_t, weights)
-                + _negative_log_posterior(theta - e_i - e_j, log_d, log_t, weights)
+                _negative_log_posterior(theta + e_i + e_j, data)
+                - _negative_log_posterior(theta + e_i - e_j, data)
+                - _negative_log_posterior(theta - e_i + e_j, data)
+                + _negative_log_posterior(theta - e_i - e_j, data)
             ) / (4 * step * step)
     return hess
 
 
-def fit_lognormal(delays: FloatArray, truncation: FloatArray, counts: FloatArray) -> LogNormalShape:
-    """MAP fit of a log-normal delay to right-truncated observations, with its Laplace spread.
+def fit_lognormal(
+    delays: FloatArray,
+    truncation: FloatArray,
+    counts: FloatArray,
+    earliest: FloatArray | None = None,
+) -> LogNormalShape:
+    """MAP fit of a log-normal delay to truncated observations, with its Laplace spread.
 
     ``truncation[i]`` is the largest delay observation i could have shown (its cohort's age,
-    capped at the window). With no observations the result is the prior.
+    capped at the window), ``earliest[i]`` (default 0) the smallest. With no observations
+    the result is the prior.
     """
     prior_cov = ((PRIOR_LOG_MEDIAN_SD**2, 0.0), (0.0, PRIOR_LOG_SIGMA_SD**2))
     start = np.array([PRIOR_LOG_MEDIAN_HOURS, PRIOR_LOG_SIGMA])
     if counts.size == 0 or float(counts.sum()) <= 0:
         return LogNormalShape(float(start[0]), float(np.exp(start[1])), prior_cov, 0.0)
-    log_d, log_t, weights = _compress(delays, truncation, counts)
-    # Start from the observed log-delays: the optimiser then needs a handful of steps.
-    mean = float(np.average(log_d, weights=weights))
-    spread = float(np.sqrt(np.average((log_d - mean) ** 2, weights=weights)))
-    start = np.array([mean, np.log(np.clip(spread, 0.3, 4.0))])
-    result = optimize.minimize(
-        _negative_log_posterior,
-        start,
-        args=(log_d, log_t, weights),
-        method="L-BFGS-B",
-        bounds=[(-15.0, 15.0), (np.log(0.05), np.log(8.0))],
+    data = _compress(
+        delays, truncation, counts, np.zeros_like(delays) if earliest is None else earliest
     )
-    theta = np.asarray(result.x, dtype=np.float64)
-    hess = _hessian(theta, log_d, log_t, weights)
+    # Start from the observed log-delays: the optimiser then needs a handful of steps.
+    mean = float(np.average(data.log_delays, weights=data.delay_weights))
+    spread = float(np.sqrt(np.average((data.log_delays - mean) ** 2, weights=data.delay_weights)))
+    start = np.array([mean, np.log(np.clip(spread, 0.3, 4.0))])
+    # Unbounded BFGS: the prior keeps the optimum in a sensible range; the clip below only
+    # guards against a degenerate sample (every delay the same).
+    result = optimize.minimize(_negative_log_posterior, start, args=(data,), method="BFGS")
+    theta = np.clip(
+        np.asarray(result.x, dtype=np.float64), [-15.0, np.log(0.05)], [15.0, np.log(8.0)]
+    )
+    hess = _hessian(theta, data)
     try:
         cov = np.linalg.inv(hess)
         if not np.all(np.isfinite(cov)) or np.any(np.linalg.eigvalsh(cov) <= 0):

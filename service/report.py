@@ -10,6 +10,7 @@ import numpy as np
 from sqlmodel import Session
 
 from bandits import PolicyConfig, beta_posterior, pooled_prior
+from bandits.delay_model import JUDGED, TOO_EARLY, too_early
 from service.evaluation import evaluate_experiment
 from service.experiments import experiment_out, get_experiment
 from service.models import Experiment
@@ -19,8 +20,15 @@ from service.repositories import snapshots as snapshots_repo
 LIFT_DRAWS = 20_000
 
 
-def _arm_rows(payload: dict[str, Any], segment: dict[str, Any]) -> list[dict[str, Any]]:
+def _arm_rows(
+    payload: dict[str, Any], segment: dict[str, Any], min_exposures: int
+) -> list[dict[str, Any]]:
     contents = {a["id"]: a for a in payload["arms"]}
+    size = len(payload["arm_ids"])
+    # Snapshots written before the delay model carried maturity count as matured.
+    maturity = segment.get("maturity", [1.0] * size)
+    maturity_low = segment.get("maturity_low", maturity)
+    maturity_high = segment.get("maturity_high", maturity)
     guard = payload.get("guardrails", {})
     rates = guard.get("rates", {})
     breached = guard.get("breached", {})
@@ -29,6 +37,8 @@ def _arm_rows(payload: dict[str, Any], segment: dict[str, Any]) -> list[dict[str
     for k, arm_id in enumerate(payload["arm_ids"]):
         exposures = segment["exposures"][k]
         successes = segment["successes"][k]
+        observed = successes / exposures if exposures else None
+        immature = too_early(maturity[k], exposures, min_exposures)
         rows.append(
             {
                 "arm_id": arm_id,
@@ -36,7 +46,15 @@ def _arm_rows(payload: dict[str, Any], segment: dict[str, Any]) -> list[dict[str
                 "control": contents[arm_id]["control"],
                 "exposures": int(exposures),
                 "successes": int(successes),
-                "rate": successes / exposures if exposures else None,
+                "observed_rate": observed,
+                "estimated_rate": segment["posterior_mean"][k],
+                "estimate_low": segment["ci_low"][k],
+                "estimate_high": segment["ci_high"][k],
+                "maturity": maturity[k],
+                "maturity_low": maturity_low[k],
+                "maturity_high": maturity_high[k],
+                "judgement": TOO_EARLY if immature else JUDGED,
+                "rate": observed,
                 "effective_exposures": segment["effective_exposures"][k],
                 "posterior_mean": segment["posterior_mean"][k],
                 "ci_low": segment["ci_low"][k],
@@ -63,7 +81,11 @@ def _arm_rows(payload: dict[str, Any], segment: dict[str, Any]) -> list[dict[str
 def leader_lift(
     payload: dict[str, Any], rng: np.random.Generator, control_id: int | None
 ) -> dict[str, Any] | None:
-    """Relative lift of the leader's rate over the control's, from posterior draws."""
+    """The best challenger against the control, on the corrected rates, from posterior draws.
+
+    The challenger is the leader; when the control itself leads, it is the best of the other
+    arms (comparing the control with itself would say nothing), and the report says so.
+    """
     segment = payload["segments"].get(OVERALL)
     if segment is None or control_id is None or control_id not in payload["arm_ids"]:
         return None
@@ -71,22 +93,84 @@ def leader_lift(
     means = np.where(eligible, np.asarray(segment["posterior_mean"]), -np.inf)
     leader = int(np.argmax(means))
     control = payload["arm_ids"].index(control_id)
+    control_leads = leader == control
+    others = means.copy()
+    others[control] = -np.inf
+    if not np.isfinite(others).any():
+        return None
+    challenger = int(np.argmax(others))
     successes = np.asarray(segment["effective_successes"], dtype=np.float64)
     exposures = np.asarray(segment["effective_exposures"], dtype=np.float64)
     a0, b0 = pooled_prior(successes, exposures, PolicyConfig().prior_strength)
     posterior = beta_posterior(successes, exposures, a0, b0)
-    theta = rng.beta(
-        posterior.alpha[[leader, control]], posterior.beta[[leader, control]], size=(LIFT_DRAWS, 2)
-    )
+    pair = [challenger, control]
+    theta = rng.beta(posterior.alpha[pair], posterior.beta[pair], size=(LIFT_DRAWS, 2))
     relative = theta[:, 0] / theta[:, 1] - 1.0
     absolute = theta[:, 0] - theta[:, 1]
+    probability = float((absolute > 0).mean())
+    rel = _interval(relative)
+    challenger_id = payload["arm_ids"][challenger]
+    if control_leads:
+        summary = (
+            f"The control leads; the best challenger (arm {challenger_id}) is "
+            f"{rel['value']:+.1%} against it (95% interval {rel['ci_low']:+.1%} to "
+            f"{rel['ci_high']:+.1%})."
+        )
+    else:
+        summary = (
+            f"Arm {challenger_id} leads the control by {rel['value']:+.1%} (95% interval "
+            f"{rel['ci_low']:+.1%} to {rel['ci_high']:+.1%}), P(better) {probability:.2f}."
+        )
     return {
         "leader_arm_id": payload["arm_ids"][leader],
         "control_arm_id": control_id,
-        "relative": _interval(relative),
+        "control_leads": control_leads,
+        "challenger_arm_id": challenger_id,
+        "relative": rel,
         "absolute": _interval(absolute),
-        "probability_leader_beats_control": float((absolute > 0).mean()),
+        "probability_leader_beats_control": probability,
+        "summary": summary,
     }
+
+
+def correction_line(payload: dict[str, Any]) -> str | None:
+    """One sentence on what the delay correction did to the overall figures."""
+    segment = payload.get("segments", {}).get(OVERALL)
+    delay = payload.get("delay") or {}
+    if segment is None or "maturity" not in segment or "median_hours" not in delay:
+        return None
+    exposures = np.asarray(segment["exposures"], dtype=np.float64)
+    if exposures.sum() <= 0:
+        return None
+    metric = payload.get("experiment", {}).get("success_metric", "success")
+    maturity = float(np.average(segment["maturity"], weights=exposures))
+    observations = int(delay.get("observations", 0))
+    if observations == 0:
+        return (
+            f"No {metric} has arrived yet; the estimates are the prior's, and the share of "
+            f"eventual {metric}s already due is unknown."
+        )
+    observed = np.asarray(segment["observed_rate"], dtype=np.float64)
+    estimated = np.asarray(segment["posterior_mean"], dtype=np.float64)
+    seen = observed > 0
+    factors = estimated[seen] / observed[seen] if seen.any() else np.ones(1)
+    return (
+        f"Delay correction: a {metric} arrives a median {_duration(delay['median_hours'])} "
+        f"after exposure (learnt from {observations} {metric}s); about {maturity:.0%} of the "
+        f"eventual {metric}s of these exposures have arrived, so the estimated rates are "
+        f"{factors.min():.2f}x to {factors.max():.2f}x the observed rates (prior included)."
+    )
+
+
+def _duration(hours: float) -> str:
+    seconds = hours * 3600.0
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if hours < 48:
+        return f"{hours:.1f} h"
+    return f"{hours / 24:.1f} days"
 
 
 def _interval(draws: np.ndarray) -> dict[str, float]:
@@ -118,17 +202,21 @@ def build_report(
     report["computed_at"] = payload.get("computed_at")
     segments = payload.get("segments", {})
     statuses = {a["id"]: a["status"] for a in arms}
+    min_exposures = int(experiment.get("min_exposures", 0) or 0)
     if OVERALL in segments:
-        report["arms"] = _arm_rows(payload, segments[OVERALL])
+        report["arms"] = _arm_rows(payload, segments[OVERALL], min_exposures)
         for row in report["arms"]:
             row["status"] = statuses.get(row["arm_id"])
     report["segments"] = {
-        name: _arm_rows(payload, seg) for name, seg in segments.items() if name != OVERALL
+        name: _arm_rows(payload, seg, min_exposures)
+        for name, seg in segments.items()
+        if name != OVERALL
     }
     control = next((a["id"] for a in arms if a["control"]), None)
     report["lift_over_control"] = leader_lift(
         payload, np.random.default_rng([snapshot.experiment_id, snapshot.version]), control
     )
+    report["correction"] = correction_line(payload)
     report["guardrail_looks"] = payload.get("guardrails", {}).get("looks")
     report["delay"] = payload.get("delay")
     report["changes"] = payload.get("changes", {})
@@ -170,15 +258,27 @@ def history(session: Session, key: str, *, limit: int) -> dict[str, Any]:
     points = []
     for snap in snapshots_repo.history(session, experiment_id=experiment.id, limit=limit):
         overall = snap.payload.get("segments", {}).get("")
+        arm_ids = snap.payload.get("arm_ids", [])
+        contents = {a["id"]: a["content"] for a in snap.payload.get("arms", [])}
+        observed = None
+        if overall:
+            observed = overall.get("observed_rate") or [
+                s / e if e else 0.0
+                for s, e in zip(overall["successes"], overall["exposures"], strict=True)
+            ]
         points.append(
             {
                 "version": snap.version,
                 "epoch": snap.epoch,
                 "at": snap.created_at.isoformat(),
-                "arm_ids": snap.payload.get("arm_ids", []),
+                "arm_ids": arm_ids,
+                "arms": [{"id": i, "content": contents.get(i, "")} for i in arm_ids],
                 "allocation": overall["allocation"] if overall else None,
                 "posterior_mean": overall["posterior_mean"] if overall else None,
+                "observed_rate": observed,
+                "maturity": overall.get("maturity") if overall else None,
                 "exposures": overall["exposures"] if overall else None,
+                "successes": overall["successes"] if overall else None,
             }
         )
     return {"experiment": key, "points": points}

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bandits.delay_model import too_early
 from variants.learnings import DEFAULT_CAP, Evidence, Learning
 from variants.lifecycle import ArmStatus
 from variants.rules import ContentRules
@@ -22,9 +23,12 @@ class Brief(BaseModel):
 
 
 class ArmView(BaseModel):
-    """One arm as the loop sees it. `rate`, `ci_low` and `ci_high` are the report's figures
-    for the primary metric (posterior mean and 95% interval); `eligible_for_retirement`
-    is the policy snapshot's verdict (minimum sample, P(best), expected loss, streaks)."""
+    """One arm as the loop sees it. `rate`, `ci_low` and `ci_high` are the report's
+    delay-corrected figures for the primary metric (posterior mean and 95% interval, the
+    report's `estimated_rate`); `observed_rate` is successes / exposures as they stand;
+    `maturity` is the share of the eventual evidence that has arrived (1.0: final).
+    `eligible_for_retirement` is the policy snapshot's verdict (minimum sample, P(best),
+    expected loss, streaks)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -40,6 +44,15 @@ class ArmView(BaseModel):
     eligible_for_retirement: bool = False
     is_control: bool = False
     status_reason: str | None = None  # why it was retired, suspended or rejected
+    maturity: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+
+    @property
+    def observed_rate(self) -> float:
+        return self.successes / self.exposures if self.exposures else 0.0
+
+    def too_early(self, min_exposures: int) -> bool:
+        """Too young to judge: see ``bandits.delay_model.too_early``."""
+        return too_early(self.maturity, self.exposures, min_exposures)
 
     @model_validator(mode="after")
     def _consistent(self) -> ArmView:
@@ -57,6 +70,8 @@ class ArmView(BaseModel):
             effect=self.rate,
             ci_low=self.ci_low,
             ci_high=self.ci_high,
+            observed_rate=round(self.observed_rate, 6),
+            maturity=round(self.maturity, 4),
         )
 
 
@@ -92,7 +107,13 @@ class LoopInput(BaseModel):
         return self
 
     def has_enough_evidence(self, arm: ArmView) -> bool:
-        return arm.exposures >= self.min_exposures and arm.successes >= self.min_successes
+        """The minimum sample, matured: an arm whose evidence is mostly still to arrive is
+        too early to judge, so no learning is added, confirmed or pruned on it."""
+        return (
+            arm.exposures >= self.min_exposures
+            and arm.successes >= self.min_successes
+            and not arm.too_early(self.min_exposures)
+        )
 
     def evidence_by_arm(self) -> dict[int, Evidence]:
         """The arms a learning may cite: those with the minimum sample, any status."""

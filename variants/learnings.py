@@ -27,8 +27,10 @@ class LearningStatus(StrEnum):
 
 
 class Evidence(BaseModel):
-    """One arm's figures at the time a learning cited it. `effect` is the arm's observed
-    success rate (the service may pass a lift instead; the file says which it shows)."""
+    """One arm's figures at the time a learning cited it. `effect` is the arm's
+    delay-corrected success rate (the report's `estimated_rate`) with its interval;
+    `observed_rate` is successes / exposures and `maturity` the share of the eventual
+    evidence that had arrived (None on items recorded before these were kept)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -38,6 +40,8 @@ class Evidence(BaseModel):
     effect: float
     ci_low: float
     ci_high: float
+    observed_rate: float | None = None
+    maturity: float | None = None
 
 
 class Learning(BaseModel):
@@ -284,9 +288,19 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _maturity(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
 def render_markdown(experiment_key: str, learnings: Sequence[Learning]) -> str:
     """The learnings file: active claims by support, each with its evidence table, then the
-    superseded and pruned history."""
+    superseded and pruned history. Each evidence row shows the observed rate (successes /
+    exposures), the delay-corrected estimate with its interval, and the maturity (the share of
+    the eventual evidence that had arrived when the learning cited the arm)."""
     lines = [f"# Learnings: {_cell(experiment_key)}", ""]
     sections = (
         ("Active", LearningStatus.ACTIVE),
@@ -312,12 +326,14 @@ def render_markdown(experiment_key: str, learnings: Sequence[Learning]) -> str:
                 lines.append(f"- status: {item.status} ({_cell(item.status_reason)})")
             lines += [
                 "",
-                "| arm | exposures | successes | effect | 95% interval |",
-                "| ---: | ---: | ---: | ---: | --- |",
+                "| arm | exposures | successes | observed rate | estimated rate "
+                "| 95% interval | maturity |",
+                "| ---: | ---: | ---: | ---: | ---: | --- | ---: |",
             ]
             lines += [
-                f"| {ev.arm_id} | {ev.exposures} | {ev.successes} | {ev.effect:.4f} "
-                f"| {ev.ci_low:.4f} to {ev.ci_high:.4f} |"
+                f"| {ev.arm_id} | {ev.exposures} | {ev.successes} | {_share(ev.observed_rate)} "
+                f"| {ev.effect:.4f} | {ev.ci_low:.4f} to {ev.ci_high:.4f} "
+                f"| {_maturity(ev.maturity)} |"
                 for ev in item.evidence
             ]
             lines.append("")

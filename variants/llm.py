@@ -50,7 +50,10 @@ Reply with one JSON object and nothing else, with exactly these keys:
 "evidence_arm_ids": [arm ids]}. Every op must cite arm ids from \
 "arms_ranked_worst_to_best". add: a new claim; confirm: an existing learning the data \
 supports again; supersede: replace an existing learning with a refined claim; prune: an \
-existing learning the data contradicts.
+existing learning the data contradicts. Judge arms on "estimated_rate" (corrected for \
+successes still to arrive) and its interval; "observed_rate" is what has arrived so far and \
+"maturity" the share of the eventual evidence that has. Arms "too early to judge" are \
+listed under "arms_without_enough_evidence": cite none of them.
 - "retire_arm_ids": list of {"arm_id": id, "reason": text}; only ids listed in \
 "retirement_eligible_arm_ids".
 - "new_variants": list of {"content": text, "tags": [style tags], "rationale": text, \
@@ -144,7 +147,7 @@ def prompt_data(loop_input: LoopInput, tag_effects: Sequence[TagEffect] = ()) ->
     """The structured block the prompt carries (also what a scripted copywriter reads)."""
     ranked = sorted(
         (arm for arm in loop_input.arms if loop_input.has_enough_evidence(arm)),
-        key=lambda arm: (arm.rate, arm.ci_high, arm.id),
+        key=lambda arm: (arm.rate, arm.ci_high, arm.id),  # the corrected estimate
     )
     waiting = [
         arm
@@ -172,15 +175,31 @@ def prompt_data(loop_input: LoopInput, tag_effects: Sequence[TagEffect] = ()) ->
                 "status": arm.status.value,
                 "exposures": arm.exposures,
                 "successes": arm.successes,
-                "rate": round(arm.rate, 5),
+                "observed_rate": round(arm.observed_rate, 5),
+                "estimated_rate": round(arm.rate, 5),
                 "interval_95": [round(arm.ci_low, 5), round(arm.ci_high, 5)],
+                "maturity": round(arm.maturity, 3),
                 "control": arm.is_control,
                 **({"status_reason": arm.status_reason} if arm.status_reason else {}),
             }
             for arm in ranked
         ],
         "arms_without_enough_evidence": [
-            {"arm_id": arm.id, "content": arm.content, "tags": arm.tags, "status": arm.status.value}
+            {
+                "arm_id": arm.id,
+                "content": arm.content,
+                "tags": arm.tags,
+                "status": arm.status.value,
+                "exposures": arm.exposures,
+                "successes": arm.successes,
+                "observed_rate": round(arm.observed_rate, 5),
+                "maturity": round(arm.maturity, 3),
+                "judgement": (
+                    "too early to judge: most of its evidence has not arrived yet"
+                    if arm.too_early(loop_input.min_exposures)
+                    else "below the minimum sample"
+                ),
+            }
             for arm in waiting
         ],
         "retirement_eligible_arm_ids": [

@@ -137,11 +137,13 @@ def learning_of(row: LearningRow) -> Learning:
     )
 
 
-Figures = tuple[float, float, float]  # posterior mean, 95% low, 95% high
+Figures = tuple[float, float, float, float]  # posterior mean, 95% low, 95% high, maturity
 
 
 def _snapshot_figures(payload: Mapping[str, Any]) -> dict[int, Figures]:
-    """The report's figures for the arms the snapshot serves (overall segment)."""
+    """The report's figures for the arms the snapshot serves (overall segment): the
+    delay-corrected estimate, its interval and the maturity (1.0 for snapshots from before
+    the delay model kept it)."""
     overall = (payload.get("segments") or {}).get(OVERALL)
     ids = payload.get("arm_ids") or []
     if not overall:
@@ -152,6 +154,7 @@ def _snapshot_figures(payload: Mapping[str, Any]) -> dict[int, Figures]:
                 float(overall["posterior_mean"][i]),
                 float(overall["ci_low"][i]),
                 float(overall["ci_high"][i]),
+                float(overall.get("maturity", [1.0] * len(ids))[i]),
             )
             for i, arm_id in enumerate(ids)
         }
@@ -161,14 +164,16 @@ def _snapshot_figures(payload: Mapping[str, Any]) -> dict[int, Figures]:
 
 def _posterior_figures(successes: np.ndarray, exposures: np.ndarray) -> list[Figures]:
     """Figures for arms the snapshot does not serve (retired, rejected, proposed): the same
-    weak prior centred on the pooled rate that the policy uses."""
+    weak prior centred on the pooled rate that the policy uses. No longer served, their
+    evidence is taken as it stands (maturity 1.0): their last cohorts may still be young,
+    and the report of the snapshot that last served them says by how much."""
     if len(exposures) == 0:
         return []
     alpha, beta = pooled_prior(successes, exposures, PRIOR_STRENGTH)
     posterior = beta_posterior(successes, exposures, alpha, beta)
     low, high = posterior.credible_interval(0.95)
     return [
-        (float(m), float(lo), float(hi))
+        (float(m), float(lo), float(hi), 1.0)
         for m, lo, hi in zip(posterior.mean, low, high, strict=True)
     ]
 
@@ -219,7 +224,7 @@ def _arm_view(
     reason: str | None,
 ) -> ArmView:
     assert arm.id is not None
-    rate, low, high = (min(1.0, max(0.0, value)) for value in figures)
+    rate, low, high, maturity = (min(1.0, max(0.0, value)) for value in figures)
     low, high = min(low, rate), max(high, rate)
     status = ArmStatus(arm.status)
     return ArmView(
@@ -234,6 +239,7 @@ def _arm_view(
         ci_high=high,
         eligible_for_retirement=eligible and status in (ArmStatus.LIVE, ArmStatus.SUSPENDED),
         is_control=arm.is_control,
+        maturity=maturity,
         status_reason=(reason or "")[:MAX_STATUS_REASON] or None
         if status not in (ArmStatus.LIVE, ArmStatus.PROPOSED)
         else None,

@@ -24,6 +24,7 @@ from bandits.delay_model import (
     DelayModel,
     corrected_evidence,
     fit_delay_model,
+    too_early,
 )
 from bandits.drift import decay_weights, detect_change
 from bandits.eligibility import eligible_now, streaks_from_json, streaks_to_json, update_streaks
@@ -183,7 +184,7 @@ def compute_snapshot(
             inputs,
             arm_ids,
             overall,
-            live & ~suspended,
+            live & ~suspended & ~_too_early(maturity_all, raw_e_tot.sum(axis=0), experiment),
             leads,
             raw_e_tot.sum(axis=0),
             raw_s_tot.sum(axis=0),
@@ -206,6 +207,19 @@ def _row(evidence: CorrectedEvidence, i: int) -> CorrectedEvidence:
         maturity_low=evidence.maturity_low[i],
         maturity_high=evidence.maturity_high[i],
         certainty=evidence.certainty[i],
+    )
+
+
+def _too_early(
+    evidence: CorrectedEvidence, exposures: FloatArray, experiment: ExperimentInfo
+) -> NDArray[np.bool_]:
+    """Arms whose evidence is mostly still to arrive: never eligible for retirement yet."""
+    return np.array(
+        [
+            too_early(float(m), float(n), experiment.min_exposures)
+            for m, n in zip(evidence.maturity, exposures, strict=True)
+        ],
+        dtype=bool,
     )
 
 
@@ -261,6 +275,7 @@ def _delay_cdf(experiment: ExperimentInfo, delays: Sequence[SuccessDelay]) -> De
         np.array([d.delay_hours for d in observed], dtype=np.float64),
         np.array([min(d.cohort_age_hours, window) for d in observed], dtype=np.float64),
         window,
+        earliest_hours=np.array([d.earliest_hours for d in observed], dtype=np.float64),
     )
 
 

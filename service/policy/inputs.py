@@ -91,7 +91,14 @@ class StatRow:
 
 @dataclass(frozen=True)
 class SuccessDelay:
-    """One observed first success: its delay from exposure and its cohort's age, in hours."""
+    """One observed first success: its delay from exposure and its cohort's age, in hours.
+
+    ``earliest_hours``: the shortest delay this success could have been read with. The
+    refresher reads the newest successes only (by when they happened), so from a decision
+    older than the oldest one read, only delays of at least (cutoff - decision) are seen:
+    left truncation, which the delay fit must know or it over-weights long delays.
+    """
 
     delay_hours: float
     cohort_age_hours: float
+    earliest_hours: float = 0.0

@@ -133,10 +133,15 @@ def success_delays(
         .order_by(col(FirstEvent.occurred_at).desc())
         .limit(limit)
     )
+    rows = [(as_utc(o), as_utc(c)) for o, c in session.exec(stmt)]
+    # With the limit reached, a success is here only if it happened after the oldest one
+    # read: its delay is left-truncated at (that cutoff - its decision).
+    cutoff = min(o for o, _ in rows) if len(rows) >= limit else None
     delays = []
-    for occurred_at, created_at in session.exec(stmt):
-        occurred, created = as_utc(occurred_at), as_utc(created_at)
+    for occurred, created in rows:
         delay = max(0.0, (occurred - created).total_seconds() / 3600.0)
         age = max(0.0, (now - created).total_seconds() / 3600.0)
-        delays.append(SuccessDelay(min(delay, age), age))
+        earliest = 0.0 if cutoff is None else max(0.0, (cutoff - created).total_seconds() / 3600)
+        delay = min(delay, age)
+        delays.append(SuccessDelay(delay, age, min(earliest, delay)))
     return delays

@@ -21,6 +21,7 @@ from service.schemas.experiments import (
     ExperimentSettings,
     StatusChangeOut,
 )
+from service.schemas.report import HistoryOut, ReportOut
 from variants.lifecycle import ArmStatus
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
@@ -133,14 +134,14 @@ def arm_history(
     ]
 
 
-@router.get("/{key}/report")
+@router.get("/{key}/report", response_model=ReportOut)
 def report(key: str, session: SessionDep, _admin: AdminKey) -> dict[str, Any]:
     """Per arm and segment figures from the latest snapshot; lift of the leader over the
     control; the off-policy evaluation of the policy against an even split."""
     return reporting.report(session, key)
 
 
-@router.get("/{key}/history")
+@router.get("/{key}/history", response_model=HistoryOut)
 def history(
     key: str,
     session: SessionDep,

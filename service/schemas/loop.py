@@ -106,9 +106,18 @@ class EvidenceOut(BaseModel):
     arm_id: int
     exposures: int
     successes: int
-    effect: float = Field(description="The arm's success rate when the learning cited it.")
+    effect: float = Field(
+        description="The arm's delay-corrected success rate (estimated_rate) when the "
+        "learning cited it."
+    )
     ci_low: float
     ci_high: float
+    observed_rate: float | None = Field(
+        None, description="successes / exposures when the learning cited the arm."
+    )
+    maturity: float | None = Field(
+        None, description="Share of the arm's eventual evidence that had arrived then."
+    )
 
 
 class LearningOut(BaseModel):

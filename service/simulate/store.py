@@ -72,8 +72,8 @@ class SimulatedStatistics:
         }
         self.event_types = tuple(event_types)
         self._counts: dict[StatKey, int] = {}
-        self._offset_hours: dict[StatKey, float] = {}  # exposure rows: sum of offsets in the hour
         self._rows: dict[StatKey, StatRow] = {}
+        self._offsets: dict[StatKey, float] = {}
         self._totals: dict[tuple[str, int], int] = {}
         self._cohorts: dict[tuple[int, int, int], Decision] = {}
         self._pending: list[_Pending] = []
@@ -107,29 +107,28 @@ class SimulatedStatistics:
         metric: str,
         offsets: FloatArray | None = None,
     ) -> None:
-        """Count into the rows; ``offsets`` (exposures): hours from the bucket to each decision,
-        kept as a sum per row as the service keeps ``offset_seconds_sum``."""
+        """Count into cohorts; ``offsets`` (hours into the cohort's hour) for exposures, as the
+        service keeps their sum so that a cohort's age is known to the second."""
         if hours.size == 0:
             return
         keys = np.stack([hours, segment, arm], axis=1)
         groups, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
-        offset_sums = (
-            np.bincount(inverse.reshape(-1), weights=offsets, minlength=counts.size)
+        sums = (
+            np.bincount(inverse.ravel(), weights=offsets, minlength=len(groups))
             if offsets is not None
             else None
         )
-        for g, ((hour, seg, arm_id), count) in enumerate(
+        for j, ((hour, seg, arm_id), count) in enumerate(
             zip(groups.tolist(), counts.tolist(), strict=True)
         ):
             key = stat_key(self._cohort(hour, seg, arm_id), metric)
             total = self._counts.get(key, 0) + count
             self._counts[key] = total
-            mean_offset = None
-            if offset_sums is not None:
-                summed = self._offset_hours.get(key, 0.0) + float(offset_sums[g])
-                self._offset_hours[key] = summed
-                mean_offset = summed / total
-            self._rows[key] = StatRow(key[2], key[3], key[4], key[5], total, mean_offset)
+            mean = None
+            if sums is not None:
+                self._offsets[key] = self._offsets.get(key, 0.0) + float(sums[j])
+                mean = self._offsets[key] / total
+            self._rows[key] = StatRow(key[2], key[3], key[4], key[5], total, mean)
             self._totals[(metric, arm_id)] = self._totals.get((metric, arm_id), 0) + count
 
     def expose(self, *, sent: FloatArray, arm: IntArray, segment: IntArray) -> None:
@@ -190,10 +189,16 @@ class SimulatedStatistics:
         """The newest first successes as the refresher reads them: delay and cohort age."""
         newest = np.argsort(-self._delay_occurs, kind="stable")[:DELAY_SAMPLE_LIMIT]
         age = np.maximum(self.now_hours - self._delay_sent[newest], 0.0)
-        delay = np.maximum(self._delay_occurs[newest] - self._delay_sent[newest], 0.0)
+        delay = np.minimum(
+            np.maximum(self._delay_occurs[newest] - self._delay_sent[newest], 0.0), age
+        )
+        earliest = np.zeros_like(delay)
+        if newest.size >= DELAY_SAMPLE_LIMIT:  # as the repository: left-truncated at the cutoff
+            cutoff = float(self._delay_occurs[newest].min())
+            earliest = np.minimum(np.maximum(cutoff - self._delay_sent[newest], 0.0), delay)
         return [
-            SuccessDelay(d, a)
-            for d, a in zip(np.minimum(delay, age).tolist(), age.tolist(), strict=True)
+            SuccessDelay(d, a, e)
+            for d, a, e in zip(delay.tolist(), age.tolist(), earliest.tolist(), strict=True)
         ]
 
     def totals(self, metric: str, arm_ids: Sequence[int]) -> FloatArray:

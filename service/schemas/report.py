@@ -1,0 +1,124 @@
+"""Response models of the report and the history (so /openapi.json describes them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class GuardrailFigures(BaseModel):
+    rate: float
+    reference_rate: float
+    probability_exceeds: float
+    breached: bool
+
+
+class RetirementOut(BaseModel):
+    eligible: bool
+    since: str | None = None
+
+
+class ArmReportRow(BaseModel):
+    """One arm in one segment (or overall). Three rates, each named for what it is."""
+
+    arm_id: int
+    content: str
+    control: bool
+    status: str | None = None
+    exposures: int
+    successes: int
+    observed_rate: float | None = Field(
+        description="successes / exposures: what has arrived so far, no correction."
+    )
+    estimated_rate: float = Field(
+        description="Delay-corrected estimate of the rate once every success has arrived "
+        "(posterior mean); P(best), expected loss and eligibility use it."
+    )
+    estimate_low: float = Field(description="95% credible interval of estimated_rate, low end.")
+    estimate_high: float = Field(description="95% credible interval of estimated_rate, high end.")
+    maturity: float = Field(
+        description="Share of the eventual (in-window) successes of these exposures that has "
+        "arrived, by the delay model: 1.0 means the observed rate is final."
+    )
+    maturity_low: float
+    maturity_high: float
+    judgement: str = Field(description="'too early to judge' while immature, else 'judged'.")
+    effective_exposures: float
+    probability_best: float
+    expected_loss: float
+    allocation: float
+    warming_up: bool
+    guardrails: dict[str, GuardrailFigures] = Field(default_factory=dict)
+    retirement: RetirementOut
+    rate: float | None = Field(description="Alias of observed_rate (kept for old clients).")
+    posterior_mean: float = Field(description="Alias of estimated_rate (kept for old clients).")
+    ci_low: float = Field(description="Alias of estimate_low (kept for old clients).")
+    ci_high: float = Field(description="Alias of estimate_high (kept for old clients).")
+
+
+class Interval(BaseModel):
+    value: float
+    ci_low: float
+    ci_high: float
+
+
+class LiftOut(BaseModel):
+    """The best challenger against the control (or the leader, when that is not the control)."""
+
+    leader_arm_id: int
+    control_arm_id: int
+    control_leads: bool
+    challenger_arm_id: int = Field(
+        description="The arm compared with the control: the leader, or the best challenger "
+        "when the control itself leads."
+    )
+    relative: Interval = Field(description="challenger / control - 1, on the corrected rates.")
+    absolute: Interval = Field(description="challenger - control, on the corrected rates.")
+    probability_leader_beats_control: float = Field(
+        description="P(challenger > control); below 0.5 when the control leads."
+    )
+    summary: str
+
+
+class ReportOut(BaseModel):
+    experiment: dict[str, Any]
+    policy_version: int | None
+    computed_at: str | None
+    arms: list[ArmReportRow]
+    segments: dict[str, list[ArmReportRow]]
+    lift_over_control: LiftOut | None
+    evaluation: dict[str, Any] | None
+    not_served: list[dict[str, Any]]
+    correction: str | None = Field(
+        None, description="One line on what the delay correction did to these figures."
+    )
+    guardrail_looks: int | None = None
+    delay: dict[str, Any] | None = None
+    changes: dict[str, str] = Field(default_factory=dict)
+
+
+class HistoryArm(BaseModel):
+    id: int
+    content: str
+
+
+class HistoryPoint(BaseModel):
+    version: int
+    epoch: int
+    at: str
+    arm_ids: list[int]
+    arms: list[HistoryArm]
+    allocation: list[float] | None
+    posterior_mean: list[float] | None = Field(
+        description="Corrected estimates (as estimated_rate)."
+    )
+    observed_rate: list[float] | None
+    maturity: list[float] | None
+    exposures: list[float] | None
+    successes: list[float] | None
+
+
+class HistoryOut(BaseModel):
+    experiment: str
+    points: list[HistoryPoint]

@@ -1,0 +1,184 @@
+"""The delay model at every time scale: fitted tail, honest intervals, maturity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from bandits.delay import DelayCDF, delay_grid
+from bandits.delay_model import (
+    CorrectedEvidence,
+    DelayModel,
+    corrected_evidence,
+    fit_delay_model,
+    too_early,
+)
+
+WINDOW = 168.0
+RATE = 0.05
+# (log-median hours, sigma) of log-normal delays: push clicks, email clicks, conversions.
+SCALES = {"push": (np.log(20 / 3600), 0.8), "email": (0.0, 1.2), "conversion": (np.log(30.0), 1.0)}
+AGES = (1 / 60, 1 / 6, 1.0, 6.0, 24.0, WINDOW)
+
+
+def in_window_share(scale: str) -> float:
+    mu, sigma = SCALES[scale]
+    return float(stats.norm.cdf((np.log(WINDOW) - mu) / sigma))
+
+
+def one_send(
+    rng: np.random.Generator, scale: str, age: float, exposures: int = 5000
+) -> tuple[CorrectedEvidence, DelayModel]:
+    """A send spread over its first ten minutes (or less), read ``age`` hours after it began."""
+    mu, sigma = SCALES[scale]
+    sent = rng.uniform(0.0, min(age, 1 / 6), exposures) if age > 1 / 60 else np.zeros(exposures)
+    delay = rng.lognormal(mu, sigma, exposures)
+    converts = (rng.random(exposures) < RATE) & (delay <= WINDOW)
+    cohort_age = age - sent
+    seen = converts & (delay <= cohort_age)
+    model = fit_delay_model(delay[seen], cohort_age[seen], WINDOW)
+    evidence = corrected_evidence(
+        seen.astype(float)[None], np.ones(exposures)[None], cohort_age[None], model
+    )
+    return evidence, model
+
+
+@pytest.mark.parametrize("scale", sorted(SCALES))
+def test_the_corrected_90_interval_covers_the_final_rate_about_90_percent(scale: str) -> None:
+    """From one minute to the window, on the push, email and conversion time scales."""
+    final = RATE * in_window_share(scale)
+    runs = 40
+    coverage = []
+    for age in AGES:
+        covered = 0
+        for seed in range(runs):
+            rng = np.random.default_rng([seed, int(age * 3600), len(scale)])
+            evidence, _model = one_send(rng, scale, age)
+            s, n = float(evidence.successes[0]), float(evidence.exposures[0])
+            low, high = stats.beta.ppf([0.05, 0.95], 0.5 + s, 0.5 + n - s)
+            covered += int(low <= final <= high)
+        coverage.append(covered / runs)
+    # 40 runs at 90% give 36 +- 1.9; allow a run's worth of model error either side.
+    assert all(0.75 <= c <= 1.0 for c in coverage), coverage
+    assert np.mean(coverage) >= 0.85, coverage
+
+
+def test_clicks_within_a_minute_read_minutes_later_are_mature() -> None:
+    rng = np.random.default_rng(3)
+    exposures = np.array([1000.0, 1000.0, 1000.0])
+    successes = np.array([20.0, 60.0, 120.0])
+    delays = rng.uniform(5, 60, int(successes.sum())) / 3600
+    age = 4 / 60
+    model = fit_delay_model(delays, np.full(delays.size, age), WINDOW)
+    evidence = corrected_evidence(successes[:, None], exposures[:, None], np.array([age]), model)
+    assert model.cdf.median_hours() < 60 / 3600
+    np.testing.assert_array_less(0.97, evidence.maturity)
+    corrected = evidence.successes / evidence.exposures
+    np.testing.assert_allclose(corrected, successes / exposures, rtol=0.03)
+
+
+def test_young_email_evidence_is_immature_and_uncertain() -> None:
+    """Ten minutes into an email send (median delay an hour) most clicks are still to come:
+    the maturity says so, and the evidence is shrunk for the uncertainty of F."""
+    evidence, model = one_send(np.random.default_rng(11), "email", 1 / 6)
+    assert evidence.maturity[0] < 0.3
+    assert evidence.maturity_low[0] <= evidence.maturity[0] <= evidence.maturity_high[0]
+    assert evidence.certainty[0] < 1.0
+    assert too_early(float(evidence.maturity[0]), 5000, 500)
+    assert model.shape is not None
+
+
+def test_the_prior_pull_fades_as_delays_arrive() -> None:
+    """With no delay the fit is the prior (median one hour); with many it is the data's."""
+    empty = fit_delay_model(np.zeros(0), np.zeros(0), WINDOW)
+    assert empty.shape is not None
+    assert np.exp(empty.shape.mu) == pytest.approx(1.0)
+    rng = np.random.default_rng(5)
+    delays = rng.lognormal(np.log(10 / 3600), 0.5, 2000)
+    fitted = fit_delay_model(delays, np.full(delays.size, 1.0), WINDOW)
+    assert fitted.shape is not None
+    assert np.exp(fitted.shape.mu) * 3600 == pytest.approx(10.0, rel=0.05)
+
+
+def test_the_grid_is_fine_near_zero_and_coarse_near_the_window() -> None:
+    edges = delay_grid(WINDOW)
+    assert edges[0] == 0.0
+    assert edges[-1] == WINDOW
+    assert edges[1] * 3600 == pytest.approx(10.0)
+    widths = np.diff(edges[1:])
+    assert np.all(widths[1:] > widths[:-1])
+    assert edges.size < 60
+
+
+def test_the_snapshot_block_rebuilds_the_cdf() -> None:
+    rng = np.random.default_rng(2)
+    delays = rng.lognormal(0.0, 1.0, 500)
+    model = fit_delay_model(delays, np.minimum(delays + rng.uniform(0, 50, 500), 100.0), WINDOW)
+    block = model.to_json()
+    rebuilt = DelayCDF(
+        block["window_hours"],  # type: ignore[arg-type]
+        np.array(block["edges_hours"]),
+        np.array(block["values"]),
+        block["observations"],  # type: ignore[arg-type]
+        block["prior_weight"],  # type: ignore[arg-type]
+    )
+    probe = np.array([0.001, 0.1, 1.0, 10.0, 100.0])
+    np.testing.assert_allclose(rebuilt(probe), model.cdf(probe), atol=1e-8)
+    assert len(block["spread_values"]) == 4  # type: ignore[arg-type]
+
+
+def test_a_bare_cdf_is_a_model_without_spread() -> None:
+    flat = DelayCDF(24.0, np.array([0.0, 24.0]), np.array([1.0, 1.0]), 0.0, 0.0)
+    evidence = corrected_evidence([[3.0, 1.0]], [[10.0, 10.0]], [1.0, 30.0], flat)
+    assert evidence.exposures[0] == pytest.approx(20.0)
+    assert evidence.successes[0] == pytest.approx(4.0)
+    assert evidence.certainty[0] == 1.0
+
+
+def test_effective_exposures_never_fall_below_the_successes_seen() -> None:
+    cdf = DelayCDF(24.0, np.array([0.0, 24.0]), np.array([0.0, 1.0]), 0.0, 1.0)
+    evidence = corrected_evidence([[5.0]], [[10.0]], [0.1], cdf)  # F = 0.004: 0.04 exposures
+    assert evidence.exposures[0] >= evidence.successes[0] == 5.0
+
+
+def test_invalid_inputs_are_refused() -> None:
+    cdf = DelayCDF(24.0, np.array([0.0, 24.0]), np.array([0.0, 1.0]), 0.0, 1.0)
+    with pytest.raises(ValueError, match="one shape"):
+        corrected_evidence([1.0], [1.0, 2.0], [1.0], cdf)
+    with pytest.raises(ValueError, match="non-negative"):
+        corrected_evidence([-1.0], [2.0], [1.0], cdf)
+    with pytest.raises(ValueError, match="broadcast"):
+        corrected_evidence([1.0, 1.0], [2.0, 2.0], [1.0, 2.0, 3.0], cdf)
+    with pytest.raises(ValueError, match="finite"):
+        corrected_evidence([1.0], [2.0], [np.nan], cdf)
+    with pytest.raises(ValueError, match="prior_weight"):
+        fit_delay_model([1.0], [2.0], 24.0, prior_weight=0.0)
+    with pytest.raises(ValueError, match="older than its cohort"):
+        fit_delay_model([3.0], [2.0], 24.0)
+    with pytest.raises(ValueError, match="window_hours"):
+        delay_grid(-1.0)
+
+
+def test_a_sample_of_the_newest_successes_is_fitted_with_its_left_truncation() -> None:
+    """The refresher reads the newest successes by when they happened: an old decision's
+    success is in the sample only if it came late. Told so, the fit is unbiased."""
+    rng = np.random.default_rng(8)
+    now = 400.0
+    sent = rng.uniform(0.0, now, 60_000)
+    delay = rng.lognormal(0.0, 1.2, sent.size)
+    inside = (delay <= WINDOW) & (sent + delay <= now)
+    sent, delay = sent[inside], delay[inside]
+    occurs = sent + delay
+    newest = np.argsort(-occurs)[:5000]
+    cutoff = occurs[newest].min()
+    age = now - sent[newest]
+    earliest = np.minimum(np.maximum(cutoff - sent[newest], 0.0), delay[newest])
+    told = fit_delay_model(delay[newest], age, WINDOW, earliest_hours=earliest)
+    naive = fit_delay_model(delay[newest], age, WINDOW)
+    truth = stats.lognorm(s=1.2, scale=1.0)
+    probe = np.array([0.25, 1.0, 4.0])
+    expected = truth.cdf(probe) / truth.cdf(WINDOW)
+    np.testing.assert_allclose(told.cdf(probe), expected, atol=0.03)
+    # Ignoring the left truncation over-weights long delays: F far too low.
+    assert np.max(expected - naive.cdf(probe)) > 0.1

@@ -1,0 +1,136 @@
+"""The loop reads the same honest figures as the report: on a young send it sees the
+maturity, labels the arms too early to judge, and learns nothing until the evidence has
+arrived. Real app, real openai SDK, scripted copywriter; SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from service.loop.scripted import read_data_block
+from service.loop.scripted_server import CopywriterControl
+from service.loop.simulate import SimulatedClock
+from service.runtime import Runtime
+from service.settings import Settings
+from tests.service.helpers import decide_many
+from tests.service.loop_fixtures import SEED_ARMS, llm_settings, run_loop, serve_copywriter
+
+SENT = datetime(2026, 11, 3, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def copywriter_server() -> Iterator[tuple[str, CopywriterControl]]:
+    yield from serve_copywriter()
+
+
+@pytest.fixture
+def copywriter(copywriter_server: tuple[str, CopywriterControl]) -> CopywriterControl:
+    copywriter_server[1].reset()
+    return copywriter_server[1]
+
+
+@pytest.fixture
+def settings(settings: Settings, copywriter_server: tuple[str, CopywriterControl]) -> Settings:
+    return llm_settings(settings, copywriter_server[0])
+
+
+def email_clicks(decisions: list[dict[str, Any]], rates: dict[int, float]) -> list[dict]:
+    """Every click the send will get: arm rates as given, delays log-normal (median 1 h)."""
+    rng = np.random.default_rng(21)
+    events = []
+    for d in decisions:
+        if rng.random() < rates[d["arm"]["id"]]:
+            delay = timedelta(hours=float(rng.lognormal(0.0, 1.2)))
+            events.append(
+                {
+                    "event_id": f"click-{len(events)}",
+                    "decision_id": d["decision_id"],
+                    "type": "click",
+                    "occurred_at": (SENT + delay).isoformat(),
+                }
+            )
+    return events
+
+
+def post_due(client: TestClient, ingest, events: list[dict], now: datetime) -> None:
+    due = [e for e in events if datetime.fromisoformat(e["occurred_at"]) <= now]
+    if due:
+        response = client.post("/v1/events", json=due, headers=ingest)
+        assert response.status_code == 200, response.text
+
+
+def test_a_young_send_is_too_early_to_judge_and_the_loop_learns_nothing(
+    client: TestClient,
+    admin,
+    decide,
+    ingest,
+    runtime: Runtime,
+    copywriter: CopywriterControl,
+):
+    clock = SimulatedClock(SENT)
+    with clock.installed():
+        body = {
+            "key": "young",
+            "name": "Spring subject lines",
+            "arms": [
+                {"content": content, "tags": tags, "control": i == 3}
+                for i, (content, tags, _rate) in enumerate(SEED_ARMS)
+            ],
+            "min_exposures": 100,
+            "min_successes": 3,
+        }
+        created = client.post("/v1/experiments", json=body, headers=admin)
+        assert created.status_code == 201, created.text
+        experiment = created.json()
+        rates = {
+            arm["id"]: rate
+            for arm, (_c, _t, rate) in zip(experiment["arms"], SEED_ARMS, strict=True)
+        }
+        decisions = decide_many(client, decide, runtime, "young", 3000)
+        events = email_clicks(decisions, rates)
+
+        # Ten minutes after an email send: about a tenth of its clicks are in.
+        clock.advance(10 / 60)
+        post_due(client, ingest, events, clock.now)
+        runtime.refresher.tick()
+        young = run_loop(client, admin, "young")
+        assert young["status"] == "succeeded", young
+        data = read_data_block(copywriter.last_request)
+        assert data["arms_ranked_worst_to_best"] == []
+        waiting = data["arms_without_enough_evidence"]
+        assert len(waiting) == len(SEED_ARMS)
+        for arm in waiting:
+            assert arm["maturity"] < 0.5, arm
+            assert arm["judgement"].startswith("too early to judge"), arm
+            assert "observed_rate" in arm
+        learnings = client.get("/v1/experiments/young/learnings", headers=admin).json()
+        assert learnings["learnings"] == []
+        report = client.get("/v1/experiments/young/report", headers=admin).json()
+        assert {r["judgement"] for r in report["arms"]} == {"too early to judge"}
+
+        # Eight days on, every click inside the window has arrived: now the loop may learn.
+        clock.advance(8 * 24)
+        post_due(client, ingest, events, clock.now)
+        runtime.refresher.tick()
+        mature = run_loop(client, admin, "young")
+        assert mature["status"] == "succeeded", mature
+        data = read_data_block(copywriter.last_request)
+        ranked = data["arms_ranked_worst_to_best"]
+        assert len(ranked) == len(SEED_ARMS)
+        assert all(arm["maturity"] == 1.0 for arm in ranked)
+        for arm in ranked:
+            assert {"observed_rate", "estimated_rate", "interval_95"} <= arm.keys()
+        learnings = client.get("/v1/experiments/young/learnings", headers=admin).json()
+        (learning,) = learnings["learnings"]
+        assert "question" in learning["claim"]
+        assert all(e["maturity"] == 1.0 for e in learning["evidence"])
+        markdown = client.get(
+            "/v1/experiments/young/learnings",
+            headers={**admin, "Accept": "text/markdown"},
+        )
+        assert "| observed rate | estimated rate | 95% interval | maturity |" in markdown.text
