@@ -20,6 +20,7 @@ from service.db import session_scope
 from service.errors import NotFound
 from service.evaluation import evaluate_experiment
 from service.models import Decision, FirstEvent, utcnow
+from service.policy.refresher import publish
 from service.repositories import snapshots as snapshots_repo
 from service.runtime import Runtime
 from tests.service.factories import create_random_experiment
@@ -256,8 +257,12 @@ def test_decisions_and_events_through_the_api(
     response = client.post("/v1/events", json=clicks, headers=ingest)
     assert response.status_code == 200, response.text
     now = utcnow()
-    # An hour after the send, nothing has matured, and the evaluation speaks already.
+    # An hour after the send, nothing has matured, and the evaluation speaks already, with
+    # the F of the snapshot the refresher writes then (it refreshes on age too).
+    with session_scope(runtime.engine) as session:
+        publish(session, experiment_id=exp["id"], now=now + timedelta(hours=1))
     young = evaluate(runtime, exp["id"], now=now + timedelta(hours=1))
+    assert young["delay"]["source"] == "snapshot"
     assert (young["n"], young["matured"], young["young"]) == (400, 0, 400)
     assert young["lift"]["support"]
     policy = young["lift"]["policy"]
