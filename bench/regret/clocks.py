@@ -41,17 +41,21 @@ TS = "thompson-explore"
 FloatSeeds = np.ndarray
 
 
-def _task(job: tuple[str, str, int, float | None]) -> RunResult:
-    name, policy, seed, hours = job
-    clock = clock_runs(hours)[name]
+def _task(job: tuple[str, str, int, float | None, float | None]) -> RunResult:
+    name, policy, seed, hours, loop = job
+    clock = clock_runs(hours, loop)[name]
     return run(clock.scenario, policy, seed, clock.settings)
 
 
 def run_all(
-    scenarios: Sequence[str], seeds: int, hours: float | None, workers: int
+    scenarios: Sequence[str],
+    seeds: int,
+    hours: float | None,
+    workers: int,
+    loop_every_hours: float | None = None,
 ) -> list[RunResult]:
     jobs = [
-        (name, policy, seed, hours)
+        (name, policy, seed, hours, loop_every_hours)
         for name in scenarios
         for seed in range(seeds)
         for policy in CLOCK_POLICIES
@@ -170,15 +174,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"{QUICK_SEEDS} seeds, horizons cut to {QUICK_HOURS:g} h",
     )
     parser.add_argument("--explain", action="store_true", help="regret by phase and by arm")
+    parser.add_argument(
+        "--loop-every-hours",
+        type=float,
+        default=None,
+        help="run the loop on this cadence, retiring eligible arms (default: no loop, as an "
+        "experiment's defaults)",
+    )
     args = parser.parse_args(argv)
     seeds = QUICK_SEEDS if args.quick else args.seeds
     hours = args.hours if args.hours is not None else (QUICK_HOURS if args.quick else None)
     scenarios = args.scenarios or list(clock_runs())
     started = time.perf_counter()
-    results = run_all(scenarios, seeds, hours, args.workers)
+    results = run_all(scenarios, seeds, hours, args.workers, args.loop_every_hours)
     span = f"horizons cut to {hours:g} h" if hours else "full horizons"
+    loop = (
+        f"a retiring loop every {args.loop_every_hours:g} h"
+        if args.loop_every_hours
+        else "no loop (defaults)"
+    )
     print(
-        f"regret on realistic clocks: {seeds} seeds, {span}, {len(results)} runs in "
+        f"regret on realistic clocks: {seeds} seeds, {span}, {loop}, {len(results)} runs in "
         f"{time.perf_counter() - started:.0f} s with {args.workers} worker(s)"
     )
     print(

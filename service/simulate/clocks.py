@@ -4,6 +4,10 @@ The service refreshes every 2 s; simulating that for days is too slow, so each c
 policies refresh on a step well inside its feedback delay (a minute for push clicks that
 arrive in seconds, five minutes for email, an hour for conversions). Every policy of a run,
 the service and the baselines, refreshes on the same schedule and reads the same statistics.
+
+Every experiment setting stays at its default, the loop's too: no cadence and ``auto_retire``
+off, so nothing retires an arm during the run (``loop_every_hours`` turns on a loop that
+retires what the snapshot calls eligible, as an approving reviewer would).
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ class ClockRun:
     settings: SimulationSettings
 
 
-def clock_runs(hours: float | None = None) -> dict[str, ClockRun]:
+def clock_runs(
+    hours: float | None = None, loop_every_hours: float | None = None
+) -> dict[str, ClockRun]:
     """Every clock scenario with its schedule; ``hours`` shortens every horizon (quick runs)."""
     return {
         name: ClockRun(
@@ -33,6 +39,7 @@ def clock_runs(hours: float | None = None) -> dict[str, ClockRun]:
             SimulationSettings(
                 refresh_hours=REFRESH_HOURS[name],
                 hours=min(hours, scenario.horizon_hours) if hours else None,
+                loop_every_hours=loop_every_hours,
             ),
         )
         for name, scenario in clock_scenarios().items()
