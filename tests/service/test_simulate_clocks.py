@@ -25,7 +25,10 @@ def test_every_clock_scenario_has_a_schedule_well_inside_its_delays():
         limit = max(clock.scenario.delay.median_hours, 1.0 / 60.0)
         assert clock.settings.refresh_hours <= limit, name
         assert clock.settings.hours is None
+        # An experiment's defaults: no loop cadence, so nothing is retired during the run.
+        assert clock.settings.loop_every_hours is None
     assert clock_runs(6.0)["conversions"].settings.hours == 6.0
+    assert clock_runs(loop_every_hours=12.0)["swap"].settings.loop_every_hours == 12.0
 
 
 def test_thompson_with_exploration_keeps_its_share():
