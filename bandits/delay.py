@@ -105,12 +105,13 @@ def delay_grid(window_hours: float) -> FloatArray:
     return np.asarray(edges, dtype=np.float64)
 
 
-def _clean_observations(
+def clean_observations(
     success_delay_hours: ArrayLike,
     success_cohort_age_hours: ArrayLike,
     window_hours: float,
     weights: ArrayLike | None,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Validated (delays, truncation ages, counts) of the successes inside the window."""
     if not np.isfinite(window_hours) or window_hours <= 0:
         raise ValueError("window_hours must be a positive finite number")
     delays = _as_1d("success_delay_hours", success_delay_hours)
@@ -131,7 +132,8 @@ def _clean_observations(
 def reverse_risk_sets(
     delays: FloatArray, ages: FloatArray, counts: FloatArray, edges: FloatArray
 ) -> tuple[FloatArray, FloatArray]:
-    """Per bin of ``edges``: the successes in it, and the reverse risk set (see below)."""
+    """Per bin of ``edges``: the successes in it, and its reverse risk set (see
+    ``estimate_delay_cdf`` for why these are the successes that inform the bin)."""
     n_bins = edges.size - 1
     # Bin j (1-based) is (edges[j-1], edges[j]]; a delay of exactly 0 falls into bin 1.
     event_bin = np.clip(np.searchsorted(edges, delays, side="left"), 1, n_bins)
@@ -212,7 +214,7 @@ def estimate_delay_cdf(
         raise ValueError("prior_weight must be a positive finite number")
     if bin_hours is not None and (not np.isfinite(bin_hours) or bin_hours <= 0):
         raise ValueError("bin_hours must be a positive finite number")
-    delays, ages, counts = _clean_observations(
+    delays, ages, counts = clean_observations(
         success_delay_hours, success_cohort_age_hours, window_hours, weights
     )
     if bin_hours is None:

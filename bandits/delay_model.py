@@ -18,7 +18,7 @@ from numpy.typing import ArrayLike
 from bandits.delay import (
     DelayCDF,
     FloatArray,
-    _clean_observations,
+    clean_observations,
     delay_grid,
     reverse_hazard_cdf,
     reverse_risk_sets,
@@ -106,7 +106,7 @@ def fit_delay_model(
         raise ValueError("earliest_hours must have the shape of success_delay_hours")
     if not np.all(np.isfinite(earliest)) or np.any(earliest < 0):
         raise ValueError("earliest_hours must be finite and non-negative")
-    delays, ages, counts = _clean_observations(
+    delays, ages, counts = clean_observations(
         success_delay_hours, success_cohort_age_hours, window_hours, weights
     )
     earliest = earliest[raw_delays <= window_hours] if raw_delays.ndim == 1 else earliest
@@ -128,8 +128,19 @@ def fit_delay_model(
             prior_weight=float(prior_weight),
         )
 
-    central = cdf_for(shape.mu, shape.sigma)
     spread = tuple(cdf_for(mu, sigma) for mu, sigma in shape.points())
+    # The central curve is the mixture of the sigma-point curves (the unscented estimate of
+    # the posterior predictive CDF), not the curve at the best-fitting parameters: when the
+    # data cannot pin the tail (a few clicks ten minutes into an email send), F at the best
+    # fit can be many times too small, and the rate divided by it absurdly large. Averaging
+    # F over the fit's uncertainty keeps the correction to what the data can support.
+    central = DelayCDF(
+        window_hours=float(window_hours),
+        edges_hours=edges,
+        values=np.maximum.accumulate(np.mean([c.values for c in spread], axis=0)),
+        observations=float(counts.sum()),
+        prior_weight=float(prior_weight),
+    )
     return DelayModel(central, spread, shape)
 
 
@@ -149,6 +160,10 @@ class CorrectedEvidence:
     maturity_low: FloatArray
     maturity_high: FloatArray
     certainty: FloatArray
+    # Unshrunk: the successes seen and sum(n_c F(age_c)), e.g. to centre a pooled prior
+    # (shrunk counts would leave the prior's own pseudo-counts to set its centre).
+    observed_successes: FloatArray
+    effective_exposures: FloatArray
 
 
 def corrected_evidence(
@@ -212,4 +227,6 @@ def corrected_evidence(
         maturity_low=np.asarray(stacked.min(axis=0), dtype=np.float64),
         maturity_high=np.asarray(stacked.max(axis=0), dtype=np.float64),
         certainty=np.asarray(certainty, dtype=np.float64),
+        observed_successes=np.asarray(total_s, dtype=np.float64),
+        effective_exposures=np.asarray(central, dtype=np.float64),
     )

@@ -43,10 +43,10 @@ class LogNormalShape:
     covariance: tuple[tuple[float, float], tuple[float, float]]
     observations: float
 
-    def cdf(self, hours: FloatArray, window_hours: float, mu: float, sigma: float) -> FloatArray:
-        return window_cdf(hours, window_hours, mu, sigma)
-
     def points(self) -> list[tuple[float, float]]:
+        """(mu, sigma) at centre +- sqrt(2) x each column of the covariance's square root
+        (the unscented transform with no centre weight): averages over these four reproduce
+        the mean and variance of any linear function of the parameters."""
         cov = np.array(self.covariance, dtype=np.float64)
         try:
             root = np.linalg.cholesky(cov + 1e-12 * np.eye(2))

@@ -10,7 +10,7 @@ import numpy as np
 from sqlmodel import Session
 
 from bandits import PolicyConfig, beta_posterior, pooled_prior
-from bandits.delay_model import JUDGED, TOO_EARLY, too_early
+from bandits.delay_model import JUDGED, MATURE_SHARE, TOO_EARLY, too_early
 from service.evaluation import evaluate_experiment
 from service.experiments import experiment_out, get_experiment
 from service.models import Experiment
@@ -101,7 +101,10 @@ def leader_lift(
     challenger = int(np.argmax(others))
     successes = np.asarray(segment["effective_successes"], dtype=np.float64)
     exposures = np.asarray(segment["effective_exposures"], dtype=np.float64)
-    a0, b0 = pooled_prior(successes, exposures, PolicyConfig().prior_strength)
+    # The policy's own prior where the snapshot keeps it (see compute_snapshot).
+    a0, b0 = segment.get("prior") or pooled_prior(
+        successes, exposures, PolicyConfig().prior_strength
+    )
     posterior = beta_posterior(successes, exposures, a0, b0)
     pair = [challenger, control]
     theta = rng.beta(posterior.alpha[pair], posterior.beta[pair], size=(LIFT_DRAWS, 2))
@@ -110,7 +113,14 @@ def leader_lift(
     probability = float((absolute > 0).mean())
     rel = _interval(relative)
     challenger_id = payload["arm_ids"][challenger]
-    if control_leads:
+    maturity = segment.get("maturity")
+    young = maturity is not None and min(maturity[challenger], maturity[control]) < MATURE_SHARE
+    if young:
+        summary = (
+            f"Too early to compare: at most {min(maturity[challenger], maturity[control]):.0%} "
+            "of the eventual evidence of these arms has arrived."
+        )
+    elif control_leads:
         summary = (
             f"The control leads; the best challenger (arm {challenger_id}) is "
             f"{rel['value']:+.1%} against it (95% interval {rel['ci_low']:+.1%} to "

@@ -288,6 +288,12 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
+def _observed(evidence: Evidence) -> float | None:
+    if evidence.observed_rate is not None:
+        return evidence.observed_rate
+    return evidence.successes / evidence.exposures if evidence.exposures else None
+
+
 def _share(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
@@ -331,7 +337,7 @@ def render_markdown(experiment_key: str, learnings: Sequence[Learning]) -> str:
                 "| ---: | ---: | ---: | ---: | ---: | --- | ---: |",
             ]
             lines += [
-                f"| {ev.arm_id} | {ev.exposures} | {ev.successes} | {_share(ev.observed_rate)} "
+                f"| {ev.arm_id} | {ev.exposures} | {ev.successes} | {_share(_observed(ev))} "
                 f"| {ev.effect:.4f} | {ev.ci_low:.4f} to {ev.ci_high:.4f} "
                 f"| {_maturity(ev.maturity)} |"
                 for ev in item.evidence

@@ -12,10 +12,11 @@ import numpy as np
 from pydantic import ValidationError
 from sqlmodel import Session
 
+from bandits.delay import DelayCDF
 from bandits.posterior import beta_posterior, pooled_prior
 from service.models import Arm, Experiment, LearningRow, as_utc
-from service.policy.cohorts import OVERALL
-from service.policy.inputs import EXPOSURE, success_metric
+from service.policy.cohorts import OVERALL, build_cohorts
+from service.policy.inputs import EXPOSURE, StatRow, success_metric
 from service.repositories import experiments as experiments_repo
 from service.repositories import loop as loop_repo
 from service.repositories import snapshots as snapshots_repo
@@ -67,7 +68,7 @@ def gather(
     snapshot = snapshots_repo.latest(session, experiment_id=experiment.id)
     payload: Mapping[str, Any] = snapshot.payload if snapshot is not None else {}
     figures = _snapshot_figures(payload)
-    fallback = _posterior_figures(successes, exposures)
+    fallback = _posterior_figures(successes, exposures, _maturities(rows, arm_ids, payload, now))
     retirable = _retirable(session, experiment.id, payload, now=now)
     reasons = loop_repo.latest_status_reasons(
         session,
@@ -162,19 +163,43 @@ def _snapshot_figures(payload: Mapping[str, Any]) -> dict[int, Figures]:
         return {}
 
 
-def _posterior_figures(successes: np.ndarray, exposures: np.ndarray) -> list[Figures]:
+def _maturities(
+    rows: Sequence[StatRow], arm_ids: Sequence[int], payload: Mapping[str, Any], now: datetime
+) -> np.ndarray:
+    """Each arm's maturity now, by the snapshot's delay curve (1.0 without one)."""
+    block = payload.get("delay") or {}
+    try:
+        cdf = DelayCDF(
+            float(block["window_hours"]),
+            np.asarray(block["edges_hours"], dtype=np.float64),
+            np.asarray(block["values"], dtype=np.float64),
+            float(block.get("observations", 0.0)),
+            float(block.get("prior_weight", 0.0)),
+        )
+    except (KeyError, TypeError, ValueError):
+        return np.ones(len(arm_ids))
+    metrics = [EXPOSURE, *{r.metric for r in rows if r.metric != EXPOSURE}]
+    cohorts = build_cohorts(rows, arm_ids=arm_ids, metrics=metrics, segmented=False, now=now)
+    exposures = cohorts.counts[EXPOSURE][0]  # unsegmented: one slot holds all traffic
+    arrived = (exposures * cdf(cohorts.exposure_age_hours[0])).sum(axis=1)
+    totals = exposures.sum(axis=1)
+    return np.where(totals > 0, arrived / np.maximum(totals, 1.0), 1.0)
+
+
+def _posterior_figures(
+    successes: np.ndarray, exposures: np.ndarray, maturity: np.ndarray
+) -> list[Figures]:
     """Figures for arms the snapshot does not serve (retired, rejected, proposed): the same
-    weak prior centred on the pooled rate that the policy uses. No longer served, their
-    evidence is taken as it stands (maturity 1.0): their last cohorts may still be young,
-    and the report of the snapshot that last served them says by how much."""
+    weak prior centred on the pooled rate that the policy uses, and the maturity of their
+    evidence by the snapshot's delay curve (a just-retired arm's last cohorts may be young)."""
     if len(exposures) == 0:
         return []
     alpha, beta = pooled_prior(successes, exposures, PRIOR_STRENGTH)
     posterior = beta_posterior(successes, exposures, alpha, beta)
     low, high = posterior.credible_interval(0.95)
     return [
-        (float(m), float(lo), float(hi), 1.0)
-        for m, lo, hi in zip(posterior.mean, low, high, strict=True)
+        (float(m), float(lo), float(hi), float(f))
+        for m, lo, hi, f in zip(posterior.mean, low, high, maturity, strict=True)
     ]
 
 

@@ -20,17 +20,23 @@ from numpy.typing import NDArray
 from bandits import PolicyConfig, allocate
 from bandits.delay import DelayCDF
 from bandits.delay_model import (
-    CorrectedEvidence,
     DelayModel,
     corrected_evidence,
     fit_delay_model,
-    too_early,
 )
 from bandits.drift import decay_weights, detect_change
 from bandits.eligibility import eligible_now, streaks_from_json, streaks_to_json, update_streaks
 from bandits.guardrails import check_guardrails, combine_guardrails
 from bandits.pooling import segment_priors
+from bandits.posterior import pooled_prior
 from service.policy.cohorts import OVERALL, Cohorts, build_cohorts
+from service.policy.figures import (
+    flat,
+    refresh_hint,
+    segment_evidence,
+    segment_figures,
+    too_early_mask,
+)
 from service.policy.inputs import EXPOSURE, ArmInfo, ExperimentInfo, StatRow, SuccessDelay
 
 SERVED_STATUSES = ("live", "suspended")
@@ -112,7 +118,7 @@ def compute_snapshot(
     )
     guardrails = _guardrails(inputs, served, cohorts, live, rng)
     suspended = ~live | guardrails["breached_mask"]
-    payload["refresh"] = _refresh_hint(cohorts, experiment.attribution_window_hours)
+    payload["refresh"] = refresh_hint(cohorts, experiment.attribution_window_hours)
     if suspended.all():
         payload["guardrails"] = guardrails["payload"]
         return payload
@@ -123,12 +129,17 @@ def compute_snapshot(
     # Per segment (S + 1, K) and overall (K,): the evidence on the kept, decayed counts feeds
     # the posteriors; the maturity is on the raw counts (what share of them has arrived).
     by_segment = corrected_evidence(raw_s * kept, raw_e * kept, ages, delay)
-    overall_ev = corrected_evidence(_flat(raw_s * kept), _flat(raw_e * kept), _flat(ages), delay)
+    overall_ev = corrected_evidence(flat(raw_s * kept), flat(raw_e * kept), flat(ages), delay)
     maturity_seg = corrected_evidence(raw_s, raw_e, ages, delay)
-    maturity_all = corrected_evidence(_flat(raw_s), _flat(raw_e), _flat(ages), delay)
+    maturity_all = corrected_evidence(flat(raw_s), flat(raw_e), flat(ages), delay)
     eff_e, eff_s = by_segment.exposures, by_segment.successes
     raw_e_tot, raw_s_tot = raw_e.sum(axis=2), raw_s.sum(axis=2)
 
+    # The prior is centred on the pooled corrected rate of the unshrunk evidence: with the
+    # shrunk counts, a young experiment's prior would be centred by its own pseudo-counts.
+    prior = pooled_prior(
+        overall_ev.observed_successes, overall_ev.effective_exposures, config.prior_strength
+    )
     overall = allocate(
         successes=overall_ev.successes,
         exposures=overall_ev.exposures,
@@ -137,8 +148,10 @@ def compute_snapshot(
         config=config,
         rng=rng,
         suspended=suspended,
+        prior_alpha=np.full(len(served), prior[0]),
+        prior_beta=np.full(len(served), prior[1]),
     )
-    payload["segments"][OVERALL] = _segment_figures(
+    payload["segments"][OVERALL] = segment_figures(
         overall,
         raw_e_tot.sum(axis=0),
         raw_s_tot.sum(axis=0),
@@ -146,6 +159,7 @@ def compute_snapshot(
         overall_ev.successes,
         maturity_all,
     )
+    payload["segments"][OVERALL]["prior"] = [prior[0], prior[1]]
     leads = np.zeros(len(served), dtype=bool)
     if cohorts.segments:
         alpha, beta = segment_priors(eff_s, eff_e)
@@ -161,13 +175,13 @@ def compute_snapshot(
                 prior_alpha=alpha[i],
                 prior_beta=beta[i],
             )
-            payload["segments"][segment] = _segment_figures(
+            payload["segments"][segment] = segment_figures(
                 result,
                 raw_e_tot[i],
                 raw_s_tot[i],
                 eff_e[i],
                 eff_s[i],
-                _row(maturity_seg, i),
+                segment_evidence(maturity_seg, i),
             )
             if raw_e_tot[i].sum() >= experiment.min_exposures:
                 means = np.where(suspended, -np.inf, result.posterior_mean)
@@ -184,7 +198,7 @@ def compute_snapshot(
             inputs,
             arm_ids,
             overall,
-            live & ~suspended & ~_too_early(maturity_all, raw_e_tot.sum(axis=0), experiment),
+            live & ~suspended & ~too_early_mask(maturity_all, raw_e_tot.sum(axis=0), experiment),
             leads,
             raw_e_tot.sum(axis=0),
             raw_s_tot.sum(axis=0),
@@ -192,79 +206,6 @@ def compute_snapshot(
         )
     )
     return payload
-
-
-def _flat(counts: FloatArray) -> FloatArray:
-    """(S + 1, K, H) -> (K, (S + 1) * H): every segment's cohorts of an arm on one axis."""
-    return np.asarray(np.moveaxis(counts, 1, 0).reshape(counts.shape[1], -1), dtype=np.float64)
-
-
-def _row(evidence: CorrectedEvidence, i: int) -> CorrectedEvidence:
-    return CorrectedEvidence(
-        successes=evidence.successes[i],
-        exposures=evidence.exposures[i],
-        maturity=evidence.maturity[i],
-        maturity_low=evidence.maturity_low[i],
-        maturity_high=evidence.maturity_high[i],
-        certainty=evidence.certainty[i],
-    )
-
-
-def _too_early(
-    evidence: CorrectedEvidence, exposures: FloatArray, experiment: ExperimentInfo
-) -> NDArray[np.bool_]:
-    """Arms whose evidence is mostly still to arrive: never eligible for retirement yet."""
-    return np.array(
-        [
-            too_early(float(m), float(n), experiment.min_exposures)
-            for m, n in zip(evidence.maturity, exposures, strict=True)
-        ],
-        dtype=bool,
-    )
-
-
-def _refresh_hint(cohorts: Cohorts, window_hours: float) -> dict[str, Any]:
-    """When this snapshot's delay corrections go stale: the youngest cohort still in the window.
-
-    F moves on a log scale of age, so a cohort's correction is re-examined once it has aged
-    by a fifth (after 36 s at three minutes, 12 minutes at an hour); an experiment whose
-    cohorts have all passed the window needs no recomputation until new evidence arrives.
-    """
-    young = cohorts.age_hours[cohorts.age_hours < window_hours]
-    youngest = float(np.min(young)) if young.size else None
-    return {"youngest_age_hours": youngest, "window_hours": window_hours}
-
-
-def _segment_figures(
-    result: Any,
-    raw_e: FloatArray,
-    raw_s: FloatArray,
-    eff_e: FloatArray,
-    eff_s: FloatArray,
-    maturity: CorrectedEvidence,
-) -> dict[str, Any]:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        observed = np.where(raw_e > 0, raw_s / np.maximum(raw_e, 1.0), 0.0)
-    return {
-        "exposures": raw_e.tolist(),
-        "successes": raw_s.tolist(),
-        "observed_rate": observed.round(6).tolist(),
-        "maturity": maturity.maturity.round(4).tolist(),
-        "maturity_low": maturity.maturity_low.round(4).tolist(),
-        "maturity_high": maturity.maturity_high.round(4).tolist(),
-        "effective_exposures": eff_e.round(3).tolist(),
-        "effective_successes": eff_s.round(3).tolist(),
-        "allocation": result.allocation.tolist(),
-        "exploit": result.exploit.tolist(),
-        "eligible": result.eligible.tolist(),
-        "exploration_share": result.exploration_share,
-        "probability_best": result.probability_best.tolist(),
-        "expected_loss": result.expected_loss.tolist(),
-        "posterior_mean": result.posterior_mean.tolist(),
-        "ci_low": result.ci_low.tolist(),
-        "ci_high": result.ci_high.tolist(),
-        "warming_up": result.warming_up.tolist(),
-    }
 
 
 def _delay_cdf(experiment: ExperimentInfo, delays: Sequence[SuccessDelay]) -> DelayModel | DelayCDF:

@@ -44,7 +44,10 @@ class ArmReportRow(BaseModel):
     maturity_low: float
     maturity_high: float
     judgement: str = Field(description="'too early to judge' while immature, else 'judged'.")
-    effective_exposures: float
+    effective_exposures: float = Field(
+        description="The exposures the posterior rests on: sum of exposures x F(age), shrunk "
+        "in proportion to the delay model's uncertainty (the estimate's interval carries both)."
+    )
     probability_best: float
     expected_loss: float
     allocation: float

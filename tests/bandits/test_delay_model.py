@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from scipy import stats
 
 from bandits.delay import DelayCDF, delay_grid
@@ -158,6 +161,10 @@ def test_invalid_inputs_are_refused() -> None:
         fit_delay_model([3.0], [2.0], 24.0)
     with pytest.raises(ValueError, match="window_hours"):
         delay_grid(-1.0)
+    with pytest.raises(ValueError, match="earliest_hours must have the shape"):
+        fit_delay_model([1.0, 2.0], [3.0, 3.0], 24.0, earliest_hours=[0.0])
+    with pytest.raises(ValueError, match="left truncation"):
+        fit_delay_model([1.0], [3.0], 24.0, earliest_hours=[2.0])
 
 
 def test_a_sample_of_the_newest_successes_is_fitted_with_its_left_truncation() -> None:
@@ -182,3 +189,34 @@ def test_a_sample_of_the_newest_successes_is_fitted_with_its_left_truncation() -
     np.testing.assert_allclose(told.cdf(probe), expected, atol=0.03)
     # Ignoring the left truncation over-weights long delays: F far too low.
     assert np.max(expected - naive.cdf(probe)) > 0.1
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    delays=hnp.arrays(np.float64, st.integers(0, 30), elements=st.floats(0, 200)),
+    extra_age=st.floats(0, 100),
+    window=st.floats(0.01, 400.0),
+    exposures=hnp.arrays(np.float64, 4, elements=st.floats(0, 1e5)),
+    share=st.floats(0, 1),
+    ages=hnp.arrays(np.float64, 4, elements=st.floats(0, 500)),
+)
+def test_any_data_give_a_cdf_and_sane_evidence(
+    delays: np.ndarray,
+    extra_age: float,
+    window: float,
+    exposures: np.ndarray,
+    share: float,
+    ages: np.ndarray,
+) -> None:
+    model = fit_delay_model(delays, delays + extra_age, window)
+    for cdf in (model.cdf, *model.spread):
+        assert cdf(0.0) == pytest.approx(0.0, abs=1e-9)
+        assert cdf(window) == 1.0
+        assert np.all(np.diff(cdf.values) >= 0)
+    successes = np.floor(exposures * share)
+    evidence = corrected_evidence(successes[None], exposures[None], ages, model)
+    assert 0.0 <= evidence.maturity_low[0] <= evidence.maturity[0] <= 1.0
+    assert evidence.maturity[0] <= evidence.maturity_high[0] <= 1.0
+    assert 0.0 < evidence.certainty[0] <= 1.0
+    assert 0.0 <= evidence.successes[0] <= evidence.exposures[0] + 1e-9
+    assert evidence.exposures[0] <= exposures.sum() + 1e-6

@@ -12,9 +12,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from bandits.delay_model import fit_delay_model
+from service.loop.gather import _maturities
 from service.loop.scripted import read_data_block
 from service.loop.scripted_server import CopywriterControl
 from service.loop.simulate import SimulatedClock
+from service.policy.inputs import StatRow
 from service.runtime import Runtime
 from service.settings import Settings
 from tests.service.helpers import decide_many
@@ -134,3 +137,21 @@ def test_a_young_send_is_too_early_to_judge_and_the_loop_learns_nothing(
             headers={**admin, "Accept": "text/markdown"},
         )
         assert "| observed rate | estimated rate | 95% interval | maturity |" in markdown.text
+
+
+def test_arms_the_snapshot_no_longer_serves_get_their_maturity_from_its_delay_curve():
+    """A just-retired arm's last cohorts may be young: the loop reads how young."""
+    now = SENT + timedelta(minutes=20)
+    rng = np.random.default_rng(3)
+    delays = rng.lognormal(0.0, 1.2, 400)
+    ages = np.minimum(delays + rng.uniform(0, 300, 400), 168.0)
+    payload = {"delay": fit_delay_model(delays, ages, 168.0).to_json()}
+    rows = [
+        # arm 1: sent 20 minutes ago (offset 0 into the 09:00 hour); arm 2: ten days ago
+        StatRow("", 1, SENT, "exposure", 1000, 0.0),
+        StatRow("", 2, SENT - timedelta(days=10), "exposure", 1000, 0.0),
+    ]
+    young, old = _maturities(rows, [1, 2], payload, now)
+    assert young < 0.5
+    assert old == 1.0
+    assert list(_maturities(rows, [1, 2], {}, now)) == [1.0, 1.0]

@@ -226,7 +226,10 @@ def test_learnings_as_json_and_markdown(
         text = response.text
         assert text.startswith(f"# Learnings: {exp['key']}\n")
         assert f"### L1: {claim}" in text
-        assert "| arm | exposures | successes | effect | 95% interval |" in text
+        assert (
+            "| arm | exposures | successes | observed rate | estimated rate "
+            "| 95% interval | maturity |"
+        ) in text
         for arm in exp["arms"][:3]:
             assert f"| {arm['id']} | " in text
 

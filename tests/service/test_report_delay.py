@@ -155,6 +155,7 @@ def test_the_report_says_when_it_is_too_early_to_judge(
         assert row["observed_rate"] <= row["estimated_rate"] or row["observed_rate"] == 0
         assert row["estimate_low"] <= row["estimate_high"]
     assert all(r["judgement"] == "too early to judge" for r in report["arms"])
+    assert report["lift_over_control"]["summary"].startswith("Too early to compare")
 
 
 def test_report_and_history_are_described_in_openapi(client: TestClient):
@@ -276,7 +277,7 @@ def test_snapshots_follow_the_cohorts_age_and_idle_ones_cost_nothing(
         clock.advance(1.0)
         aged = tick()
         assert aged["policy_version"] > first["policy_version"]
-        assert aged["arms"][0]["maturity"] > maturity + 0.1
+        assert aged["arms"][0]["maturity"] > maturity
         # With no new event at all, ageing alone moves the corrections: a new version.
         clicks = [c for c in clicks if c["event_id"] in posted]
         clock.advance(2.0)

@@ -179,7 +179,9 @@ def test_render_markdown_shows_evidence_and_history() -> None:
     assert text.startswith("# Learnings: spring\n")
     assert "### L1: Questions \\| win" in text
     assert "- support: 3" in text
-    assert "| 2 | 5000 | 200 | 0.0400 | 0.0350 to 0.0450 |" in text
+    # observed rate (from the counts for evidence recorded before it was kept), estimate,
+    # interval, maturity (unknown for such evidence)
+    assert "| 2 | 5000 | 200 | 0.0400 | 0.0400 | 0.0350 to 0.0450 | n/a |" in text
     assert "## Superseded" in text
     assert "## Pruned" not in text
 

@@ -70,7 +70,10 @@ def test_prompt_ranks_arms_worst_to_best_and_lists_what_not_to_repeat(
     data = read_data_block(copywriter.last_request)
     ranked = data["arms_ranked_worst_to_best"]
     assert [arm["arm_id"] for arm in ranked] == [5, 4, 1, 6, 3, 2]
-    assert [arm["rate"] for arm in ranked] == sorted(arm["rate"] for arm in ranked)
+    # Ranked on the corrected estimate; the observed rate and the maturity beside it.
+    estimates = [arm["estimated_rate"] for arm in ranked]
+    assert estimates == sorted(estimates)
+    assert all({"observed_rate", "maturity"} <= arm.keys() for arm in ranked)
     assert ranked[0]["status"] == "retired"
     assert ranked[0]["status_reason"].startswith("retired by the loop")
     assert all(len(arm["interval_95"]) == 2 for arm in ranked)
