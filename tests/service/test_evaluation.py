@@ -176,8 +176,9 @@ def test_young_decisions_count_through_the_delay_correction(
     result = evaluate(runtime, exp["id"])
     assert (result["n"], result["matured"], result["pending"]) == (2300, 2000, 300)
     assert result["young"] == 300
-    # Every success lands an hour after its decision: two days in, the young ones are all in.
-    assert 0.99 <= result["maturity"] <= 1.0
+    # 2,000 matured decisions and 300 two days old: most of the eventual evidence is in,
+    # not all of it (the snapshot's F at 48 h is below 1).
+    assert 0.95 <= result["maturity"] < 1.0
     assert result["delay"]["source"] in ("snapshot", "log")
     capped = evaluate(runtime, exp["id"], max_decisions=500)
     assert (capped["n"], capped["matured"], capped["capped"]) == (500, 2000, True)
