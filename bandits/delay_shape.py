@@ -120,7 +120,9 @@ def _compress(
 
 
 def _negative_log_posterior(theta: FloatArray, data: _Observations) -> float:
-    mu, log_sigma = float(theta[0]), float(theta[1])
+    # Clipped so that the unbounded optimiser's trial steps stay finite.
+    mu = float(np.clip(theta[0], -30.0, 30.0))
+    log_sigma = float(np.clip(theta[1], np.log(0.01), np.log(20.0)))
     sigma = np.exp(log_sigma)
     z_d = (data.log_delays - mu) / sigma
     z_t = (data.log_truncations - mu) / sigma
