@@ -37,7 +37,8 @@ VERBS = {"retire": ArmStatus.RETIRED, "suspend": ArmStatus.SUSPENDED, "restore":
 
 def _see(url: str, notice: str | None = None) -> RedirectResponse:
     if notice:
-        url += ("&" if "?" in url else "?") + "notice=" + quote(notice)
+        path, hash_, fragment = url.partition("#")
+        url = path + ("&" if "?" in path else "?") + "notice=" + quote(notice) + hash_ + fragment
     return RedirectResponse(url, status_code=303)
 
 
@@ -231,7 +232,7 @@ def change_arm(
     except DomainError as exc:
         session.rollback()
         return _experiment_error(request, session, reviewer, key, exc)
-    return _see(f"/console/experiments/{key}#arm-{arm_id}", f"Arm {arm_id}: {verb}d.")
+    return _see(f"/console/experiments/{key}#arm-{arm_id}", f"Arm {arm_id} {target.value}.")
 
 
 def _experiment_error(

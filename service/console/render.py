@@ -20,8 +20,9 @@ templates.env.globals.update(interval=words.interval)
 
 def page(
     request: Request,
-    name: str,
+    template: str,
     reviewer: Reviewer | None,
+    /,
     status_code: int = 200,
     **context: Any,
 ) -> HTMLResponse:
@@ -29,7 +30,7 @@ def page(
     context.setdefault("notice", request.query_params.get("notice"))
     return templates.TemplateResponse(
         request,
-        name,
+        template,
         {"reviewer": reviewer, **context},
         status_code=status_code,
     )
