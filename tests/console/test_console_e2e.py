@@ -31,6 +31,14 @@ from tests.service.loop_fixtures import (
 
 REVIEWER = "Dana Reviewer"
 PASS_SIZE = 20
+# A reviewer's own wordings, each unlike the others (the edit is checked for duplicates).
+EDITS = [
+    "Which jacket goes with you this April?",
+    "Rain boots or sandals: what is your spring?",
+    "Still dreaming of linen shirts?",
+    "Picnic season: is your basket ready?",
+    "Got a wedding to dress for this May?",
+]
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +234,7 @@ def test_twenty_proposals_with_the_keyboard_only(
                 counter.press("Control+a")
             else:
                 counter.press("e")
-            wording = f"Spring pick {i}: what will you wear first?"
+            wording = EDITS[i // 4]
             counter.type(wording)
             counter.press("Control+Enter")
             edited[proposal["id"]] = wording
