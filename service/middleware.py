@@ -124,8 +124,8 @@ def _refusal(scope: Scope, body: bytes) -> tuple[int, str, str, str] | None:
     path: str = scope.get("path", "")
     raw = path.startswith(RAW_BODY_PREFIXES)
     if path.startswith(FORM_PREFIXES):
-        media_type = (_header(scope, b"content-type") or "").partition(";")[0].strip().lower()
-        if media_type in FORM_MEDIA_TYPES:
+        form_type = (_header(scope, b"content-type") or "").partition(";")[0].strip().lower()
+        if form_type in FORM_MEDIA_TYPES:
             return None
     if not raw:
         media_type = _header(scope, b"content-type")
