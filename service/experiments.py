@@ -11,7 +11,7 @@ from typing import Any
 from sqlmodel import Session
 
 from service.arm_status import set_arm_status
-from service.errors import Conflict, InvalidInput, NotFound
+from service.errors import Conflict, Forbidden, InvalidInput, NotFound
 from service.models import Arm, ArmStatusChange, Experiment, ExperimentEpoch, utcnow
 from service.policy.refresher import publish
 from service.repositories import experiments as repo
@@ -172,11 +172,26 @@ def _new_arm(
 
 
 def update_settings(
-    session: Session, key: str, patch: ExperimentSettings, *, actor: str
+    session: Session,
+    key: str,
+    patch: ExperimentSettings,
+    *,
+    actor: str,
+    may_change_measurement: bool = True,
 ) -> Experiment:
+    """Apply a settings patch. A review key or session (``may_change_measurement=False``)
+    may change the brief, rules, guardrails and loop, not what is measured."""
     experiment = get_experiment(session, key)
     before = _measured(experiment)
-    for name, value in _settings_values(patch).items():
+    values = _settings_values(patch)
+    if not may_change_measurement:
+        for name in MEASURED_FIELDS:
+            if name in values and values[name] != before[name]:
+                raise Forbidden(
+                    f"{name} changes what is measured: only an admin key may change it",
+                    field=name,
+                )
+    for name, value in values.items():
         setattr(experiment, name, value)
     _check_conversion(experiment)
     live = _live_count(session, experiment)

@@ -1,8 +1,8 @@
-"""console sessions
+"""console sessions, loop run actor
 
 People sign in to the console by name with a review or admin key; each session is a row
 (the token's digest, the person, the key, when it expires or ended), so signing out and
-revoking the key end it on every replica.
+revoking the key end it on every replica. A loop run records who asked for it.
 
 Revision ID: 0004
 Revises: 0003
@@ -42,9 +42,15 @@ def upgrade() -> None:
             batch_op.f("ix_console_session_token_digest"), ["token_digest"], unique=True
         )
         batch_op.create_index(batch_op.f("ix_console_session_key_id"), ["key_id"], unique=False)
+    with op.batch_alter_table("loop_run", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("actor", sqlmodel.sql.sqltypes.AutoString(length=120), nullable=True)
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("loop_run", schema=None) as batch_op:
+        batch_op.drop_column("actor")
     with op.batch_alter_table("console_session", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_console_session_key_id"))
         batch_op.drop_index(batch_op.f("ix_console_session_token_digest"))
