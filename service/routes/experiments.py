@@ -80,7 +80,8 @@ def archive(key: str, session: SessionDep, _admin: AdminKey) -> ExperimentOut:
 
 @router.post("/{key}/arms", status_code=201, response_model=ArmOut)
 def add_arm(key: str, body: ArmIn, session: SessionDep, caller: ReviewKey) -> ArmOut:
-    return domain.arm_out(domain.add_arm(session, key, body, actor=caller.name))
+    arm = domain.add_arm(session, key, body, actor=caller.name)
+    return domain.arm_out(arm, domain.get_experiment(session, key))
 
 
 @router.post("/{key}/arms/{arm_id}/edit", status_code=201, response_model=ArmOut)
@@ -88,7 +89,8 @@ def edit_arm(
     key: str, arm_id: IdPath, body: ArmEditIn, session: SessionDep, caller: ReviewKey
 ) -> ArmOut:
     """Content never changes in place: the edit is a new arm whose parent_id is this one."""
-    return domain.arm_out(domain.edit_arm(session, key, arm_id, body, actor=caller.name))
+    arm = domain.edit_arm(session, key, arm_id, body, actor=caller.name)
+    return domain.arm_out(arm, domain.get_experiment(session, key))
 
 
 @router.post("/{key}/arms/{arm_id}/control", response_model=ArmOut)
