@@ -99,6 +99,9 @@ class Settings(BaseSettings):
         ge=0,
         description="How long /metrics reuses its database read of the state gauges.",
     )
+    console_session_hours: float = Field(
+        8.0, gt=0, le=24 * 30, description="How long a console sign-in lasts before it expires."
+    )
     run_background: bool = Field(
         True, description="Run the refresher, decision flusher and scheduler threads."
     )

@@ -123,6 +123,7 @@ class LoopRunner:
         key: str,
         *,
         trigger: str = "api",
+        actor: str | None = None,
         now: datetime | None = None,
         use_learnings: bool = True,
     ) -> LoopRun:
@@ -150,7 +151,7 @@ class LoopRunner:
                 field="experiment",
             )
         try:
-            return self._run_held(experiment_id, key, trigger, now, use_learnings)
+            return self._run_held(experiment_id, key, trigger, actor, now, use_learnings)
         finally:
             try:
                 with session_scope(engine) as session:
@@ -159,7 +160,13 @@ class LoopRunner:
                 log.warning("could not release the loop lease %s", lease, exc_info=True)
 
     def _run_held(
-        self, experiment_id: int, key: str, trigger: str, now: datetime, use_learnings: bool
+        self,
+        experiment_id: int,
+        key: str,
+        trigger: str,
+        actor: str | None,
+        now: datetime,
+        use_learnings: bool,
     ) -> LoopRun:
         engine = self._runtime.engine
         settings = self._runtime.settings
@@ -171,6 +178,7 @@ class LoopRunner:
                     experiment_id=experiment_id,
                     status="running",
                     trigger=trigger,
+                    actor=actor,
                     started_at=now,
                     model=settings.llm_model or None,
                     requested_proposals=settings.llm_configured,

@@ -1,6 +1,7 @@
 """SQLModel tables. The schema itself only ever comes from the Alembic migrations."""
 
 from service.models.base import as_utc, hour_of, metadata, utcnow
+from service.models.console import ConsoleSession
 from service.models.decisions import (
     DeadLetter,
     Decision,
@@ -17,6 +18,7 @@ __all__ = [
     "ApiKey",
     "Arm",
     "ArmStatusChange",
+    "ConsoleSession",
     "DeadLetter",
     "Decision",
     "Dispatch",

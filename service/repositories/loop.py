@@ -119,6 +119,17 @@ def proposals(
     return list(session.exec(stmt))
 
 
+def edited_proposals(session: Session, *, experiment_id: int) -> list[Proposal]:
+    """Approved proposals whose text a reviewer edited, oldest first."""
+    stmt = (
+        select(Proposal)
+        .where(Proposal.experiment_id == experiment_id, Proposal.status == "approved")
+        .where(col(Proposal.edited_content).is_not(None))
+        .order_by(col(Proposal.id))
+    )
+    return list(session.exec(stmt))
+
+
 def pending_count(session: Session, *, experiment_id: int) -> int:
     stmt = select(func.count()).where(
         Proposal.experiment_id == experiment_id, Proposal.status == "pending"

@@ -170,6 +170,11 @@ class ArmEditIn(Strict):
     reason: str = Field("edited", min_length=1, max_length=2000)
 
 
+class ContentWarning(BaseModel):
+    code: str
+    message: str
+
+
 class ArmOut(BaseModel):
     id: int
     content: str
@@ -180,6 +185,11 @@ class ArmOut(BaseModel):
     control: bool
     parent_id: int | None
     created_at: datetime
+    warnings: list[ContentWarning] = Field(
+        default_factory=list,
+        description="Content-rule warnings on the arm's text (spam words, ALL CAPS, ...); "
+        "hard rules refuse the text instead.",
+    )
 
 
 class ExperimentOut(BaseModel):
