@@ -82,9 +82,6 @@ async def _too_large(send: Any, limit: int) -> None:
     await send_error(send, 413, "payload_too_large", f"request body exceeds {limit} bytes", "body")
 
 
-FORM_PREFIX = "/console/"
-
-
 class JsonGuard:
     """Read the whole body once (BodySizeLimit, outside, bounds it), check it, replay it."""
 
@@ -93,10 +90,6 @@ class JsonGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
-            await self.app(scope, receive, send)
-            return
-        if scope.get("path", "").startswith(FORM_PREFIX):
-            # The console's HTML forms: service.console.forms checks each field instead.
             await self.app(scope, receive, send)
             return
         body, final = await _read_body(receive)

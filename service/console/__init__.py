@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from service.console import experiments, reviewing, signin
-from service.console.session import SignInRequired
+from service.console.auth import SignInRequired
 
 
 def install(app: FastAPI) -> None:

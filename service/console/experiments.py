@@ -17,12 +17,12 @@ from pydantic import ValidationError
 from service import experiments as domain
 from service import report as reporting
 from service.console import forms, words
+from service.console.auth import ReviewerDep, verify_form
 from service.console.charts import line_chart
-from service.console.render import error_message, page
 from service.console.forms import FormDep
-from service.console.session import ReviewerDep, verify_form
+from service.console.render import error_message, page
 from service.deps import RuntimeDep, SessionDep
-from service.errors import DomainError, Forbidden
+from service.errors import DomainError
 from service.loop import review
 from service.repositories import experiments as repo
 from service.repositories import loop as loop_repo
@@ -122,19 +122,11 @@ def save_experiment(
     experiment = domain.experiment_out(session, domain.get_experiment(session, key))
     try:
         patch = forms.experiment_settings(values)
-        current = forms.values_of(experiment.model_dump(mode="json"))
-        measured = [f for f in forms.MEASURED if values.get(f, current.get(f)) != current.get(f)]
-        if measured and not reviewer.is_admin:
-            # What is measured is an admin's decision: it starts a new analysis epoch.
-            raise Forbidden(
-                f"changing {', '.join(measured)} changes what is measured: an admin's decision",
-                field=measured[0],
-            )
-        if not measured:
-            for name in forms.MEASURED:
-                patch.pop(name, None)
         settings = ExperimentSettings.model_validate(patch)
-        domain.update_settings(session, key, settings, actor=reviewer.name)
+        # The domain refuses a review session's change to what is measured (403).
+        domain.update_settings(
+            session, key, settings, actor=reviewer.name, may_change_measurement=reviewer.is_admin
+        )
     except (ValidationError, DomainError) as exc:
         session.rollback()
         status = exc.status_code if isinstance(exc, DomainError) else 422
@@ -199,11 +191,15 @@ def add_arm(
         arm_in = ArmIn.model_validate(
             {"content": form.get("content", ""), "tags": forms.split(form.get("tags"))}
         )
-        domain.add_arm(session, key, arm_in, actor=reviewer.name)
+        arm = domain.add_arm(session, key, arm_in, actor=reviewer.name)
+        out = domain.arm_out(arm, domain.get_experiment(session, key))
     except (ValidationError, DomainError) as exc:
         session.rollback()
         return _experiment_error(request, session, reviewer, key, exc, form_values=dict(form))
-    return _see(f"/console/experiments/{key}", "Arm added and live.")
+    notice = "Arm added and live."
+    if out.warnings:
+        notice += " Content warnings: " + "; ".join(w.message for w in out.warnings)
+    return _see(f"/console/experiments/{key}#arm-{out.id}", notice)
 
 
 @router.post(
@@ -263,7 +259,7 @@ def run_loop(
     verify_form(request, reviewer, form.get("csrf"))
     try:
         # The run takes seconds (the LLM); a sync route runs in a worker thread.
-        run = runtime.loop.run(key, trigger="console")
+        run = runtime.loop.run(key, trigger="console", actor=reviewer.name)
     except DomainError as exc:
         return _see(f"/console/experiments/{key}/loop-runs", error_message(exc))
     out = review.run_out(run, key)

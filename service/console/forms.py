@@ -12,9 +12,6 @@ from pydantic import ValidationError
 from service.errors import DomainError, InvalidInput
 from service.inputs import safe_text, unstorable_reason
 
-# Settings that change what is measured (service.experiments.MEASURED_FIELDS shown in
-# the form): a review session may not change them.
-MEASURED = ("primary_metric", "conversion_name", "attribution_window_hours")
 NUMBERS = (
     "exploration_share",
     "min_exposures",
@@ -49,16 +46,19 @@ def split(raw: str | None) -> list[str]:
 
 
 def experiment_settings(values: dict[str, str]) -> dict[str, Any]:
+    """The settings the form posted; a field it did not post (disabled) is left out, so the
+    stored value stands."""
     out: dict[str, Any] = {}
     for name in ("name", "primary_metric"):
         if values.get(name, "").strip():
             out[name] = values[name].strip()
-    out["conversion_name"] = values.get("conversion_name", "").strip() or None
+    if "conversion_name" in values:
+        out["conversion_name"] = values["conversion_name"].strip() or None
     for name in NUMBERS:
         raw = values.get(name, "").strip()
         if raw:
             out[name] = raw
-        elif name == "loop_cadence_hours":
+        elif name == "loop_cadence_hours" and name in values:
             out[name] = None
     out["brief"] = {k: values.get(k, "").strip() for k in ("audience", "goal", "brand_voice")}
     rules: dict[str, Any] = {"banned_phrases": split(values.get("banned_phrases"))}
@@ -84,7 +84,7 @@ def experiment_create(values: dict[str, str]) -> dict[str, Any]:
     # The first line is the control: the incumbent wording the others are measured against.
     out["arms"] = [{"content": line, "control": i == 0} for i, line in enumerate(lines)]
     if out.get("conversion_name") is None:
-        out.pop("conversion_name")
+        out.pop("conversion_name", None)
     if out.get("loop_cadence_hours") is None:
         out.pop("loop_cadence_hours", None)
     return out

@@ -16,9 +16,9 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from pydantic import ValidationError
 from sqlmodel import Session
 
+from service.console.auth import Reviewer, ReviewerDep, verify_form
 from service.console.forms import FormDep
 from service.console.render import error_message, page
-from service.console.session import Reviewer, ReviewerDep, verify_form
 from service.deps import SessionDep
 from service.errors import DomainError, InvalidInput
 from service.experiments import get_experiment

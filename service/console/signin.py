@@ -9,9 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from service.console.forms import FormDep
-from service.console.render import error_message, page
-from service.console.session import (
+from service.console.auth import (
     ReviewerDep,
     SignInRequired,
     same_origin,
@@ -20,6 +18,8 @@ from service.console.session import (
     sign_out,
     verify_form,
 )
+from service.console.forms import FormDep
+from service.console.render import error_message, page
 from service.deps import RuntimeDep
 from service.errors import DomainError, Forbidden
 

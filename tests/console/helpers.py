@@ -91,7 +91,8 @@ def check_page(page: Any, name: str, database: str) -> None:
         " width: parseFloat(s.outlineWidth)}; }"
     )
     assert focus["text"] == "Skip to content", (name, focus)
-    assert focus["outline"] != "none" and focus["width"] >= 2, (name, focus)
+    assert focus["outline"] != "none", (name, focus)
+    assert focus["width"] >= 2, (name, focus)
     page.evaluate("document.activeElement.blur()")
     screenshot(page, name, database)
 

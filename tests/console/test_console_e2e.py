@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any
+from datetime import timedelta
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from service.console.auth import COOKIE
+from service.console.auth import sign_in as make_session
 from service.loop.scripted import read_data_block
 from service.loop.scripted_server import CopywriterControl
+from service.models import utcnow
 from service.runtime import Runtime
 from service.settings import Settings
 from tests.browser import OfflinePage
@@ -65,7 +68,7 @@ def database(settings: Settings) -> str:
 
 @pytest.fixture
 def reviewer_key(runtime: Runtime) -> str:
-    _row, raw = runtime.api_keys.create(name="console reviewer", scopes=["admin"])
+    _row, raw = runtime.api_keys.create(name="console reviewer", scopes=["review"])
     return raw
 
 
@@ -115,26 +118,37 @@ def test_create_experiment_watch_traffic_suspend_restore_download(
 
     # Traffic through the API, as a sender and an ESP would post it.
     api = httpx.Client(base_url=live_server, timeout=30)
-    experiment = api.get("/v1/experiments/spring-sale", headers={"Authorization": f"Bearer {reviewer_key}"}).json()
+    experiment = api.get(
+        "/v1/experiments/spring-sale", headers={"Authorization": f"Bearer {reviewer_key}"}
+    ).json()
     control, challenger = (arm["id"] for arm in experiment["arms"])
     for round_ in range(3):
         decisions = api.post(
             "/v1/choose/batch",
-            json={"experiment": "spring-sale", "units": [{"unit_id": f"r{round_}-u{i}"} for i in range(400)]},
+            json={
+                "experiment": "spring-sale",
+                "units": [{"unit_id": f"r{round_}-u{i}"} for i in range(400)],
+            },
             headers=decide,
         ).json()["decisions"]
         runtime.decision_log.flush()
         events = [
-            {"event_id": f"c-{d['decision_id'][-16:]}", "decision_id": d["decision_id"], "type": "click"}
+            {
+                "event_id": f"c-{d['decision_id'][-16:]}",
+                "decision_id": d["decision_id"],
+                "type": "click",
+            }
             for i, d in enumerate(decisions)
-            if (d["arm"]["id"] == challenger and i % 8 == 0) or (d["arm"]["id"] == control and i % 25 == 0)
+            if (d["arm"]["id"] == challenger and i % 8 == 0)
+            or (d["arm"]["id"] == control and i % 25 == 0)
         ]
         assert api.post("/v1/events", json=events, headers=ingest).status_code == 200
         _publish(runtime)
     page.reload()
     leader = page.locator(".leader").inner_text()
     assert leader.startswith("“Ready for the spring sale?” leads:"), leader
-    assert "for the control" in leader and "likely best" in leader
+    assert "for the control" in leader
+    assert "likely best" in leader
     row = page.locator(f"#arm-{challenger}")
     assert int(row.locator("td").nth(1).inner_text().replace(",", "")) > 300
     assert page.locator("svg.chart").count() == 3  # traffic share, estimated and observed rate
@@ -252,7 +266,12 @@ def test_twenty_proposals_with_the_keyboard_only(
             screenshot(page, "review-after-approve", database)
     remaining = PASS_SIZE - len(queue)
     assert counter.loads == 0, counter.log  # the whole pass without a page load
-    decided = {p["id"]: p for p in client.get("/v1/proposals", params={"experiment": "spring"}, headers=admin).json()["proposals"]}
+    decided = {
+        p["id"]: p
+        for p in client.get("/v1/proposals", params={"experiment": "spring"}, headers=admin).json()[
+            "proposals"
+        ]
+    }
     for pid in approved:
         assert decided[pid]["status"] == "approved"
         assert decided[pid]["decided_by"] == REVIEWER
@@ -260,8 +279,11 @@ def test_twenty_proposals_with_the_keyboard_only(
         assert decided[pid]["status"] == "approved"
         assert decided[pid]["edited_content"] == wording
     for pid, reason in rejected.items():
-        assert decided[pid]["status"] == "rejected" and decided[pid]["reason"] == reason
-    arms = {a["content"]: a for a in client.get("/v1/experiments/spring", headers=admin).json()["arms"]}
+        assert decided[pid]["status"] == "rejected"
+        assert decided[pid]["reason"] == reason
+    arms = {
+        a["content"]: a for a in client.get("/v1/experiments/spring", headers=admin).json()["arms"]
+    }
     for wording in edited.values():
         assert arms[wording]["status"] == "live"  # the edit is live, as typed
     # The rejection reasons are fed to the next run.
@@ -294,17 +316,28 @@ def test_loop_runs_page_runs_the_loop_with_progress(
 ) -> None:
     seed_experiment(client, admin, decide, ingest, runtime)
     copywriter.set_mode("slow")
+    copywriter.slow_seconds = 2.5
     page = offline_page.page
     sign_in(page, live_server, name=REVIEWER, key=reviewer_key)
     page.goto(f"{live_server}/console/experiments/spring/loop-runs")
     assert page.get_by_text("The loop has not run yet").is_visible()
+    # What the page shows while the run is under way, reported as it changes (Playwright
+    # waits for the navigation that ends the run before it reads the page again).
+    shown: list[str] = []
+    page.on("console", lambda m: shown.append(m.text) if m.text.startswith("progress:") else None)
+    page.evaluate(
+        """() => { const span = document.querySelector('.progress');
+        const button = span.parentElement.querySelector('button');
+        new MutationObserver(() => console.info('progress:' + span.textContent
+            + '|disabled=' + button.disabled)).observe(span, {childList: true}); }"""
+    )
     page.click("text=Run the loop now")
-    progress = page.locator(".progress")
-    progress.wait_for(state="visible")
-    assert re.match(r"Running the loop: .*… \d+ s", progress.inner_text())
-    assert page.locator("button:text('Run the loop now')").is_disabled()
     page.wait_for_selector(".notice", timeout=30_000)
-    assert "Loop run" in page.locator(".notice").inner_text()
+    assert "Loop run 1: succeeded" in page.locator(".notice").inner_text()
+    assert len(shown) >= 2, shown  # it counted the seconds
+    assert re.match(r"progress:Running the loop: .*… 0 s", shown[0]), shown
+    assert shown[-1].endswith("|disabled=true"), shown  # no second click while it runs
+    assert f"console by {REVIEWER}" in page.locator("#run-1-h").inner_text()
     check_page(page, "loop-runs", database)
     copywriter.set_mode("clean")
     page.click("text=Run the loop now")
@@ -322,41 +355,65 @@ def test_loop_runs_page_runs_the_loop_with_progress(
 
 def test_refusals(
     live_server: str,
+    offline_page: OfflinePage,
     runtime: Runtime,
     reviewer_key: str,
-    admin: dict[str, str],
+    admin_key: str,
 ) -> None:
-    from service.console.session import COOKIE, SESSION_SECONDS
-    from service.console.session import sign_in as make_session
-
     web = httpx.Client(base_url=live_server, follow_redirects=False)
     same = {"origin": live_server}
-    # No session: pages send you to sign in, forms are refused.
+    # No session: pages send you to sign in (and back), forms are refused.
     response = web.get("/console/review")
     assert response.status_code == 303
     assert response.headers["location"].startswith("/console/sign-in?next=/console/review")
     assert web.post("/console/experiments/new", data={"key": "x"}, headers=same).status_code == 401
-    # An expired session.
-    import time
-
-    expired = make_session(runtime, name="Old", raw_key=reviewer_key, now=time.time() - SESSION_SECONDS - 1)
-    response = web.get("/console/experiments", cookies={COOKIE: expired})
-    assert response.status_code == 303 and "expired" in response.headers["location"]
-    # A forged one.
+    # An expired session, in the browser: back to the sign-in page, saying why.
+    hours = runtime.settings.console_session_hours
+    expired = make_session(
+        runtime,
+        name="Old",
+        raw_key=reviewer_key,
+        now=utcnow() - timedelta(hours=hours, seconds=1),
+    )
+    context = offline_page.page.context
+    context.add_cookies([{"name": COOKIE, "value": expired, "url": f"{live_server}/console/"}])
+    page = offline_page.page
+    page.goto(f"{live_server}/console/experiments")
+    assert "/console/sign-in" in page.url
+    assert "expired" in page.locator(".error").inner_text()
+    # A cross-site form post with a live session and its token: refused for its origin.
     good = make_session(runtime, name="Eve", raw_key=reviewer_key)
-    forged = good.replace(good.split(".")[0][:8], "AAAAAAAA", 1)
-    assert web.get("/console/experiments", cookies={COOKIE: forged}).status_code == 303
-    # A cross-site post with a valid session and token: refused for its origin.
-    page = web.get("/console/experiments/new", cookies={COOKIE: good})
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    web.cookies.set(COOKIE, good, domain="127.0.0.1", path="/console")
+    form_page = web.get("/console/experiments/new")
+    assert form_page.status_code == 200
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form_page.text)
     assert csrf is not None
-    body = {"csrf": csrf.group(1), "key": "evil", "name": "Evil", "arms": "Hi"}
-    response = web.post("/console/experiments/new", data=body, cookies={COOKIE: good}, headers={"origin": "http://evil.example"})
+    body = {"csrf": csrf.group(1), "key": "evil", "name": "Evil", "arms": "Hi there"}
+    evil = {"origin": "http://evil.example", "sec-fetch-site": "cross-site"}
+    assert web.post("/console/experiments/new", data=body, headers=evil).status_code == 403
+    # ... and a same-origin post without the token.
+    forged = {**body, "csrf": "x"}
+    assert web.post("/console/experiments/new", data=forged, headers=same).status_code == 403
+    # The same post, from the console with its token, goes through.
+    assert web.post("/console/experiments/new", data=body, headers=same).status_code == 303
+    # A review session may not change what is measured: an admin's decision.
+    edit = web.get("/console/experiments/evil/edit").text
+    assert 'id="f-primary_metric" name="primary_metric" disabled' in edit
+    response = web.post(
+        "/console/experiments/evil/edit",
+        data={"csrf": csrf.group(1), "name": "Evil", "primary_metric": "open"},
+        headers=same,
+    )
     assert response.status_code == 403
-    # ... and a same-site post without the token.
-    response = web.post("/console/experiments/new", data={**body, "csrf": "x"}, cookies={COOKIE: good}, headers=same)
-    assert response.status_code == 403
-    response = web.post("/console/experiments/new", data=body, cookies={COOKIE: good}, headers=same)
-    assert response.status_code == 303  # the same post, from the console, goes through
-    # A session cookie is no API key: the admin API refuses it.
-    assert web.get("/v1/keys", cookies={COOKIE: good}).status_code == 401
+    assert "only an admin key may change it" in response.text
+    # A console session is no API key: the admin API refuses it (and the review key).
+    assert web.get("/v1/admin/keys").status_code == 401
+    review = {"Authorization": f"Bearer {reviewer_key}"}
+    assert web.get("/v1/admin/keys", headers=review).status_code == 403
+    assert web.post("/v1/admin/purge", headers=review, json={}).status_code == 403
+    # Signing out ends the session on the server, not only in this browser.
+    assert (
+        web.post("/console/sign-out", data={"csrf": csrf.group(1)}, headers=same).status_code == 303
+    )
+    web.cookies.set(COOKIE, good, domain="127.0.0.1", path="/console")
+    assert web.get("/console/experiments").status_code == 303
