@@ -32,6 +32,18 @@ from variants.lifecycle import ArmStatus
 
 router = APIRouter(prefix="/console")
 
+# The defaults DESIGN.md gives an experiment, shown in the new form so nobody guesses.
+NEW_DEFAULTS = {
+    "primary_metric": "click",
+    "attribution_window_hours": "168",
+    "guardrail_unsubscribe": "0.25",
+    "guardrail_complaint": "0.25",
+    "exploration_share": "0.1",
+    "min_exposures": "500",
+    "min_successes": "5",
+    "max_live_arms": "8",
+    "max_length": "150",
+}
 VERBS = {"retire": ArmStatus.RETIRED, "suspend": ArmStatus.SUSPENDED, "restore": ArmStatus.LIVE}
 
 
@@ -78,7 +90,7 @@ def experiments(request: Request, session: SessionDep, reviewer: ReviewerDep) ->
 
 @router.get("/experiments/new", response_class=HTMLResponse, include_in_schema=False)
 def new_experiment(request: Request, reviewer: ReviewerDep) -> Response:
-    return page(request, "experiment_form.html", reviewer, experiment=None, values={})
+    return page(request, "experiment_form.html", reviewer, experiment=None, values=NEW_DEFAULTS)
 
 
 @router.post("/experiments/new", response_class=HTMLResponse, include_in_schema=False)

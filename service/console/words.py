@@ -62,7 +62,7 @@ def maturity_words(report: dict[str, Any]) -> str:
     exposures = sum(r["exposures"] for r in rows)
     mature = sum(r["maturity"] * r["exposures"] for r in rows) / exposures
     early = sum(1 for r in rows if r.get("judgement") == "too_early")
-    words = f"{mature * 100:.0f}% of eventual successes in"
+    words = f"{mature * 100:.0f}% of eventual successes have arrived"
     if early:
         words += f"; {early} arm{'s' if early > 1 else ''} too early to judge"
     return words

@@ -97,6 +97,7 @@ def test_create_experiment_watch_traffic_suspend_restore_download(
 
     # Create an experiment through its form; a mistake comes back inline first.
     page.click("text=New experiment")
+    assert page.input_value("#f-exploration_share") == "0.1"  # the defaults, shown
     page.fill("#f-key", "spring-sale")
     page.fill("#f-name", "Spring sale subject lines")
     page.fill("#f-arms", "Our spring sale starts today\nReady for the spring sale?")
