@@ -89,6 +89,7 @@ async def sign_in_required(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SignInRequired)
     if request.method == "GET" and not request.headers.get("x-console-fragment"):
         target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
-        why = quote(exc.message)
-        return RedirectResponse(f"/console/sign-in?next={target}&why={why}", status_code=303)
+        # Being asked to sign in needs no alarm; an expired or revoked session says why.
+        why = "" if exc.message == "sign in to use the console" else f"&why={quote(exc.message)}"
+        return RedirectResponse(f"/console/sign-in?next={target}{why}", status_code=303)
     return page(request, "sign_in.html", None, status_code=401, error=exc.message, name="")
