@@ -12,7 +12,14 @@ from sqlmodel import Session
 
 from service.arm_status import set_arm_status
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound
-from service.models import Arm, ArmStatusChange, Experiment, ExperimentEpoch, utcnow
+from service.models import (
+    Arm,
+    ArmStatusChange,
+    Experiment,
+    ExperimentChange,
+    ExperimentEpoch,
+    utcnow,
+)
 from service.policy.refresher import publish
 from service.repositories import experiments as repo
 from service.schemas.experiments import (
@@ -162,10 +169,30 @@ def create_experiment(session: Session, data: ExperimentCreate, *, actor: str) -
         session,
         epoch=ExperimentEpoch(experiment_id=experiment.id, epoch=1, measured=_measured(experiment)),
     )
+    _record(session, experiment, "created", actor=actor, changes={})
     for arm_in in data.arms:
         _new_arm(session, experiment, arm_in, actor=actor, reason="created with the experiment")
     _republish(session, experiment)
     return experiment
+
+
+def _record(
+    session: Session, experiment: Experiment, action: str, *, actor: str, changes: dict[str, Any]
+) -> None:
+    assert experiment.id is not None
+    repo.record_change(
+        session,
+        change=ExperimentChange(
+            experiment_id=experiment.id, action=action, actor=actor, changes=changes
+        ),
+    )
+
+
+def change_history(session: Session, key: str) -> list[ExperimentChange]:
+    """Who created the experiment and changed its settings or status, oldest first."""
+    experiment = get_experiment(session, key)
+    assert experiment.id is not None
+    return repo.changes(session, experiment_id=experiment.id)
 
 
 def _new_arm(
@@ -221,6 +248,9 @@ def update_settings(
                     f"{name} changes what is measured: only an admin key may change it",
                     field=name,
                 )
+    changed = {name: value for name, value in values.items() if getattr(experiment, name) != value}
+    if changed:
+        _record(session, experiment, "settings", actor=actor, changes=changed)
     for name, value in values.items():
         setattr(experiment, name, value)
     _check_conversion(experiment)
@@ -246,11 +276,12 @@ def update_settings(
     return experiment
 
 
-def move_status(session: Session, key: str, move: str) -> Experiment:
+def move_status(session: Session, key: str, move: str, *, actor: str) -> Experiment:
     experiment = get_experiment(session, key)
     sources, target = STATUS_MOVES[move]
     if experiment.status not in sources:
         raise Conflict(f"cannot {move} an experiment that is {experiment.status}", field="status")
+    _record(session, experiment, move, actor=actor, changes={"status": target})
     experiment.status = target
     experiment.updated_at = utcnow()
     session.add(experiment)

@@ -2,7 +2,8 @@
 
 People sign in to the console by name with a review or admin key; each session is a row
 (the token's digest, the person, the key, when it expires or ended), so signing out and
-revoking the key end it on every replica. A loop run records who asked for it.
+revoking the key end it on every replica. A loop run records who asked for it; an
+experiment's changes (created, settings, status) record who made them.
 
 Revision ID: 0004
 Revises: 0003
@@ -42,6 +43,25 @@ def upgrade() -> None:
             batch_op.f("ix_console_session_token_digest"), ["token_digest"], unique=True
         )
         batch_op.create_index(batch_op.f("ix_console_session_key_id"), ["key_id"], unique=False)
+    op.create_table(
+        "experiment_change",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("experiment_id", sa.Integer(), nullable=False),
+        sa.Column("action", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("actor", sqlmodel.sql.sqltypes.AutoString(length=120), nullable=False),
+        sa.Column("changes", sa.JSON(), nullable=True),
+        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["experiment_id"],
+            ["experiment.id"],
+            name=op.f("fk_experiment_change_experiment_id_experiment"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_experiment_change")),
+    )
+    with op.batch_alter_table("experiment_change", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_experiment_change_experiment_id"), ["experiment_id"], unique=False
+        )
     with op.batch_alter_table("loop_run", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("actor", sqlmodel.sql.sqltypes.AutoString(length=120), nullable=True)
@@ -51,6 +71,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("loop_run", schema=None) as batch_op:
         batch_op.drop_column("actor")
+    with op.batch_alter_table("experiment_change", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_experiment_change_experiment_id"))
+    op.drop_table("experiment_change")
     with op.batch_alter_table("console_session", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_console_session_key_id"))
         batch_op.drop_index(batch_op.f("ix_console_session_token_digest"))

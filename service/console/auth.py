@@ -116,6 +116,8 @@ def sign_in(runtime: Runtime, *, name: str, raw_key: str, now: datetime | None =
     token = secrets.token_urlsafe(32)
     expires = issued + timedelta(hours=runtime.settings.console_session_hours)
     with session_scope(runtime.engine) as session:
+        # Housekeeping on the way in: sessions over for a day are of no use to anyone.
+        sessions_repo.forget_before(session, before=issued - timedelta(days=1))
         sessions_repo.create(
             session,
             token_digest=_digest(token),

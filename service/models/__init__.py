@@ -10,7 +10,14 @@ from service.models.decisions import (
     RawPayload,
     StatBucket,
 )
-from service.models.experiments import Arm, ArmStatusChange, Dispatch, Experiment, ExperimentEpoch
+from service.models.experiments import (
+    Arm,
+    ArmStatusChange,
+    Dispatch,
+    Experiment,
+    ExperimentChange,
+    ExperimentEpoch,
+)
 from service.models.loop import LearningRow, LoopRun, Proposal
 from service.models.ops import ApiKey, Lease, PolicySnapshot
 
@@ -23,6 +30,7 @@ __all__ = [
     "Decision",
     "Dispatch",
     "Experiment",
+    "ExperimentChange",
     "ExperimentEpoch",
     "FirstEvent",
     "Lease",

@@ -25,6 +25,7 @@ from service import metrics
 from service.arm_status import set_arm_status
 from service.db import session_scope
 from service.models import PolicySnapshot, utcnow
+from service.notify import arm_suspended
 from service.policy.cohorts import OVERALL
 from service.policy.compute import PolicyInputs, compute_snapshot
 from service.policy.inputs import EXPOSURE, ArmInfo, ExperimentInfo
@@ -33,6 +34,7 @@ from service.repositories import experiments as experiments_repo
 from service.repositories import leases
 from service.repositories import snapshots as snapshots_repo
 from service.repositories import stats as stats_repo
+from service.sessions import Handlers, after_commit, unit_of_work
 from variants.lifecycle import ArmStatus
 
 log = logging.getLogger("banditloop.policy")
@@ -130,13 +132,18 @@ def _apply_guardrail_suspensions(
             f"(P={figures[m]['probability_exceeds']:.3f})"
             for m in evidence["metrics"]
         )
+        reason = f"guardrail breached: {detail}; restore after review"
         set_arm_status(
+            session, arm, ArmStatus.SUSPENDED, actor="guardrail", reason=reason, evidence=evidence
+        )
+        experiment = experiments_repo.get(session, experiment_id=experiment_id)
+        assert arm.id is not None
+        assert experiment is not None
+        # Sent once the suspension is committed, by whichever session made it.
+        after_commit(
             session,
-            arm,
-            ArmStatus.SUSPENDED,
-            actor="guardrail",
-            reason=f"guardrail breached: {detail}; restore after review",
-            evidence=evidence,
+            "notify",
+            arm_suspended(experiment.key, arm_id=arm.id, content=arm.content, reason=reason),
         )
         changed += 1
     if changed:
@@ -229,9 +236,17 @@ def _observe_guardrails(key: str, payload: dict[str, Any], overall: Any) -> None
 
 class Refresher:
     def __init__(
-        self, engine: Engine, cache: PolicyCache, *, interval: float, lease_seconds: float
+        self,
+        engine: Engine,
+        cache: PolicyCache,
+        *,
+        interval: float,
+        lease_seconds: float,
+        handlers: Handlers | None = None,
     ):
         self._engine = engine
+        # After-commit handlers for what a computation asks for (a guardrail's notification).
+        self._handlers: Handlers = handlers or {}
         self._cache = cache
         self._interval = interval
         self._lease_seconds = max(lease_seconds, interval * 3)
@@ -289,7 +304,7 @@ class Refresher:
             ids = [e.id for e in experiments_repo.list_all(session, status="running")]
         for experiment_id in ids:
             assert experiment_id is not None
-            with session_scope(self._engine) as session:
+            with unit_of_work(self._engine, self._handlers) as session:
                 fingerprint = _fingerprint(session, experiment_id)
                 if self._fresh(experiment_id, fingerprint, now):
                     continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlmodel import Session, col, select, update
+from sqlmodel import Session, col, delete, or_, select, update
 
 from service.models import ApiKey, ConsoleSession
 
@@ -37,5 +37,15 @@ def end(session: Session, *, token_digest: str, at: datetime) -> int:
         .where(col(ConsoleSession.token_digest) == token_digest)
         .where(col(ConsoleSession.ended_at).is_(None))
         .values(ended_at=at)
+    )
+    return int(result.rowcount or 0)
+
+
+def forget_before(session: Session, *, before: datetime) -> int:
+    """Delete sessions that expired or ended before ``before``: no one can use them."""
+    result = session.exec(
+        delete(ConsoleSession).where(
+            or_(col(ConsoleSession.expires_at) < before, col(ConsoleSession.ended_at) < before)
+        )
     )
     return int(result.rowcount or 0)

@@ -130,10 +130,13 @@ def edited_proposals(session: Session, *, experiment_id: int) -> list[Proposal]:
     return list(session.exec(stmt))
 
 
-def pending_count(session: Session, *, experiment_id: int) -> int:
+def pending_count(session: Session, *, experiment_id: int, run_id: int | None = None) -> int:
+    """Pending proposals of an experiment (of one loop run, given its id)."""
     stmt = select(func.count()).where(
         Proposal.experiment_id == experiment_id, Proposal.status == "pending"
     )
+    if run_id is not None:
+        stmt = stmt.where(Proposal.loop_run_id == run_id)
     return int(session.exec(stmt).one())
 
 

@@ -18,6 +18,7 @@ from service.schemas.experiments import (
     ArmIn,
     ArmOut,
     ArmStatusChangeIn,
+    ExperimentChangeOut,
     ExperimentCreate,
     ExperimentList,
     ExperimentOut,
@@ -64,18 +65,21 @@ def patch_experiment(
 
 
 @router.post("/{key}/pause", response_model=ExperimentOut)
-def pause(key: str, session: SessionDep, _admin: AdminKey) -> ExperimentOut:
-    return domain.experiment_out(session, domain.move_status(session, key, "pause"))
+def pause(key: str, session: SessionDep, admin: AdminKey) -> ExperimentOut:
+    experiment = domain.move_status(session, key, "pause", actor=admin.name)
+    return domain.experiment_out(session, experiment)
 
 
 @router.post("/{key}/resume", response_model=ExperimentOut)
-def resume(key: str, session: SessionDep, _admin: AdminKey) -> ExperimentOut:
-    return domain.experiment_out(session, domain.move_status(session, key, "resume"))
+def resume(key: str, session: SessionDep, admin: AdminKey) -> ExperimentOut:
+    experiment = domain.move_status(session, key, "resume", actor=admin.name)
+    return domain.experiment_out(session, experiment)
 
 
 @router.post("/{key}/archive", response_model=ExperimentOut)
-def archive(key: str, session: SessionDep, _admin: AdminKey) -> ExperimentOut:
-    return domain.experiment_out(session, domain.move_status(session, key, "archive"))
+def archive(key: str, session: SessionDep, admin: AdminKey) -> ExperimentOut:
+    experiment = domain.move_status(session, key, "archive", actor=admin.name)
+    return domain.experiment_out(session, experiment)
 
 
 @router.post("/{key}/arms", status_code=201, response_model=ArmOut)
@@ -138,6 +142,20 @@ def arm_history(
             created_at=c.created_at,
         )
         for c in repo.status_history(session, arm_id=arm.id)
+    ]
+
+
+@router.get("/{key}/changes", response_model=list[ExperimentChangeOut])
+def experiment_changes(
+    key: str, session: SessionDep, _caller: ReviewKey
+) -> list[ExperimentChangeOut]:
+    """Who created the experiment and changed its settings or status, with what, oldest
+    first (arms have their own history)."""
+    return [
+        ExperimentChangeOut(
+            action=c.action, actor=c.actor, changes=c.changes or {}, created_at=c.created_at
+        )
+        for c in domain.change_history(session, key)
     ]
 
 

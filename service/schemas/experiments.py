@@ -224,6 +224,13 @@ class ExperimentList(BaseModel):
     experiments: list[ExperimentOut]
 
 
+class ExperimentChangeOut(BaseModel):
+    action: str = Field(description="created, settings, pause, resume or archive")
+    actor: str = Field(description="The console's person or the API key's name.")
+    changes: dict[str, Any] = Field(description="The settings as changed (new values).")
+    created_at: datetime
+
+
 class StatusChangeOut(BaseModel):
     from_status: str | None
     to_status: str

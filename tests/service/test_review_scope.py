@@ -120,3 +120,20 @@ def test_a_review_key_is_minted_by_admin_only(client: TestClient, admin, review)
     )
     assert created.status_code == 201, created.text
     assert created.json()["scopes"] == ["review"]
+
+
+def test_experiment_changes_record_who_made_them(client: TestClient, review, admin):
+    exp = create_random_experiment(client, review, arms=2)
+    url = f"/v1/experiments/{exp['key']}"
+    brief = {"audience": "new parents", "goal": "first order", "brand_voice": "warm"}
+    assert client.patch(url, json={"brief": brief}, headers=review).status_code == 200
+    # A patch that changes nothing records nothing.
+    assert client.patch(url, json={"brief": brief}, headers=review).status_code == 200
+    assert client.post(f"{url}/pause", headers=admin).status_code == 200
+    changes = client.get(f"{url}/changes", headers=review)
+    assert changes.status_code == 200, changes.text
+    assert [(c["action"], c["actor"], c["changes"]) for c in changes.json()] == [
+        ("created", "Rita (marketing)", {}),
+        ("settings", "Rita (marketing)", {"brief": brief}),
+        ("pause", "test admin", {"status": "paused"}),
+    ]

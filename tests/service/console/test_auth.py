@@ -221,3 +221,18 @@ def test_a_form_post_needs_the_session_csrf_token_and_same_origin(console, runti
     _signed_in(other, runtime, name="Grace")
     response = other.post("/console/probe/act", data={"csrf": csrf}, headers=ORIGIN)
     assert response.status_code == 403
+
+
+def test_sessions_over_for_a_day_are_forgotten_at_the_next_sign_in(runtime):
+    key = _key(runtime, "review")
+    old = auth.sign_in(runtime, name="Ada", raw_key=key, now=utcnow() - timedelta(days=3))
+    recent = auth.sign_in(runtime, name="Ada", raw_key=key, now=utcnow() - timedelta(hours=9))
+    auth.sign_in(runtime, name="Grace", raw_key=key)
+    with runtime.engine.connect() as conn:
+        digests = {
+            row[0] for row in conn.exec_driver_sql("SELECT token_digest FROM console_session")
+        }
+    assert auth._digest(old) not in digests  # expired two days ago
+    assert auth._digest(recent) in digests  # expired an hour ago: kept a day, still refused
+    with pytest.raises(auth.SignInRequired, match="expired"):
+        auth.lookup(runtime, recent)
