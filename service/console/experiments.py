@@ -184,6 +184,7 @@ def _experiment_context(session: Any, key: str) -> dict[str, Any]:
         "charts": charts,
         "history_by_arm": history_by_arm,
         "has_pending": bool(pending),
+        "changes": domain.change_history(session, key),
     }
 
 

@@ -184,6 +184,8 @@ def test_create_experiment_watch_traffic_suspend_restore_download(
     history = page.locator(f"#arm-{control} + tr .history").inner_text()
     assert f"live → suspended by {REVIEWER}: legal is checking the wording" in history
     assert f"suspended → live by {REVIEWER}: legal approved it" in history
+    page.click("text=Who created it")
+    assert f"created by {REVIEWER}" in page.locator("details .history").last.inner_text()
 
     # The learnings page, and its Markdown download.
     page.goto(f"{live_server}/console/experiments/spring-sale/learnings")
