@@ -21,7 +21,7 @@ from service.console.auth import (
 from service.console.forms import FormDep
 from service.console.render import error_message, page
 from service.deps import RuntimeDep
-from service.errors import DomainError, Forbidden
+from service.errors import DomainError, Forbidden, error_response
 
 router = APIRouter(prefix="/console")
 
@@ -85,8 +85,12 @@ def sign_out_post(request: Request, reviewer: ReviewerDep, form: FormDep) -> Res
 
 
 async def sign_in_required(request: Request, exc: Exception) -> Response:
-    """Pages send the person to sign in (and back); anything else gets a 401."""
+    """A browser asking for a page is sent to sign in (and back); a browser's form post gets
+    the sign-in page with a 401; any other client gets the one error shape, 401."""
     assert isinstance(exc, SignInRequired)
+    wants_html = "text/html" in request.headers.get("accept", "")
+    if not wants_html:
+        return error_response(exc.status_code, exc.code, exc.message, exc.details)
     if request.method == "GET" and not request.headers.get("x-console-fragment"):
         target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
         # Being asked to sign in needs no alarm; an expired or revoked session says why.

@@ -363,13 +363,19 @@ def test_refusals(
     reviewer_key: str,
     admin_key: str,
 ) -> None:
-    web = httpx.Client(base_url=live_server, follow_redirects=False)
+    web = httpx.Client(
+        base_url=live_server, follow_redirects=False, headers={"accept": "text/html"}
+    )
     same = {"origin": live_server}
     # No session: pages send you to sign in (and back), forms are refused.
     response = web.get("/console/review")
     assert response.status_code == 303
     assert response.headers["location"].startswith("/console/sign-in?next=/console/review")
     assert web.post("/console/experiments/new", data={"key": "x"}, headers=same).status_code == 401
+    # A client that asks for no page gets the one error shape.
+    refused = web.get("/console/review", headers={"accept": "application/json"})
+    assert refused.status_code == 401
+    assert refused.json()["error"]["details"] == {"field": "session"}
     # An expired session, in the browser: back to the sign-in page, saying why.
     hours = runtime.settings.console_session_hours
     expired = make_session(
