@@ -36,6 +36,7 @@ test: $(DEV_STAMP)
 	bash scripts/ensure-services.sh
 	bash scripts/ensure-prometheus.sh
 	bash scripts/ensure-chromium.sh
+	bash scripts/ensure-axe.sh
 	bash scripts/ensure-docker.sh
 	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest -n 2 --dist loadfile

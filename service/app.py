@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from service import api_docs, openapi
+from service import api_docs, console, openapi
 from service.deps import refuse_unstorable_params
 from service.errors import install_error_handlers
 from service.middleware import BodySizeLimit, JsonGuard
@@ -46,4 +46,5 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     # Hot paths first: routes are matched in order.
     for module in (choose, events, webhooks, health, experiments, keys, admin, loop):
         app.include_router(module.router)
+    console.install(app)  # the reviewer's console at /console
     return app

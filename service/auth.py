@@ -16,7 +16,7 @@ from service.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from service.models import ApiKey
 from service.repositories import api_keys as keys_repo
 
-SCOPES = ("decide", "ingest", "admin")
+SCOPES = ("decide", "ingest", "review", "admin")
 KEY_PREFIX = "bl_"
 
 

@@ -71,4 +71,7 @@ def _scope(scope: str) -> Callable[..., Awaitable[Principal]]:
 
 DecideKey = Annotated[Principal, Depends(_scope("decide"))]
 IngestKey = Annotated[Principal, Depends(_scope("ingest"))]
+# review: read results, review proposals, manage arms and briefs, run the loop; admin
+# (which allows every scope) keeps keys, purge, replay, unit deletion and measurement.
+ReviewKey = Annotated[Principal, Depends(_scope("review"))]
 AdminKey = Annotated[Principal, Depends(_scope("admin"))]

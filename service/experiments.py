@@ -11,20 +11,29 @@ from typing import Any
 from sqlmodel import Session
 
 from service.arm_status import set_arm_status
-from service.errors import Conflict, InvalidInput, NotFound
-from service.models import Arm, ArmStatusChange, Experiment, ExperimentEpoch, utcnow
+from service.errors import Conflict, Forbidden, InvalidInput, NotFound
+from service.models import (
+    Arm,
+    ArmStatusChange,
+    Experiment,
+    ExperimentChange,
+    ExperimentEpoch,
+    utcnow,
+)
 from service.policy.refresher import republish
 from service.repositories import experiments as repo
 from service.schemas.experiments import (
     ArmEditIn,
     ArmIn,
     ArmOut,
+    ContentWarning,
     ExperimentCreate,
     ExperimentOut,
     ExperimentSettings,
 )
 from service.vocabulary import ExperimentStatus
 from variants.lifecycle import ArmStatus, InvalidTransition, check_transition
+from variants.rules import ContentReport, ContentRules, check_content
 
 # Changing any of these changes what is measured, so it starts a new analysis epoch.
 MEASURED_FIELDS = (
@@ -64,12 +73,38 @@ def experiment_out(session: Session, experiment: Experiment) -> ExperimentOut:
     assert experiment.id is not None
     arms = repo.arms(session, experiment_id=experiment.id)
     data = experiment.model_dump()
-    return ExperimentOut(**data, arms=[arm_out(a) for a in arms])
+    return ExperimentOut(**data, arms=[arm_out(a, experiment) for a in arms])
 
 
-def arm_out(arm: Arm) -> ArmOut:
+def content_report(experiment: Experiment, content: str) -> ContentReport:
+    """The experiment's content rules applied to one text: the same check the loop runs on
+    its own variants (variants.rules), for arms people write."""
+    raw = experiment.content_rules or {}
+    rules = ContentRules(**{k: v for k, v in raw.items() if k in ContentRules.model_fields})
+    return check_content(content, rules)
+
+
+def check_human_content(experiment: Experiment, content: str, *, field: str) -> ContentReport:
+    """Refuse a person's text that breaks a hard rule, naming the rule; warnings pass."""
+    report = content_report(experiment, content)
+    if report.blocks:
+        raise InvalidInput(
+            f"{field} breaks the experiment's content rules: {report.reasons()}",
+            details={
+                "field": field,
+                "rules": [violation.code for violation in report.blocks],
+                "violations": [violation.model_dump() for violation in report.blocks],
+            },
+        )
+    return report
+
+
+def arm_out(arm: Arm, experiment: Experiment | None = None) -> ArmOut:
+    """The arm; with its experiment, the content-rule warnings its text carries."""
     assert arm.id is not None
+    warnings = content_report(experiment, arm.content).warnings if experiment else []
     return ArmOut(
+        warnings=[ContentWarning(**w.model_dump()) for w in warnings],
         id=arm.id,
         content=arm.content,
         payload=arm.payload,
@@ -127,16 +162,38 @@ def create_experiment(session: Session, data: ExperimentCreate, *, actor: str) -
             field="arms",
         )
     _check_conversion(experiment)
+    for index, arm_in in enumerate(data.arms):
+        check_human_content(experiment, arm_in.content, field=f"arms.{index}.content")
     repo.add(session, experiment=experiment)
     assert experiment.id is not None
     repo.add_epoch(
         session,
         epoch=ExperimentEpoch(experiment_id=experiment.id, epoch=1, measured=_measured(experiment)),
     )
+    _record(session, experiment, "created", actor=actor, changes={})
     for arm_in in data.arms:
         _new_arm(session, experiment, arm_in, actor=actor, reason="created with the experiment")
     _republish(session, experiment)
     return experiment
+
+
+def _record(
+    session: Session, experiment: Experiment, action: str, *, actor: str, changes: dict[str, Any]
+) -> None:
+    assert experiment.id is not None
+    repo.record_change(
+        session,
+        change=ExperimentChange(
+            experiment_id=experiment.id, action=action, actor=actor, changes=changes
+        ),
+    )
+
+
+def change_history(session: Session, key: str) -> list[ExperimentChange]:
+    """Who created the experiment and changed its settings or status, oldest first."""
+    experiment = get_experiment(session, key)
+    assert experiment.id is not None
+    return repo.changes(session, experiment_id=experiment.id)
 
 
 def _new_arm(
@@ -173,11 +230,29 @@ def _new_arm(
 
 
 def update_settings(
-    session: Session, key: str, patch: ExperimentSettings, *, actor: str
+    session: Session,
+    key: str,
+    patch: ExperimentSettings,
+    *,
+    actor: str,
+    may_change_measurement: bool = True,
 ) -> Experiment:
+    """Apply a settings patch. A review key or session (``may_change_measurement=False``)
+    may change the brief, rules, guardrails and loop, not what is measured."""
     experiment = get_experiment(session, key)
     before = _measured(experiment)
-    for name, value in _settings_values(patch).items():
+    values = _settings_values(patch)
+    if not may_change_measurement:
+        for name in MEASURED_FIELDS:
+            if name in values and values[name] != before[name]:
+                raise Forbidden(
+                    f"{name} changes what is measured: only an admin key may change it",
+                    field=name,
+                )
+    changed = {name: value for name, value in values.items() if getattr(experiment, name) != value}
+    if changed:
+        _record(session, experiment, "settings", actor=actor, changes=changed)
+    for name, value in values.items():
         setattr(experiment, name, value)
     _check_conversion(experiment)
     live = _live_count(session, experiment)
@@ -202,11 +277,12 @@ def update_settings(
     return experiment
 
 
-def move_status(session: Session, key: str, move: str) -> Experiment:
+def move_status(session: Session, key: str, move: str, *, actor: str) -> Experiment:
     experiment = get_experiment(session, key)
     sources, target = STATUS_MOVES[move]
     if experiment.status not in sources:
         raise Conflict(f"cannot {move} an experiment that is {experiment.status}", field="status")
+    _record(session, experiment, move, actor=actor, changes={"status": target})
     experiment.status = target
     experiment.updated_at = utcnow()
     session.add(experiment)
@@ -227,6 +303,7 @@ def add_arm(session: Session, key: str, arm_in: ArmIn, *, actor: str) -> Arm:
             f"experiment already has max_live_arms={experiment.max_live_arms} live arms",
             field="arms",
         )
+    check_human_content(experiment, arm_in.content, field="content")
     arm = _new_arm(session, experiment, arm_in, actor=actor, reason="added")
     if arm_in.control:
         _make_control(session, experiment, arm)
@@ -285,6 +362,7 @@ def edit_arm(session: Session, key: str, arm_id: int, edit: ArmEditIn, *, actor:
         raise Conflict(
             f"only live or suspended arms can be edited (arm is {old.status})", field="arm_id"
         )
+    check_human_content(experiment, edit.content, field="content")
     set_arm_status(
         session, old, ArmStatus.RETIRED, reason=f"replaced by an edit: {edit.reason}", actor=actor
     )

@@ -23,6 +23,11 @@ from prometheus_client import (
 from prometheus_client import multiprocess as prom_multiprocess
 from prometheus_client.registry import Collector
 
+NOTIFICATIONS = Counter(
+    "banditloop_notifications_total",
+    "Outgoing notifications by event and outcome (delivered, refused, failed, dropped).",
+    ["event", "outcome"],
+)
 DECISIONS = Counter(
     "banditloop_decisions_total",
     "Decisions served, by experiment, arm and whether they came from the exploration share.",

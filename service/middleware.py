@@ -19,6 +19,10 @@ RAW_BODY_PREFIXES = ("/v1/webhooks/",)
 # /v1/events answers per event (one bad event never sinks the rest), so its parser checks
 # the text of each event itself.
 PER_EVENT_PATHS = ("/v1/events",)
+# The console's HTML forms post form-encoded bodies (bounded by BodySizeLimit); its routes
+# parse them into the same schemas the API validates.
+FORM_PREFIXES = ("/console/",)
+FORM_MEDIA_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
@@ -119,6 +123,10 @@ async def _read_body(receive: Receive) -> tuple[bytes, Message | None]:
 def _refusal(scope: Scope, body: bytes) -> tuple[int, str, str, str] | None:
     path: str = scope.get("path", "")
     raw = path.startswith(RAW_BODY_PREFIXES)
+    if path.startswith(FORM_PREFIXES):
+        form_type = (_header(scope, b"content-type") or "").partition(";")[0].strip().lower()
+        if form_type in FORM_MEDIA_TYPES:
+            return None
     if not raw:
         media_type = _header(scope, b"content-type")
         if not is_json_media_type(media_type):

@@ -16,6 +16,7 @@ from service.db import make_engine
 from service.decisions.decider import Decider
 from service.decisions.log import DecisionLog
 from service.loop.runner import LoopRunner
+from service.notify import Notification, Notifier
 from service.policy.loaded import LoadedPolicy, PolicyCache
 from service.policy.refresher import Refresher
 from service.sessions import EventsCounted, Handlers, SnapshotPublished
@@ -63,11 +64,13 @@ class Runtime:
         self.signer = DecisionSigner(signing_keys_for(settings))
         self.api_keys = ApiKeys(self.engine, cache_seconds=settings.api_key_cache_seconds)
         self.cache = PolicyCache()
+        self.notifier = Notifier(settings)  # outgoing webhook; a no-op without a URL
         self.refresher = Refresher(
             self.engine,
             self.cache,
             interval=settings.policy_refresh_seconds,
             lease_seconds=settings.lease_seconds,
+            handlers={Notification: self.notifier.send},
         )
         self.decision_log = DecisionLog(self.engine, flush_ms=settings.decision_flush_ms)
         self.decider = Decider(
@@ -87,6 +90,7 @@ class Runtime:
         return {
             SnapshotPublished: lambda event: self.refresher.install(event.row),
             EventsCounted: _count_event_metrics,
+            Notification: self.notifier.send,
         }
 
     def policy_for(self, key: str) -> LoadedPolicy | None:
@@ -97,6 +101,7 @@ class Runtime:
             if self.api_keys.bootstrap(self.settings.bootstrap_admin_key):
                 log.info("installed BANDITLOOP_BOOTSTRAP_ADMIN_KEY as the first admin key")
         self.refresher.reload()
+        self.notifier.start()
         if self.settings.run_background:
             self.decision_log.start()
             self.refresher.start()
@@ -107,4 +112,5 @@ class Runtime:
         self.loop.stop()
         self.refresher.stop()
         self.decision_log.stop()
+        self.notifier.stop()
         self.engine.dispose()

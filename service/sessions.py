@@ -18,6 +18,7 @@ from sqlmodel import Session
 
 from service.db import session_scope
 from service.models import PolicySnapshot
+from service.notify import Notification
 
 _EVENTS = "after_commit"
 
@@ -37,7 +38,8 @@ class EventsCounted:
     outcomes: Mapping[tuple[str, str], int]
 
 
-AfterCommitEvent = SnapshotPublished | EventsCounted
+# A notification (service.notify) is sent only once what it reports is committed.
+AfterCommitEvent = SnapshotPublished | EventsCounted | Notification
 Handlers = Mapping[type[Any], Callable[[Any], object]]
 
 

@@ -99,6 +99,25 @@ class Settings(BaseSettings):
         ge=0,
         description="How long /metrics reuses its database read of the state gauges.",
     )
+    console_session_hours: float = Field(
+        8.0, gt=0, le=24 * 30, description="How long a console sign-in lasts before it expires."
+    )
+    notify_webhook_url: str = Field(
+        "",
+        description="Outgoing notification webhook (Slack-compatible JSON); unset: none sent.",
+    )
+    notify_webhook_secret: str = Field(
+        "", description="HMAC secret(s) that sign each notification (comma-separated)."
+    )
+    notify_max_attempts: int = Field(
+        5, ge=1, le=20, description="Tries per notification before it is given up."
+    )
+    notify_backoff_seconds: float = Field(
+        1.0, gt=0, description="First retry delay; doubles on each further retry."
+    )
+    notify_timeout_seconds: float = Field(
+        5.0, gt=0, description="Per-attempt timeout of a notification post."
+    )
     run_background: bool = Field(
         True, description="Run the refresher, decision flusher and scheduler threads."
     )
@@ -118,6 +137,13 @@ class Settings(BaseSettings):
             return self
         if not self.signing_keys:
             raise ValueError("production mode needs BANDITLOOP_SIGNING_KEYS")
+        if self.notify_webhook_url and not all(
+            len(secret) >= 16 and secret.lower() not in PLACEHOLDER_SECRETS
+            for secret in split_secrets(self.notify_webhook_secret) or ("",)
+        ):
+            raise ValueError(
+                "BANDITLOOP_NOTIFY_WEBHOOK_URL needs a real BANDITLOOP_NOTIFY_WEBHOOK_SECRET"
+            )
         for _kid, secret in parse_signing_keys(self.signing_keys):
             if secret.lower() in PLACEHOLDER_SECRETS or len(secret) < 16:
                 raise ValueError("BANDITLOOP_SIGNING_KEYS holds a placeholder or short secret")

@@ -51,9 +51,11 @@ TRUNCATED = "truncated"  # half a JSON document, finish_reason "length"
 MALFORMED = "malformed"  # prose instead of JSON
 WRONG_SHAPE = "wrong_shape"  # JSON that does not match the reply model
 MISCHIEF = "mischief"  # retires an ineligible arm, cites no evidence, banned phrase, dup
+REPEAT = "repeat"  # proposes again, word for word, the variants of its previous reply
 SCENARIOS = frozenset(
     {
         CLEAN,
+        REPEAT,
         REJECT_JSON_SCHEMA,
         RATE_LIMIT,
         SERVER_ERROR,
@@ -84,6 +86,7 @@ class CopywriterControl:
     requests: list[dict[str, Any]] = field(default_factory=list)
     scenarios_served: list[str] = field(default_factory=list)
     embedding_requests: list[dict[str, Any]] = field(default_factory=list)
+    last_variants: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def set_mode(self, mode: str) -> None:
@@ -106,6 +109,7 @@ class CopywriterControl:
             self.requests.clear()
             self.scenarios_served.clear()
             self.embedding_requests.clear()
+            self.last_variants = []
 
     @property
     def last_request(self) -> dict[str, Any]:
@@ -217,6 +221,11 @@ def build_app(control: CopywriterControl) -> Starlette:
             wrong = {"learning_ops": "none", "new_variants": [{"text": "Spring is here"}]}
             return completion(body, json.dumps(wrong))
         reply = write_mischief(data) if scenario == MISCHIEF else write_reply(data)
+        with control._lock:
+            if scenario == REPEAT:
+                # An LLM that forgets what it was told: the same texts as last time.
+                reply["new_variants"] = list(control.last_variants)
+            control.last_variants = list(reply["new_variants"])
         content = json.dumps(reply, ensure_ascii=False)
         if scenario == TRUNCATED:
             return completion(body, content[: len(content) // 2], finish="length")

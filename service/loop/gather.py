@@ -24,7 +24,7 @@ from service.repositories import loop as loop_repo
 from service.repositories import snapshots as snapshots_repo
 from service.repositories import stats as stats_repo
 from service.vocabulary import EXPOSURE, ArmStatus, success_metric
-from variants.inputs import ArmView, Brief, LoopInput
+from variants.inputs import ArmView, Brief, LoopInput, RejectedVariant
 from variants.learnings import Evidence, Learning, LearningStatus
 from variants.rules import ContentRules
 
@@ -106,7 +106,22 @@ def gather(
         min_successes=experiment.min_successes,
         learnings_cap=learnings_cap,
         max_new_variants=max_new_variants,
+        rejected=replaced_wordings(session, experiment_id=experiment.id),
     )
+
+
+def replaced_wordings(session: Session, *, experiment_id: int) -> list[RejectedVariant]:
+    """The loop's own wordings a reviewer replaced by an edit on approval. The arm now holds
+    the edit, so without this the original is listed nowhere and comes back in the next
+    run; listed here it is in the prompt and in every duplicate check, for good."""
+    return [
+        RejectedVariant(
+            content=proposal.content,
+            reason=f"replaced by a reviewer's edit: {proposal.edited_content!r}",
+        )
+        for proposal in loop_repo.edited_proposals(session, experiment_id=experiment_id)
+        if proposal.edited_content is not None
+    ]
 
 
 def content_rules(raw: Mapping[str, Any] | None) -> ContentRules:

@@ -198,6 +198,7 @@ def run_out(run: LoopRun, experiment_key: str) -> LoopRunOut:
         experiment=experiment_key,
         status=run.status,
         trigger=run.trigger,
+        actor=run.actor,
         started_at=run.started_at,
         finished_at=run.finished_at,
         model=run.model,

@@ -36,6 +36,7 @@ from service.loop.apply import apply_plan
 from service.loop.gather import gather, input_digest
 from service.loop.scheduler import LoopScheduler
 from service.models import LoopRun, utcnow
+from service.notify import loop_run_failed, proposals_waiting
 from service.repositories import experiments as experiments_repo
 from service.repositories import leases
 from service.repositories import loop as loop_repo
@@ -123,6 +124,7 @@ class LoopRunner:
         key: str,
         *,
         trigger: str = "api",
+        actor: str | None = None,
         now: datetime | None = None,
         use_learnings: bool = True,
     ) -> LoopRun:
@@ -150,16 +152,38 @@ class LoopRunner:
                 field="experiment",
             )
         try:
-            return self._run_held(experiment_id, key, trigger, now, use_learnings)
+            run = self._run_held(experiment_id, key, trigger, actor, now, use_learnings)
         finally:
             try:
                 with session_scope(engine) as session:
                     leases.release(session, name=lease, holder=self.holder)
             except Exception:  # the lease expires by itself
                 log.warning("could not release the loop lease %s", lease, exc_info=True)
+        self._notify(run, key)
+        return run
+
+    def _notify(self, run: LoopRun, key: str) -> None:
+        """Tell the people (outgoing webhook) that the run failed or left proposals waiting.
+        Only queues the message: never delays the run's answer."""
+        notifier = self._runtime.notifier
+        if not notifier.enabled or run.id is None:
+            return
+        if run.status == "failed":
+            notifier.send(loop_run_failed(key, run_id=run.id, error=run.error))
+        with session_scope(self._runtime.engine) as session:
+            new = loop_repo.pending_count(session, experiment_id=run.experiment_id, run_id=run.id)
+            pending = loop_repo.pending_count(session, experiment_id=run.experiment_id)
+        if new:
+            notifier.send(proposals_waiting(key, new=new, pending=pending, run_id=run.id))
 
     def _run_held(
-        self, experiment_id: int, key: str, trigger: str, now: datetime, use_learnings: bool
+        self,
+        experiment_id: int,
+        key: str,
+        trigger: str,
+        actor: str | None,
+        now: datetime,
+        use_learnings: bool,
     ) -> LoopRun:
         engine = self._runtime.engine
         settings = self._runtime.settings
@@ -171,6 +195,7 @@ class LoopRunner:
                     experiment_id=experiment_id,
                     status="running",
                     trigger=trigger,
+                    actor=actor,
                     started_at=now,
                     model=settings.llm_model or None,
                     requested_proposals=settings.llm_configured,

@@ -1,6 +1,7 @@
 """SQLModel tables. The schema itself only ever comes from the Alembic migrations."""
 
 from service.models.base import as_utc, hour_of, metadata, utcnow
+from service.models.console import ConsoleSession
 from service.models.decisions import (
     DeadLetter,
     Decision,
@@ -9,7 +10,14 @@ from service.models.decisions import (
     RawPayload,
     StatBucket,
 )
-from service.models.experiments import Arm, ArmStatusChange, Dispatch, Experiment, ExperimentEpoch
+from service.models.experiments import (
+    Arm,
+    ArmStatusChange,
+    Dispatch,
+    Experiment,
+    ExperimentChange,
+    ExperimentEpoch,
+)
 from service.models.loop import LearningRow, LoopRun, Proposal
 from service.models.ops import ApiKey, Lease, PolicySnapshot
 
@@ -17,10 +25,12 @@ __all__ = [
     "ApiKey",
     "Arm",
     "ArmStatusChange",
+    "ConsoleSession",
     "DeadLetter",
     "Decision",
     "Dispatch",
     "Experiment",
+    "ExperimentChange",
     "ExperimentEpoch",
     "FirstEvent",
     "Lease",

@@ -91,3 +91,16 @@ class Dispatch(SQLModel, table=True):
     dispatch_id: str = Field(max_length=200)
     decision_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class ExperimentChange(SQLModel, table=True):
+    """Who changed an experiment and what: created, settings (brief, rules, ...), status."""
+
+    __tablename__ = "experiment_change"
+
+    id: int | None = Field(default=None, primary_key=True)
+    experiment_id: int = Field(foreign_key="experiment.id", index=True)
+    action: str = Field(max_length=16)  # created, settings, pause, resume, archive
+    actor: str = Field(max_length=120)
+    changes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=utcnow)

@@ -37,6 +37,9 @@ class LoopRun(SQLModel, table=True):
     experiment_id: int = Field(foreign_key="experiment.id", index=True)
     status: str = Field(default="running", max_length=16)
     trigger: str = Field(default="api", max_length=16)
+    # Who asked for the run (the console's person or the API key's name); None when the
+    # scheduler, the CLI or the simulator started it.
+    actor: str | None = Field(default=None, max_length=120)
     started_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
     model: str | None = Field(default=None, max_length=120)

@@ -24,6 +24,7 @@ from service import metrics
 from service.arm_status import set_arm_status
 from service.db import session_scope
 from service.models import Arm, PolicySnapshot, utcnow
+from service.notify import arm_suspended
 from service.policy.compute import PolicyInputs, compute_snapshot
 from service.policy.inputs import ArmInfo, ExperimentInfo
 from service.policy.loaded import LoadedPolicy, PolicyCache, load_policy
@@ -33,7 +34,7 @@ from service.repositories import experiments as experiments_repo
 from service.repositories import leases
 from service.repositories import snapshots as snapshots_repo
 from service.repositories import stats as stats_repo
-from service.sessions import SnapshotPublished, after_commit
+from service.sessions import Handlers, SnapshotPublished, after_commit, unit_of_work
 from service.vocabulary import EXPOSURE, ArmStatus, ExperimentStatus
 
 log = logging.getLogger("banditloop.policy")
@@ -135,16 +136,24 @@ def _apply_guardrail_suspensions(session: Session, experiment_id: int, snapshot:
         return experiments_repo.get_arm(session, experiment_id=experiment_id, arm_id=arm_id)
 
     to_suspend = arms_to_suspend(snapshot, lambda arm_id: getattr(arm(arm_id), "status", None))
+    experiment = experiments_repo.get(session, experiment_id=experiment_id) if to_suspend else None
     for arm_id, breach in to_suspend.items():
         found = arm(arm_id)
         assert found is not None
+        assert experiment is not None
+        reason = suspension_reason(breach)
         set_arm_status(
             session,
             found,
             ArmStatus.SUSPENDED,
             actor="guardrail",
-            reason=suspension_reason(breach),
+            reason=reason,
             evidence=breach.to_json(),
+        )
+        # Sent once the suspension is committed, by whichever session made it.
+        after_commit(
+            session,
+            arm_suspended(experiment.key, arm_id=arm_id, content=found.content, reason=reason),
         )
     if to_suspend:
         session.flush()
@@ -234,9 +243,17 @@ def _observe_guardrails(key: str, snapshot: Snapshot) -> None:
 
 class Refresher:
     def __init__(
-        self, engine: Engine, cache: PolicyCache, *, interval: float, lease_seconds: float
+        self,
+        engine: Engine,
+        cache: PolicyCache,
+        *,
+        interval: float,
+        lease_seconds: float,
+        handlers: Handlers | None = None,
     ):
         self._engine = engine
+        # After-commit handlers for what a computation asks for (a guardrail's notification).
+        self._handlers: Handlers = handlers or {}
         self._cache = cache
         self._interval = interval
         self._lease_seconds = max(lease_seconds, interval * 3)
@@ -296,7 +313,7 @@ class Refresher:
             ]
         for experiment_id in ids:
             assert experiment_id is not None
-            with session_scope(self._engine) as session:
+            with unit_of_work(self._engine, self._handlers) as session:
                 fingerprint = _fingerprint(session, experiment_id)
                 if self._fresh(experiment_id, fingerprint, now):
                     continue

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, func, select
 
-from service.models import Arm, ArmStatusChange, Experiment, ExperimentEpoch
+from service.models import Arm, ArmStatusChange, Experiment, ExperimentChange, ExperimentEpoch
 from service.vocabulary import ArmStatus
 
 
@@ -106,3 +106,17 @@ def last_restores(session: Session, *, arm_ids: Sequence[int]) -> dict[int, date
         .group_by(col(ArmStatusChange.arm_id))
     )
     return {int(arm_id): at for arm_id, at in session.exec(stmt)}
+
+
+def record_change(session: Session, *, change: ExperimentChange) -> None:
+    session.add(change)
+    session.flush()
+
+
+def changes(session: Session, *, experiment_id: int) -> list[ExperimentChange]:
+    stmt = (
+        select(ExperimentChange)
+        .where(ExperimentChange.experiment_id == experiment_id)
+        .order_by(col(ExperimentChange.id))
+    )
+    return list(session.exec(stmt))

@@ -120,10 +120,24 @@ def proposals(
     return list(session.exec(stmt))
 
 
-def pending_count(session: Session, *, experiment_id: int) -> int:
+def edited_proposals(session: Session, *, experiment_id: int) -> list[Proposal]:
+    """Approved proposals whose text a reviewer edited, oldest first."""
+    stmt = (
+        select(Proposal)
+        .where(Proposal.experiment_id == experiment_id, Proposal.status == "approved")
+        .where(col(Proposal.edited_content).is_not(None))
+        .order_by(col(Proposal.id))
+    )
+    return list(session.exec(stmt))
+
+
+def pending_count(session: Session, *, experiment_id: int, run_id: int | None = None) -> int:
+    """Pending proposals of an experiment (of one loop run, given its id)."""
     stmt = select(func.count()).where(
         Proposal.experiment_id == experiment_id, Proposal.status == "pending"
     )
+    if run_id is not None:
+        stmt = stmt.where(Proposal.loop_run_id == run_id)
     return int(session.exec(stmt).one())
 
 

@@ -1,4 +1,5 @@
-"""The loop (scope admin): run now, read runs, review proposals, read the learnings."""
+"""The loop (scope review; admin allows it too): run now, read runs, review proposals,
+read the learnings."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Header, Query
 from fastapi.responses import PlainTextResponse, Response
 
-from service.deps import AdminKey, RuntimeDep, SessionDep
+from service.deps import ReviewKey, RuntimeDep, SessionDep
 from service.loop import review
 from service.schemas.common import IdPath
 from service.schemas.loop import (
@@ -31,17 +32,17 @@ MARKDOWN = "text/markdown; charset=utf-8"
     response_model=LoopRunOut,
     responses={409: {"description": "Another replica is running this experiment's loop."}},
 )
-def run_loop(key: str, runtime: RuntimeDep, _admin: AdminKey) -> LoopRunOut:
+def run_loop(key: str, runtime: RuntimeDep, caller: ReviewKey) -> LoopRunOut:
     """Run the loop now. A run whose LLM pass failed is still recorded (status `failed`,
     with the error) and returned here."""
-    return review.run_out(runtime.loop.run(key, trigger="api"), key)
+    return review.run_out(runtime.loop.run(key, trigger="api", actor=caller.name), key)
 
 
 @router.get("/v1/experiments/{key}/loop-runs", response_model=LoopRunList)
 def list_loop_runs(
     key: str,
     session: SessionDep,
-    _admin: AdminKey,
+    _caller: ReviewKey,
     limit: Annotated[int, Query(ge=1, le=review.MAX_RUNS)] = 50,
 ) -> LoopRunList:
     return LoopRunList(runs=review.list_runs(session, key, limit=limit))
@@ -50,7 +51,7 @@ def list_loop_runs(
 @router.get("/v1/proposals", response_model=ProposalList)
 def list_proposals(
     session: SessionDep,
-    _admin: AdminKey,
+    _caller: ReviewKey,
     status: Literal["pending", "approved", "rejected"] | None = None,
     experiment: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
@@ -63,18 +64,18 @@ def list_proposals(
 def approve_proposal(
     proposal_id: IdPath,
     session: SessionDep,
-    admin: AdminKey,
+    caller: ReviewKey,
     body: Annotated[ApproveIn | None, Body()] = None,
 ) -> ProposalOut:
-    proposal = review.approve(session, proposal_id, body or ApproveIn(), actor=admin.name)
+    proposal = review.approve(session, proposal_id, body or ApproveIn(), actor=caller.name)
     return review.proposal_out(proposal, _key(session, proposal.experiment_id))
 
 
 @router.post("/v1/proposals/{proposal_id}/reject", response_model=ProposalOut)
 def reject_proposal(
-    proposal_id: IdPath, body: RejectIn, session: SessionDep, admin: AdminKey
+    proposal_id: IdPath, body: RejectIn, session: SessionDep, caller: ReviewKey
 ) -> ProposalOut:
-    proposal = review.reject(session, proposal_id, body, actor=admin.name)
+    proposal = review.reject(session, proposal_id, body, actor=caller.name)
     return review.proposal_out(proposal, _key(session, proposal.experiment_id))
 
 
@@ -86,7 +87,7 @@ def reject_proposal(
 def read_learnings(
     key: str,
     session: SessionDep,
-    _admin: AdminKey,
+    _caller: ReviewKey,
     format: Literal["json", "markdown"] | None = None,
     accept: Annotated[str | None, Header()] = None,
 ) -> LearningList | Response:

@@ -167,6 +167,11 @@ class ArmEditIn(Strict):
     reason: str = Field("edited", min_length=1, max_length=2000)
 
 
+class ContentWarning(BaseModel):
+    code: str
+    message: str
+
+
 class ArmOut(BaseModel):
     id: int
     content: str
@@ -177,6 +182,11 @@ class ArmOut(BaseModel):
     control: bool
     parent_id: int | None
     created_at: datetime
+    warnings: list[ContentWarning] = Field(
+        default_factory=list,
+        description="Content-rule warnings on the arm's text (spam words, ALL CAPS, ...); "
+        "hard rules refuse the text instead.",
+    )
 
 
 class ExperimentOut(BaseModel):
@@ -209,6 +219,13 @@ class ExperimentOut(BaseModel):
 
 class ExperimentList(BaseModel):
     experiments: list[ExperimentOut]
+
+
+class ExperimentChangeOut(BaseModel):
+    action: str = Field(description="created, settings, pause, resume or archive")
+    actor: str = Field(description="The console's person or the API key's name.")
+    changes: dict[str, Any] = Field(description="The settings as changed (new values).")
+    created_at: datetime
 
 
 class StatusChangeOut(BaseModel):

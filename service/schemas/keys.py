@@ -12,8 +12,8 @@ class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=120)
-    scopes: list[Literal["decide", "ingest", "admin"]] = Field(
-        min_length=1, max_length=3, description="decide, ingest, admin"
+    scopes: list[Literal["decide", "ingest", "review", "admin"]] = Field(
+        min_length=1, max_length=4, description="decide, ingest, review, admin"
     )
 
 

@@ -20,6 +20,9 @@ class LoopRunOut(BaseModel):
         "says why) or abandoned (its replica stopped mid-run)."
     )
     trigger: str
+    actor: str | None = Field(
+        None, description="Who ran it now: the console's person or the API key's name."
+    )
     started_at: datetime
     finished_at: datetime | None
     model: str | None

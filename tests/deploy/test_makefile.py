@@ -30,7 +30,13 @@ def test_serve_installs_the_package_without_dev_tools(tmp_path: Path) -> None:
 def test_test_installs_dev_tools_and_the_test_machinery(tmp_path: Path) -> None:
     plan = _plan("test", tmp_path / "venv")
     assert "pip install -q -e '.[dev,simulation]'" in plan
-    for script in ("ensure-services", "ensure-prometheus", "ensure-chromium", "ensure-docker"):
+    for script in (
+        "ensure-services",
+        "ensure-prometheus",
+        "ensure-chromium",
+        "ensure-axe",
+        "ensure-docker",
+    ):
         assert f"bash scripts/{script}.sh" in plan
     assert "pytest" in plan
     ci = (ROOT / ".ci" / "run").read_text()

@@ -18,7 +18,7 @@ from service.repositories import snapshots as snapshots_repo
 from service.runtime import Runtime
 from service.settings import Settings
 from simulation.copywriter import read_data_block
-from simulation.copywriter_server import SLOW, CopywriterControl
+from simulation.copywriter_server import REPEAT, SLOW, CopywriterControl
 from tests.service.loop_fixtures import (
     llm_settings,
     pending,
@@ -276,3 +276,30 @@ def test_scheduler_runs_experiments_on_their_cadence(
     assert run.status == "succeeded"
     assert scheduler.due() == []
     assert scheduler.due(utcnow() + timedelta(hours=7)) == [exp["key"]]
+
+
+def test_an_approved_edit_retires_the_original_wording_for_good(
+    client: TestClient, admin, decide, ingest, runtime: Runtime, copywriter: CopywriterControl
+):
+    exp = seed_experiment(client, admin, decide, ingest, runtime)
+    run_loop(client, admin, exp["key"])
+    proposal = pending(client, admin, exp["key"])[0]
+    original = proposal["content"]
+    edited = "Want a sneak peek at the travel-ready capsule?"
+    response = client.post(
+        f"/v1/proposals/{proposal['id']}/approve", json={"content": edited}, headers=admin
+    )
+    assert response.status_code == 200, response.text
+    # The copywriter proposes its last texts again, word for word: the original wording is
+    # dropped as a duplicate of the text the reviewer replaced, and neither text comes back.
+    copywriter.script(REPEAT)
+    run = run_loop(client, admin, exp["key"])
+    texts = [p["content"] for p in pending(client, admin, exp["key"])]
+    assert texts.count(original) == 0
+    assert texts.count(edited) == 0
+    dropped = [d for d in run["dropped"] if d["subject"] == original]
+    assert len(dropped) == 1, run["dropped"]
+    assert dropped[0]["reason"].startswith("near-duplicate of rejected proposal")
+    # The prompt listed it among the rejected texts, with the edit that replaced it.
+    listed = read_data_block(copywriter.last_request)["rejected_variants"]
+    assert listed == [{"content": original, "reason": f"replaced by a reviewer's edit: {edited!r}"}]
