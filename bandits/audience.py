@@ -469,3 +469,65 @@ def pinned_scenarios() -> dict[str, Scenario]:
         ),
     ]
     return {scenario.name: scenario for scenario in scenarios}
+
+
+# Realistic clocks (issue 10): how long feedback takes on each channel.
+PUSH_CLICK_DELAY = DelaySpec(median_hours=20.0 / 3600.0, sigma=1.0)  # p99 about 3.5 minutes
+EMAIL_CLICK_DELAY = DelaySpec(median_hours=1.0, sigma=1.5)  # p10 9 minutes, p90 6.8 hours
+CONVERSION_DELAY = DelaySpec(median_hours=30.0, sigma=1.0)  # p10 8 hours, p90 4.5 days
+
+
+def clock_scenarios() -> dict[str, Scenario]:
+    """Scenarios on the channels' own clocks, from seconds to days. Built fresh on every call.
+
+    Each keeps the experiment's defaults (7-day window): the service must serve push, email
+    and conversions alike with no knob set.
+    """
+    scenarios = [
+        Scenario(
+            name="fast",
+            description="Push: clicks 2-5% arriving within seconds (median 20 s), one day.",
+            arms=_arms([0.020, 0.035, 0.050]),
+            delay=PUSH_CLICK_DELAY,
+            unsub_delay=DelaySpec(median_hours=0.05, sigma=1.0),
+            horizon_hours=24.0,
+            sends_per_hour=600.0,
+        ),
+        Scenario(
+            name="email",
+            description="Email: clicks 1.5-3.5%, log-normal delays with a median of 1 h, 4 days.",
+            arms=_arms([0.015, 0.025, 0.035]),
+            delay=EMAIL_CLICK_DELAY,
+            horizon_hours=96.0,
+            sends_per_hour=300.0,
+        ),
+        Scenario(
+            name="conversions",
+            description=(
+                "Conversions 0.4-1.4% with delays of a day or more (median 30 h, 90th "
+                "percentile 4.5 days), two weeks."
+            ),
+            arms=_arms([0.004, 0.007, 0.010, 0.014]),
+            delay=CONVERSION_DELAY,
+            horizon_hours=336.0,
+            sends_per_hour=600.0,
+            primary_metric="conversion",
+        ),
+        Scenario(
+            name="swap",
+            description=(
+                "Email clocks; the best arm (4.0%) fatigues to 1.8% at 48 h while arm-1 rises "
+                "from 2.5% to 4.5%, five days."
+            ),
+            arms=(
+                ArmSpec("arm-0", 0.020),
+                ArmSpec("arm-1", 0.025, rate_changes=(RateChange(48.0, 0.045),)),
+                ArmSpec("arm-2", 0.030),
+                ArmSpec("arm-3", 0.040, rate_changes=(RateChange(48.0, 0.018),)),
+            ),
+            delay=EMAIL_CLICK_DELAY,
+            horizon_hours=120.0,
+            sends_per_hour=300.0,
+        ),
+    ]
+    return {scenario.name: scenario for scenario in scenarios}

@@ -13,21 +13,31 @@ appears Poisson(c) times. To keep the number of cells small when the allocation 
 every refresh (each version logs its own propensities), weights are rounded to three
 significant digits for the resampling only; that moves an interval end by about 1e-3 of its
 value, below the Monte Carlo error of 500 resamples.
+
+Young decisions (issue 10). A decision of age a has had F(a) of its eventual chance of success
+(F the policy's delay CDF), so it counts as F(a) of a decision wherever a count or a weight
+enters a denominator: the policy's value is sum(y) / sum(F), an even split's SNIPS value
+sum(w y) / sum(w F). Matured decisions have F = 1 and the estimators are the plain ones. The
+bootstrap then has two sources of error to carry: which decisions were logged (resampled as
+above), and F itself, estimated from the successes' delays: each resample also draws F from
+the delay model's own uncertainty (``DelayCorrection.redraw``), so the interval widens where F
+rests on few delays (young experiments) while the point value stays on the policy's F.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from bandits.offpolicy import effective_sample_size, ips, snips
+from bandits.offpolicy import effective_sample_size
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.int64]
 
 SIGNIFICANT_DIGITS = 3
 # Multinomial counts are drawn in blocks of at most this many cells (resamples x cells).
@@ -71,6 +81,27 @@ class EvaluationLog:
         return int(self.reward.size)
 
 
+@dataclass(frozen=True)
+class DelayCorrection:
+    """How decisions younger than the attribution window count (see the module docstring).
+
+    ``exposure``: per decision, F(age) under the policy's delay CDF, the share of its eventual
+    chance of success that has had time to arrive (1 once matured). ``node``: per decision,
+    the age node its F is redrawn at. ``redraw(rng, m)``: m draws of F from its own
+    uncertainty, each as the factor by which it moves F at every node, shape (m, nodes);
+    1 at the node of matured decisions.
+    """
+
+    exposure: FloatArray
+    node: IntArray
+    redraw: Callable[[np.random.Generator, int], FloatArray]
+
+    @property
+    def maturity(self) -> float:
+        """The share of the log's eventual evidence that has arrived (1 when all matured)."""
+        return float(self.exposure.mean()) if self.exposure.size else 1.0
+
+
 def _round_significant(values: FloatArray, digits: int) -> FloatArray:
     out = np.zeros_like(values)
     nonzero = values != 0.0
@@ -106,7 +137,13 @@ def _ratio(numerator: FloatArray, denominator: FloatArray) -> FloatArray:
 
 
 def _cells(columns: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Distinct rows of ``columns`` and how many times each occurs.
+    """Distinct rows of ``columns`` and how many times each occurs."""
+    cells, counts, _ = _cells_with_key(columns)
+    return cells, counts
+
+
+def _cells_with_key(columns: FloatArray) -> tuple[FloatArray, FloatArray, IntArray]:
+    """Distinct rows of ``columns``, how many times each occurs, and each row's cell.
 
     Built from per-column codes combined one column at a time (re-coded after each step so
     the combined key never overflows): much faster than ``np.unique(axis=0)``'s row sort.
@@ -114,11 +151,12 @@ def _cells(columns: FloatArray) -> tuple[FloatArray, FloatArray]:
     key = np.zeros(columns.shape[0], dtype=np.int64)
     for j in range(columns.shape[1]):
         values, code = np.unique(columns[:, j], return_inverse=True)
-        _, key = np.unique(key * values.size + code, return_inverse=True)
+        _, key = np.unique(key * values.size + code.reshape(-1), return_inverse=True)
+        key = key.reshape(-1)
     counts = np.bincount(key).astype(np.float64)
     first = np.full(counts.size, columns.shape[0], dtype=np.int64)
     np.minimum.at(first, key, np.arange(columns.shape[0]))
-    return columns[first], counts
+    return columns[first], counts, key
 
 
 def resampled_sums(
@@ -140,7 +178,7 @@ def resampled_sums(
     return sums
 
 
-def _validate(log: EvaluationLog, targets: Sequence[Target]) -> None:
+def _validate(log: EvaluationLog, targets: Sequence[Target], delay: DelayCorrection | None) -> None:
     n = log.n
     for name in ("propensity", "uniform", "uniform_mass"):
         if getattr(log, name).shape != (n,):
@@ -150,6 +188,11 @@ def _validate(log: EvaluationLog, targets: Sequence[Target]) -> None:
     for target in targets:
         if target.probability.shape != (n,) or target.covered.shape != (n,):
             raise ValueError(f"target {target.name!r}: needs one value per decision ({n})")
+    if delay is not None:
+        if delay.exposure.shape != (n,) or delay.node.shape != (n,):
+            raise ValueError(f"delay: needs one exposure and one node per decision ({n})")
+        if n and (np.any(delay.exposure < 0.0) or np.any(delay.exposure > 1.0)):
+            raise ValueError("delay.exposure: must be in [0, 1] for every logged decision")
 
 
 def evaluate_log(
@@ -159,6 +202,7 @@ def evaluate_log(
     rng: np.random.Generator,
     n_boot: int = 500,
     level: float = 0.95,
+    delay: DelayCorrection | None = None,
 ) -> dict[str, Any]:
     """The lift over an even split and each target's IPS and SNIPS value, with intervals.
 
@@ -167,14 +211,17 @@ def evaluate_log(
     (``uniform``), their ``difference``, ``relative`` = difference / uniform, and
     ``successes_gained`` = n * difference. Each target: ``n`` decisions it was evaluated on,
     ``coverage`` = n / all, ``support``, Kish's ``effective_sample_size``, ``ips``, ``snips``.
+    With ``delay``, young decisions count as F(age) of a decision (every value is then an
+    eventual rate) and ``maturity`` is the share of the eventual evidence that has arrived.
     """
-    _validate(log, targets)
+    _validate(log, targets, delay)
     if not 0.0 < level < 1.0:
         raise ValueError(f"level: must be in (0, 1), got {level!r}")
     if n_boot < 2:
         raise ValueError(f"n_boot: must be >= 2, got {n_boot!r}")
     n = log.n
-    reward, propensity = log.reward, log.propensity
+    propensity = log.propensity
+    exposure = delay.exposure if delay is not None else np.ones(n)
     uniform_support = bool(
         n > 0
         and np.any(log.uniform > 0.0)
@@ -189,24 +236,71 @@ def evaluate_log(
         weight_columns.append(_round_significant(weight, SIGNIFICANT_DIGITS))
     sums: FloatArray | None = None
     if n > 0:
-        base = [reward, weight_columns[0]]
+        base = [log.reward, weight_columns[0]]
         for target, weight in zip(targets, weight_columns[1:], strict=True):
             base += [target.covered.astype(np.float64), weight]
-        cells, counts = _cells(np.column_stack(base))
-        sums = resampled_sums(_expand(cells, len(targets)), counts, rng=rng, n_boot=n_boot)
+        columns = np.column_stack(base)
+        if delay is None or bool(np.all(exposure == 1.0)):
+            cells, counts = _cells(columns)
+            sums = resampled_sums(_expand(cells, len(targets)), counts, rng=rng, n_boot=n_boot)
+        else:
+            sums = _delayed_sums(columns, delay, len(targets), rng=rng, n_boot=n_boot)
 
     result: dict[str, Any] = {
         "n": n,
         "level": level,
         "n_boot": n_boot,
-        "lift": _lift(log, sums, uniform_support, level),
+        "maturity": delay.maturity if delay is not None else (1.0 if n else None),
+        "lift": _lift(log, exposure, sums, uniform_support, level),
         "off_policy": {
-            "uniform": _uniform_target(log, sums, uniform_support, level),
+            "uniform": _uniform_target(log, exposure, sums, uniform_support, level),
         },
     }
     for j, target in enumerate(targets):
-        result["off_policy"][target.name] = _target(log, target, sums, j, level)
+        result["off_policy"][target.name] = _target(log, exposure, target, sums, j, level)
     return result
+
+
+def _delayed_sums(
+    columns: FloatArray,
+    delay: DelayCorrection,
+    n_targets: int,
+    *,
+    rng: np.random.Generator,
+    n_boot: int,
+) -> FloatArray:
+    """``resampled_sums`` of ``_expand``'s columns, with young decisions counted as F(age).
+
+    Decisions are grouped into cells by (reward, weights, age node), each carrying the mean of
+    its decisions' exact F. Per resample, a cell counts P * min(1, F * ratio[node]) wherever a
+    count enters a denominator, and P in the reward sums (P its Poisson count, ratio that
+    resample's draw of F).
+    """
+    key_columns = np.column_stack([columns, delay.node])
+    cells, counts, key = _cells_with_key(key_columns)
+    mean_exposure = np.bincount(key, weights=delay.exposure, minlength=counts.size) / counts
+    rows = cells[:, :-1]
+    node = cells[:, -1].astype(np.int64)
+
+    expanded = _expand(rows, n_targets)
+    # Columns summed over F-weighted counts (denominators) and over plain counts (rewards).
+    denominators = [0, 3] + [c for j in range(n_targets) for c in (4 + 3 * j, 6 + 3 * j)]
+    plain = [c for c in range(expanded.shape[1]) if c not in denominators]
+    sums = np.empty((n_boot, expanded.shape[1]), dtype=np.float64)
+    block = max(1, _BLOCK_CELLS // max(counts.size, 1))
+    for start in range(0, n_boot, block):
+        stop = min(n_boot, start + block)
+        draws = rng.poisson(counts, size=(stop - start, counts.size)).astype(np.float64)
+        ratio = delay.redraw(rng, stop - start)
+        weighted = draws * np.minimum(mean_exposure[None, :] * ratio[:, node], 1.0)
+        sums[start:stop, plain] = draws @ expanded[:, plain]
+        sums[start:stop, denominators] = weighted @ expanded[:, denominators]
+    # As ``_rate``: a drawn F may not imply a rate above 1 (count >= successes, per ratio).
+    sums[:, 0] = np.maximum(sums[:, 0], sums[:, 1])
+    sums[:, 3] = np.maximum(sums[:, 3], sums[:, 2])
+    for j in range(n_targets):
+        sums[:, 6 + 3 * j] = np.maximum(sums[:, 6 + 3 * j], sums[:, 5 + 3 * j])
+    return sums
 
 
 def _expand(cells: FloatArray, n_targets: int) -> FloatArray:
@@ -223,11 +317,29 @@ def _expand(cells: FloatArray, n_targets: int) -> FloatArray:
     return np.column_stack(out)
 
 
+def _weighted_ratio(numerator: FloatArray, denominator: FloatArray) -> float:
+    total = float(np.sum(denominator))
+    return float(np.sum(numerator)) / total if total > 0.0 else float("nan")
+
+
+def _rate(numerator: FloatArray, denominator: FloatArray) -> float:
+    """A self-normalised rate: the F-weighted count never falls below the successes seen.
+
+    A young decision counts F(age) of one, and an F so small that the rate would pass 1 is
+    contradicted by the successes already in (as in ``bandits.delay_model``'s evidence).
+    """
+    return _weighted_ratio(numerator, np.maximum(np.sum(denominator), np.sum(numerator)))
+
+
 def _lift(
-    log: EvaluationLog, sums: FloatArray | None, support: bool, level: float
+    log: EvaluationLog,
+    exposure: FloatArray,
+    sums: FloatArray | None,
+    support: bool,
+    level: float,
 ) -> dict[str, Any]:
     n = log.n
-    policy_value = float(np.mean(log.reward)) if n else float("nan")
+    policy_value = _rate(log.reward, exposure) if n else float("nan")
     ess = effective_sample_size(log.propensity, log.uniform) if n else 0.0
     figures = ("uniform", "difference", "relative", "successes_gained")
     if not support or sums is None:
@@ -235,9 +347,10 @@ def _lift(
         out["policy"] = _empty_interval(policy_value)
         out.update({name: _empty_interval() for name in figures})
         return out
-    uniform_value = snips(log.reward, log.propensity, log.uniform)
+    weight = log.uniform / log.propensity
+    uniform_value = _rate(weight * log.reward, weight * exposure)
     difference = policy_value - uniform_value
-    policy_samples = sums[:, 1] / sums[:, 0]
+    policy_samples = _ratio(sums[:, 1], sums[:, 0])
     uniform_samples = _ratio(sums[:, 2], sums[:, 3])
     difference_samples = policy_samples - uniform_samples
     relative_samples = _ratio(difference_samples, uniform_samples)
@@ -254,7 +367,11 @@ def _lift(
 
 
 def _uniform_target(
-    log: EvaluationLog, sums: FloatArray | None, support: bool, level: float
+    log: EvaluationLog,
+    exposure: FloatArray,
+    sums: FloatArray | None,
+    support: bool,
+    level: float,
 ) -> dict[str, Any]:
     n = log.n
     out: dict[str, Any] = {
@@ -266,21 +383,30 @@ def _uniform_target(
     if not support or sums is None:
         out["ips"], out["snips"] = _empty_interval(), _empty_interval()
         return out
+    weight = log.uniform / log.propensity
     out["ips"] = _interval(
-        ips(log.reward, log.propensity, log.uniform), sums[:, 2] / sums[:, 0], level
+        _weighted_ratio(weight * log.reward, exposure), _ratio(sums[:, 2], sums[:, 0]), level
     )
     out["snips"] = _interval(
-        snips(log.reward, log.propensity, log.uniform), _ratio(sums[:, 2], sums[:, 3]), level
+        _rate(weight * log.reward, weight * exposure),
+        _ratio(sums[:, 2], sums[:, 3]),
+        level,
     )
     return out
 
 
 def _target(
-    log: EvaluationLog, target: Target, sums: FloatArray | None, j: int, level: float
+    log: EvaluationLog,
+    exposure: FloatArray,
+    target: Target,
+    sums: FloatArray | None,
+    j: int,
+    level: float,
 ) -> dict[str, Any]:
     covered = target.covered
     used = int(covered.sum())
     reward, propensity = log.reward[covered], log.propensity[covered]
+    matured = exposure[covered]
     probability = target.probability[covered]
     out: dict[str, Any] = {
         **target.details,
@@ -294,8 +420,7 @@ def _target(
         out["ips"], out["snips"] = _empty_interval(), _empty_interval()
         return out
     count, weighted, weight = sums[:, 4 + 3 * j], sums[:, 5 + 3 * j], sums[:, 6 + 3 * j]
-    out["ips"] = _interval(ips(reward, propensity, probability), _ratio(weighted, count), level)
-    out["snips"] = _interval(
-        snips(reward, propensity, probability), _ratio(weighted, weight), level
-    )
+    w = probability / propensity
+    out["ips"] = _interval(_weighted_ratio(w * reward, matured), _ratio(weighted, count), level)
+    out["snips"] = _interval(_rate(w * reward, w * matured), _ratio(weighted, weight), level)
     return out

@@ -3,7 +3,8 @@ estimates of an even split, the current allocation and (optionally) one fixed ar
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,13 +13,14 @@ from sqlmodel import Session
 
 from service.errors import NotFound
 from service.evaluation.estimates import EvaluationLog, Target, evaluate_log
+from service.evaluation.maturity import delay_correction
 from service.models import utcnow
 from service.policy.cohorts import OVERALL
 from service.policy.inputs import success_metric
 from service.repositories import evaluation as evaluation_repo
 from service.repositories import experiments as experiments_repo
 from service.repositories import snapshots as snapshots_repo
-from service.repositories.evaluation import MaturedDecisions, ServedVersion
+from service.repositories.evaluation import LoggedDecisions, ServedVersion
 
 # The report calls this on every request: the newest 200k matured decisions and 500
 # resamples keep it well under a second while the intervals stay stable to ~1e-3.
@@ -40,11 +42,14 @@ def evaluate_experiment(
     n_boot: int = N_BOOT,
     level: float = LEVEL,
 ) -> dict[str, Any]:
-    """Lift and off-policy estimates from the experiment's matured decisions (JSON-able).
+    """Lift and off-policy estimates from the experiment's decision log (JSON-able).
 
-    Matured: made at least one attribution window before ``now`` in the current epoch, so
-    every success it can earn is in; the reward is whether it earned a first success of the
-    primary metric. Raises ``NotFound`` for an unknown experiment or an arm of another one.
+    Every decision of the current epoch made before ``now`` counts, the young ones too: a
+    decision of age a counts as F(a) of a decision, F the delay CDF the policy used (the
+    latest snapshot's), so the figures are eventual rates from the first hour of a campaign
+    on; ``maturity`` says how much of the eventual evidence has arrived. The reward is whether
+    it earned a first success of the primary metric by ``now``. Raises ``NotFound`` for an
+    unknown experiment or an arm of another one.
     """
     experiment = experiments_repo.get(session, experiment_id=experiment_id)
     if experiment is None:
@@ -56,37 +61,46 @@ def evaluate_experiment(
     window = experiment.attribution_window_hours
     matured_before = now - timedelta(hours=window)
     metric = success_metric(experiment.primary_metric, experiment.conversion_name)
-    decisions = evaluation_repo.matured_decisions(
+    decisions = evaluation_repo.logged_decisions(
         session,
         experiment_id=experiment_id,
         epoch=experiment.epoch,
         metric=metric,
-        matured_before=matured_before,
+        now=now,
         limit=max_decisions,
     )
-    matured = len(decisions)
-    if matured >= max_decisions:
-        matured = evaluation_repo.count_decisions(
-            session, experiment_id=experiment_id, epoch=experiment.epoch, before=matured_before
+    total = len(decisions)
+    if total >= max_decisions:
+        total = evaluation_repo.count_decisions(
+            session, experiment_id=experiment_id, epoch=experiment.epoch, before=now
         )
-    pending = evaluation_repo.count_decisions(
-        session, experiment_id=experiment_id, epoch=experiment.epoch, since=matured_before
+    matured = evaluation_repo.count_decisions(
+        session, experiment_id=experiment_id, epoch=experiment.epoch, before=matured_before
     )
     served = evaluation_repo.served_versions(
         session,
         experiment_id=experiment_id,
         versions=sorted(set(decisions.policy_version)),
     )
+    # Decisions whose snapshot is gone cannot be evaluated: dropped before anything is built,
+    # so the log and its delay correction describe the same decisions.
+    known = [v in served for v in decisions.policy_version]
+    evaluated = _only(decisions, known)
     latest = snapshots_repo.latest(session, experiment_id=experiment_id)
     current = _current_allocation(latest.payload) if latest is not None else None
-    log, targets, skipped = build_log(
-        decisions,
+    log, targets, _ = build_log(
+        evaluated,
         served,
         current=current,
         current_version=latest.version if latest is not None else None,
         arm_id=arm_id,
     )
-    result = evaluate_log(log, targets, rng=rng, n_boot=n_boot, level=level)
+    correction, delay_info = delay_correction(
+        evaluated,
+        window_hours=window,
+        payload=latest.payload if latest is not None else None,
+    )
+    result = evaluate_log(log, targets, rng=rng, n_boot=n_boot, level=level, delay=correction)
     if current is None:
         result["off_policy"]["current"] = _unavailable(
             "current", "no snapshot serves traffic now (paused, archived or no live arm)"
@@ -100,12 +114,26 @@ def evaluate_experiment(
             "attribution_window_hours": window,
             "matured_before": matured_before.isoformat(),
             "matured": matured,
-            "pending": pending,
-            "capped": matured > len(decisions),
-            "skipped": skipped,
+            # Younger than the window: evaluated through the delay correction, still maturing.
+            "pending": total - matured,
+            "young": sum(1 for age in evaluated.age_hours if age < window),
+            "delay": delay_info,
+            "capped": total > len(decisions),
+            "skipped": len(decisions) - len(evaluated),
         }
     )
     return result
+
+
+def _only(decisions: LoggedDecisions, keep: Sequence[bool]) -> LoggedDecisions:
+    if all(keep):
+        return decisions
+    return LoggedDecisions(
+        *(
+            [value for value, kept in zip(getattr(decisions, name), keep, strict=True) if kept]
+            for name in (f.name for f in fields(LoggedDecisions))
+        )
+    )
 
 
 CurrentAllocation = tuple[tuple[int, ...], Mapping[str, tuple[float, ...]]]
@@ -136,7 +164,7 @@ def _unavailable(name: str, reason: str) -> dict[str, Any]:
 
 
 def build_log(
-    decisions: MaturedDecisions,
+    decisions: LoggedDecisions,
     served: Mapping[int, ServedVersion],
     *,
     current: CurrentAllocation | None,

@@ -22,20 +22,37 @@ def _count(value: float | None) -> str:
     return "-" if value is None else f"{value:+,.0f}"
 
 
+def _maturity_line(result: Mapping[str, Any]) -> str:
+    maturity = result.get("maturity")
+    if maturity is None or not result.get("young"):
+        return "every evaluated decision has matured: figures are final"
+    delay = result.get("delay") or {}
+    median = delay.get("median_hours")
+    source = "the policy's" if delay.get("source") == "snapshot" else "the log's own"
+    return (
+        f"maturity {maturity:.0%}: {result['young']:,} young decisions count as F(age) of a "
+        f"decision ({source} delay CDF"
+        + (f", median {median:.3g} h" if median is not None else "")
+        + "); figures are eventual rates, intervals include F's uncertainty"
+    )
+
+
 def format_evaluation(key: str, result: Mapping[str, Any]) -> str:
     level = f"{result['level']:.0%}"
     lines = [
         f"experiment {key} (epoch {result['epoch']}), success = first {result['metric']} "
         f"within {result['attribution_window_hours']:g} h",
-        f"matured decisions: {result['matured']:,} (evaluated {result['n']:,}"
-        f"{', newest only' if result['capped'] else ''}); still maturing: {result['pending']:,}"
-        + (f"; skipped (snapshot gone): {result['skipped']:,}" if result["skipped"] else ""),
+        f"matured decisions: {result['matured']:,}; still maturing: {result['pending']:,} "
+        f"(evaluated {result['n']:,}{', newest only' if result['capped'] else ''}"
+        + (f"; skipped (snapshot gone): {result['skipped']:,}" if result["skipped"] else "")
+        + ")",
+        _maturity_line(result),
         f"intervals: {level} bootstrap, {result['n_boot']} resamples",
         "",
     ]
     lift = result["lift"]
     if not lift["support"]:
-        lines.append("lift over an even split: no support (no matured decisions)")
+        lines.append("lift over an even split: no support (no decisions to evaluate)")
     else:
         lines += [
             "lift over an even split",

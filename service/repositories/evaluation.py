@@ -1,4 +1,5 @@
-"""Reads for evaluation: matured decisions with their reward, and what each snapshot served."""
+"""Reads for evaluation: logged decisions with their reward so far, and what each snapshot
+served."""
 
 from __future__ import annotations
 
@@ -11,24 +12,34 @@ from sqlalchemy import and_, func
 from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
-from service.models import Decision, FirstEvent, PolicySnapshot
+from service.models import Decision, FirstEvent, PolicySnapshot, as_utc
 from service.policy.cohorts import OVERALL
 
 VERSION_CHUNK = 500
 
 
 @dataclass(frozen=True)
-class MaturedDecisions:
-    """Matured decisions as columns (one entry per decision, newest first)."""
+class LoggedDecisions:
+    """Logged decisions as columns (one entry per decision, newest first).
+
+    ``age_hours``: time from the decision to the evaluation's ``now``. ``delay_hours``: from the
+    decision to its first success of the metric, NaN where none has arrived by ``now``.
+    """
 
     arm_id: list[int]
     segment: list[str]
     propensity: list[float]
     policy_version: list[int]
     success: list[bool]
+    age_hours: list[float]
+    delay_hours: list[float]
 
     def __len__(self) -> int:
         return len(self.arm_id)
+
+
+# The name before young decisions were evaluated too.
+MaturedDecisions = LoggedDecisions
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,18 +51,18 @@ class ServedVersion:
     allocation: tuple[float, ...]
 
 
-def matured_decisions(
+def logged_decisions(
     session: Session,
     *,
     experiment_id: int,
     epoch: int,
     metric: str,
-    matured_before: datetime,
+    now: datetime,
     limit: int,
-) -> MaturedDecisions:
-    """The newest ``limit`` decisions made before ``matured_before``, each with its reward.
+) -> LoggedDecisions:
+    """The newest ``limit`` decisions made before ``now``, each with its success so far.
 
-    Reward: a first event of ``metric`` exists for the decision. Ingestion only claims first
+    Success: a first event of ``metric`` that occurred by ``now``. Ingestion only claims first
     events inside the attribution window (later ones are ``late``), so existence is enough.
     Read through Core and returned as columns: the report may read 200k rows per request,
     and ORM row objects would cost more than all of the statistics.
@@ -63,26 +74,44 @@ def matured_decisions(
             col(Decision.segment),
             col(Decision.propensity),
             col(Decision.policy_version),
-            col(FirstEvent.decision_id).is_not(None),
+            col(Decision.created_at),
+            col(FirstEvent.occurred_at),
         )
         .join(
             FirstEvent,
-            and_(col(FirstEvent.decision_id) == col(Decision.id), col(FirstEvent.metric) == metric),
+            and_(
+                col(FirstEvent.decision_id) == col(Decision.id),
+                col(FirstEvent.metric) == metric,
+                col(FirstEvent.occurred_at) <= now,
+            ),
             isouter=True,
         )
         .where(
             col(Decision.experiment_id) == experiment_id,
             col(Decision.epoch) == epoch,
-            col(Decision.created_at) < matured_before,
+            col(Decision.created_at) < now,
         )
         .order_by(col(Decision.created_at).desc())
         .limit(limit)
     )
     rows = session.connection().execute(stmt).all()
     if not rows:
-        return MaturedDecisions([], [], [], [], [])
-    arm_id, segment, propensity, version, success = (list(c) for c in zip(*rows, strict=True))
-    return MaturedDecisions(arm_id, segment, propensity, version, success)
+        return LoggedDecisions([], [], [], [], [], [], [])
+    arm_id, segment, propensity, version, created, occurred = (
+        list(c) for c in zip(*rows, strict=True)
+    )
+    now = as_utc(now)
+    age, delay, success = [], [], []
+    for made, event in zip(created, occurred, strict=True):
+        made = as_utc(made)
+        age.append(max(0.0, (now - made).total_seconds() / 3600.0))
+        if event is None:
+            delay.append(float("nan"))
+            success.append(False)
+        else:
+            delay.append(max(0.0, (as_utc(event) - made).total_seconds() / 3600.0))
+            success.append(True)
+    return LoggedDecisions(arm_id, segment, propensity, version, success, age, delay)
 
 
 def count_decisions(

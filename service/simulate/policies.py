@@ -225,13 +225,16 @@ class ServicePolicy:
 
 
 class BaselinePolicy:
-    """Uniform, epsilon-greedy or pure Thompson sampling on the raw (uncorrected) counts.
+    """Uniform, epsilon-greedy or Thompson sampling on the raw (uncorrected) counts.
 
     Textbook versions: one allocation for all segments, no guardrails, no retirement, a new
     arm starts from nothing. Served through the same sampler, so propensities are exact.
+    ``thompson`` is pure; ``thompson-explore`` keeps an exploration share of ``epsilon``
+    (the service's default 0.10) spread evenly, so it differs from the service only in what
+    the service adds on top: delay correction, priors, guardrails, drift, retirement.
     """
 
-    KINDS = ("uniform", "epsilon-greedy", "thompson")
+    KINDS = ("uniform", "epsilon-greedy", "thompson", "thompson-explore")
 
     def __init__(
         self,
@@ -248,28 +251,33 @@ class BaselinePolicy:
         self.epsilon = epsilon
         self._rng = np.random.default_rng([seed, 0x7EE])
         self._live: list[int] = []
+        self._exploit = np.zeros(0)
         self._allocation = np.zeros(0)
+        self._share = epsilon if kind == "thompson-explore" else 0.0
 
     def refresh(self, now_hours: float, added: Sequence[int], removed: Sequence[int]) -> None:
         gone = set(removed)
         self._live = [i for i in added if i not in gone]
         ids = [arm_id(i) for i in self._live]
         if self.name == "uniform":
-            self._allocation = uniform_allocation(len(ids))
+            self._exploit = self._allocation = uniform_allocation(len(ids))
             return
         successes = self.store.totals(self.store.success_metric, ids)
         exposures = self.store.totals(EXPOSURE, ids)
         successes = np.minimum(successes, exposures)
         if self.name == "epsilon-greedy":
-            self._allocation = epsilon_greedy_allocation(successes, exposures, self.epsilon)
+            self._exploit = epsilon_greedy_allocation(successes, exposures, self.epsilon)
         else:
-            self._allocation = thompson_allocation(successes, exposures, self._rng)
+            self._exploit = thompson_allocation(successes, exposures, self._rng)
+        # What sample_arms serves: the exploration share evenly, the rest by the exploit part.
+        k = len(ids)
+        self._allocation = (1.0 - self._share) * self._exploit + self._share / k
 
     def choose(
         self, segment: str, n: int, rng: np.random.Generator
     ) -> tuple[IntArray, FloatArray, str]:
         eligible = np.ones(len(self._live), dtype=bool)
-        picked, _ = sample_arms(self._allocation, eligible, 0.0, n, rng)
+        picked, _ = sample_arms(self._exploit, eligible, self._share, n, rng)
         return np.asarray(self._live, dtype=np.int64)[picked], self._allocation[picked], ""
 
     def allocation(self) -> dict[int, float]:

@@ -33,7 +33,7 @@ from service.simulate.store import SimulatedStatistics
 
 FloatArray = npt.NDArray[np.float64]
 
-POLICIES = ("uniform", "epsilon-greedy", "thompson", "ours", "ours-naive")
+POLICIES = ("uniform", "epsilon-greedy", "thompson", "thompson-explore", "ours", "ours-naive")
 DEFAULT_POLICIES = ("uniform", "epsilon-greedy", "thompson", "ours")
 GUARDRAIL_TOLERANCE = 0.25
 
