@@ -109,7 +109,13 @@ def sign_in(runtime: Runtime, *, name: str, raw_key: str, now: datetime | None =
     decide or ingest key). Blocking: call it from a sync route or a worker thread.
     """
     person = _clean_name(name)
-    principal = runtime.api_keys.authenticate(f"Bearer {raw_key.strip()}")
+    if not raw_key.strip():
+        raise InvalidInput("paste the review key you were given", field="key")
+    try:
+        principal = runtime.api_keys.authenticate(f"Bearer {raw_key.strip()}")
+    except Unauthorized:
+        # In the form's words: there is no Authorization header to speak of here.
+        raise Unauthorized("unknown or revoked key", field="key") from None
     if not any(scope in principal.scopes for scope in CONSOLE_SCOPES):
         raise Forbidden("this key has neither the review nor the admin scope", field="key")
     issued = as_utc(now) if now is not None else utcnow()

@@ -138,11 +138,13 @@ def test_keys_without_review_cannot_sign_in(runtime, scopes):
         ("x" * 81, None, auth.InvalidInput),
         ("bad\x00name", None, auth.InvalidInput),
         ("Ada", "bl_not-a-key", auth.Unauthorized),
+        ("Ada", "   ", auth.InvalidInput),
     ],
 )
 def test_sign_in_refusals(runtime, name, key, error):
-    with pytest.raises(error):
+    with pytest.raises(error) as refused:
         auth.sign_in(runtime, name=name, raw_key=key or _key(runtime, "review"))
+    assert refused.value.details == {"field": "key" if key else "name"}
 
 
 def test_no_session_is_refused(console):
