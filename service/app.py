@@ -7,7 +7,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from service import api_docs, console, openapi
+from service import api_docs, openapi
+from service.console import mount as console
 from service.deps import refuse_unstorable_params
 from service.errors import install_error_handlers
 from service.middleware import BodySizeLimit, JsonGuard

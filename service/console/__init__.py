@@ -1,20 +1,3 @@
 """The reviewer's console at /console: server-rendered pages over the same domain
-functions as the API, for people who steer the loop (scope review, signed in by name)."""
-
-from __future__ import annotations
-
-from pathlib import Path
-
-from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
-
-from service.console import experiments, reviewing, signin
-from service.console.auth import SignInRequired
-
-
-def install(app: FastAPI) -> None:
-    static = Path(__file__).parent / "static"
-    app.mount("/console/static", StaticFiles(directory=str(static)), name="console-static")
-    for module in (signin, experiments, reviewing):
-        app.include_router(module.router)
-    app.add_exception_handler(SignInRequired, signin.sign_in_required)
+functions as the API, for people who steer the loop (scope review, signed in by name).
+`service.console.mount.install` puts it on the app."""
