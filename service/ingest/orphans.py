@@ -66,7 +66,9 @@ def _resolve(
     orphans = [o for o in orphans if o.decision_id in decisions]
     if not orphans:
         return Counter()
-    experiments = _experiments(session, {decisions[o.decision_id].experiment_id for o in orphans})
+    experiments = experiments_repo.get_many(
+        session, experiment_ids={decisions[o.decision_id].experiment_id for o in orphans}
+    )
     exposed = _exposure_times(session, orphans, decisions, experiments)
     groups: dict[tuple[int, int, str, int, str], list[int]] = defaultdict(list)
     for orphan in orphans:
@@ -97,15 +99,6 @@ def _resolve(
         exposure_events={eid: e.exposure_event for eid, e in experiments.items()},
     )
     return Counter(outcome_of.values())
-
-
-def _experiments(session: Session, ids: set[int]) -> dict[int, Experiment]:
-    found = {}
-    for experiment_id in ids:
-        experiment = experiments_repo.get(session, experiment_id=experiment_id)
-        if experiment is not None:
-            found[experiment_id] = experiment
-    return found
 
 
 def _exposure_times(

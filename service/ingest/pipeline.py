@@ -97,7 +97,9 @@ def ingest(
             candidates.append((index, event, decision_id, token.experiment_id))
 
     decisions = decisions_repo.get_many(session, ids=[c[2] for c in candidates])
-    experiments = _experiments(session, {d.experiment_id for d in decisions.values()})
+    experiments = experiments_repo.get_many(
+        session, experiment_ids={d.experiment_id for d in decisions.values()}
+    )
     exposure_at = _exposure_times(session, candidates, decisions, experiments)
 
     rows: dict[EventKey, dict[str, Any]] = {}
@@ -188,15 +190,6 @@ def _body_positions(count: int, poison: Sequence[Poison]) -> list[int]:
 
 def _raw(event: NormalizedEvent) -> str:
     return json.dumps(event.raw, default=str, sort_keys=True)
-
-
-def _experiments(session: Session, ids: set[int]) -> dict[int, Experiment]:
-    found = {}
-    for experiment_id in ids:
-        experiment = experiments_repo.get(session, experiment_id=experiment_id)
-        if experiment is not None:
-            found[experiment_id] = experiment
-    return found
 
 
 def _resolve_dispatches(

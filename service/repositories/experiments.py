@@ -19,6 +19,16 @@ def get(session: Session, *, experiment_id: int) -> Experiment | None:
     return session.get(Experiment, experiment_id)
 
 
+def get_many(session: Session, *, experiment_ids: set[int]) -> dict[int, Experiment]:
+    """The experiments that exist among ``experiment_ids``, by id."""
+    found = {}
+    for experiment_id in experiment_ids:
+        experiment = session.get(Experiment, experiment_id)
+        if experiment is not None:
+            found[experiment_id] = experiment
+    return found
+
+
 def list_all(session: Session, *, status: str | None = None) -> list[Experiment]:
     stmt = select(Experiment).order_by(col(Experiment.id))
     if status:
