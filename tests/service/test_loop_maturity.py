@@ -21,7 +21,6 @@ from service.vocabulary import EXPOSURE, OVERALL
 from simulation.copywriter import read_data_block
 from simulation.copywriter_server import CopywriterControl
 from simulation.loop import SimulatedClock
-from tests.service.helpers import decide_many
 from tests.service.loop_fixtures import SEED_ARMS, llm_settings, run_loop, serve_copywriter
 
 SENT = datetime(2026, 11, 3, 9, 0, tzinfo=UTC)
@@ -95,7 +94,18 @@ def test_a_young_send_is_too_early_to_judge_and_the_loop_learns_nothing(
             arm["id"]: rate
             for arm, (_c, _t, rate) in zip(experiment["arms"], SEED_ARMS, strict=True)
         }
-        decisions = decide_many(client, decide, runtime, "young", 3000)
+        # Keyed decisions: each unit's arm comes from its HMAC, so the send (and with it
+        # the evidence the loop learns from) is the same on every run.
+        response = client.post(
+            "/v1/choose/batch",
+            json={
+                "experiment": "young",
+                "units": [{"unit_id": f"u{i}", "send_id": "spring-1"} for i in range(3000)],
+            },
+            headers=decide,
+        )
+        assert response.status_code == 200, response.text
+        decisions = response.json()["decisions"]
         events = email_clicks(decisions, rates)
 
         # Ten minutes after an email send: about a tenth of its clicks are in.
