@@ -3,7 +3,6 @@ field at fault."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,13 +17,7 @@ from tests.service.loop_fixtures import (
     pending,
     run_loop,
     seed_experiment,
-    serve_copywriter,
 )
-
-
-@pytest.fixture(scope="session")
-def copywriter_server() -> Iterator[tuple[str, CopywriterControl]]:
-    yield from serve_copywriter()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ arrived. Real app, real openai SDK, scripted copywriter; SQLite and PostgreSQL."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,20 +20,9 @@ from service.vocabulary import EXPOSURE, OVERALL
 from simulation.copywriter import read_data_block
 from simulation.copywriter_server import CopywriterControl
 from simulation.loop import SimulatedClock
-from tests.service.loop_fixtures import SEED_ARMS, llm_settings, run_loop, serve_copywriter
+from tests.service.loop_fixtures import SEED_ARMS, llm_settings, run_loop
 
 SENT = datetime(2026, 11, 3, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="session")
-def copywriter_server() -> Iterator[tuple[str, CopywriterControl]]:
-    yield from serve_copywriter()
-
-
-@pytest.fixture
-def copywriter(copywriter_server: tuple[str, CopywriterControl]) -> CopywriterControl:
-    copywriter_server[1].reset()
-    return copywriter_server[1]
 
 
 @pytest.fixture

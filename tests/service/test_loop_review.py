@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -24,19 +23,7 @@ from tests.service.loop_fixtures import (
     pending,
     run_loop,
     seed_experiment,
-    serve_copywriter,
 )
-
-
-@pytest.fixture(scope="session")
-def copywriter_server() -> Iterator[tuple[str, CopywriterControl]]:
-    yield from serve_copywriter()
-
-
-@pytest.fixture
-def copywriter(copywriter_server: tuple[str, CopywriterControl]) -> CopywriterControl:
-    copywriter_server[1].reset()
-    return copywriter_server[1]
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ copywriter, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -32,20 +31,8 @@ from tests.service.loop_fixtures import (
     pending,
     run_loop,
     seed_experiment,
-    serve_copywriter,
 )
 from variants.loop import NO_ENDPOINT_SUMMARY
-
-
-@pytest.fixture(scope="session")
-def copywriter_server() -> Iterator[tuple[str, CopywriterControl]]:
-    yield from serve_copywriter()
-
-
-@pytest.fixture
-def copywriter(copywriter_server: tuple[str, CopywriterControl]) -> CopywriterControl:
-    copywriter_server[1].reset()
-    return copywriter_server[1]
 
 
 @pytest.fixture
