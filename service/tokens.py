@@ -80,12 +80,12 @@ class DecisionSigner:
 
     def unit_hash(self, unit_id: str) -> str:
         """Keyed HMAC of a unit id: what is stored instead of the id itself."""
-        return hmac.new(self._unit_key, unit_id.encode(), "sha256").hexdigest()[:32]
+        return hmac.digest(self._unit_key, unit_id.encode(), "sha256").hex()[:32]
 
     def keyed_digest(self, experiment_id: int, unit_hash: str, send_id: str) -> bytes:
         """Deterministic bytes for a keyed decision: its nonce and its sampling uniforms."""
         message = f"{experiment_id}|{unit_hash}|{send_id}".encode()
-        return hmac.new(self._unit_key, message, "sha256").digest()
+        return hmac.digest(self._unit_key, message, "sha256")
 
     def mint(
         self,
@@ -111,7 +111,8 @@ class DecisionSigner:
             int(issued_at.timestamp()),
             nonce if nonce is not None else os.urandom(8),
         )
-        mac = hmac.new(self._signing_secret, body, "sha256").digest()[:MAC_BYTES]
+        # hmac.digest: the one-shot C path, a third of hmac.new's cost per id.
+        mac = hmac.digest(self._signing_secret, body, "sha256")[:MAC_BYTES]
         return _b64encode(body + mac)
 
     def verify(self, token: str) -> DecisionToken:

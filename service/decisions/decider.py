@@ -188,7 +188,15 @@ class Decider:
         u_explore, u_arm = uniforms_from_digest(digest)
         a, explored = seg_policy.sampler.from_uniforms(u_explore, u_arm)
         return self._record(
-            policy, seg_policy.allocation[a], a, explored, segment, unit, digest[16:24], now
+            policy,
+            seg_policy.allocation[a],
+            a,
+            explored,
+            segment,
+            unit,
+            digest[16:24],
+            now,
+            unit_hash=unit_hash,
         )
 
     def _record(
@@ -201,8 +209,12 @@ class Decider:
         unit: Unit,
         nonce: bytes | None,
         now: datetime,
+        *,
+        unit_hash: str | None = None,
     ) -> tuple[DecisionRecord, Choice]:
         arm = policy.arms[arm_index]
+        if unit_hash is None and unit.unit_id:
+            unit_hash = self._signer.unit_hash(unit.unit_id)
         propensity = float(propensity)
         decision_id = self._signer.mint(
             experiment_id=policy.experiment_id,
@@ -220,7 +232,7 @@ class Decider:
             epoch=policy.epoch,
             arm_id=arm.id,
             segment=segment,
-            unit_hash=self._signer.unit_hash(unit.unit_id) if unit.unit_id else None,
+            unit_hash=unit_hash,
             send_id=unit.send_id,
             propensity=propensity,
             explored=explored,
