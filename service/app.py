@@ -13,6 +13,7 @@ from service.deps import refuse_unstorable_params
 from service.errors import install_error_handlers
 from service.middleware import BodySizeLimit, JsonGuard
 from service.routes import admin, choose, events, experiments, health, keys, loop, webhooks
+from service.routes.choose_fast import ChooseFastPath
 from service.runtime import Runtime
 from service.settings import Settings
 
@@ -44,6 +45,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     api_docs.install(app)
     app.add_middleware(JsonGuard)  # inside BodySizeLimit, which bounds what it reads
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Outermost: the ordinary /choose request is answered before the framework's stack.
+    app.add_middleware(ChooseFastPath)
     # Hot paths first: routes are matched in order.
     for module in (choose, events, webhooks, health, experiments, keys, admin, loop):
         app.include_router(module.router)

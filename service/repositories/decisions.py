@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import select as sa_select
 from sqlalchemy import update
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from service.models import Decision
 from service.repositories.common import insert_ignore, table_of

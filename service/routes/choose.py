@@ -38,11 +38,11 @@ def choice_body(choice: Choice) -> dict[str, Any]:
     }
 
 
-def _unit(data: UnitIn) -> Unit:
+def unit_of(data: UnitIn) -> Unit:
     return Unit(unit_id=data.unit_id, send_id=data.send_id, context=data.context)
 
 
-async def _decide(runtime: Runtime, experiment: str, units: list[Unit]) -> list[Choice]:
+async def decide(runtime: Runtime, experiment: str, units: list[Unit]) -> list[Choice]:
     """Unkeyed decisions never touch the database; keyed ones may read back, off the loop."""
     if any(u.keyed for u in units):
         return await run_in_threadpool(runtime.decider.choose, experiment, units)
@@ -88,7 +88,7 @@ async def choose(request: Request) -> JSONResponse:
     await authorize(request, "decide")
     body = _parse(ChooseIn, await request.body())
     runtime: Runtime = request.app.state.runtime
-    choice = (await _decide(runtime, body.experiment, [_unit(body)]))[0]
+    choice = (await decide(runtime, body.experiment, [unit_of(body)]))[0]
     metrics.CHOOSE_LATENCY.labels("choose").observe(time.perf_counter() - started)
     return JSONResponse(choice_body(choice))
 
@@ -110,7 +110,7 @@ async def choose_get(
     started = time.perf_counter()
     context = {k: v for k, v in request.query_params.items() if k not in RESERVED_QUERY}
     unit = _validate(UnitIn, {"unit_id": unit_id, "send_id": send_id, "context": context or None})
-    choice = (await _decide(runtime, experiment, [_unit(unit)]))[0]
+    choice = (await decide(runtime, experiment, [unit_of(unit)]))[0]
     metrics.CHOOSE_LATENCY.labels("choose_get").observe(time.perf_counter() - started)
     return JSONResponse(choice_body(choice))
 
@@ -127,6 +127,6 @@ async def choose_batch(request: Request) -> JSONResponse:
             f"a batch takes at most {limit} units, got {len(body.units)}", field="units"
         )
     started = time.perf_counter()
-    choices = await _decide(runtime, body.experiment, [_unit(u) for u in body.units])
+    choices = await decide(runtime, body.experiment, [unit_of(u) for u in body.units])
     metrics.CHOOSE_LATENCY.labels("batch").observe(time.perf_counter() - started)
     return JSONResponse({"decisions": [choice_body(c) for c in choices]})
