@@ -39,6 +39,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         docs_url=None,  # served by api_docs with local assets: no CDN
         redoc_url=None,
         dependencies=[Depends(refuse_unstorable_params)],
+        # Metrics are Prometheus (service.metrics). FastAPI's native OpenTelemetry checks
+        # three global providers on every request (a tenth of /choose's cost) to find them
+        # unconfigured: off.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
     openapi.install(app)

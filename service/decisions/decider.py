@@ -5,7 +5,7 @@ read back, and remembered in a small in-memory cache."""
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -157,8 +157,9 @@ class Decider:
         if records:
             self._log.append(records)
         done = [c for c in choices if c is not None]
-        for c in done:
-            metrics.DECISIONS.labels(policy.key, str(c.arm.id), str(c.explored)).inc()
+        # One labelled child per (arm, explored) in the batch, not one look-up per decision.
+        for (arm_id, was_explored), n in Counter((c.arm.id, c.explored) for c in done).items():
+            metrics.DECISIONS.labels(policy.key, str(arm_id), str(was_explored)).inc(n)
         return done
 
     def _sample(self, seg_policy: SegmentPolicy, n: int) -> tuple[list[int], list[bool]]:

@@ -14,7 +14,7 @@ import os
 import socket
 import threading
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 from sqlalchemy import Engine
@@ -25,9 +25,11 @@ from service.arm_status import set_arm_status
 from service.db import session_scope
 from service.models import Arm, PolicySnapshot, utcnow
 from service.notify import arm_suspended
+from service.policy import schedule
 from service.policy.compute import PolicyInputs, compute_snapshot
 from service.policy.inputs import ArmInfo, ExperimentInfo
 from service.policy.loaded import LoadedPolicy, PolicyCache, load_policy
+from service.policy.schedule import MAX_SNAPSHOT_AGE
 from service.policy.snapshot import SegmentFigures, Snapshot
 from service.policy.suspension import arms_to_suspend, suspension_reason
 from service.repositories import experiments as experiments_repo
@@ -35,12 +37,11 @@ from service.repositories import leases
 from service.repositories import snapshots as snapshots_repo
 from service.repositories import stats as stats_repo
 from service.sessions import Handlers, SnapshotPublished, after_commit, unit_of_work
-from service.vocabulary import EXPOSURE, ArmStatus, ExperimentStatus
+from service.vocabulary import EXPOSURE, ArmStatus
 
 log = logging.getLogger("banditloop.policy")
 
 LEASE_NAME = "policy-refresher"
-MAX_SNAPSHOT_AGE = timedelta(minutes=10)
 COMPARED_FIELDS = ("exposures", "successes", "eligible")
 
 
@@ -197,28 +198,6 @@ def _moved(old: SegmentFigures, new: SegmentFigures) -> bool:
     return bool(np.any(np.abs(np.subtract(new.allocation, old.allocation)) > 0.01))
 
 
-def _fingerprint(session: Session, experiment_id: int) -> str:
-    """What a snapshot's inputs are, cheaply: settings, arms and a statistics aggregate."""
-    experiment = experiments_repo.get(session, experiment_id=experiment_id)
-    if experiment is None:
-        return ""
-    arms = experiments_repo.arms(session, experiment_id=experiment_id)
-    stats = stats_repo.fingerprint(session, experiment_id=experiment_id, epoch=experiment.epoch)
-    parts = (
-        repr(ExperimentInfo.of(experiment)),
-        repr([(a.id, a.status, a.is_control) for a in arms]),
-        repr(stats),
-    )
-    return "|".join(parts)
-
-
-def _next_due(snapshot: Snapshot | None, now: datetime) -> datetime | None:
-    hint = snapshot.refresh if snapshot is not None else None
-    if hint is None or hint.youngest_age_hours is None:
-        return None
-    return now + timedelta(hours=max(hint.youngest_age_hours / 5.0, 0.0))
-
-
 def _observe_guardrails(key: str, snapshot: Snapshot) -> None:
     """Set banditloop_arm_guardrail_breached for every checked (arm, metric).
 
@@ -261,9 +240,8 @@ class Refresher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._load_lock = threading.Lock()
-        # Lease holder only: per experiment, the inputs' fingerprint at the last computation,
-        # when it ran and when its delay corrections are next due (None: not until new data).
-        self._checked: dict[int, tuple[str, datetime, datetime | None]] = {}
+        # Lease holder only: what each experiment's last computation saw.
+        self._checked: dict[int, schedule.Checked] = {}
         self._written: dict[int, datetime] = {}
 
     def start(self) -> None:
@@ -297,41 +275,23 @@ class Refresher:
         self.reload()
 
     def recompute_all(self, *, now: datetime | None = None) -> int:
-        """Recompute the running experiments whose inputs changed or whose corrections aged.
-
-        An experiment is skipped without reading its delays or computing anything when its
-        statistics, arms and settings are as they were at the last computation and its
-        corrections cannot have moved yet: no cohort younger than the window, or the
-        youngest has aged less than a fifth since (F moves on a log scale of age). So an idle,
-        matured experiment costs one small aggregate query a refresh.
-        """
+        """Recompute the running experiments whose inputs changed or whose corrections aged
+        (``service.policy.schedule``): an idle, matured experiment costs a row in three
+        statements a refresh, not a transaction and a computation."""
         written = 0
         now = now or utcnow()
         with session_scope(self._engine) as session:
-            ids = [
-                e.id for e in experiments_repo.list_all(session, status=ExperimentStatus.RUNNING)
-            ]
-        for experiment_id in ids:
-            assert experiment_id is not None
+            fingerprints = schedule.running_fingerprints(session)
+        schedule.forget_gone(self._checked, list(fingerprints))
+        for experiment_id in schedule.due(fingerprints, self._checked, self._written, now):
             with unit_of_work(self._engine, self._handlers) as session:
-                fingerprint = _fingerprint(session, experiment_id)
-                if self._fresh(experiment_id, fingerprint, now):
-                    continue
                 row, payload = _publish(session, experiment_id=experiment_id, force=False, now=now)
-                if row is not None:
-                    written += 1
-                self._checked[experiment_id] = (fingerprint, now, _next_due(payload, now))
+            if row is not None:
+                written += 1
+            self._checked[experiment_id] = schedule.Checked(
+                fingerprints[experiment_id], now, schedule.next_due(payload, now)
+            )
         return written
-
-    def _fresh(self, experiment_id: int, fingerprint: str, now: datetime) -> bool:
-        checked = self._checked.get(experiment_id)
-        if checked is None or checked[0] != fingerprint:
-            return False
-        created = self._written.get(experiment_id)
-        if created is not None and now - created > MAX_SNAPSHOT_AGE:
-            return False
-        due = checked[2]
-        return due is None or now < due
 
     def reload(self) -> int:
         """Load every snapshot newer than the cached one; return how many were loaded."""
