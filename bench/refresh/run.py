@@ -11,7 +11,18 @@ delays, median an hour), on an embedded SQLite database and the service's own cl
 
 Ratios are against ``young`` measured in the same run.
 
+``--scale 10,100,1000`` measures how a refresh scales with the number of running
+experiments (5 arms each, a little traffic, matured), each size in its own database:
+
+- ``full``: a pass that recomputes every experiment (the scheduler's memory cleared), the
+  cost every pass had when nothing was skipped;
+- ``idle``: a pass with no new evidence anywhere (median of the repeats);
+- ``evidence``: a pass after one experiment got a new decision and a click: the pass that
+  carries the evidence into the policy. Evidence reaches the policy at worst one refresh
+  interval (2 s) plus this pass after it is stored.
+
 Run: .venv/bin/python bench/refresh/run.py [--experiments 20] [--repeats 5]
+     .venv/bin/python bench/refresh/run.py --scale 10,100,1000 [--repeats 5]
 """
 
 from __future__ import annotations
@@ -70,11 +81,98 @@ def _time(runtime: Runtime) -> float:
     return time.perf_counter() - start
 
 
+def _seed_small(client: TestClient, runtime: Runtime, headers: dict[str, str], key: str) -> None:
+    """Five arms, fifty unkeyed decisions and a few clicks."""
+    body = {"key": key, "name": key, "arms": [{"content": f"{key} arm {i}"} for i in range(5)]}
+    assert client.post("/v1/experiments", json=body, headers=headers).status_code == 201
+    units = [{"unit_id": f"u{i}"} for i in range(50)]
+    decisions = client.post(
+        "/v1/choose/batch", json={"experiment": key, "units": units}, headers=headers
+    ).json()["decisions"]
+    runtime.decision_log.flush()
+    events = [
+        {"event_id": f"{key}-{i}", "decision_id": d["decision_id"], "type": "click"}
+        for i, d in enumerate(decisions[::10])
+    ]
+    assert client.post("/v1/events", json=events, headers=headers).status_code == 200
+
+
+def _timed(runtime: Runtime) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds of this thread, snapshots written."""
+    wall, cpu = time.perf_counter(), time.thread_time()
+    written = runtime.refresher.recompute_all()
+    return time.perf_counter() - wall, time.thread_time() - cpu, written
+
+
+def _scale(size: int, repeats: int) -> dict[str, tuple[float, float, int]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(
+            database_url=f"sqlite:///{tmp}/bench.db",
+            signing_keys=f"k1:{secrets.token_urlsafe(24)}",
+            run_background=False,
+        )
+        migrations.upgrade(settings.database_url)
+        runtime = Runtime(settings)
+        clock = SimulatedClock(SENT)
+        with clock.installed(), TestClient(create_app(runtime=runtime)) as client:
+            _row, raw = runtime.api_keys.create(name="bench", scopes=["admin"])
+            headers = {"Authorization": f"Bearer {raw}"}
+            for i in range(size):
+                _seed_small(client, runtime, headers, f"exp-{i:04d}")
+            clock.advance(8 * 24)  # matured: no correction moves by ageing alone
+            runtime.refresher.recompute_all()
+            results: dict[str, list[tuple[float, float, int]]] = {"full": [], "idle": []}
+            results["evidence"] = []
+            for r in range(repeats):
+                clock.advance(2 / 3600)
+                runtime.refresher._checked.clear()  # noqa: SLF001 - the unscheduled baseline
+                results["full"].append(_timed(runtime))
+                clock.advance(2 / 3600)
+                results["idle"].append(_timed(runtime))
+                key = f"exp-{(r * 7919) % size:04d}"
+                [decision] = client.post(
+                    "/v1/choose/batch",
+                    json={"experiment": key, "units": [{"unit_id": f"late-{r}"}]},
+                    headers=headers,
+                ).json()["decisions"]
+                runtime.decision_log.flush()
+                event = {"event_id": f"late-{r}", "decision_id": decision["decision_id"]}
+                event["type"] = "click"
+                assert client.post("/v1/events", json=[event], headers=headers).status_code == 200
+                clock.advance(2 / 3600)
+                results["evidence"].append(_timed(runtime))
+    return {
+        name: (
+            statistics.median(v[0] for v in values),
+            statistics.median(v[1] for v in values),
+            int(statistics.median(v[2] for v in values)),
+        )
+        for name, values in results.items()
+    }
+
+
+def scale(sizes: list[int], repeats: int) -> None:
+    print(f"refresh passes on SQLite, medians of {repeats}; CPU is the refreshing thread's")
+    print(f"{'experiments':>11}  {'pass':8} {'wall ms':>9} {'CPU ms':>9} {'written':>8}  ratio")
+    for size in sizes:
+        found = _scale(size, repeats)
+        full_cpu = found["full"][1]
+        for name, (wall, cpu, written) in found.items():
+            ratio = f"{cpu / full_cpu:6.3f}" if full_cpu else "-"
+            print(f"{size:>11}  {name:8} {wall * 1e3:9.1f} {cpu * 1e3:9.1f} {written:>8}  {ratio}")
+        bound = 2.0 + found["evidence"][0]
+        print(f"{size:>11}  evidence reaches the policy within {bound:.2f} s (2 s interval + pass)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiments", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--scale", help="comma-separated experiment counts, e.g. 10,100,1000")
     args = parser.parse_args()
+    if args.scale:
+        scale([int(n) for n in args.scale.split(",")], args.repeats)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(
             database_url=f"sqlite:///{tmp}/bench.db",

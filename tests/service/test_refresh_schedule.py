@@ -27,7 +27,8 @@ def test_only_the_experiment_with_new_evidence_is_recomputed(
     ids = [e["id"] for e in exps]
     for exp in exps:
         decide_many(client, decide, runtime, exp["key"], 20)
-    first = later(60 * 24 * 9)  # past every window: nothing is due for ageing alone
+    # The youngest cohort is 5 minutes old: its corrections are next due a minute on.
+    first = later(5)
     runtime.refresher.recompute_all(now=first)
     before = versions(runtime, ids)
     computed = {i: runtime.refresher._checked[i].at for i in ids}
@@ -53,10 +54,10 @@ def test_an_idle_experiment_is_recomputed_once_its_snapshot_is_old(
 ) -> None:
     exp = create_random_experiment(client, admin, arms=2)
     decide_many(client, decide, runtime, exp["key"], 20)
-    first = later(60 * 24 * 9)
+    first = later(5)
     runtime.refresher.recompute_all(now=first)
 
-    runtime.refresher.recompute_all(now=first + timedelta(minutes=1))
+    runtime.refresher.recompute_all(now=first + timedelta(seconds=30))
     assert runtime.refresher._checked[exp["id"]].at == first
     old = first + schedule.MAX_SNAPSHOT_AGE + timedelta(minutes=1)
     runtime.refresher.recompute_all(now=old)
