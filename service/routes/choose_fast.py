@@ -16,7 +16,6 @@ replaying it would decide twice.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -29,7 +28,7 @@ from service.errors import DomainError, database_error, error_body
 from service.faults import RETRY_AFTER_SECONDS
 from service.inputs import json_too_deep
 from service.middleware import is_json_media_type
-from service.routes.choose import choice_body, decide, unit_of
+from service.routes.choose import choice_body, decide, encode, unit_of
 from service.runtime import Runtime
 from service.schemas.choose import BatchIn, ChooseIn
 
@@ -142,10 +141,8 @@ def _replaying(body: bytes, final: Message | None, receive: Receive) -> Receive:
 
 
 async def _send_json(send: Send, status: int, answer: dict[str, Any]) -> None:
-    # Encoded as Starlette's JSONResponse encodes, so the bytes are the same as before.
-    payload = json.dumps(
-        answer, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
-    ).encode("utf-8")
+    # Encoded as the routes encode, so both paths answer the same bytes.
+    payload = encode(answer)
     headers = [(b"content-length", str(len(payload)).encode()), *_JSON_HEADERS]
     if status == 503:
         headers.append((b"retry-after", str(RETRY_AFTER_SECONDS).encode()))
