@@ -1,12 +1,17 @@
-"""Decision rows written at driver speed: one plain INSERT, executed over tuples.
+"""Decision rows written at driver speed: COPY on PostgreSQL, executemany on SQLite.
 
 The ORM's bulk insert compiles the statement and runs a per-row dictionary pipeline on every
-flush; at about 40 us per decision, in the serving process, that was the decision log's
-main cost and the source of /choose's tail (the flush holds the interpreter lock). Here the
-rows go to the driver's ``executemany`` as tuples, with each column's bind processing taken
-from the dialect (so a datetime is stored exactly as the ORM would store it), through
-SQLAlchemy's connection, so a failure still arrives as a ``DBAPIError`` the fault
-classifier reads (transient: keep the batch; about a row: bisect).
+flush; in the serving process that was the decision log's main cost and the source of
+/choose's tail (the flush holds the interpreter lock). Measured per row (CPU of the
+writing process, 3,000 rows a transaction): PostgreSQL 17.5 us by the ORM, 10.9 us by
+executemany, 2.8 us by COPY; SQLite about 40 us by the ORM against about 8 us by
+executemany over tuples.
+
+On SQLite the rows go to ``executemany`` through SQLAlchemy's connection, with each
+column's bind processing taken from the dialect (so a datetime is stored exactly as the ORM
+would store it). On PostgreSQL they go through psycopg's COPY in the session's transaction,
+and a driver error is raised as SQLAlchemy's ``DBAPIError`` subclass for it, so the fault
+classifier reads it as before (transient: keep the batch; about a row: bisect).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from service.decisions.records import DecisionRecord
@@ -43,7 +49,6 @@ def insert_decisions(session: Session, records: Sequence[DecisionRecord]) -> Non
     if not records:
         return
     connection = session.connection()
-    statement, processors = _prepared(connection.dialect)
     rows = [
         (
             r.id,
@@ -60,9 +65,27 @@ def insert_decisions(session: Session, records: Sequence[DecisionRecord]) -> Non
         )
         for r in records
     ]
+    if connection.dialect.name == "postgresql":
+        _copy(connection.connection.driver_connection, rows)
+        return
+    statement, processors = _prepared(connection.dialect)
     if processors:
         rows = [_processed(row, processors) for row in rows]
     connection.exec_driver_sql(statement, rows)
+
+
+def _copy(driver: Any, rows: Sequence[tuple[Any, ...]]) -> None:
+    import psycopg
+
+    statement = f"COPY decision ({', '.join(COLUMNS)}) FROM STDIN"
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(
+            statement, None, exc, psycopg.Error, connection_invalidated=driver.broken
+        ) from exc
 
 
 def _processed(
