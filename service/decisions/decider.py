@@ -259,11 +259,22 @@ class Decider:
             stats_repo.add_deltas(
                 session, deltas=exposure_deltas([r for r in records if r.id in new_ids])
             )
-            stored = decisions_repo.find_keyed(
-                session,
-                experiment_id=policy.experiment_id,
-                keys=[(k[1], k[2]) for k in first_by_key],
-            )
+            # A row just inserted is the record itself: only the keys that were already
+            # stored (a repeat, another replica's, a forgotten unit's) are read back.
+            stored = {
+                key: decisions_repo.KeyedDecision(
+                    r.id, r.arm_id, r.propensity, r.explored, r.policy_version
+                )
+                for key, r in first_by_key.items()
+                if r.id in new_ids
+            }
+            existing = [(k[1], k[2]) for k in first_by_key if k not in stored]
+            if existing:
+                stored.update(
+                    decisions_repo.find_keyed(
+                        session, experiment_id=policy.experiment_id, keys=existing
+                    )
+                )
         out: dict[int, Choice] = {}
         for i, key, _record, fresh in keyed:
             row = stored.get(key)
