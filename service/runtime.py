@@ -71,6 +71,7 @@ class Runtime:
             interval=settings.policy_refresh_seconds,
             lease_seconds=settings.lease_seconds,
             handlers={Notification: self.notifier.send},
+            compute_process=settings.policy_compute_process,
         )
         self.decision_log = DecisionLog(self.engine, flush_ms=settings.decision_flush_ms)
         self.decider = Decider(

@@ -14,6 +14,7 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 
 import numpy as np
@@ -29,6 +30,7 @@ from service.policy import schedule
 from service.policy.compute import PolicyInputs, compute_snapshot
 from service.policy.inputs import ArmInfo, ExperimentInfo
 from service.policy.loaded import LoadedPolicy, PolicyCache, load_policy
+from service.policy.offload import ComputeProcess
 from service.policy.schedule import MAX_SNAPSHOT_AGE
 from service.policy.snapshot import SegmentFigures, Snapshot
 from service.policy.suspension import arms_to_suspend, suspension_reason
@@ -105,7 +107,12 @@ def republish(session: Session, *, experiment_id: int) -> PolicySnapshot | None:
 
 
 def _publish(
-    session: Session, *, experiment_id: int, force: bool, now: datetime | None
+    session: Session,
+    *,
+    experiment_id: int,
+    force: bool,
+    now: datetime | None,
+    compute: Callable[..., Snapshot] = compute_snapshot,
 ) -> tuple[PolicySnapshot | None, Snapshot | None]:
     now = now or utcnow()
     previous = snapshots_repo.latest(session, experiment_id=experiment_id)
@@ -114,7 +121,7 @@ def _publish(
         return None, None
     version = (previous.version if previous else 0) + 1
     rng = np.random.default_rng([experiment_id, version])
-    snapshot = compute_snapshot(inputs, now=now, rng=rng)
+    snapshot = compute(inputs, now=now, rng=rng)
     suspended = _apply_guardrail_suspensions(session, experiment_id, snapshot)
     if (
         not force
@@ -229,6 +236,7 @@ class Refresher:
         interval: float,
         lease_seconds: float,
         handlers: Handlers | None = None,
+        compute_process: bool = False,
     ):
         self._engine = engine
         # After-commit handlers for what a computation asks for (a guardrail's notification).
@@ -240,11 +248,17 @@ class Refresher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._load_lock = threading.Lock()
+        self._compute_process = compute_process
+        self._offload = ComputeProcess()
+        self._compute: Callable[..., Snapshot] = compute_snapshot
         # Lease holder only: what each experiment's last computation saw.
         self._checked: dict[int, schedule.Checked] = {}
         self._written: dict[int, datetime] = {}
 
     def start(self) -> None:
+        if self._compute_process:
+            # The thread's computations go to a child process (service.policy.offload).
+            self._compute = self._offload
         self._thread = threading.Thread(target=self._run, name="policy-refresher", daemon=True)
         self._thread.start()
 
@@ -252,6 +266,8 @@ class Refresher:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self._offload.stop()
+        self._compute = compute_snapshot
         try:
             with session_scope(self._engine) as session:
                 leases.release(session, name=LEASE_NAME, holder=self.holder)
@@ -285,7 +301,13 @@ class Refresher:
         schedule.forget_gone(self._checked, list(fingerprints))
         for experiment_id in schedule.due(fingerprints, self._checked, self._written, now):
             with unit_of_work(self._engine, self._handlers) as session:
-                row, payload = _publish(session, experiment_id=experiment_id, force=False, now=now)
+                row, payload = _publish(
+                    session,
+                    experiment_id=experiment_id,
+                    force=False,
+                    now=now,
+                    compute=self._compute,
+                )
             if row is not None:
                 written += 1
             self._checked[experiment_id] = schedule.Checked(
