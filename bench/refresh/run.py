@@ -32,6 +32,7 @@ import secrets
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,6 +45,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from service import migrations  # noqa: E402
 from service.app import create_app  # noqa: E402
+from service.policy.compute import compute_snapshot  # noqa: E402
 from service.runtime import Runtime  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from simulation.loop import SimulatedClock  # noqa: E402
@@ -97,14 +99,40 @@ def _seed_small(client: TestClient, runtime: Runtime, headers: dict[str, str], k
     assert client.post("/v1/events", json=events, headers=headers).status_code == 200
 
 
-def _timed(runtime: Runtime) -> tuple[float, float, int]:
-    """Wall seconds, CPU seconds of this thread, snapshots written."""
-    wall, cpu = time.perf_counter(), time.thread_time()
-    written = runtime.refresher.recompute_all()
-    return time.perf_counter() - wall, time.thread_time() - cpu, written
+class _Heartbeat:
+    """A thread that wakes every millisecond, as the serving loop would, and records how
+    late it woke: the longest stall the refresh caused the rest of the process."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            before = time.perf_counter()
+            time.sleep(0.001)
+            self.worst = max(self.worst, time.perf_counter() - before - 0.001)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
-def _scale(size: int, repeats: int) -> dict[str, tuple[float, float, int]]:
+def _timed(runtime: Runtime) -> tuple[float, float, int, float]:
+    """Wall seconds, CPU seconds of this thread, snapshots written, longest stall."""
+    with _Heartbeat() as heartbeat:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        written = runtime.refresher.recompute_all()
+        elapsed, used = time.perf_counter() - wall, time.thread_time() - cpu
+    return elapsed, used, written, heartbeat.worst
+
+
+def _scale(size: int, repeats: int) -> dict[str, tuple[float, float, int, float]]:
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(
             database_url=f"sqlite:///{tmp}/bench.db",
@@ -121,12 +149,20 @@ def _scale(size: int, repeats: int) -> dict[str, tuple[float, float, int]]:
                 _seed_small(client, runtime, headers, f"exp-{i:04d}")
             clock.advance(8 * 24)  # matured: no correction moves by ageing alone
             runtime.refresher.recompute_all()
-            results: dict[str, list[tuple[float, float, int]]] = {"full": [], "idle": []}
-            results["evidence"] = []
+            results: dict[str, list[tuple[float, float, int, float]]] = {"full": [], "idle": []}
+            results["evidence"], results["full-child"], results["no refresh"] = [], [], []
+            refresher = runtime.refresher
             for r in range(repeats):
                 clock.advance(2 / 3600)
-                runtime.refresher._checked.clear()  # noqa: SLF001 - the unscheduled baseline
+                refresher._checked.clear()  # the unscheduled baseline
                 results["full"].append(_timed(runtime))
+                # The same pass with the computations in the child process (as the
+                # refresher's own thread runs them when BANDITLOOP_POLICY_COMPUTE_PROCESS).
+                clock.advance(2 / 3600)
+                refresher._checked.clear()
+                refresher._compute = refresher._offload
+                results["full-child"].append(_timed(runtime))
+                refresher._compute = compute_snapshot
                 clock.advance(2 / 3600)
                 results["idle"].append(_timed(runtime))
                 key = f"exp-{(r * 7919) % size:04d}"
@@ -141,25 +177,35 @@ def _scale(size: int, repeats: int) -> dict[str, tuple[float, float, int]]:
                 assert client.post("/v1/events", json=[event], headers=headers).status_code == 200
                 clock.advance(2 / 3600)
                 results["evidence"].append(_timed(runtime))
+                # The baseline stall: the heartbeat alone, as long as the child pass took.
+                with _Heartbeat() as heartbeat:
+                    time.sleep(results["full-child"][-1][0])
+                results["no refresh"].append((0.0, 0.0, 0, heartbeat.worst))
+            refresher._offload.stop()
     return {
         name: (
             statistics.median(v[0] for v in values),
             statistics.median(v[1] for v in values),
             int(statistics.median(v[2] for v in values)),
+            statistics.median(v[3] for v in values),
         )
         for name, values in results.items()
     }
 
 
 def scale(sizes: list[int], repeats: int) -> None:
-    print(f"refresh passes on SQLite, medians of {repeats}; CPU is the refreshing thread's")
-    print(f"{'experiments':>11}  {'pass':8} {'wall ms':>9} {'CPU ms':>9} {'written':>8}  ratio")
+    print(f"refresh passes on SQLite, medians of {repeats}; CPU is the refreshing thread's;")
+    print("stall: the longest a 1 ms heartbeat thread in the same process woke late")
+    head = f"{'experiments':>11}  {'pass':10} {'wall ms':>9} {'CPU ms':>9} {'written':>8}"
+    print(f"{head} {'CPU/full':>9} {'stall ms':>9}")
     for size in sizes:
         found = _scale(size, repeats)
         full_cpu = found["full"][1]
-        for name, (wall, cpu, written) in found.items():
-            ratio = f"{cpu / full_cpu:6.3f}" if full_cpu else "-"
-            print(f"{size:>11}  {name:8} {wall * 1e3:9.1f} {cpu * 1e3:9.1f} {written:>8}  {ratio}")
+        for name in ("full", "full-child", "idle", "evidence", "no refresh"):
+            wall, cpu, written, stall = found[name]
+            ratio = f"{cpu / full_cpu:9.3f}" if full_cpu else f"{'-':>9}"
+            row = f"{size:>11}  {name:10} {wall * 1e3:9.1f} {cpu * 1e3:9.1f} {written:>8}"
+            print(f"{row} {ratio} {stall * 1e3:9.1f}")
         bound = 2.0 + found["evidence"][0]
         print(f"{size:>11}  evidence reaches the policy within {bound:.2f} s (2 s interval + pass)")
 
