@@ -34,6 +34,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -132,7 +134,9 @@ def _timed(runtime: Runtime) -> tuple[float, float, int, float]:
     return elapsed, used, written, heartbeat.worst
 
 
-def _scale(size: int, repeats: int) -> dict[str, tuple[float, float, int, float]]:
+@contextmanager
+def _service() -> Iterator[tuple[TestClient, Runtime, dict[str, str], SimulatedClock]]:
+    """The app on a fresh SQLite file, the service's clock at SENT, an admin key."""
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(
             database_url=f"sqlite:///{tmp}/bench.db",
@@ -144,44 +148,48 @@ def _scale(size: int, repeats: int) -> dict[str, tuple[float, float, int, float]
         clock = SimulatedClock(SENT)
         with clock.installed(), TestClient(create_app(runtime=runtime)) as client:
             _row, raw = runtime.api_keys.create(name="bench", scopes=["admin"])
-            headers = {"Authorization": f"Bearer {raw}"}
-            for i in range(size):
-                _seed_small(client, runtime, headers, f"exp-{i:04d}")
-            clock.advance(8 * 24)  # matured: no correction moves by ageing alone
-            runtime.refresher.recompute_all()
-            results: dict[str, list[tuple[float, float, int, float]]] = {"full": [], "idle": []}
-            results["evidence"], results["full-child"], results["no refresh"] = [], [], []
-            refresher = runtime.refresher
-            for r in range(repeats):
-                clock.advance(2 / 3600)
-                refresher._checked.clear()  # the unscheduled baseline
-                results["full"].append(_timed(runtime))
-                # The same pass with the computations in the child process (as the
-                # refresher's own thread runs them when BANDITLOOP_POLICY_COMPUTE_PROCESS).
-                clock.advance(2 / 3600)
-                refresher._checked.clear()
-                refresher._compute = refresher._offload
-                results["full-child"].append(_timed(runtime))
-                refresher._compute = compute_snapshot
-                clock.advance(2 / 3600)
-                results["idle"].append(_timed(runtime))
-                key = f"exp-{(r * 7919) % size:04d}"
-                [decision] = client.post(
-                    "/v1/choose/batch",
-                    json={"experiment": key, "units": [{"unit_id": f"late-{r}"}]},
-                    headers=headers,
-                ).json()["decisions"]
-                runtime.decision_log.flush()
-                event = {"event_id": f"late-{r}", "decision_id": decision["decision_id"]}
-                event["type"] = "click"
-                assert client.post("/v1/events", json=[event], headers=headers).status_code == 200
-                clock.advance(2 / 3600)
-                results["evidence"].append(_timed(runtime))
-                # The baseline stall: the heartbeat alone, as long as the child pass took.
-                with _Heartbeat() as heartbeat:
-                    time.sleep(results["full-child"][-1][0])
-                results["no refresh"].append((0.0, 0.0, 0, heartbeat.worst))
-            refresher._offload.stop()
+            yield client, runtime, {"Authorization": f"Bearer {raw}"}, clock
+
+
+def _scale(size: int, repeats: int) -> dict[str, tuple[float, float, int, float]]:
+    with _service() as (client, runtime, headers, clock):
+        for i in range(size):
+            _seed_small(client, runtime, headers, f"exp-{i:04d}")
+        clock.advance(8 * 24)  # matured: no correction moves by ageing alone
+        runtime.refresher.recompute_all()
+        results: dict[str, list[tuple[float, float, int, float]]] = {"full": [], "idle": []}
+        results["evidence"], results["full-child"], results["no refresh"] = [], [], []
+        refresher = runtime.refresher
+        for r in range(repeats):
+            clock.advance(2 / 3600)
+            refresher._checked.clear()  # the unscheduled baseline
+            results["full"].append(_timed(runtime))
+            # The same pass with the computations in the child process (as the
+            # refresher's own thread runs them when BANDITLOOP_POLICY_COMPUTE_PROCESS).
+            clock.advance(2 / 3600)
+            refresher._checked.clear()
+            refresher._compute = refresher._offload
+            results["full-child"].append(_timed(runtime))
+            refresher._compute = compute_snapshot
+            clock.advance(2 / 3600)
+            results["idle"].append(_timed(runtime))
+            key = f"exp-{(r * 7919) % size:04d}"
+            [decision] = client.post(
+                "/v1/choose/batch",
+                json={"experiment": key, "units": [{"unit_id": f"late-{r}"}]},
+                headers=headers,
+            ).json()["decisions"]
+            runtime.decision_log.flush()
+            event = {"event_id": f"late-{r}", "decision_id": decision["decision_id"]}
+            event["type"] = "click"
+            assert client.post("/v1/events", json=[event], headers=headers).status_code == 200
+            clock.advance(2 / 3600)
+            results["evidence"].append(_timed(runtime))
+            # The baseline stall: the heartbeat alone, as long as the child pass took.
+            with _Heartbeat() as heartbeat:
+                time.sleep(results["full-child"][-1][0])
+            results["no refresh"].append((0.0, 0.0, 0, heartbeat.worst))
+        refresher._offload.stop()
     return {
         name: (
             statistics.median(v[0] for v in values),
@@ -219,29 +227,18 @@ def main() -> None:
     if args.scale:
         scale([int(n) for n in args.scale.split(",")], args.repeats)
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(
-            database_url=f"sqlite:///{tmp}/bench.db",
-            signing_keys=f"k1:{secrets.token_urlsafe(24)}",
-            run_background=False,
-        )
-        migrations.upgrade(settings.database_url)
-        runtime = Runtime(settings)
-        clock = SimulatedClock(SENT)
-        with clock.installed(), TestClient(create_app(runtime=runtime)) as client:
-            _row, raw = runtime.api_keys.create(name="bench", scopes=["admin"])
-            headers = {"Authorization": f"Bearer {raw}"}
-            for i in range(args.experiments):
-                _seed(client, runtime, headers, f"exp-{i:03d}")
-            young, matured, idle = [], [], []
-            for _ in range(args.repeats):
-                clock.advance(0.5)  # every young experiment's corrections are due again
-                young.append(_time(runtime))
-            clock.advance(8 * 24)
-            matured.append(_time(runtime))
-            for _ in range(args.repeats):
-                clock.advance(1 / 60)
-                idle.append(_time(runtime))
+    with _service() as (client, runtime, headers, clock):
+        for i in range(args.experiments):
+            _seed(client, runtime, headers, f"exp-{i:03d}")
+        young, matured, idle = [], [], []
+        for _ in range(args.repeats):
+            clock.advance(0.5)  # every young experiment's corrections are due again
+            young.append(_time(runtime))
+        clock.advance(8 * 24)
+        matured.append(_time(runtime))
+        for _ in range(args.repeats):
+            clock.advance(1 / 60)
+            idle.append(_time(runtime))
     per = args.experiments
     base = statistics.median(young) / per
     print(f"{per} experiments, median of {args.repeats} refreshes, ms per experiment:")

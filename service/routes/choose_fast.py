@@ -21,13 +21,13 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import metrics
 from service.errors import DomainError, database_error, error_body
 from service.faults import RETRY_AFTER_SECONDS
 from service.inputs import json_too_deep
-from service.middleware import is_json_media_type
+from service.middleware import is_json_media_type, read_body, replaying
 from service.routes.choose import choice_body, decide, encode, unit_of
 from service.runtime import Runtime
 from service.schemas.choose import BatchIn, ChooseIn
@@ -61,13 +61,13 @@ class ChooseFastPath:
         if length is None or not length.isdigit() or int(length) > runtime.settings.max_body_bytes:
             await self.app(scope, receive, send)  # BodySizeLimit and the route decide
             return
-        body, final = await _read_body(receive)
+        body, final = await read_body(receive)
         try:
             if final is not None:
                 raise _Replay  # the client went away mid-body: the application sees that
             status, answer = await _answer(runtime, path, route, headers, body)
         except _Replay:
-            await self.app(scope, _replaying(body, final, receive), send)
+            await self.app(scope, replaying(body, final, receive), send)
             return
         await _send_json(send, status, answer)
 
@@ -114,30 +114,6 @@ async def _answer(
         return database_error(exc, f"POST {path}")
     metrics.CHOOSE_LATENCY.labels(label).observe(time.perf_counter() - started)
     return 200, answer
-
-
-async def _read_body(receive: Receive) -> tuple[bytes, Message | None]:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"".join(chunks), message
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks), None
-
-
-def _replaying(body: bytes, final: Message | None, receive: Receive) -> Receive:
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return final if final is not None else await receive()
-
-    return replay
 
 
 async def _send_json(send: Send, status: int, answer: dict[str, Any]) -> None:
