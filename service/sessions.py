@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy import event as orm_events
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
 from service.clock import SYSTEM_CLOCK, Clock
@@ -96,7 +97,7 @@ def unit_of_work(
     handle(pending_events(session), handlers or {})
 
 
-def now(session: Session) -> datetime:
+def now(session: OrmSession) -> datetime:
     """The time of this unit of work, by the clock it was opened with."""
     clock: Clock = session.info.get(_CLOCK, SYSTEM_CLOCK)
     return clock.now()
