@@ -38,6 +38,13 @@ def test_the_container_hands_its_clock_on(settings: Settings, engine_for):
     _row, _raw = runtime.api_keys.create(name="on the clock", scopes=["admin"])
     (row,) = [k for k in runtime.api_keys.list() if k.name == "on the clock"]
     assert as_utc(row.created_at) == START
+    # A core INSERT (insert-or-ignore) is dated by the clock too, not by the column default.
+    assert runtime.api_keys.bootstrap("bl_bootstrap_on_the_clock_0123456789") is False
+    with runtime.unit_of_work() as session:
+        session.exec(ApiKey.__table__.delete())
+    assert runtime.api_keys.bootstrap("bl_bootstrap_on_the_clock_0123456789") is True
+    (boot,) = runtime.api_keys.list()
+    assert as_utc(boot.created_at) == START
     clock.advance(hours=2)
-    revoked = runtime.api_keys.revoke(row.id or 0)
+    revoked = runtime.api_keys.revoke(boot.id or 0)
     assert as_utc(revoked.revoked_at or START) == START + timedelta(hours=2)
