@@ -15,6 +15,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime
 
 import numpy as np
@@ -23,8 +24,8 @@ from sqlmodel import Session
 
 from service import metrics
 from service.arm_status import set_arm_status
-from service.db import session_scope
-from service.models import Arm, PolicySnapshot, utcnow
+from service.clock import SYSTEM_CLOCK, Clock
+from service.models import Arm, PolicySnapshot
 from service.notify import arm_suspended
 from service.policy import schedule
 from service.policy.compute import PolicyInputs, compute_snapshot
@@ -39,7 +40,9 @@ from service.repositories import leases
 from service.repositories import snapshots as snapshots_repo
 from service.repositories import stats as stats_repo
 from service.sessions import Handlers, SnapshotPublished, after_commit, unit_of_work
+from service.sessions import now as now_of
 from service.vocabulary import EXPOSURE, ArmStatus
+from service.worker import PeriodicWorker
 
 log = logging.getLogger("banditloop.policy")
 
@@ -92,7 +95,8 @@ def publish(
     Arms that breach a guardrail are suspended here, with their evidence, in the same
     transaction. With ``force=False`` nothing is written when the inputs are unchanged, the
     delay corrections have not moved materially and the newest snapshot is recent: history
-    stays meaningful instead of one row every 2 s. ``now`` is the clock (default: the time).
+    stays meaningful instead of one row every 2 s. ``now`` defaults to the unit of work's
+    time.
     """
     return _publish(session, experiment_id=experiment_id, force=force, now=now)[0]
 
@@ -114,7 +118,7 @@ def _publish(
     now: datetime | None,
     compute: Callable[..., Snapshot] = compute_snapshot,
 ) -> tuple[PolicySnapshot | None, Snapshot | None]:
-    now = now or utcnow()
+    now = now or now_of(session)
     previous = snapshots_repo.latest(session, experiment_id=experiment_id)
     inputs = gather(session, experiment_id=experiment_id, now=now, previous=previous)
     if inputs is None:
@@ -236,17 +240,18 @@ class Refresher:
         interval: float,
         lease_seconds: float,
         handlers: Handlers | None = None,
+        clock: Clock = SYSTEM_CLOCK,
         compute_process: bool = False,
     ):
         self._engine = engine
+        self._clock = clock
         # After-commit handlers for what a computation asks for (a guardrail's notification).
         self._handlers: Handlers = handlers or {}
         self._cache = cache
         self._interval = interval
         self._lease_seconds = max(lease_seconds, interval * 3)
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.worker = PeriodicWorker("policy-refresher", self.tick, interval=interval, log=log)
         self._load_lock = threading.Lock()
         self._compute_process = compute_process
         self._offload = ComputeProcess()
@@ -255,34 +260,28 @@ class Refresher:
         self._checked: dict[int, schedule.Checked] = {}
         self._written: dict[int, datetime] = {}
 
+    def _transaction(self) -> AbstractContextManager[Session]:
+        return unit_of_work(self._engine, self._handlers, clock=self._clock)
+
     def start(self) -> None:
         if self._compute_process:
-            # The thread's computations go to a child process (service.policy.offload).
+            # The worker's computations go to a child process (service.policy.offload).
             self._compute = self._offload
-        self._thread = threading.Thread(target=self._run, name="policy-refresher", daemon=True)
-        self._thread.start()
+        self.worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self.worker.stop(timeout=10)
         self._offload.stop()
         self._compute = compute_snapshot
         try:
-            with session_scope(self._engine) as session:
+            with self._transaction() as session:
                 leases.release(session, name=LEASE_NAME, holder=self.holder)
         except Exception:  # shutting down: the lease simply expires
             log.debug("could not release the refresher lease", exc_info=True)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self.tick()
-            except Exception:
-                log.exception("policy refresh failed")
-
     def tick(self, *, now: datetime | None = None) -> None:
-        with session_scope(self._engine) as session:
+        """Take (or renew) the lease in one transaction; recompute if held; reload."""
+        with self._transaction() as session:
             held = leases.try_acquire(
                 session, name=LEASE_NAME, holder=self.holder, seconds=self._lease_seconds
             )
@@ -295,12 +294,12 @@ class Refresher:
         (``service.policy.schedule``): an idle, matured experiment costs a row in three
         statements a refresh, not a transaction and a computation."""
         written = 0
-        now = now or utcnow()
-        with session_scope(self._engine) as session:
+        now = now or self._clock.now()
+        with self._transaction() as session:
             fingerprints = schedule.running_fingerprints(session)
         schedule.forget_gone(self._checked, list(fingerprints))
         for experiment_id in schedule.due(fingerprints, self._checked, self._written, now):
-            with unit_of_work(self._engine, self._handlers) as session:
+            with self._transaction() as session:
                 row, payload = _publish(
                     session,
                     experiment_id=experiment_id,
@@ -317,7 +316,7 @@ class Refresher:
 
     def reload(self) -> int:
         """Load every snapshot newer than the cached one; return how many were loaded."""
-        with self._load_lock, session_scope(self._engine) as session:
+        with self._load_lock, self._transaction() as session:
             latest = snapshots_repo.latest_versions(session)
             have = self._cache.versions()
             wanted = {eid: v for eid, v in latest.items() if have.get(eid, 0) < v}
@@ -328,7 +327,7 @@ class Refresher:
 
     def load_key(self, key: str) -> LoadedPolicy | None:
         """Cache miss for an experiment key: read its newest snapshot once."""
-        with session_scope(self._engine) as session:
+        with self._transaction() as session:
             experiment = experiments_repo.get_by_key(session, key=key)
             if experiment is None or experiment.id is None:
                 return None
