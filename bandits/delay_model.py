@@ -23,7 +23,7 @@ from bandits.delay import (
     reverse_hazard_cdf,
     reverse_risk_sets,
 )
-from bandits.delay_shape import LogNormalShape, fit_lognormal, window_cdf
+from bandits.delay_shape import MIN_DELAY_HOURS, LogNormalShape, fit_lognormal, window_cdf
 
 # Pseudo-successes behind the fitted shape in the nonparametric estimate: enough to steady the
 # first few dozen delays, soon outweighed (the pull fades like 20 / (20 + successes)).
@@ -171,9 +171,12 @@ def _tail_shape(
     """
     if counts.sum() * (1.0 - TAIL_QUANTILE) < MIN_TAIL_SUCCESSES:
         return None
-    order = np.argsort(delays, kind="stable")
-    cumulative = np.cumsum(counts[order])
-    cut = float(delays[order][np.searchsorted(cumulative, cumulative[-1] * TAIL_QUANTILE)])
+    # The cut on the fit's own 1% grid of log-delay: a bincount, not a sort.
+    keys = np.rint(np.log(np.maximum(delays, MIN_DELAY_HOURS)) * 100.0).astype(np.int64)
+    low = int(keys.min())
+    cumulative = np.cumsum(np.bincount(keys - low, weights=counts))
+    cut_key = int(np.searchsorted(cumulative, cumulative[-1] * TAIL_QUANTILE)) + low
+    cut = float(np.exp((cut_key - 0.5) / 100.0))
     slow = delays >= cut
     if counts[slow].sum() < MIN_TAIL_SUCCESSES or cut <= 0:
         return None
