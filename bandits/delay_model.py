@@ -23,7 +23,7 @@ from bandits.delay import (
     reverse_hazard_cdf,
     reverse_risk_sets,
 )
-from bandits.delay_shape import MIN_DELAY_HOURS, LogNormalShape, fit_lognormal, window_cdf
+from bandits.delay_shape import LogNormalShape, fit_lognormal, window_cdf
 
 # Pseudo-successes behind the fitted shape in the nonparametric estimate: enough to steady the
 # first few dozen delays, soon outweighed (the pull fades like 20 / (20 + successes)).
@@ -33,11 +33,6 @@ DEFAULT_PRIOR_WEIGHT = 20.0
 # has (exposures x maturity) is still short of the minimum sample. The report labels such an
 # arm, and the loop neither adds, confirms nor prunes a learning on its evidence.
 MATURE_SHARE = 0.5
-# The tail fit of ``_tail_shape``: the slowest tenth of the delays, if it holds at least ten
-# successes. (On the coverage test's shapes the slowest half was too much of the bulk: a fast
-# and slow mix read an hour in still covered its final rate in 3% of runs; a tenth, 88%.)
-TAIL_QUANTILE = 0.9
-MIN_TAIL_SUCCESSES = 10.0
 TOO_EARLY = "too early to judge"
 JUDGED = "judged"
 
@@ -119,7 +114,6 @@ def fit_delay_model(
         raise ValueError("a success cannot be earlier than its left truncation")
     edges = delay_grid(window_hours)
     shape = fit_lognormal(delays, ages, counts, earliest)
-    tail = _tail_shape(delays, ages, counts, earliest, shape)
     whole = earliest <= 0
     events, at_risk = reverse_risk_sets(delays[whole], ages[whole], counts[whole], edges)
 
@@ -134,8 +128,7 @@ def fit_delay_model(
             prior_weight=float(prior_weight),
         )
 
-    points = shape.points() + (tail.points() if tail is not None else [])
-    spread = tuple(cdf_for(mu, sigma) for mu, sigma in points)
+    spread = tuple(cdf_for(mu, sigma) for mu, sigma in shape.points())
     # The central curve is the mixture of the sigma-point curves (the unscented estimate of
     # the posterior predictive CDF), not the curve at the best-fitting parameters: when the
     # data cannot pin the tail (a few clicks ten minutes into an email send), F at the best
@@ -149,44 +142,6 @@ def fit_delay_model(
         prior_weight=float(prior_weight),
     )
     return DelayModel(central, spread, shape)
-
-
-def _tail_shape(
-    delays: FloatArray,
-    ages: FloatArray,
-    counts: FloatArray,
-    earliest: FloatArray,
-    whole: LogNormalShape,
-) -> LogNormalShape | None:
-    """A log-normal fitted to the slowest tenth of the delays only (left-truncated where that
-    tenth begins), or None when it is too thin to fit.
-
-    One log-normal fitted to all delays extrapolates the bulk: for a mix of fast and slow
-    delays (half the clicks in ten minutes, half over hours) read an hour in, it fits the fast
-    bulk and says almost nothing is still to come, and the corrected rate is half the truth
-    with a confident interval. What is still to come depends on the tail the data show near
-    the oldest age, so a second fit reads only that tail. For log-normal delays both fits
-    agree (the tail fit is just less sure); where they differ the data cannot rule either
-    out, and its sigma points join the spread, so the interval widens by that disagreement.
-    """
-    if counts.sum() * (1.0 - TAIL_QUANTILE) < MIN_TAIL_SUCCESSES:
-        return None
-    # The cut on the fit's own 1% grid of log-delay: a bincount, not a sort.
-    keys = np.rint(np.log(np.maximum(delays, MIN_DELAY_HOURS)) * 100.0).astype(np.int64)
-    low = int(keys.min())
-    cumulative = np.cumsum(np.bincount(keys - low, weights=counts))
-    cut_key = int(np.searchsorted(cumulative, cumulative[-1] * TAIL_QUANTILE)) + low
-    cut = float(np.exp((cut_key - 0.5) / 100.0))
-    slow = delays >= cut
-    if counts[slow].sum() < MIN_TAIL_SUCCESSES or cut <= 0:
-        return None
-    return fit_lognormal(
-        delays[slow],
-        ages[slow],
-        counts[slow],
-        np.maximum(earliest[slow], cut),
-        start_at=(whole.mu, whole.sigma),
-    )
 
 
 @dataclass(frozen=True, eq=False)
