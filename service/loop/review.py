@@ -14,7 +14,7 @@ from service.arm_status import set_arm_status
 from service.errors import Conflict, InvalidInput, NotFound
 from service.experiments import get_experiment
 from service.loop.gather import content_rules, learning_of
-from service.models import Arm, Experiment, LearningRow, LoopRun, Proposal, utcnow
+from service.models import Arm, Experiment, LearningRow, LoopRun, Proposal
 from service.policy.refresher import republish
 from service.repositories import experiments as experiments_repo
 from service.repositories import loop as loop_repo
@@ -26,6 +26,7 @@ from service.schemas.loop import (
     ProposalOut,
     RejectIn,
 )
+from service.sessions import now as now_of
 from variants.learnings import render_markdown
 from variants.lifecycle import ArmStatus
 from variants.loop import check_variant
@@ -149,7 +150,7 @@ def _decide(
     proposal.status = status
     proposal.reason = reason
     proposal.decided_by = actor
-    proposal.decided_at = utcnow()
+    proposal.decided_at = now_of(session)
     session.add(proposal)
     session.flush()
 

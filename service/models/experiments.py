@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from service.models.base import utcnow
+from service.models.base import default_now
 
 
 class Experiment(SQLModel, table=True):
@@ -36,8 +36,8 @@ class Experiment(SQLModel, table=True):
     auto_retire: bool = False
     loop_cadence_hours: float | None = None
     epoch: int = 1
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=default_now)
+    updated_at: datetime = Field(default_factory=default_now)
 
 
 class ExperimentEpoch(SQLModel, table=True):
@@ -47,7 +47,7 @@ class ExperimentEpoch(SQLModel, table=True):
 
     experiment_id: int = Field(foreign_key="experiment.id", primary_key=True)
     epoch: int = Field(primary_key=True)
-    started_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime = Field(default_factory=default_now)
     measured: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
 
 
@@ -64,7 +64,7 @@ class Arm(SQLModel, table=True):
     parent_id: int | None = Field(default=None, foreign_key="arm.id")
     is_control: bool = False
     status: str = Field(default="live", max_length=16)
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=default_now)
 
 
 class ArmStatusChange(SQLModel, table=True):
@@ -77,7 +77,7 @@ class ArmStatusChange(SQLModel, table=True):
     actor: str = Field(max_length=120)
     reason: str = Field(default="", sa_column=Column(Text, nullable=False))
     evidence: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=default_now)
 
 
 class Dispatch(SQLModel, table=True):
@@ -90,7 +90,7 @@ class Dispatch(SQLModel, table=True):
     provider: str = Field(max_length=32)
     dispatch_id: str = Field(max_length=200)
     decision_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON))
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=default_now)
 
 
 class ExperimentChange(SQLModel, table=True):
@@ -103,4 +103,4 @@ class ExperimentChange(SQLModel, table=True):
     action: str = Field(max_length=16)  # created, settings, pause, resume, archive
     actor: str = Field(max_length=120)
     changes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=default_now)
