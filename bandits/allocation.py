@@ -83,6 +83,10 @@ def _eligibility(suspended: ArrayLike | None, size: int) -> BoolArray:
     return np.asarray(~flags, dtype=np.bool_)
 
 
+def _exchangeable(alpha: FloatArray, beta: FloatArray) -> bool:
+    return bool(np.all(alpha == alpha[0]) and np.all(beta == beta[0]))
+
+
 def _share_of_best(theta: FloatArray) -> FloatArray:
     """Fraction of Monte Carlo draws (rows) in which each column is the largest."""
     counts = np.bincount(theta.argmax(axis=1), minlength=theta.shape[1])
@@ -140,6 +144,10 @@ def allocate(
     theta = rng.beta(posterior.alpha, posterior.beta, size=(config.draws, size))
     eligible_theta = theta[:, eligible_index]
     best_among_eligible = _share_of_best(eligible_theta)
+    if _exchangeable(posterior.alpha[eligible_index], posterior.beta[eligible_index]):
+        # Identical posteriors (no evidence yet): every arm is best with probability exactly
+        # 1/K; the draws would only add noise to a fresh experiment's propensities.
+        best_among_eligible = np.full(n_eligible, 1.0 / n_eligible)
     probability_best = np.zeros(size)
     probability_best[eligible_index] = best_among_eligible
     expected_loss = (eligible_theta.max(axis=1)[:, None] - theta).mean(axis=0)
