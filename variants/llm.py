@@ -143,6 +143,10 @@ def _data_json(data: dict[str, Any]) -> str:
     return re.sub(r"[<>&]", lambda match: _JSON_ESCAPES[match.group(0)], text)
 
 
+# Arms of the library's other campaigns shown in the prompt (most exposed first).
+MAX_LIBRARY_ARMS = 40
+
+
 def prompt_data(loop_input: LoopInput, tag_effects: Sequence[TagEffect] = ()) -> dict[str, Any]:
     """The structured block the prompt carries (also what a scripted copywriter reads)."""
     ranked = sorted(
@@ -214,6 +218,14 @@ def prompt_data(loop_input: LoopInput, tag_effects: Sequence[TagEffect] = ()) ->
                 "interval_95": [round(effect.ci_low, 4), round(effect.ci_high, 4)],
                 "arms_with": effect.arms_with,
                 "arms_without": effect.arms_without,
+                **(
+                    {
+                        "campaigns": effect.campaigns,
+                        "campaigns_agreeing": effect.campaigns_agreeing,
+                    }
+                    if effect.campaigns is not None
+                    else {}
+                ),
             }
             for effect in tag_effects
         ],
@@ -229,6 +241,19 @@ def prompt_data(loop_input: LoopInput, tag_effects: Sequence[TagEffect] = ()) ->
         ],
         "rejected_variants": rejected,
         "max_new_variants": loop_input.max_new_variants,
+        "library": loop_input.library,
+        "library_arms": [
+            {
+                "arm_id": item.evidence.arm_id,
+                "experiment": item.evidence.experiment_key,
+                "content": item.content,
+                "tags": item.tags,
+                "exposures": item.evidence.exposures,
+                "successes": item.evidence.successes,
+                "estimated_rate": round(item.evidence.effect, 5),
+            }
+            for item in loop_input.library_evidence[:MAX_LIBRARY_ARMS]
+        ],
     }
 
 
