@@ -60,9 +60,7 @@ def library_of(session: Session, experiment: Experiment) -> Library:
 
 def experiments_of(session: Session, library: Library) -> list[Experiment]:
     assert library.id is not None
-    return repo.experiments(
-        session, library_id=library.id, default=library.name == DEFAULT_LIBRARY
-    )
+    return repo.experiments(session, library_id=library.id, default=library.name == DEFAULT_LIBRARY)
 
 
 # -- learnings ----------------------------------------------------------------------------
@@ -111,11 +109,11 @@ def learnings(session: Session, library: Library) -> list[Learning]:
     ]
 
 
-def faded(
-    session: Session, library: Library, *, now: datetime
-) -> tuple[list[Learning], list[str]]:
+def faded(session: Session, library: Library, *, now: datetime) -> tuple[list[Learning], list[str]]:
     """The library's learnings with the faded ones pruned (not written), and their ids."""
-    state, pruned = fade(learnings(session, library), now=now, half_life_days=library.half_life_days)
+    state, pruned = fade(
+        learnings(session, library), now=now, half_life_days=library.half_life_days
+    )
     return state, [op.learning_id for op in pruned]
 
 

@@ -134,9 +134,7 @@ class LoopInput(BaseModel):
         """The arms a learning may cite: those with the minimum sample, any status, of this
         experiment and of the other experiments in its library."""
         cited = {item.evidence.arm_id: item.evidence for item in self.library_evidence}
-        cited.update(
-            {arm.id: arm.evidence() for arm in self.arms if self.has_enough_evidence(arm)}
-        )
+        cited.update({arm.id: arm.evidence() for arm in self.arms if self.has_enough_evidence(arm)})
         return cited
 
     def active_learnings(self) -> list[Learning]:

@@ -62,7 +62,9 @@ def fade(
             continue
         days = (now - item.last_confirmed_at).total_seconds() / 86400.0
         reason = f"faded: not confirmed for {days:.0f} days (half-life {half_life_days:g} days)"
-        state.append(item.model_copy(update={"status": LearningStatus.PRUNED, "status_reason": reason}))
+        state.append(
+            item.model_copy(update={"status": LearningStatus.PRUNED, "status_reason": reason})
+        )
         pruned.append(AppliedOp(op="prune", learning_id=item.id, detail=reason))
     return state, pruned
 

@@ -66,7 +66,9 @@ def _learning_claim(session: Session, proposal: Proposal) -> str | None:
     experiment = experiments_repo.get(session, experiment_id=proposal.experiment_id)
     if experiment is None:
         return key
-    for row in library_domain.learning_rows(session, library_domain.library_of(session, experiment)):
+    for row in library_domain.learning_rows(
+        session, library_domain.library_of(session, experiment)
+    ):
         if row.key == key:
             return f"{row.key}: {row.claim}"
     return key

@@ -24,7 +24,7 @@ from service.repositories import loop as loop_repo
 from service.repositories import snapshots as snapshots_repo
 from service.repositories import stats as stats_repo
 from service.vocabulary import EXPOSURE, ArmStatus, success_metric
-from variants.inputs import ArmView, Brief, LoopInput, RejectedVariant
+from variants.inputs import ArmView, Brief, LibraryArm, LoopInput, RejectedVariant
 from variants.learnings import Learning
 from variants.rules import ContentRules
 
@@ -91,7 +91,8 @@ def gather(
     # The experiment's learnings are its view of its library: the library's claims (faded
     # ones pruned) and the arms of its other campaigns, which a learning may cite.
     library = library_domain.library_of(session, experiment)
-    learnings, library_arms = [], []
+    learnings: list[Learning] = []
+    library_arms: list[LibraryArm] = []
     if use_learnings:
         learnings, _faded = library_domain.faded(session, library, now=now)
         library_arms = library_domain.library_arms(

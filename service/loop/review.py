@@ -14,7 +14,6 @@ from datetime import datetime
 from sqlmodel import Session
 
 from service import library as library_domain
-
 from service.arm_status import set_arm_status
 from service.errors import Conflict, InvalidInput, NotFound
 from service.experiments import get_experiment
@@ -27,10 +26,10 @@ from service.schemas.loop import (
     ApproveIn,
     EvidenceOut,
     LearningOut,
-    VerdictOut,
     LoopRunOut,
     ProposalOut,
     RejectIn,
+    VerdictOut,
 )
 from variants.learnings import Learning, render_markdown
 from variants.library import applicable, freshness
