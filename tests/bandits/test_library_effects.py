@@ -41,7 +41,8 @@ def test_counts_the_campaigns_that_support_a_tag() -> None:
     model = fit_campaign_tag_model(s, n, tags, names)
     assert model is not None
     question = next(e for e in model.effects if e.tag == "question")
-    assert question.excludes_zero and question.effect > 0
+    assert question.excludes_zero
+    assert question.effect > 0
     contrasting = {
         name
         for name in set(names)

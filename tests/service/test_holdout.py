@@ -40,7 +40,9 @@ def test_a_holdout_unit_never_gets_a_non_control_arm(
     for row in rows:
         assert row.holdout == by_hash[row.unit_hash]
         if row.holdout:
-            assert row.arm_id == control and row.propensity == 1.0 and not row.explored
+            assert row.arm_id == control
+            assert row.propensity == 1.0
+            assert not row.explored
 
 
 def test_unkeyed_requests_are_never_held_out(

@@ -46,7 +46,8 @@ def test_add_records_where_it_holds_and_cites_other_campaigns() -> None:
         where="campaign-3",
         channel="email",
     )
-    assert dropped == [] and applied[0].op == "add"
+    assert dropped == []
+    assert applied[0].op == "add"
     item = state[0]
     assert [(v.experiment_key, v.arm_ids) for v in item.holds] == [("campaign-3", [1, 2])]
     assert item.failed == []
@@ -142,7 +143,8 @@ def test_a_learning_nobody_confirms_fades_and_is_pruned() -> None:
         < 1e-12
     )
     kept, pruned = fade([item], now=item.last_confirmed_at + timedelta(days=119), half_life_days=60)
-    assert kept[0].status == LearningStatus.ACTIVE and pruned == []
+    assert kept[0].status == LearningStatus.ACTIVE
+    assert pruned == []
     gone, pruned = fade([item], now=item.last_confirmed_at + timedelta(days=121), half_life_days=60)
     assert gone[0].status == LearningStatus.PRUNED
     assert "faded" in (gone[0].status_reason or "")
