@@ -21,6 +21,7 @@ from service.routes import (
     keys,
     libraries,
     loop,
+    value,
     webhooks,
 )
 from service.runtime import Runtime
@@ -55,7 +56,18 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_middleware(JsonGuard)  # inside BodySizeLimit, which bounds what it reads
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Hot paths first: routes are matched in order.
-    for module in (choose, events, webhooks, health, experiments, keys, admin, loop, libraries):
+    for module in (
+        choose,
+        events,
+        webhooks,
+        health,
+        experiments,
+        keys,
+        admin,
+        loop,
+        libraries,
+        value,
+    ):
         app.include_router(module.router)
     console.install(app)  # the reviewer's console at /console
     return app

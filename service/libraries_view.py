@@ -7,11 +7,13 @@ from sqlmodel import Session
 from service import library as library_domain
 from service import loop_value
 from service.experiments import get_experiment
+from service.fatigue import experiment_fatigue
 from service.loop.review import learnings_out
 from service.models import Library, utcnow
 from service.repositories import libraries as repo
 from service.schemas.libraries import (
     CampaignTagEffectOut,
+    FatigueOut,
     LibraryLearnings,
     LibraryOut,
     LibraryTagEffects,
@@ -106,6 +108,15 @@ def tag_effects(
 def library_value(session: Session, name: str) -> LoopValueOut:
     return LoopValueOut(
         **loop_value.library_value(session, library_domain.get_library(session, name))
+    )
+
+
+def fatigue(session: Session, key: str, *, segment: str | None) -> FatigueOut:
+    experiment = get_experiment(session, key)
+    return FatigueOut(
+        experiment=experiment.key,
+        segment=segment,
+        arms=experiment_fatigue(session, experiment, segment=segment),
     )
 
 

@@ -85,6 +85,15 @@ class LibraryArm(BaseModel):
     tags: list[str] = Field(default_factory=list)
 
 
+class FatiguedArm(BaseModel):
+    """A live arm whose rate falls with repeated exposure (bandits.fatigue), and why."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    arm_id: int
+    evidence: str
+
+
 class RejectedVariant(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -113,6 +122,7 @@ class LoopInput(BaseModel):
     library: str = ""
     channel: str = "email"
     library_evidence: list[LibraryArm] = Field(default_factory=list)
+    fatigued: list[FatiguedArm] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_arm_ids(self) -> LoopInput:

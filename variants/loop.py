@@ -76,7 +76,7 @@ class CandidateLearning(BaseModel):
 class PlanItem(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    kind: Literal["retire_arm", "learning_op", "new_variant"]
+    kind: Literal["retire_arm", "learning_op", "new_variant", "refresh_arm"]
     subject: str
     reason: str
 
@@ -190,6 +190,17 @@ def plan_run(
     ]
 
     candidates = [_candidate(effect) for effect in tag_effects if effect.excludes_zero]
+    # Fatigue: the audience has seen these too often; the run proposes a refresh (new
+    # wording of the same idea, asked of the proposer) and says why.
+    applied += [
+        PlanItem(
+            kind="refresh_arm",
+            subject=f"arm {item.arm_id}",
+            reason=f"refresh proposed: {item.evidence}",
+        )
+        for item in loop_input.fatigued
+        if item.arm_id in arms
+    ]
 
     learnings = list(loop_input.learnings)
     changes: list[AppliedOp] = []

@@ -14,6 +14,7 @@ from sqlmodel import Session
 from bandits.delay import DelayCDF
 from bandits.posterior import beta_posterior, pooled_prior
 from service import library as library_domain
+from service.fatigue import fatigued_arms
 from service.loop.hold import held_arms
 from service.models import Arm, Experiment, LearningRow, PolicySnapshot
 from service.policy.cohorts import build_cohorts
@@ -24,7 +25,14 @@ from service.repositories import loop as loop_repo
 from service.repositories import snapshots as snapshots_repo
 from service.repositories import stats as stats_repo
 from service.vocabulary import EXPOSURE, ArmStatus, success_metric
-from variants.inputs import ArmView, Brief, LibraryArm, LoopInput, RejectedVariant
+from variants.inputs import (
+    ArmView,
+    Brief,
+    FatiguedArm,
+    LibraryArm,
+    LoopInput,
+    RejectedVariant,
+)
 from variants.learnings import Learning
 from variants.rules import ContentRules
 
@@ -119,6 +127,10 @@ def gather(
         library=library.name,
         channel=experiment.channel,
         library_evidence=library_arms,
+        fatigued=[
+            FatiguedArm(arm_id=item["arm_id"], evidence=item["evidence"])
+            for item in fatigued_arms(session, experiment, now=now)
+        ],
     )
 
 

@@ -71,10 +71,3 @@ def library_value(name: LibraryName, session: SessionDep, _caller: ReviewKey) ->
     """By month: the served policy's lift over the holdout and the successes it gained,
     over the library's experiments."""
     return view.library_value(session, name)
-
-
-@router.get("/v1/experiments/{key}/value", response_model=LoopValueOut)
-def experiment_value(key: str, session: SessionDep, _caller: ReviewKey) -> LoopValueOut:
-    """The served policy's lift over the holdout with its interval and the successes it
-    gained; and the best live arm's estimated rate by loop generation."""
-    return view.experiment_value(session, key)

@@ -63,3 +63,13 @@ class LoopValueOut(BaseModel):
     holdout: dict[str, Any] | None = None
     generations: list[dict[str, Any]] | None = None
     months: list[dict[str, Any]] | None = None
+
+
+class FatigueOut(BaseModel):
+    experiment: str
+    segment: str | None
+    arms: list[dict[str, Any]] = Field(
+        description="Per live arm: fatigued, evidence, by_exposure (exposures and successes "
+        "by earlier exposures of the same unit, 0 to 4+, and the log-odds slope per repeat), "
+        "by_week (weekly counts, pattern trend/change/flat, slope per week)."
+    )
