@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import secrets
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,13 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from service import migrations
-from service.decisions.decider import Decider, Unit
+from service import library as library_domain
+from service.decisions.decider import Unit
 from service.experiments import create_experiment
+from service.repositories import experiments as experiments_repo
 from service.runtime import Runtime
 from service.schemas.experiments import ArmIn, ExperimentCreate
 from service.sessions import unit_of_work
-from service.settings import Settings
 from simulation.audience import TagAudience, tag_audience
 from simulation.copywriter import BASES
 from simulation.copywriter_server import running_copywriter
@@ -44,6 +43,7 @@ from simulation.loop import (
     SimulatedClock,
     _deliver,
     _review,
+    simulated_runtime,
     true_tags,
     visible_tags,
 )
@@ -107,28 +107,8 @@ def simulate_campaigns(
 ) -> list[Campaign]:
     audience = tag_audience()
     database = workdir / f"campaigns-{'library' if use_library else 'solo'}.db"
-    settings = Settings(
-        database_url=f"sqlite:///{database}",
-        signing_keys=f"sim:{secrets.token_urlsafe(24)}",
-        run_background=False,
-        llm_base_url=base_url,
-        llm_model="scripted-copywriter",
-        llm_api_key="simulation",
-        llm_timeout_seconds=10.0,
-        llm_max_retries=0,
-        _env_file=None,
-    )
-    migrations.upgrade(settings.database_url)
+    runtime = simulated_runtime(database, base_url=base_url, seed=config.seed)
     clock = SimulatedClock(START)
-    runtime = Runtime(settings)
-    runtime.decider = Decider(
-        signer=runtime.signer,
-        policy_lookup=runtime.policy_for,
-        decision_log=runtime.decision_log,
-        engine=runtime.engine,
-        keyed_cache_size=settings.keyed_cache_size,
-        rng=np.random.default_rng([config.seed, 1]),
-    )
     rng = np.random.default_rng([config.seed, 2])
     try:
         with clock.installed():
@@ -220,9 +200,6 @@ def _rate(rates: dict[int, float], audience: TagAudience, arm_id: int, content: 
 
 
 def _active_learnings(runtime: Runtime, key: str) -> int:
-    from service import library as library_domain
-    from service.repositories import experiments as experiments_repo
-
     with unit_of_work(runtime.engine, runtime.after_commit_handlers()) as session:
         experiment = experiments_repo.get_by_key(session, key=key)
         assert experiment is not None

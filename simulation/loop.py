@@ -147,11 +147,10 @@ class SimulatedClock:
                 module.utcnow = real
 
 
-def simulate(
-    config: SimulationConfig, *, use_learnings: bool, base_url: str, workdir: Path
-) -> list[Generation]:
-    audience = tag_audience()
-    database = workdir / f"loop-{'with' if use_learnings else 'without'}-learnings.db"
+def simulated_runtime(database: Path, *, base_url: str, seed: int) -> Runtime:
+    """The real service on a fresh SQLite file, talking to the scripted copywriter at
+    `base_url`, with seeded decisions (the service draws from fresh entropy), so a seed
+    reproduces a run. Not started: the caller starts it inside its clock."""
     settings = Settings(
         database_url=f"sqlite:///{database}",
         signing_keys=f"sim:{secrets.token_urlsafe(24)}",
@@ -164,17 +163,25 @@ def simulate(
         _env_file=None,
     )
     migrations.upgrade(settings.database_url)
-    clock = SimulatedClock(START)
     runtime = Runtime(settings)
-    # Seeded decisions (the service draws from fresh entropy), so a seed reproduces a run.
     runtime.decider = Decider(
         signer=runtime.signer,
         policy_lookup=runtime.policy_for,
         decision_log=runtime.decision_log,
         engine=runtime.engine,
         keyed_cache_size=settings.keyed_cache_size,
-        rng=np.random.default_rng([config.seed, 1]),
+        rng=np.random.default_rng([seed, 1]),
     )
+    return runtime
+
+
+def simulate(
+    config: SimulationConfig, *, use_learnings: bool, base_url: str, workdir: Path
+) -> list[Generation]:
+    audience = tag_audience()
+    database = workdir / f"loop-{'with' if use_learnings else 'without'}-learnings.db"
+    runtime = simulated_runtime(database, base_url=base_url, seed=config.seed)
+    clock = SimulatedClock(START)
     rng = np.random.default_rng([config.seed, 2])
     try:
         with clock.installed():
