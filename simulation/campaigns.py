@@ -256,6 +256,12 @@ def campaign_table(results: dict[str, list[list[Campaign]]]) -> str:
         f"seeds where the library's first week beat no library on every campaign after the "
         f"first: {wins} of {len(with_library)}"
     )
+    for seed, (run_a, run_b) in enumerate(zip(with_library, without, strict=True)):
+        gains = " ".join(
+            f"{a.first_week_rate - b.first_week_rate:+.3%}"
+            for a, b in zip(run_a, run_b, strict=True)
+        )
+        lines.append(f"seed {seed + 1}: first-week gain by campaign {gains}")
     return "\n".join(lines)
 
 
