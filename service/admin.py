@@ -4,23 +4,23 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import Engine
+from sqlmodel import Session
 
-from service.db import session_scope
-from service.models import utcnow
 from service.repositories import decisions as decisions_repo
 from service.repositories import events as events_repo
+from service.sessions import UnitForgotten, after_commit
+from service.sessions import now as now_of
 from service.tokens import DecisionSigner
 
 
-def forget_unit(engine: Engine, signer: DecisionSigner, unit_id: str) -> int:
+def forget_unit(session: Session, signer: DecisionSigner, unit_id: str) -> int:
     """Remove what is stored about a unit: decisions keep their counts, lose the unit."""
-    with session_scope(engine) as session:
-        return decisions_repo.forget_unit(session, unit_hash=signer.unit_hash(unit_id))
+    forgotten = decisions_repo.forget_unit(session, unit_hash=signer.unit_hash(unit_id))
+    after_commit(session, UnitForgotten())
+    return forgotten
 
 
-def purge_raw_payloads(engine: Engine, *, retention_days: int) -> int:
-    with session_scope(engine) as session:
-        return events_repo.purge_raw_before(
-            session, before=utcnow() - timedelta(days=retention_days)
-        )
+def purge_raw_payloads(session: Session, *, retention_days: int) -> int:
+    return events_repo.purge_raw_before(
+        session, before=now_of(session) - timedelta(days=retention_days)
+    )

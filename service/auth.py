@@ -7,14 +7,17 @@ import hmac
 import secrets
 import threading
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
+from sqlmodel import Session
 
-from service.db import session_scope
+from service.clock import SYSTEM_CLOCK, Clock
 from service.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from service.models import ApiKey
 from service.repositories import api_keys as keys_repo
+from service.sessions import unit_of_work
 
 SCOPES = ("decide", "ingest", "review", "admin")
 KEY_PREFIX = "bl_"
@@ -54,8 +57,11 @@ def parse_scopes(scopes: list[str] | str) -> list[str]:
 class ApiKeys:
     """Authenticates bearer keys through a short-lived in-memory cache of digests."""
 
-    def __init__(self, engine: Engine, *, cache_seconds: float) -> None:
+    def __init__(
+        self, engine: Engine, *, cache_seconds: float, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self._engine = engine
+        self._clock = clock
         self._ttl = cache_seconds
         self._cache: dict[str, tuple[Principal | None, float]] = {}
         self._lock = threading.Lock()
@@ -101,7 +107,7 @@ class ApiKeys:
         return principal
 
     def _lookup(self, key_digest: str) -> Principal | None:
-        with session_scope(self._engine) as session:
+        with self._transaction() as session:
             row = keys_repo.find_by_digest(session, digest=key_digest)
             if row is None or row.revoked_at is not None or row.id is None:
                 return None
@@ -109,6 +115,10 @@ class ApiKeys:
             if not hmac.compare_digest(row.digest, key_digest):
                 return None
             return Principal(row.id, row.name, frozenset(row.scopes.split(",")))
+
+    def _transaction(self) -> AbstractContextManager[Session]:
+        # Authentication is the request's first step, before its own session opens.
+        return unit_of_work(self._engine, clock=self._clock)
 
     def forget(self) -> None:
         with self._lock:
@@ -119,18 +129,18 @@ class ApiKeys:
     ) -> tuple[ApiKey, str]:
         cleaned = parse_scopes(scopes)
         raw = raw_key or generate_key()
-        with session_scope(self._engine) as session:
+        with self._transaction() as session:
             row = keys_repo.create(
                 session, name=name, prefix=raw[:10], digest=digest(raw), scopes=",".join(cleaned)
             )
         return row, raw
 
     def list(self) -> list[ApiKey]:
-        with session_scope(self._engine) as session:
+        with self._transaction() as session:
             return keys_repo.list_all(session)
 
     def revoke(self, key_id: int) -> ApiKey:
-        with session_scope(self._engine) as session:
+        with self._transaction() as session:
             row = keys_repo.get(session, key_id=key_id)
             if row is None:
                 raise NotFound(f"no API key with id {key_id}", field="key_id")
@@ -142,7 +152,7 @@ class ApiKeys:
         """Install ``raw_key`` as the first admin key if no key exists yet."""
         # Every worker of `serve --workers N` runs this at once on a fresh database: the
         # insert skips a digest another worker stored first instead of failing its start.
-        with session_scope(self._engine) as session:
+        with self._transaction() as session:
             if keys_repo.count(session) > 0:
                 return False
             return keys_repo.create_unless_exists(

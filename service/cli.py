@@ -132,7 +132,6 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
-    from service.db import session_scope
     from service.errors import NotFound
     from service.ingest.rebuild import rebuild_stats
     from service.repositories import experiments as experiments_repo
@@ -140,12 +139,13 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     with _runtime(settings) as runtime:
         experiment_id = None
         if args.experiment:
-            with session_scope(runtime.engine) as session:
+            with runtime.unit_of_work() as session:
                 experiment = experiments_repo.get_by_key(session, key=args.experiment)
                 if experiment is None or experiment.id is None:
                     raise NotFound(f"unknown experiment {args.experiment!r}", field="experiment")
                 experiment_id = experiment.id
-        counts = rebuild_stats(runtime.engine, experiment_id=experiment_id)
+        with runtime.unit_of_work() as session:
+            counts = rebuild_stats(session, experiment_id=experiment_id)
     which = args.experiment or "every experiment"
     print(
         f"{which}: rebuilt statistics from {counts['decisions']} decisions "
@@ -158,7 +158,8 @@ def cmd_purge(_args: argparse.Namespace, settings: Settings) -> int:
     from service.admin import purge_raw_payloads
 
     with _runtime(settings) as runtime:
-        deleted = purge_raw_payloads(runtime.engine, retention_days=settings.raw_retention_days)
+        with runtime.unit_of_work() as session:
+            deleted = purge_raw_payloads(session, retention_days=settings.raw_retention_days)
     print(f"deleted {deleted} raw payloads older than {settings.raw_retention_days} days")
     return 0
 
@@ -174,7 +175,11 @@ def cmd_loop(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
     with _runtime(settings) as runtime:
-        keys = running_keys(runtime.engine) if args.all else [args.experiment]
+        if args.all:
+            with runtime.unit_of_work() as session:
+                keys = running_keys(session)
+        else:
+            keys = [args.experiment]
         if not keys:
             print("no running experiment")
         for key in keys:
@@ -244,14 +249,13 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
     import numpy as np
 
-    from service.db import session_scope
     from service.errors import NotFound
     from service.evaluation import evaluate_experiment
     from service.evaluation.table import format_evaluation
     from service.repositories import experiments as experiments_repo
 
     with _runtime(settings) as runtime:
-        with session_scope(runtime.engine) as session:
+        with runtime.unit_of_work() as session:
             experiment = experiments_repo.get_by_key(session, key=args.experiment)
             if experiment is None or experiment.id is None:
                 raise NotFound(f"unknown experiment {args.experiment!r}", field="experiment")

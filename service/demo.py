@@ -6,14 +6,12 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 
-from service.db import session_scope
 from service.errors import Conflict
 from service.experiments import create_experiment
 from service.repositories import api_keys as keys_repo
 from service.repositories import experiments as experiments_repo
 from service.runtime import Runtime
 from service.schemas.experiments import ArmIn, Brief, ExperimentCreate
-from service.sessions import unit_of_work
 
 DEMO_KEY = "demo-subject-lines"
 
@@ -27,7 +25,7 @@ class DemoInfo:
 
 def ensure_demo(runtime: Runtime) -> DemoInfo:
     admin_key: str | None = None
-    with session_scope(runtime.engine) as session:
+    with runtime.unit_of_work() as session:
         no_keys = keys_repo.count(session) == 0
     if runtime.settings.bootstrap_admin_key:
         runtime.api_keys.bootstrap(runtime.settings.bootstrap_admin_key)
@@ -43,9 +41,9 @@ def ensure_demo(runtime: Runtime) -> DemoInfo:
 
 
 def _create_demo_experiment(runtime: Runtime) -> None:
-    # The unit of work with the runtime's handlers: the snapshot the new experiment
-    # publishes is installed in the cache (a bare session scope dropped it).
-    with unit_of_work(runtime.engine, runtime.after_commit_handlers()) as session:
+    # The runtime's unit of work, with its handlers: the snapshot the new experiment
+    # publishes is installed in the cache.
+    with runtime.unit_of_work() as session:
         if experiments_repo.get_by_key(session, key=DEMO_KEY) is not None:
             raise Conflict("the demo experiment exists")
         create_experiment(

@@ -14,7 +14,6 @@ from service.auth import Principal
 from service.errors import InvalidInput
 from service.inputs import safe_text, unstorable_reason
 from service.runtime import Runtime
-from service.sessions import request_session
 
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`.")
 
@@ -40,7 +39,8 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
 def get_session(runtime: RuntimeDep) -> Iterator[Session]:
-    yield from request_session(runtime.engine, runtime.after_commit_handlers())
+    with runtime.unit_of_work() as session:
+        yield session
 
 
 # scope="function": the session commits (and its after-commit hooks run) before the

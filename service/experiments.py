@@ -19,7 +19,6 @@ from service.models import (
     Experiment,
     ExperimentChange,
     ExperimentEpoch,
-    utcnow,
 )
 from service.policy.refresher import republish
 from service.repositories import experiments as repo
@@ -32,6 +31,7 @@ from service.schemas.experiments import (
     ExperimentOut,
     ExperimentSettings,
 )
+from service.sessions import now as now_of
 from service.vocabulary import ExperimentStatus
 from variants.lifecycle import ArmStatus, InvalidTransition, check_transition
 from variants.rules import ContentReport, ContentRules, check_content
@@ -269,7 +269,7 @@ def update_settings(
             f"{live} arms are live; retire some before lowering max_live_arms",
             field="max_live_arms",
         )
-    experiment.updated_at = utcnow()
+    experiment.updated_at = now_of(session)
     if _measured(experiment) != before:
         experiment.epoch += 1
         assert experiment.id is not None
@@ -292,7 +292,7 @@ def move_status(session: Session, key: str, move: str, *, actor: str) -> Experim
         raise Conflict(f"cannot {move} an experiment that is {experiment.status}", field="status")
     _record(session, experiment, move, actor=actor, changes={"status": target})
     experiment.status = target
-    experiment.updated_at = utcnow()
+    experiment.updated_at = now_of(session)
     session.add(experiment)
     session.flush()
     _republish(session, experiment)

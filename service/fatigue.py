@@ -17,10 +17,11 @@ import numpy as np
 from sqlmodel import Session
 
 from bandits.fatigue import Slope, TimePattern, slope, time_pattern
-from service.models import Experiment, as_utc, utcnow
+from service.models import Experiment, as_utc
 from service.repositories import experiments as experiments_repo
 from service.repositories import holdout as decisions_read
 from service.repositories import stats as stats_repo
+from service.sessions import now as now_of
 from service.vocabulary import EXPOSURE, ArmStatus, success_metric
 
 MAX_REPEATS = 4  # exposure groups 0, 1, 2, 3 and "4 or more"
@@ -38,7 +39,7 @@ def experiment_fatigue(
     """Per live arm: the slope by repeat exposure of the same units, the weekly pattern
     (of one segment when given), and whether the arm fatigues, with the evidence."""
     assert experiment.id is not None
-    now = now or utcnow()
+    now = now or now_of(session)
     matured = now - timedelta(hours=experiment.attribution_window_hours)
     metric = success_metric(experiment.primary_metric, experiment.conversion_name)
     live = [

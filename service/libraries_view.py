@@ -9,7 +9,7 @@ from service import loop_value
 from service.experiments import get_experiment
 from service.fatigue import experiment_fatigue
 from service.loop.review import learnings_out
-from service.models import Library, utcnow
+from service.models import Library
 from service.repositories import libraries as repo
 from service.schemas.libraries import (
     CampaignTagEffectOut,
@@ -19,6 +19,7 @@ from service.schemas.libraries import (
     LibraryTagEffects,
     LoopValueOut,
 )
+from service.sessions import now as now_of
 from variants.library import render_library_markdown
 
 
@@ -52,7 +53,7 @@ def learnings(session: Session, name: str) -> LibraryLearnings:
     items = library_domain.learnings(session, library)
     return LibraryLearnings(
         library=library.name,
-        learnings=learnings_out(items, now=utcnow(), half_life_days=library.half_life_days),
+        learnings=learnings_out(items, now=now_of(session), half_life_days=library.half_life_days),
     )
 
 
@@ -61,7 +62,7 @@ def learnings_markdown(session: Session, name: str) -> str:
     return render_library_markdown(
         library.name,
         library_domain.learnings(session, library),
-        now=utcnow(),
+        now=now_of(session),
         half_life_days=library.half_life_days,
     )
 

@@ -19,12 +19,13 @@ from sqlmodel import Session
 
 from bandits.holdout import HoldoutLift, holdout_lift
 from service import library as library_domain
-from service.models import Experiment, Library, as_utc, utcnow
+from service.models import Experiment, Library, as_utc
 from service.policy.snapshot import Snapshot
 from service.repositories import holdout as holdout_repo
 from service.repositories import loop as loop_repo
 from service.repositories import snapshots as snapshots_repo
 from service.repositories.holdout import KeyedOutcome
+from service.sessions import now as now_of
 from service.vocabulary import success_metric
 
 LEVEL = 0.95
@@ -95,7 +96,7 @@ def experiment_value(
 ) -> dict[str, Any]:
     """The loop's value for one experiment: the lift over the holdout and the best live
     arm's estimated rate by loop generation."""
-    now = now or utcnow()
+    now = now or now_of(session)
     outcomes = _outcomes(session, experiment, now)
     return {
         "experiment": experiment.key,
@@ -111,7 +112,7 @@ def library_value(
     """Per calendar month (UTC, by decision time): the lift over the holdout and the
     successes gained, pooled over the library's experiments (each unit's decisions summed
     within its experiment: a unit's group is the same in all of them)."""
-    now = now or utcnow()
+    now = now or now_of(session)
     by_month: dict[str, list[KeyedOutcome]] = defaultdict(list)
     for experiment in library_domain.experiments_of(session, library):
         for item in _outcomes(session, experiment, now):

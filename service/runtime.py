@@ -1,4 +1,12 @@
-"""The process's long-lived parts, created in the app's lifespan and closed on shutdown."""
+"""The container: builds the process's long-lived parts, created in the app's lifespan
+(or by the CLI and the simulator) and closed on shutdown.
+
+It takes the clock and the random generator as arguments: production passes neither (the
+system clock, fresh entropy); tests and the simulator pass their own, and every part that
+reads the time or draws gets them from here. It opens every transaction of the workers and
+the CLI through `unit_of_work()`, and stops every background worker before it disposes of
+the engine it owns.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +14,32 @@ import logging
 import os
 import secrets
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from service import metrics
 from service.auth import ApiKeys
+from service.clock import SYSTEM_CLOCK, Clock
 from service.db import make_engine
 from service.decisions.decider import Decider
 from service.decisions.log import DecisionLog
 from service.loop.runner import LoopRunner
+from service.loop.scheduler import LoopScheduler
 from service.notify import Notification, Notifier
 from service.policy.loaded import LoadedPolicy, PolicyCache
 from service.policy.refresher import Refresher
-from service.sessions import EventsCounted, Handlers, SnapshotPublished
+from service.sessions import (
+    EventsCounted,
+    Handlers,
+    SnapshotPublished,
+    UnitForgotten,
+    unit_of_work,
+)
 from service.settings import Settings, parse_signing_keys
 from service.state_metrics import StateCollector
 from service.tokens import DecisionSigner
@@ -58,11 +78,23 @@ def _count_event_metrics(event: EventsCounted) -> None:
 
 
 class Runtime:
-    def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: Engine | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        rng: np.random.Generator | None = None,
+    ) -> None:
         self.settings = settings
+        # An engine passed in is the caller's to dispose of (tests share one per database).
+        self._owns_engine = engine is None
         self.engine = engine or make_engine(settings.database_url)
+        self.clock = clock
         self.signer = DecisionSigner(signing_keys_for(settings))
-        self.api_keys = ApiKeys(self.engine, cache_seconds=settings.api_key_cache_seconds)
+        self.api_keys = ApiKeys(
+            self.engine, cache_seconds=settings.api_key_cache_seconds, clock=clock
+        )
         self.cache = PolicyCache()
         self.notifier = Notifier(settings)  # outgoing webhook; a no-op without a URL
         self.refresher = Refresher(
@@ -71,18 +103,33 @@ class Runtime:
             interval=settings.policy_refresh_seconds,
             lease_seconds=settings.lease_seconds,
             handlers={Notification: self.notifier.send},
+            clock=clock,
         )
         self.decision_log = DecisionLog(self.engine, flush_ms=settings.decision_flush_ms)
+        # Only the decider draws (the loop's statistical pass is deterministic): it gets the
+        # generator as given, so a seed reproduces every decision.
         self.decider = Decider(
             signer=self.signer,
             policy_lookup=self.policy_for,
             decision_log=self.decision_log,
             engine=self.engine,
             keyed_cache_size=settings.keyed_cache_size,
+            rng=rng,
+            clock=clock,
         )
-        self.loop = LoopRunner(self)  # loop runs, the LLM client and the loop scheduler
+        # Loop runs and the LLM client; the scheduler calls the runner, never the container.
+        self.loop = LoopRunner(
+            self.engine,
+            settings,
+            notifier=self.notifier,
+            handlers=self.after_commit_handlers,
+            clock=clock,
+        )
+        self.loop_scheduler = LoopScheduler(
+            self.loop.run, self.engine, interval=settings.loop_scheduler_seconds, clock=clock
+        )
         self.state_metrics = StateCollector(
-            self.engine, cache_seconds=settings.metrics_cache_seconds
+            self.engine, cache_seconds=settings.metrics_cache_seconds, clock=clock
         )
         self._started = False
 
@@ -90,8 +137,15 @@ class Runtime:
         return {
             SnapshotPublished: lambda event: self.refresher.install(event.row),
             EventsCounted: _count_event_metrics,
+            UnitForgotten: lambda _event: self.decider.forget_keyed(),
             Notification: self.notifier.send,
         }
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[Session]:
+        """A transaction on this container's engine, clock and after-commit handlers."""
+        with unit_of_work(self.engine, self.after_commit_handlers(), clock=self.clock) as session:
+            yield session
 
     def policy_for(self, key: str) -> LoadedPolicy | None:
         return self.cache.get(key) or self.refresher.load_key(key)
@@ -105,12 +159,15 @@ class Runtime:
         if self.settings.run_background:
             self.decision_log.start()
             self.refresher.start()
-            self.loop.start()
+            self.loop_scheduler.start()
         self._started = True
 
     def stop(self) -> None:
-        self.loop.stop()
+        """Stop every worker (the decision log flushes what is pending), then the engine."""
+        self.loop_scheduler.stop()
+        self.loop.close()
         self.refresher.stop()
         self.decision_log.stop()
         self.notifier.stop()
-        self.engine.dispose()
+        if self._owns_engine:
+            self.engine.dispose()

@@ -1,9 +1,13 @@
-"""Per-request sessions with after-commit events (handled only once the data is durable).
+"""The unit of work: the one way a transaction is opened, with its clock and its
+after-commit events (handled only once the data is durable).
 
-Domain code records what happened as a typed event (`after_commit(session, event)`); the
-request dependency, a worker's tick or the CLI opens the unit of work and handles every
-event after the commit. An event with no handler is an error, not a silent skip: a hook
-that nobody runs (a snapshot never installed in the cache) is a bug.
+Only the request dependency (`service/deps.py`), a worker's tick and the CLI call
+`unit_of_work` (the container's `Runtime.unit_of_work()` passes its engine, handlers and
+clock); domain functions take the session. The session carries the clock of whoever opened
+it: domain code reads the time with `now(session)`, never the system clock. Domain code
+records what happened as a typed event (`after_commit(session, event)`), handled after the
+commit. An event with no handler is an error, not a silent skip: a hook that nobody runs
+(a snapshot never installed in the cache) is a bug.
 """
 
 from __future__ import annotations
@@ -11,16 +15,21 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy import event as orm_events
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
-from service.db import session_scope
+from service.clock import SYSTEM_CLOCK, Clock
 from service.models import PolicySnapshot
+from service.models.base import DefaultTime
 from service.notify import Notification
 
 _EVENTS = "after_commit"
+_CLOCK = "clock"
 
 
 @dataclass(frozen=True)
@@ -38,8 +47,13 @@ class EventsCounted:
     outcomes: Mapping[tuple[str, str], int]
 
 
+@dataclass(frozen=True)
+class UnitForgotten:
+    """A unit's decisions lost their unit: drop the keyed decisions the decider remembers."""
+
+
 # A notification (service.notify) is sent only once what it reports is committed.
-AfterCommitEvent = SnapshotPublished | EventsCounted | Notification
+AfterCommitEvent = SnapshotPublished | EventsCounted | UnitForgotten | Notification
 Handlers = Mapping[type[Any], Callable[[Any], object]]
 
 
@@ -65,10 +79,40 @@ def handle(events: list[AfterCommitEvent], handlers: Handlers) -> None:
         handler(event)
 
 
-def request_session(engine: Engine, handlers: Handlers) -> Iterator[Session]:
-    with session_scope(engine) as session:
-        yield session
-    handle(pending_events(session), handlers)
+@contextmanager
+def unit_of_work(
+    engine: Engine, handlers: Handlers | None = None, *, clock: Clock = SYSTEM_CLOCK
+) -> Iterator[Session]:
+    """One transaction: commit on success, roll back on any error, then handle the events.
+
+    ``handlers`` maps each after-commit event type to its handler (none: an event raises
+    ``UnhandledEvent``); ``clock`` is what ``now(session)`` reads inside it."""
+    with Session(engine, expire_on_commit=False, info={_CLOCK: clock}) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+    handle(pending_events(session), handlers or {})
 
 
-unit_of_work = contextmanager(request_session)
+def now(session: OrmSession) -> datetime:
+    """The time of this unit of work, by the clock it was opened with."""
+    clock: Clock = session.info.get(_CLOCK, SYSTEM_CLOCK)
+    return clock.now()
+
+
+@orm_events.listens_for(Session, "before_flush")
+def _stamp_new_rows(session: Session, _context: object, _instances: object) -> None:
+    """A new row's timestamps that nobody gave (``DefaultTime``) are the unit of work's
+    time: a row written on a simulated or frozen clock is dated by it."""
+    clock: Clock | None = session.info.get(_CLOCK)
+    if clock is None:
+        return
+    at: datetime | None = None
+    for row in session.new:
+        for name, value in list(vars(row).items()):
+            if type(value) is DefaultTime:
+                at = at or clock.now()
+                setattr(row, name, at)

@@ -20,11 +20,13 @@ from datetime import datetime
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
-from sqlmodel import Session
 
 from service import metrics
-from service.models.base import as_utc, utcnow
+from service.clock import SYSTEM_CLOCK, Clock
+from service.models.base import as_utc
 from service.repositories import state as state_repo
+from service.sessions import now as now_of
+from service.sessions import unit_of_work
 from service.vocabulary import SERVED_ARM_STATUSES, LoopRunStatus
 
 log = logging.getLogger("banditloop.metrics")
@@ -56,14 +58,14 @@ class StateReading:
     read_at: datetime
 
 
-def read_state(engine: Engine) -> StateReading:
-    with Session(engine) as session:
+def read_state(engine: Engine, *, clock: Clock = SYSTEM_CLOCK) -> StateReading:
+    with unit_of_work(engine, clock=clock) as session:
         return StateReading(
             arms=state_repo.arms(session),
             pending_proposals=state_repo.pending_proposals(session),
             loop_runs=state_repo.loop_runs(session),
             snapshot_times=state_repo.latest_snapshot_times(session),
-            read_at=utcnow(),
+            read_at=now_of(session),
         )
 
 
@@ -134,22 +136,24 @@ class StateCollector(Collector):
         engine: Engine,
         *,
         cache_seconds: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
+        timer: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._engine = engine
         self._cache_seconds = cache_seconds
-        self._clock = clock
+        self._timer = timer  # for the cache
+        self._clock = clock  # for the ages
         self._lock = threading.Lock()
         self._reading: StateReading | None = None
         self._read_at = 0.0
 
     def reading(self) -> StateReading | None:
         with self._lock:
-            fresh = self._clock() - self._read_at < self._cache_seconds
+            fresh = self._timer() - self._read_at < self._cache_seconds
             if self._reading is None or not fresh:
                 try:
-                    self._reading = read_state(self._engine)
-                    self._read_at = self._clock()
+                    self._reading = read_state(self._engine, clock=self._clock)
+                    self._read_at = self._timer()
                 except Exception:  # a scrape must never fail because the database did
                     metrics.STATE_READ_FAILURES.inc()
                     log.warning("reading state metrics failed", exc_info=True)
@@ -160,4 +164,4 @@ class StateCollector(Collector):
         reading = self.reading()
         if reading is None:
             return []
-        return list(families(reading, utcnow()))
+        return list(families(reading, self._clock.now()))

@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from service import library as library_domain
+from service.clock import ManualClock
 from service.decisions.decider import Unit
 from service.experiments import create_experiment
 from service.repositories import experiments as experiments_repo
 from service.runtime import Runtime
 from service.schemas.experiments import ArmIn, ExperimentCreate
-from service.sessions import unit_of_work
 from simulation.audience import TagAudience, tag_audience
 from simulation.copywriter import BASES
 from simulation.copywriter_server import running_copywriter
@@ -40,7 +40,6 @@ from simulation.loop import (
     CLICK_DELAY,
     REVIEWER,
     START,
-    SimulatedClock,
     _deliver,
     _review,
     simulated_runtime,
@@ -107,16 +106,15 @@ def simulate_campaigns(
 ) -> list[Campaign]:
     audience = tag_audience()
     database = workdir / f"campaigns-{'library' if use_library else 'solo'}.db"
-    runtime = simulated_runtime(database, base_url=base_url, seed=config.seed)
-    clock = SimulatedClock(START)
+    clock = ManualClock(START)
+    runtime = simulated_runtime(database, base_url=base_url, seed=config.seed, clock=clock)
     rng = np.random.default_rng([config.seed, 2])
     try:
-        with clock.installed():
-            runtime.start()
-            return [
-                _campaign(runtime, config, audience, clock, rng, index, use_library)
-                for index in range(1, config.campaigns + 1)
-            ]
+        runtime.start()
+        return [
+            _campaign(runtime, config, audience, clock, rng, index, use_library)
+            for index in range(1, config.campaigns + 1)
+        ]
     finally:
         runtime.stop()
 
@@ -125,14 +123,14 @@ def _campaign(
     runtime: Runtime,
     config: CampaignConfig,
     audience: TagAudience,
-    clock: SimulatedClock,
+    clock: ManualClock,
     rng: np.random.Generator,
     index: int,
     use_library: bool,
 ) -> Campaign:
     key = f"campaign-{index}"
     # Campaigns are monthly: each starts on the first Monday-ish of its month.
-    clock.now = START + timedelta(days=30 * (index - 1))
+    clock.set(START + timedelta(days=30 * (index - 1)))
     data = ExperimentCreate(
         key=key,
         name=f"Campaign {index}",
@@ -144,7 +142,7 @@ def _campaign(
         content_rules={"max_length": 80, "banned_phrases": ["guaranteed"]},
         library=LIBRARY if use_library else f"solo-{index}",
     )
-    with unit_of_work(runtime.engine, runtime.after_commit_handlers()) as session:
+    with runtime.unit_of_work() as session:
         create_experiment(session, data, actor=REVIEWER)
     learnings_at_launch = _active_learnings(runtime, key)
     # The first LLM pass, before any evidence of its own: it starts from the library.
@@ -170,9 +168,11 @@ def _campaign(
             delays = CLICK_DELAY.from_uniform(rng.random(len(choices)))
             for choice, click, delay in zip(choices, clicked, delays, strict=True):
                 if click and choice.decision_id is not None:
-                    pending.append((clock.now + timedelta(hours=float(delay)), choice.decision_id))
+                    pending.append(
+                        (clock.now() + timedelta(hours=float(delay)), choice.decision_id)
+                    )
             clock.advance(step)
-            pending = _deliver(runtime, pending, clock.now, counter)
+            pending = _deliver(runtime, pending, clock.now(), counter)
             runtime.refresher.recompute_all()
             runtime.refresher.reload()
         served_by_day.append(served)
@@ -181,7 +181,7 @@ def _campaign(
         runtime.refresher.reload()
     # Late clicks still count toward the campaign's evidence for the next one.
     clock.advance(72.0)
-    _deliver(runtime, pending, clock.now, counter)
+    _deliver(runtime, pending, clock.now(), counter)
     runtime.refresher.recompute_all()
     first_week = [rate for day in served_by_day[:FIRST_WEEK_DAYS] for rate in day]
     everything = [rate for day in served_by_day for rate in day]
@@ -200,7 +200,7 @@ def _rate(rates: dict[int, float], audience: TagAudience, arm_id: int, content: 
 
 
 def _active_learnings(runtime: Runtime, key: str) -> int:
-    with unit_of_work(runtime.engine, runtime.after_commit_handlers()) as session:
+    with runtime.unit_of_work() as session:
         experiment = experiments_repo.get_by_key(session, key=key)
         assert experiment is not None
         rows = library_domain.learning_rows(session, library_domain.library_of(session, experiment))

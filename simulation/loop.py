@@ -15,17 +15,15 @@ click rate of the best live arm after each generation.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import secrets
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 from sqlmodel import Session
@@ -33,11 +31,11 @@ from sqlmodel import Session
 from service import library as library_domain
 from service import migrations
 from service.arm_status import set_arm_status
-from service.decisions.decider import Decider, Unit
+from service.clock import ManualClock
+from service.decisions.decider import Unit
 from service.experiments import create_experiment
 from service.ingest.service import ingest_payload
 from service.loop import review
-from service.models import base as models_base
 from service.policy.snapshot import Snapshot
 from service.repositories import experiments as experiments_repo
 from service.repositories import loop as loop_repo
@@ -45,7 +43,6 @@ from service.repositories import snapshots as snapshots_repo
 from service.runtime import Runtime
 from service.schemas.experiments import ArmIn, ExperimentCreate
 from service.schemas.loop import ApproveIn, RejectIn
-from service.sessions import unit_of_work
 from service.settings import Settings
 from service.webhooks.base import NormalizedEvent
 from simulation.audience import DelaySpec, TagAudience, tag_audience
@@ -115,42 +112,10 @@ def visible_tags(content: str) -> list[str]:
     return sorted(tag for tag in true_tags(content) if not tag.startswith("length:"))
 
 
-class SimulatedClock:
-    """The service's `utcnow` on a simulated timeline, while the simulation runs."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, hours: float) -> None:
-        self.now += timedelta(hours=hours)
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[SimulatedClock]:
-        # Every service module reads the time through `utcnow` (imported by name): point
-        # those names at this clock, and put them back afterwards.
-        real = models_base.utcnow
-        patched: list[Any] = [
-            module
-            for name, module in list(sys.modules.items())
-            if (name == "service" or name.startswith("service."))
-            and getattr(module, "utcnow", None) is real
-        ]
-        for module in patched:
-            module.utcnow = self
-        try:
-            yield self
-        finally:
-            for module in patched:
-                module.utcnow = real
-
-
-def simulated_runtime(database: Path, *, base_url: str, seed: int) -> Runtime:
-    """The real service on a fresh SQLite file, talking to the scripted copywriter at
-    `base_url`, with seeded decisions (the service draws from fresh entropy), so a seed
-    reproduces a run. Not started: the caller starts it inside its clock."""
+def simulated_runtime(database: Path, *, base_url: str, seed: int, clock: ManualClock) -> Runtime:
+    """The real service on a fresh SQLite file, on the simulated clock, talking to the
+    scripted copywriter at `base_url`, with seeded decisions (the service draws from fresh
+    entropy), so a seed reproduces a run. Not started."""
     settings = Settings(
         database_url=f"sqlite:///{database}",
         signing_keys=f"sim:{secrets.token_urlsafe(24)}",
@@ -163,16 +128,7 @@ def simulated_runtime(database: Path, *, base_url: str, seed: int) -> Runtime:
         _env_file=None,
     )
     migrations.upgrade(settings.database_url)
-    runtime = Runtime(settings)
-    runtime.decider = Decider(
-        signer=runtime.signer,
-        policy_lookup=runtime.policy_for,
-        decision_log=runtime.decision_log,
-        engine=runtime.engine,
-        keyed_cache_size=settings.keyed_cache_size,
-        rng=np.random.default_rng([seed, 1]),
-    )
-    return runtime
+    return Runtime(settings, clock=clock, rng=np.random.default_rng([seed, 1]))
 
 
 def simulate(
@@ -180,14 +136,13 @@ def simulate(
 ) -> list[Generation]:
     audience = tag_audience()
     database = workdir / f"loop-{'with' if use_learnings else 'without'}-learnings.db"
-    runtime = simulated_runtime(database, base_url=base_url, seed=config.seed)
-    clock = SimulatedClock(START)
+    clock = ManualClock(START)
+    runtime = simulated_runtime(database, base_url=base_url, seed=config.seed, clock=clock)
     rng = np.random.default_rng([config.seed, 2])
     try:
-        with clock.installed():
-            runtime.start()
-            _create(runtime, config)
-            return list(_generations(runtime, config, audience, clock, rng, use_learnings))
+        runtime.start()
+        _create(runtime, config)
+        return list(_generations(runtime, config, audience, clock, rng, use_learnings))
     finally:
         runtime.stop()
 
@@ -206,7 +161,7 @@ def _create(runtime: Runtime, config: SimulationConfig) -> None:
         brief={"audience": "fashion shoppers", "goal": "clicks", "brand_voice": "friendly"},
         content_rules={"max_length": 80, "banned_phrases": ["guaranteed"]},
     )
-    with unit_of_work(runtime.engine, runtime.after_commit_handlers()) as session:
+    with runtime.unit_of_work() as session:
         create_experiment(session, data, actor=REVIEWER)
 
 
@@ -214,7 +169,7 @@ def _generations(
     runtime: Runtime,
     config: SimulationConfig,
     audience: TagAudience,
-    clock: SimulatedClock,
+    clock: ManualClock,
     rng: np.random.Generator,
     use_learnings: bool,
 ) -> Iterator[Generation]:
@@ -241,9 +196,11 @@ def _generations(
             delays = CLICK_DELAY.from_uniform(rng.random(len(choices)))
             for choice, click, delay in zip(choices, clicked, delays, strict=True):
                 if click and choice.decision_id is not None:  # a fallback is not tracked
-                    pending.append((clock.now + timedelta(hours=float(delay)), choice.decision_id))
+                    pending.append(
+                        (clock.now() + timedelta(hours=float(delay)), choice.decision_id)
+                    )
             clock.advance(step)
-            pending = _deliver(runtime, pending, clock.now, counter)
+            pending = _deliver(runtime, pending, clock.now(), counter)
             runtime.refresher.recompute_all()
             runtime.refresher.reload()
         runtime.loop.run(KEY, trigger="simulate", use_learnings=use_learnings)
@@ -294,7 +251,7 @@ def _review(runtime: Runtime, config: ReviewLimits, *, key: str = KEY) -> None:
     """The simulated reviewer: approves the loop's retirements, retires live arms that have
     almost no chance of being best, then approves new arms while there is room under the cap and
     turns the rest down (the reason reaches the next prompt)."""
-    with unit_of_work(runtime.engine, runtime.after_commit_handlers()) as session:
+    with runtime.unit_of_work() as session:
         experiment = experiments_repo.get_by_key(session, key=key)
         assert experiment is not None
         assert experiment.id is not None
@@ -347,7 +304,7 @@ def _retire_clear_losers(session: Session, experiment_id: int, config: ReviewLim
 def _observe(
     runtime: Runtime, index: int, rate_of: Callable[[int, str], float], *, served: float
 ) -> Generation:
-    with Session(runtime.engine) as session:
+    with runtime.unit_of_work() as session:
         experiment = experiments_repo.get_by_key(session, key=KEY)
         assert experiment is not None
         assert experiment.id is not None

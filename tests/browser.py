@@ -77,7 +77,6 @@ def live_server(runtime: Any) -> Iterator[str]:
     """The app on a real uvicorn, on a free loopback port, in a thread."""
     from service.app import create_app
 
-    runtime.engine.dispose = lambda *a, **k: None  # the engine is shared across tests
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

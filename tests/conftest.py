@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, text
 
 from service import migrations
 from service.app import create_app
+from service.clock import SYSTEM_CLOCK, Clock
 from service.db import make_engine
 from service.models import metadata
 from service.runtime import Runtime
@@ -98,17 +99,21 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def runtime(settings: Settings, engine_for: Any) -> Iterator[Runtime]:
-    rt = Runtime(settings, engine=engine_for)
+def clock() -> Clock:
+    """The runtime's clock; a module that moves time overrides this with a ManualClock."""
+    return SYSTEM_CLOCK
+
+
+@pytest.fixture
+def runtime(settings: Settings, engine_for: Any, clock: Clock) -> Iterator[Runtime]:
+    rt = Runtime(settings, engine=engine_for, clock=clock)
     yield rt
     empty_tables(engine_for)
 
 
 @pytest.fixture
 def client(runtime: Runtime) -> Iterator[TestClient]:
-    app = create_app(runtime=runtime)
-    # The runtime's engine is shared across the session's tests: keep it open on shutdown.
-    runtime.engine.dispose = lambda *a, **k: None  # type: ignore[method-assign]
+    app = create_app(runtime=runtime)  # the engine passed in stays open on shutdown
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 

@@ -12,12 +12,34 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {"bandits": 0, "variants": 1, "service": 2, "simulation": 3}
-# Known and left for the container step (docs/architecture.md, "What is left"): the runtime
-# builds the loop runner, which builds the scheduler, which calls back into the runner.
 # The one door from the product to the simulator: `banditloop simulate`, imported lazily
 # inside the command, so the service never loads it otherwise.
 ALLOWED_UPWARD = {"service.cli": "simulation"}
-KNOWN_CYCLES = [{"service.loop.runner", "service.loop.scheduler", "service.runtime"}]
+KNOWN_CYCLES: list[set[str]] = []
+# Where a transaction may be opened (`unit_of_work(...)`, `runtime.unit_of_work()`, a bare
+# `Session(...)`): the unit of work itself and the container; the request dependency and the
+# request entry points that commit before a second step (ingestion, replay, the console's
+# sign-in, API-key checks, keyed decisions); a worker's tick (refresher, loop scheduler and
+# runner, decision log, state metrics); the CLI and the demo it seeds. Domain functions take
+# the session.
+OPENS_TRANSACTIONS = {
+    "service.sessions",
+    "service.runtime",
+    "service.deps",
+    "service.ingest.service",
+    "service.ingest.replay",
+    "service.console.auth",
+    "service.auth",
+    "service.decisions.decider",
+    "service.policy.refresher",
+    "service.loop.scheduler",
+    "service.loop.runner",
+    "service.decisions.log",
+    "service.decisions.writer",
+    "service.state_metrics",
+    "service.cli",
+    "service.demo",
+}
 
 
 def _modules() -> dict[str, Path]:
@@ -99,7 +121,28 @@ def test_no_new_import_cycle():
     assert [c for c in cycles(import_graph()) if c not in KNOWN_CYCLES] == []
 
 
+def opens_transaction(tree: ast.AST) -> bool:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+            if name in {"unit_of_work", "Session", "session_scope"}:
+                return True
+    return False
+
+
+def test_only_the_entry_points_open_a_transaction():
+    opening = {
+        name
+        for name, path in _modules().items()
+        if name.startswith("service.") and opens_transaction(ast.parse(path.read_text()))
+    }
+    assert opening - OPENS_TRANSACTIONS == set()
+
+
 def test_the_checks_can_fail():
+    assert opens_transaction(ast.parse("with runtime.unit_of_work() as session: pass"))
+    assert opens_transaction(ast.parse("with Session(engine) as session: pass"))
+    assert not opens_transaction(ast.parse("def f(session: Session) -> None: pass"))
     graph = {"bandits.a": {"service.b"}, "service.b": {"service.c"}, "service.c": {"service.b"}}
     assert upward_imports(graph) == [("bandits.a", "service.b")]
     assert cycles(graph) == [{"service.b", "service.c"}]

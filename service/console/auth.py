@@ -43,10 +43,9 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request
 from fastapi.responses import Response
 
-from service.db import session_scope
 from service.errors import Forbidden, InvalidInput, Unauthorized
 from service.inputs import unstorable_reason
-from service.models import as_utc, utcnow
+from service.models import as_utc
 from service.repositories import console_sessions as sessions_repo
 from service.runtime import Runtime
 
@@ -118,10 +117,10 @@ def sign_in(runtime: Runtime, *, name: str, raw_key: str, now: datetime | None =
         raise Unauthorized("unknown or revoked key", field="key") from None
     if not any(scope in principal.scopes for scope in CONSOLE_SCOPES):
         raise Forbidden("this key has neither the review nor the admin scope", field="key")
-    issued = as_utc(now) if now is not None else utcnow()
+    issued = as_utc(now) if now is not None else runtime.clock.now()
     token = secrets.token_urlsafe(32)
     expires = issued + timedelta(hours=runtime.settings.console_session_hours)
-    with session_scope(runtime.engine) as session:
+    with runtime.unit_of_work() as session:
         # Housekeeping on the way in: sessions over for a day are of no use to anyone.
         sessions_repo.forget_before(session, before=issued - timedelta(days=1))
         sessions_repo.create(
@@ -136,8 +135,8 @@ def sign_in(runtime: Runtime, *, name: str, raw_key: str, now: datetime | None =
 
 def lookup(runtime: Runtime, token: str, *, now: datetime | None = None) -> Reviewer:
     """The person behind a cookie value, or SignInRequired saying why not."""
-    at = as_utc(now) if now is not None else utcnow()
-    with session_scope(runtime.engine) as session:
+    at = as_utc(now) if now is not None else runtime.clock.now()
+    with runtime.unit_of_work() as session:
         found = sessions_repo.find_with_key(session, token_digest=_digest(token))
     if found is None:
         raise SignInRequired("sign in to use the console", field="session")
@@ -188,8 +187,8 @@ def sign_out(response: Response, request: Request) -> None:
     runtime: Runtime = request.app.state.runtime
     token = request.cookies.get(COOKIE)
     if token:
-        with session_scope(runtime.engine) as session:
-            sessions_repo.end(session, token_digest=_digest(token), at=utcnow())
+        with runtime.unit_of_work() as session:
+            sessions_repo.end(session, token_digest=_digest(token), at=runtime.clock.now())
     response.delete_cookie(
         COOKIE, path=COOKIE_PATH, secure=_https(request), httponly=True, samesite="lax"
     )

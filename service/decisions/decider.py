@@ -16,14 +16,14 @@ from sqlalchemy import Engine
 
 from bandits import sample_arms, uniforms_from_digest
 from service import metrics
-from service.db import session_scope
+from service.clock import SYSTEM_CLOCK, Clock
 from service.decisions.holdout import holdout_arm, holdout_record, in_holdout
 from service.decisions.log import DecisionLog, DecisionRecord, exposure_deltas
 from service.errors import NotFound
-from service.models import utcnow
 from service.policy.loaded import LoadedPolicy, SegmentPolicy, ServingArm
 from service.repositories import decisions as decisions_repo
 from service.repositories import stats as stats_repo
+from service.sessions import unit_of_work
 from service.tokens import DecisionSigner
 from service.vocabulary import ExperimentStatus
 
@@ -94,8 +94,10 @@ class Decider:
         engine: Engine,
         keyed_cache_size: int,
         rng: np.random.Generator | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._signer = signer
+        self._clock = clock
         self._lookup = policy_lookup
         self._log = decision_log
         self._engine = engine
@@ -114,7 +116,7 @@ class Decider:
 
     def choose(self, experiment_key: str, units: Sequence[Unit]) -> list[Choice]:
         policy = self.policy(experiment_key)
-        now = utcnow()
+        now = self._clock.now()
         if not policy.servable:
             return self._fallback(policy, units)
         choices: list[Choice | None] = [None] * len(units)
@@ -255,7 +257,7 @@ class Decider:
         for _, key, record, _ in keyed:
             first_by_key.setdefault(key, record)
         records = list(first_by_key.values())
-        with session_scope(self._engine) as session:
+        with unit_of_work(self._engine, clock=self._clock) as session:
             new_ids = decisions_repo.insert_keyed(session, rows=[r.row() for r in records])
             stats_repo.add_deltas(
                 session, deltas=exposure_deltas([r for r in records if r.id in new_ids])

@@ -27,11 +27,13 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from service import metrics
-from service.db import is_sqlite, session_scope
+from service.db import is_sqlite
 from service.decisions.records import DecisionRecord, exposure_deltas
 from service.decisions.writer import Unwritten, set_aside, write_isolating
 from service.faults import describe
 from service.ingest.orphans import resolve_orphans
+from service.sessions import unit_of_work
+from service.worker import PeriodicWorker
 
 __all__ = ["DecisionLog", "DecisionRecord", "exposure_deltas"]
 
@@ -64,13 +66,17 @@ class DecisionLog:
         self._refused: list[tuple[DecisionRecord, str]] = []  # set aside, not yet stored
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # Waits the current delay: the interval, or longer while the database is away.
+        self.worker = PeriodicWorker(
+            "decision-log", self.flush, interval=self._current_delay, log=log
+        )
         self._on_flushed = on_flushed
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="decision-log", daemon=True)
-        self._thread.start()
+        self.worker.start()
+
+    def _current_delay(self) -> float:
+        return self._delay
 
     def append(self, records: Sequence[DecisionRecord]) -> None:
         with self._lock:
@@ -89,10 +95,6 @@ class DecisionLog:
                 self._max_pending,
                 dropped,
             )
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._delay):
-            self.flush()
 
     def flush(self) -> int:
         """Write everything pending; return how many decisions were stored."""
@@ -178,7 +180,7 @@ class DecisionLog:
         """An event committed while the flush's transaction was open was invisible to it, and
         the decision was invisible to the event's request: look again, both committed now."""
         try:
-            with session_scope(self._engine) as session:
+            with unit_of_work(self._engine) as session:
                 return resolve_orphans(session, decisions={r.id: r for r in stored})
         except SQLAlchemyError as exc:
             log.warning("decision log: orphans not re-checked: %s", describe(exc))
@@ -186,9 +188,7 @@ class DecisionLog:
 
     def stop(self) -> None:
         """Stop the thread and flush everything still pending (clean shutdown)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self.worker.stop(timeout=10)
         for _ in range(5):
             self.flush()
             with self._lock:

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, insert
 
-from service.db import session_scope
 from service.decisions.records import DecisionRecord, exposure_deltas
 from service.faults import describe, is_row_fault, is_transient
 from service.ingest.orphans import resolve_orphans
 from service.models import DeadLetter, Decision
 from service.repositories import events as events_repo
 from service.repositories import stats as stats_repo
+from service.sessions import unit_of_work
 
 log = logging.getLogger("banditloop.decisions")
 
@@ -49,7 +49,7 @@ class Written:
 
 def write_decisions(engine: Engine, records: Sequence[DecisionRecord]) -> Counter[str]:
     """One transaction: the decisions, their exposures, and the orphans waiting for them."""
-    with session_scope(engine) as session:
+    with unit_of_work(engine) as session:
         session.execute(insert(Decision), [r.row() for r in records])
         stats_repo.add_deltas(session, deltas=exposure_deltas(records))
         # In a savepoint: a fault while counting orphans must not make the decisions look
@@ -102,5 +102,5 @@ def set_aside(engine: Engine, refused: Sequence[tuple[DecisionRecord, str]]) -> 
         )
         for record, reason in refused
     ]
-    with session_scope(engine) as session:
+    with unit_of_work(engine) as session:
         events_repo.add_dead_letters(session, rows=rows)

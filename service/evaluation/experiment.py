@@ -14,12 +14,12 @@ from sqlmodel import Session
 from service.errors import NotFound
 from service.evaluation.estimates import EvaluationLog, Target, evaluate_log
 from service.evaluation.maturity import delay_correction
-from service.models import utcnow
 from service.policy.snapshot import Snapshot
 from service.repositories import evaluation as evaluation_repo
 from service.repositories import experiments as experiments_repo
 from service.repositories import snapshots as snapshots_repo
 from service.repositories.evaluation import LoggedDecisions, ServedVersion
+from service.sessions import now as now_of
 from service.vocabulary import OVERALL, ExperimentStatus, success_metric
 
 # The report calls this on every request: the newest 200k matured decisions and 500
@@ -57,7 +57,7 @@ def evaluate_experiment(
     if arm_id is not None:
         if experiments_repo.get_arm(session, experiment_id=experiment_id, arm_id=arm_id) is None:
             raise NotFound(f"arm {arm_id} is not an arm of this experiment", field="arm")
-    now = now or utcnow()
+    now = now or now_of(session)
     window = experiment.attribution_window_hours
     matured_before = now - timedelta(hours=window)
     metric = success_metric(experiment.primary_metric, experiment.conversion_name)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import delete, select
 from sqlmodel import Session, col
 
-from service.db import session_scope
 from service.ingest.counting import CountableEvent, count_events
 from service.ingest.orphans import resolve_all_landed
 from service.models import Decision, FirstEvent, hour_of
@@ -25,19 +24,18 @@ from service.vocabulary import EXPOSURE
 CHUNK = 5000
 
 
-def rebuild_stats(engine: Engine, *, experiment_id: int | None = None) -> dict[str, int]:
-    """Wipe and recompute statistics (one experiment, or all) in one transaction."""
-    with session_scope(engine) as session:
-        exposure_events = {
-            e.id: e.exposure_event for e in experiments_repo.list_all(session) if e.id is not None
-        }
-        # Orphans whose decision has landed since (live ingestion counts them on the flush;
-        # data from before that existed, or a resolution cut short, is settled here).
-        resolve_all_landed(session, experiment_id=experiment_id)
-        stats_repo.wipe(session, experiment_id=experiment_id)
-        _wipe_first_events(session, experiment_id)
-        decisions = _recount_exposures(session, experiment_id, exposure_events)
-        events = _recount_events(session, experiment_id, exposure_events)
+def rebuild_stats(session: Session, *, experiment_id: int | None = None) -> dict[str, int]:
+    """Wipe and recompute statistics (one experiment, or all) in the caller's transaction."""
+    exposure_events = {
+        e.id: e.exposure_event for e in experiments_repo.list_all(session) if e.id is not None
+    }
+    # Orphans whose decision has landed since (live ingestion counts them on the flush;
+    # data from before that existed, or a resolution cut short, is settled here).
+    resolve_all_landed(session, experiment_id=experiment_id)
+    stats_repo.wipe(session, experiment_id=experiment_id)
+    _wipe_first_events(session, experiment_id)
+    decisions = _recount_exposures(session, experiment_id, exposure_events)
+    events = _recount_events(session, experiment_id, exposure_events)
     return {"decisions": decisions, "events": events}
 
 

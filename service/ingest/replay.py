@@ -13,10 +13,10 @@ from service.ingest.api_events import PROVIDER as API_SOURCE
 from service.ingest.api_events import parse_events_body
 from service.ingest.pipeline import ingest
 from service.ingest.rebuild import rebuild_stats
-from service.models import RawPayload, utcnow
+from service.models import RawPayload
 from service.repositories import events as events_repo
 from service.runtime import Runtime
-from service.sessions import unit_of_work
+from service.sessions import now as now_of
 from service.webhooks import ADAPTERS, WebhookPayloadError, flag_machine
 from service.webhooks.base import NormalizedEvent, Poison
 
@@ -56,7 +56,7 @@ def replay(
     result = ReplayResult()
     after = 0
     while True:
-        with unit_of_work(runtime.engine, {}) as session:
+        with runtime.unit_of_work() as session:
             page = events_repo.raw_payloads(
                 session, source=source, since=since, until=until, after_id=after, limit=100
             )
@@ -64,7 +64,8 @@ def replay(
             # Re-fed events that were already stored are duplicates and count nothing, so
             # statistics lost since (a wipe) come back only from a recount: rebuild them
             # from the stored decisions and events, which is exact and idempotent.
-            rebuild_stats(runtime.engine)
+            with runtime.unit_of_work() as session:
+                rebuild_stats(session)
             return result
         for raw in page:
             assert raw.id is not None
@@ -76,7 +77,7 @@ def replay(
                 result.unparseable.append(raw.id)
                 continue
             # Poison was dead-lettered on arrival; re-feeding it would only add copies.
-            with unit_of_work(runtime.engine, runtime.after_commit_handlers()) as session:
+            with runtime.unit_of_work() as session:
                 outcome = ingest(
                     session,
                     signer=runtime.signer,
@@ -84,7 +85,7 @@ def replay(
                     raw_payload_id=raw.id,
                     events=events,
                     poison=(),
-                    received_at=utcnow(),
+                    received_at=now_of(session),
                 )
             result.accepted += outcome.accepted
             result.duplicates += outcome.duplicates

@@ -14,10 +14,9 @@ from service.faults import describe
 from service.ingest.orphans import resolve_landed
 from service.ingest.pipeline import IngestResult, ingest
 from service.inputs import safe_text
-from service.models import DeadLetter, utcnow
+from service.models import DeadLetter
 from service.repositories import events as events_repo
 from service.runtime import Runtime
-from service.sessions import unit_of_work
 from service.webhooks.base import NormalizedEvent, Poison
 
 log = logging.getLogger("banditloop.ingest")
@@ -33,8 +32,8 @@ def ingest_payload(
     poison: Sequence[Poison] = (),
 ) -> IngestResult:
     """Store the raw payload and its events in one transaction; answer after commit."""
-    received_at = utcnow()
-    with unit_of_work(runtime.engine, runtime.after_commit_handlers()) as session:
+    received_at = runtime.clock.now()
+    with runtime.unit_of_work() as session:
         raw_id = events_repo.add_raw(session, source=source, headers=headers, body=body)
         result = ingest(
             session,
@@ -58,7 +57,7 @@ def _count_landed_orphans(runtime: Runtime, decision_ids: set[str]) -> None:
     committed. The events are durable already, so a failure here only defers the count to
     the next `stats rebuild`; the caller still gets its answer."""
     try:
-        with unit_of_work(runtime.engine, runtime.after_commit_handlers()) as session:
+        with runtime.unit_of_work() as session:
             resolved = resolve_landed(session, decision_ids=decision_ids)
     except SQLAlchemyError as exc:
         log.warning("orphans not re-checked after ingest: %s", describe(exc))
@@ -71,7 +70,7 @@ def store_undecodable(
     runtime: Runtime, *, source: str, headers: dict[str, Any], body: bytes, reason: str
 ) -> None:
     """An authenticated body that cannot be parsed at all: keep it, dead-lettered."""
-    with unit_of_work(runtime.engine, runtime.after_commit_handlers()) as session:
+    with runtime.unit_of_work() as session:
         raw_id = events_repo.add_raw(session, source=source, headers=headers, body=body)
         events_repo.add_dead_letters(
             session,

@@ -11,7 +11,6 @@ import httpx
 from service.errors import NotFound
 from service.ingest.pipeline import IngestResult
 from service.ingest.service import ingest_payload, store_undecodable
-from service.models import utcnow
 from service.runtime import Runtime
 from service.settings import Settings
 from service.webhooks import (
@@ -90,7 +89,7 @@ def receive(
 ) -> WebhookOutcome:
     """Verify, parse and ingest one webhook request (runs in a worker thread)."""
     adapter = adapter_for(provider)
-    adapter.verify(headers, body, credentials_for(provider, runtime.settings), utcnow())
+    adapter.verify(headers, body, credentials_for(provider, runtime.settings), runtime.clock.now())
     kept = {k: headers[k] for k in KEPT_HEADERS if k in headers}
     try:
         batch = parse_batch(adapter, body, headers, runtime.settings)

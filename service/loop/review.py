@@ -18,7 +18,7 @@ from service.arm_status import set_arm_status
 from service.errors import Conflict, InvalidInput, NotFound
 from service.experiments import get_experiment
 from service.loop.gather import content_rules
-from service.models import Arm, Experiment, Library, LoopRun, Proposal, utcnow
+from service.models import Arm, Experiment, Library, LoopRun, Proposal
 from service.policy.refresher import republish
 from service.repositories import experiments as experiments_repo
 from service.repositories import loop as loop_repo
@@ -31,6 +31,7 @@ from service.schemas.loop import (
     RejectIn,
     VerdictOut,
 )
+from service.sessions import now as now_of
 from variants.learnings import Learning, render_markdown
 from variants.library import applicable, freshness
 from variants.lifecycle import ArmStatus
@@ -155,7 +156,7 @@ def _decide(
     proposal.status = status
     proposal.reason = reason
     proposal.decided_by = actor
-    proposal.decided_at = utcnow()
+    proposal.decided_at = now_of(session)
     session.add(proposal)
     session.flush()
 
@@ -241,7 +242,9 @@ def _view(session: Session, key: str) -> tuple[Experiment, Library, list[Learnin
 def list_learnings(session: Session, key: str) -> tuple[str, list[LearningOut]]:
     """The library's name and the experiment's view of it."""
     _experiment, library, view = _view(session, key)
-    return library.name, learnings_out(view, now=utcnow(), half_life_days=library.half_life_days)
+    return library.name, learnings_out(
+        view, now=now_of(session), half_life_days=library.half_life_days
+    )
 
 
 def learnings_out(

@@ -21,33 +21,33 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import openai
+from sqlalchemy import Engine
+from sqlmodel import Session
 
 from bandits.tag_effects import TagEffect
 from service import metrics
-from service.db import session_scope
+from service.clock import SYSTEM_CLOCK, Clock
 from service.errors import Conflict, NotFound
 from service.loop.apply import apply_plan
 from service.loop.gather import gather, input_digest
-from service.loop.scheduler import LoopScheduler
-from service.models import LoopRun, utcnow
-from service.notify import loop_run_failed, proposals_waiting
+from service.models import LoopRun
+from service.notify import Notifier, loop_run_failed, proposals_waiting
 from service.repositories import experiments as experiments_repo
 from service.repositories import leases
 from service.repositories import loop as loop_repo
-from service.sessions import unit_of_work
+from service.sessions import Handlers, unit_of_work
+from service.settings import Settings
 from variants.inputs import LoopInput
 from variants.llm import ProposerError, ProposerResult, embed_texts, propose
 from variants.loop import LoopPlan, compute_tag_effects, plan_run
 from variants.reply import LoopReply
-
-if TYPE_CHECKING:
-    from service.runtime import Runtime
 
 log = logging.getLogger("banditloop.loop")
 
@@ -71,22 +71,34 @@ class LlmOutcome:
 
 
 class LoopRunner:
-    """Runs loop runs for this replica; owns the LLM client and the loop scheduler."""
+    """Runs loop runs for this replica; owns the LLM client."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        *,
+        notifier: Notifier,
+        handlers: Callable[[], Handlers],
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._notifier = notifier
+        self._handlers = handlers
+        self._clock = clock
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._client: openai.OpenAI | None = None
         self._client_lock = threading.Lock()
-        self.scheduler = LoopScheduler(
-            self, runtime.engine, interval=runtime.settings.loop_scheduler_seconds
-        )
+
+    def _transaction(self) -> AbstractContextManager[Session]:
+        return unit_of_work(self._engine, self._handlers(), clock=self._clock)
 
     # -- long-lived parts -------------------------------------------------------------
 
     def llm_client(self) -> openai.OpenAI | None:
         """The OpenAI-compatible client, created once on first use; None without an endpoint."""
-        settings = self._runtime.settings
+        settings = self._settings
         if not settings.llm_configured:
             return None
         with self._client_lock:
@@ -100,11 +112,8 @@ class LoopRunner:
                 )
             return self._client
 
-    def start(self) -> None:
-        self.scheduler.start()
-
-    def stop(self) -> None:
-        self.scheduler.stop()
+    def close(self) -> None:
+        """Close the LLM client (a later run opens a new one)."""
         with self._client_lock:
             if self._client is not None:
                 self._client.close()
@@ -113,7 +122,7 @@ class LoopRunner:
     def lease_seconds(self) -> float:
         # Long enough for the structured call, its JSON-mode fallback and the embeddings
         # call, each with every retry; the lease still expires if this replica dies.
-        settings = self._runtime.settings
+        settings = self._settings
         per_call = settings.llm_timeout_seconds * (settings.llm_max_retries + 1)
         return max(settings.lease_seconds, 3 * per_call + 60)
 
@@ -134,15 +143,14 @@ class LoopRunner:
         `use_learnings=False` runs the loop without memory: no learnings or tag effects in
         the prompt and none written (the simulator's baseline).
         """
-        now = now or utcnow()
-        engine = self._runtime.engine
-        with session_scope(engine) as session:
+        now = now or self._clock.now()
+        with self._transaction() as session:
             experiment = experiments_repo.get_by_key(session, key=key)
             if experiment is None or experiment.id is None:
                 raise NotFound(f"unknown experiment {key!r}", field="experiment")
             experiment_id = experiment.id
         lease = f"{LEASE_PREFIX}{experiment_id}"
-        with session_scope(engine) as session:
+        with self._transaction() as session:
             held = leases.try_acquire(
                 session, name=lease, holder=self.holder, seconds=self.lease_seconds()
             )
@@ -155,7 +163,7 @@ class LoopRunner:
             run = self._run_held(experiment_id, key, trigger, actor, now, use_learnings)
         finally:
             try:
-                with session_scope(engine) as session:
+                with self._transaction() as session:
                     leases.release(session, name=lease, holder=self.holder)
             except Exception:  # the lease expires by itself
                 log.warning("could not release the loop lease %s", lease, exc_info=True)
@@ -165,12 +173,12 @@ class LoopRunner:
     def _notify(self, run: LoopRun, key: str) -> None:
         """Tell the people (outgoing webhook) that the run failed or left proposals waiting.
         Only queues the message: never delays the run's answer."""
-        notifier = self._runtime.notifier
+        notifier = self._notifier
         if not notifier.enabled or run.id is None:
             return
         if run.status == "failed":
             notifier.send(loop_run_failed(key, run_id=run.id, error=run.error))
-        with session_scope(self._runtime.engine) as session:
+        with self._transaction() as session:
             new = loop_repo.pending_count(session, experiment_id=run.experiment_id, run_id=run.id)
             pending = loop_repo.pending_count(session, experiment_id=run.experiment_id)
         if new:
@@ -185,9 +193,8 @@ class LoopRunner:
         now: datetime,
         use_learnings: bool,
     ) -> LoopRun:
-        engine = self._runtime.engine
-        settings = self._runtime.settings
-        with session_scope(engine) as session:
+        settings = self._settings
+        with self._transaction() as session:
             loop_repo.abandon_running(session, experiment_id=experiment_id, finished_at=now)
             run = loop_repo.add_run(
                 session,
@@ -207,7 +214,7 @@ class LoopRunner:
             return self._run_recorded(experiment_id, key, run_id, now, use_learnings)
         except Exception as exc:
             log.exception("loop run %s of %r failed", run_id, key)
-            with session_scope(engine) as session:
+            with self._transaction() as session:
                 failed = loop_repo.get_run(session, run_id=run_id)
                 assert failed is not None
                 failed.status = "failed"
@@ -221,9 +228,8 @@ class LoopRunner:
     def _run_recorded(
         self, experiment_id: int, key: str, run_id: int, now: datetime, use_learnings: bool
     ) -> LoopRun:
-        runtime = self._runtime
-        settings = runtime.settings
-        with session_scope(runtime.engine) as session:
+        settings = self._settings
+        with self._transaction() as session:
             experiment = experiments_repo.get(session, experiment_id=experiment_id)
             assert experiment is not None
             loop_input = gather(
@@ -245,7 +251,7 @@ class LoopRunner:
             llm_error=llm.error.kind.value if llm.error else None,
             embeddings=llm.embeddings,
         )
-        with unit_of_work(runtime.engine, runtime.after_commit_handlers()) as session:
+        with self._transaction() as session:
             experiment = experiments_repo.get(session, experiment_id=experiment_id)
             assert experiment is not None
             done = apply_plan(
@@ -265,7 +271,7 @@ class LoopRunner:
         client = self.llm_client()
         if client is None:
             return LlmOutcome()
-        settings = self._runtime.settings
+        settings = self._settings
         try:
             result = propose(client, settings.llm_model, loop_input, tag_effects=tag_effects)
         except ProposerError as error:

@@ -1,4 +1,4 @@
-"""Runs each running experiment's loop on its `loop_cadence_hours`, in a background thread.
+"""Runs each running experiment's loop on its `loop_cadence_hours`, in a periodic worker.
 
 Every replica runs a scheduler; the per-experiment loop lease decides which one does a
 given run, so a due experiment is run once however many replicas notice it.
@@ -7,56 +7,48 @@ given run, so a due experiment is run once however many replicas notice it.
 from __future__ import annotations
 
 import logging
-import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
+from sqlmodel import Session
 
-from service.db import session_scope
+from service.clock import SYSTEM_CLOCK, Clock
 from service.errors import Conflict
-from service.models import LoopRun, as_utc, utcnow
+from service.models import LoopRun, as_utc
 from service.repositories import experiments as experiments_repo
 from service.repositories import loop as loop_repo
+from service.sessions import unit_of_work
 from service.vocabulary import ExperimentStatus
+from service.worker import PeriodicWorker
 
-if TYPE_CHECKING:
-    from service.loop.runner import LoopRunner
+# Runs one experiment's loop by key (`LoopRunner.run`); raises Conflict when another
+# replica holds its lease.
+RunLoop = Callable[..., LoopRun]
 
 log = logging.getLogger("banditloop.loop")
 
 
 class LoopScheduler:
-    def __init__(self, runner: LoopRunner, engine: Engine, *, interval: float) -> None:
-        self._runner = runner
+    def __init__(
+        self, run: RunLoop, engine: Engine, *, interval: float, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
+        self._run = run
         self._engine = engine
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._clock = clock
+        self.worker = PeriodicWorker("loop-scheduler", self.tick, interval=interval, log=log)
 
     def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="loop-scheduler", daemon=True)
-        self._thread.start()
+        self.worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self.tick()
-            except Exception:
-                log.exception("loop scheduling failed")
+        self.worker.stop(timeout=30)
 
     def due(self, now: datetime | None = None) -> list[str]:
         """Keys of running experiments with a cadence whose last run started a cadence ago
         (or that never ran)."""
-        now = now or utcnow()
-        with session_scope(self._engine) as session:
+        now = now or self._clock.now()
+        with unit_of_work(self._engine, clock=self._clock) as session:
             experiments = [
                 e
                 for e in experiments_repo.list_all(session, status=ExperimentStatus.RUNNING)
@@ -78,16 +70,15 @@ class LoopScheduler:
     def tick(self, now: datetime | None = None) -> list[LoopRun]:
         runs = []
         for key in self.due(now):
-            if self._stop.is_set():
+            if self.worker.stopping:
                 break
             try:
-                runs.append(self._runner.run(key, trigger="schedule", now=now))
+                runs.append(self._run(key, trigger="schedule", now=now))
             except Conflict:
                 continue  # another replica is on it
         return runs
 
 
-def running_keys(engine: Engine) -> list[str]:
+def running_keys(session: Session) -> list[str]:
     """Keys of every running experiment (what `banditloop loop run` runs)."""
-    with session_scope(engine) as session:
-        return [e.key for e in experiments_repo.list_all(session, status=ExperimentStatus.RUNNING)]
+    return [e.key for e in experiments_repo.list_all(session, status=ExperimentStatus.RUNNING)]

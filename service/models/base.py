@@ -24,6 +24,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class DefaultTime(datetime):
+    """A row's time that nobody gave: the system clock's, until the unit of work that
+    flushes the row replaces it with its own clock's (`service.sessions`)."""
+
+
+def default_now() -> datetime:
+    """Default for a row's own timestamps (created_at, started_at, ...)."""
+    return DefaultTime.now(UTC)
+
+
 def as_utc(value: datetime) -> datetime:
     """A datetime in UTC; a naive one is taken to be UTC already."""
     if value.tzinfo is None:

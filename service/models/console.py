@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlmodel import Field, SQLModel
 
-from service.models.base import utcnow
+from service.models.base import default_now
 
 
 class ConsoleSession(SQLModel, table=True):
@@ -19,6 +19,6 @@ class ConsoleSession(SQLModel, table=True):
     token_digest: str = Field(max_length=64, unique=True, index=True)
     person: str = Field(max_length=120)
     key_id: int = Field(foreign_key="api_key.id", index=True)
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=default_now)
     expires_at: datetime
     ended_at: datetime | None = None

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from service.models.base import utcnow
+from service.models.base import default_now
 
 
 class Decision(SQLModel, table=True):
@@ -30,7 +30,7 @@ class Decision(SQLModel, table=True):
     # A holdout unit's decision: the control arm with propensity 1, outside the policy.
     holdout: bool = False
     policy_version: int
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=default_now)
 
 
 class RawPayload(SQLModel, table=True):
@@ -38,7 +38,7 @@ class RawPayload(SQLModel, table=True):
 
     id: int | None = Field(default=None, sa_column_kwargs={"autoincrement": True}, primary_key=True)
     source: str = Field(max_length=32, index=True)
-    received_at: datetime = Field(default_factory=utcnow, index=True)
+    received_at: datetime = Field(default_factory=default_now, index=True)
     headers: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
@@ -64,7 +64,7 @@ class OutcomeEvent(SQLModel, table=True):
     value: float | None = None
     machine: bool = False
     occurred_at: datetime
-    received_at: datetime = Field(default_factory=utcnow)
+    received_at: datetime = Field(default_factory=default_now)
     raw_payload_id: int | None = None
     outcome: str = Field(default="accepted", max_length=16)
 
@@ -110,4 +110,4 @@ class DeadLetter(SQLModel, table=True):
     raw_payload_id: int | None = None
     reason: str = Field(sa_column=Column(Text, nullable=False))
     event: str = Field(default="", sa_column=Column(Text, nullable=False))
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=default_now)

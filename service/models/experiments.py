@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from service.models.base import utcnow
+from service.models.base import default_now
 
 
 class Experiment(SQLModel, table=True):
@@ -40,8 +40,8 @@ class Experiment(SQLModel, table=True):
     # Share of keyed units held out of the loop: always the control arm, never explored on.
     holdout_share: float = 0.0
     epoch: int = 1
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=default_now)
+    updated_at: datetime = Field(default_factory=default_now)
 
 
 class ExperimentEpoch(SQLModel, table=True):
@@ -51,7 +51,7 @@ class ExperimentEpoch(SQLModel, table=True):
 
     experiment_id: int = Field(foreign_key="experiment.id", primary_key=True)
     epoch: int = Field(primary_key=True)
-    started_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime = Field(default_factory=default_now)
     measured: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
 
 
@@ -68,7 +68,7 @@ class Arm(SQLModel, table=True):
     parent_id: int | None = Field(default=None, foreign_key="arm.id")
     is_control: bool = False
     status: str = Field(default="live", max_length=16)
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=default_now)
 
 
 class ArmStatusChange(SQLModel, table=True):
@@ -81,7 +81,7 @@ class ArmStatusChange(SQLModel, table=True):
     actor: str = Field(max_length=120)
     reason: str = Field(default="", sa_column=Column(Text, nullable=False))
     evidence: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=default_now)
 
 
 class Dispatch(SQLModel, table=True):
@@ -94,7 +94,7 @@ class Dispatch(SQLModel, table=True):
     provider: str = Field(max_length=32)
     dispatch_id: str = Field(max_length=200)
     decision_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON))
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=default_now)
 
 
 class ExperimentChange(SQLModel, table=True):
@@ -107,4 +107,4 @@ class ExperimentChange(SQLModel, table=True):
     action: str = Field(max_length=16)  # created, settings, pause, resume, archive
     actor: str = Field(max_length=120)
     changes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=default_now)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from service.models.base import utcnow
+from service.models.base import default_now
 
 
 class Library(SQLModel, table=True):
@@ -21,7 +21,7 @@ class Library(SQLModel, table=True):
     description: str = Field(default="", sa_column=Column(Text, nullable=False))
     cap: int = 20
     half_life_days: float = 60.0
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=default_now)
 
 
 class LearningRow(SQLModel, table=True):
@@ -43,8 +43,8 @@ class LearningRow(SQLModel, table=True):
     status: str = Field(default="active", max_length=16)
     superseded_by: int | None = None
     status_reason: str | None = Field(default=None, sa_column=Column(Text))
-    created_at: datetime = Field(default_factory=utcnow)
-    last_confirmed_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=default_now)
+    last_confirmed_at: datetime = Field(default_factory=default_now)
     # Where the claim held and where it failed: one entry per (experiment, segment), the
     # newest verdict, with the arms and figures behind it (variants.library.Verdict).
     holds: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
@@ -61,7 +61,7 @@ class LoopRun(SQLModel, table=True):
     # Who asked for the run (the console's person or the API key's name); None when the
     # scheduler, the CLI or the simulator started it.
     actor: str | None = Field(default=None, max_length=120)
-    started_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime = Field(default_factory=default_now)
     finished_at: datetime | None = None
     model: str | None = Field(default=None, max_length=120)
     prompt_digest: str | None = Field(default=None, max_length=64)
@@ -96,4 +96,4 @@ class Proposal(SQLModel, table=True):
     reason: str | None = Field(default=None, sa_column=Column(Text))
     decided_by: str | None = Field(default=None, max_length=120)
     decided_at: datetime | None = None
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=default_now)

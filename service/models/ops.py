@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from service.models.base import utcnow
+from service.models.base import default_now
 
 
 class ApiKey(SQLModel, table=True):
@@ -19,7 +19,7 @@ class ApiKey(SQLModel, table=True):
     prefix: str = Field(max_length=16)
     digest: str = Field(max_length=64, unique=True, index=True)
     scopes: str = Field(max_length=64)
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=default_now)
     revoked_at: datetime | None = None
 
 
@@ -31,7 +31,7 @@ class PolicySnapshot(SQLModel, table=True):
     experiment_id: int = Field(foreign_key="experiment.id", index=True)
     version: int
     epoch: int
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=default_now)
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
 
 

@@ -14,6 +14,7 @@ import os
 import socket
 import threading
 import uuid
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -22,8 +23,8 @@ from sqlmodel import Session
 
 from service import metrics
 from service.arm_status import set_arm_status
-from service.db import session_scope
-from service.models import Arm, PolicySnapshot, utcnow
+from service.clock import SYSTEM_CLOCK, Clock
+from service.models import Arm, PolicySnapshot
 from service.notify import arm_suspended
 from service.policy.compute import PolicyInputs, compute_snapshot
 from service.policy.inputs import ArmInfo, ExperimentInfo
@@ -35,7 +36,9 @@ from service.repositories import leases
 from service.repositories import snapshots as snapshots_repo
 from service.repositories import stats as stats_repo
 from service.sessions import Handlers, SnapshotPublished, after_commit, unit_of_work
+from service.sessions import now as now_of
 from service.vocabulary import EXPOSURE, ArmStatus, ExperimentStatus
+from service.worker import PeriodicWorker
 
 log = logging.getLogger("banditloop.policy")
 
@@ -89,7 +92,8 @@ def publish(
     Arms that breach a guardrail are suspended here, with their evidence, in the same
     transaction. With ``force=False`` nothing is written when the inputs are unchanged, the
     delay corrections have not moved materially and the newest snapshot is recent: history
-    stays meaningful instead of one row every 2 s. ``now`` is the clock (default: the time).
+    stays meaningful instead of one row every 2 s. ``now`` defaults to the unit of work's
+    time.
     """
     return _publish(session, experiment_id=experiment_id, force=force, now=now)[0]
 
@@ -106,7 +110,7 @@ def republish(session: Session, *, experiment_id: int) -> PolicySnapshot | None:
 def _publish(
     session: Session, *, experiment_id: int, force: bool, now: datetime | None
 ) -> tuple[PolicySnapshot | None, Snapshot | None]:
-    now = now or utcnow()
+    now = now or now_of(session)
     previous = snapshots_repo.latest(session, experiment_id=experiment_id)
     inputs = gather(session, experiment_id=experiment_id, now=now, previous=previous)
     if inputs is None:
@@ -250,45 +254,40 @@ class Refresher:
         interval: float,
         lease_seconds: float,
         handlers: Handlers | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ):
         self._engine = engine
+        self._clock = clock
         # After-commit handlers for what a computation asks for (a guardrail's notification).
         self._handlers: Handlers = handlers or {}
         self._cache = cache
         self._interval = interval
         self._lease_seconds = max(lease_seconds, interval * 3)
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.worker = PeriodicWorker("policy-refresher", self.tick, interval=interval, log=log)
         self._load_lock = threading.Lock()
         # Lease holder only: per experiment, the inputs' fingerprint at the last computation,
         # when it ran and when its delay corrections are next due (None: not until new data).
         self._checked: dict[int, tuple[str, datetime, datetime | None]] = {}
         self._written: dict[int, datetime] = {}
 
+    def _transaction(self) -> AbstractContextManager[Session]:
+        return unit_of_work(self._engine, self._handlers, clock=self._clock)
+
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="policy-refresher", daemon=True)
-        self._thread.start()
+        self.worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self.worker.stop(timeout=10)
         try:
-            with session_scope(self._engine) as session:
+            with self._transaction() as session:
                 leases.release(session, name=LEASE_NAME, holder=self.holder)
         except Exception:  # shutting down: the lease simply expires
             log.debug("could not release the refresher lease", exc_info=True)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self.tick()
-            except Exception:
-                log.exception("policy refresh failed")
-
     def tick(self, *, now: datetime | None = None) -> None:
-        with session_scope(self._engine) as session:
+        """Take (or renew) the lease in one transaction; recompute if held; reload."""
+        with self._transaction() as session:
             held = leases.try_acquire(
                 session, name=LEASE_NAME, holder=self.holder, seconds=self._lease_seconds
             )
@@ -306,14 +305,14 @@ class Refresher:
         matured experiment costs one small aggregate query a refresh.
         """
         written = 0
-        now = now or utcnow()
-        with session_scope(self._engine) as session:
+        now = now or self._clock.now()
+        with self._transaction() as session:
             ids = [
                 e.id for e in experiments_repo.list_all(session, status=ExperimentStatus.RUNNING)
             ]
         for experiment_id in ids:
             assert experiment_id is not None
-            with unit_of_work(self._engine, self._handlers) as session:
+            with self._transaction() as session:
                 fingerprint = _fingerprint(session, experiment_id)
                 if self._fresh(experiment_id, fingerprint, now):
                     continue
@@ -335,7 +334,7 @@ class Refresher:
 
     def reload(self) -> int:
         """Load every snapshot newer than the cached one; return how many were loaded."""
-        with self._load_lock, session_scope(self._engine) as session:
+        with self._load_lock, self._transaction() as session:
             latest = snapshots_repo.latest_versions(session)
             have = self._cache.versions()
             wanted = {eid: v for eid, v in latest.items() if have.get(eid, 0) < v}
@@ -346,7 +345,7 @@ class Refresher:
 
     def load_key(self, key: str) -> LoadedPolicy | None:
         """Cache miss for an experiment key: read its newest snapshot once."""
-        with session_scope(self._engine) as session:
+        with self._transaction() as session:
             experiment = experiments_repo.get_by_key(session, key=key)
             if experiment is None or experiment.id is None:
                 return None

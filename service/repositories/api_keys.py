@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, func, select
 
-from service.models import ApiKey, utcnow
+from service.models import ApiKey
 from service.repositories.common import insert_ignore, table_of
+from service.sessions import now as now_of
 
 
 def create(session: Session, *, name: str, prefix: str, digest: str, scopes: str) -> ApiKey:
@@ -43,7 +44,7 @@ def count(session: Session) -> int:
 
 def revoke(session: Session, *, key: ApiKey) -> ApiKey:
     if key.revoked_at is None:
-        key.revoked_at = utcnow()
+        key.revoked_at = now_of(session)
         session.add(key)
         session.flush()
     return key

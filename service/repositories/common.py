@@ -12,6 +12,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import SQLModel
 
+from service.models.base import DefaultTime
+from service.sessions import now as now_of
+
 
 def table_of(model: type[SQLModel]) -> Table:
     """A table model's Table (typed: SQLModel does not declare ``__table__``)."""
@@ -36,6 +39,7 @@ def insert_ignore(
     """Insert rows, skipping those that collide on ``conflict``; return what was inserted."""
     if not rows:
         return []
+    rows = _dated(session, table, rows)
     # conflict=None: skip a row that violates any unique constraint (PostgreSQL and SQLite
     # both allow ON CONFLICT DO NOTHING without a target).
     elements = list(conflict) if conflict is not None else None
@@ -58,6 +62,25 @@ def insert_ignore(
     )
     inserted: list[Any] = list(session.execute(returning_stmt, [dict(r) for r in rows]).all())
     return inserted
+
+
+def _dated(
+    session: OrmSession, table: Table, rows: Sequence[Mapping[str, Any]]
+) -> Sequence[Mapping[str, Any]]:
+    """A core INSERT bypasses the flush: give the row timestamps nobody gave (default
+    ``DefaultTime``) the unit of work's time here, as the flush would."""
+    undated = [
+        column.name
+        for column in table.c
+        if column.name not in rows[0]
+        and isinstance(column.default, ColumnDefault)
+        and column.default.is_callable
+        and isinstance(column.default.arg(None), DefaultTime)
+    ]
+    if not undated:
+        return rows
+    at = now_of(session)
+    return [{**row, **dict.fromkeys(undated, at)} for row in rows]
 
 
 def _with_python_defaults(

@@ -7,13 +7,14 @@ from datetime import timedelta
 from sqlalchemy import or_, update
 from sqlmodel import Session, col
 
-from service.models import Lease, utcnow
+from service.models import Lease
 from service.repositories.common import insert_ignore, table_of
+from service.sessions import now as now_of
 
 
 def try_acquire(session: Session, *, name: str, holder: str, seconds: float) -> bool:
     """Take or renew the lease; True if ``holder`` holds it afterwards."""
-    now = utcnow()
+    now = now_of(session)
     expires = now + timedelta(seconds=seconds)
     insert_ignore(
         session,
@@ -35,5 +36,5 @@ def release(session: Session, *, name: str, holder: str) -> None:
         update(Lease)
         .where(col(Lease.name) == name)
         .where(col(Lease.holder) == holder)
-        .values(expires_at=utcnow() - timedelta(seconds=1))
+        .values(expires_at=now_of(session) - timedelta(seconds=1))
     )

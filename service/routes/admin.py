@@ -49,25 +49,24 @@ def list_dead_letters(
 
 
 @router.post("/admin/stats/rebuild", response_model=RebuildOut)
-async def rebuild(runtime: RuntimeDep, _admin: AdminKey) -> RebuildOut:
-    counts = await run_in_threadpool(rebuild_stats, runtime.engine)
-    return RebuildOut(**counts)
+def rebuild(session: SessionDep, _admin: AdminKey) -> RebuildOut:
+    return RebuildOut(**rebuild_stats(session))
 
 
 @router.post("/admin/purge", response_model=PurgeOut)
-async def purge(runtime: RuntimeDep, _admin: AdminKey) -> PurgeOut:
+def purge(session: SessionDep, runtime: RuntimeDep, _admin: AdminKey) -> PurgeOut:
     """Delete raw payloads older than BANDITLOOP_RAW_RETENTION_DAYS."""
-    deleted = await run_in_threadpool(
-        admin.purge_raw_payloads, runtime.engine, retention_days=runtime.settings.raw_retention_days
-    )
+    deleted = admin.purge_raw_payloads(session, retention_days=runtime.settings.raw_retention_days)
     return PurgeOut(raw_payloads_deleted=deleted)
 
 
 @router.delete("/units/{unit_id}", response_model=UnitDeleted)
-async def delete_unit(
-    runtime: RuntimeDep, _admin: AdminKey, unit_id: str = Path(min_length=1, max_length=256)
+def delete_unit(
+    session: SessionDep,
+    runtime: RuntimeDep,
+    _admin: AdminKey,
+    unit_id: str = Path(min_length=1, max_length=256),
 ) -> UnitDeleted:
-    """Privacy: forget a unit. Its decisions keep their counts but lose the unit."""
-    n = await run_in_threadpool(admin.forget_unit, runtime.engine, runtime.signer, unit_id)
-    runtime.decider.forget_keyed()
-    return UnitDeleted(decisions_unlinked=n)
+    """Privacy: forget a unit. Its decisions keep their counts but lose the unit (and the
+    decider forgets its remembered keyed decisions once that is committed)."""
+    return UnitDeleted(decisions_unlinked=admin.forget_unit(session, runtime.signer, unit_id))

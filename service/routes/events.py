@@ -8,7 +8,6 @@ from starlette.concurrency import run_in_threadpool
 from service.deps import IngestKey, RuntimeDep
 from service.ingest.api_events import PROVIDER, parse_events_body
 from service.ingest.service import ingest_payload
-from service.models import utcnow
 from service.schemas.events import EVENTS_BODY_SCHEMA, IngestOut
 
 router = APIRouter(prefix="/v1", tags=["measuring"])
@@ -19,7 +18,7 @@ async def post_events(request: Request, runtime: RuntimeDep, _key: IngestKey) ->
     """One event or a list. Idempotent on event_id: re-posting changes nothing."""
     body = await request.body()
     events, poison = parse_events_body(
-        body, received_at=utcnow(), max_events=runtime.settings.max_events_per_request
+        body, received_at=runtime.clock.now(), max_events=runtime.settings.max_events_per_request
     )
     result = await run_in_threadpool(
         ingest_payload,

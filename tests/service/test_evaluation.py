@@ -16,7 +16,6 @@ from sqlalchemy import insert
 from sqlmodel import Session
 
 from service.cli import main as cli_main
-from service.db import session_scope
 from service.errors import NotFound
 from service.evaluation import evaluate_experiment
 from service.models import Decision, FirstEvent, utcnow
@@ -55,7 +54,7 @@ def write_log(
     versions = []
     start = utcnow() - age
     serial = 0
-    with session_scope(runtime.engine) as session:
+    with runtime.unit_of_work() as session:
         base = snapshots_repo.latest(session, experiment_id=experiment_id)
         assert base is not None
         arm_ids = list(base.payload["arm_ids"])
@@ -261,7 +260,7 @@ def test_decisions_and_events_through_the_api(
     now = utcnow()
     # An hour after the send, nothing has matured, and the evaluation speaks already, with
     # the F of the snapshot the refresher writes then (it refreshes on age too).
-    with session_scope(runtime.engine) as session:
+    with runtime.unit_of_work() as session:
         publish(session, experiment_id=exp["id"], now=now + timedelta(hours=1))
     young = evaluate(runtime, exp["id"], now=now + timedelta(hours=1))
     assert young["delay"]["source"] == "snapshot"

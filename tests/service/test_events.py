@@ -235,7 +235,9 @@ def test_orphans_after_a_lost_flush_and_rebuild_equals_incremental(
         assert len(session.exec(select(Decision)).all()) == 200
         orphans = session.exec(select(OutcomeEvent).where(OutcomeEvent.outcome == "orphan"))
         assert len(orphans.all()) == 20
-    rebuild_stats(runtime.engine)
+    with runtime.unit_of_work() as session:
+        rebuild_stats(session)
     assert stats_counter(runtime) == before
-    rebuild_stats(runtime.engine, experiment_id=exp["id"])
+    with runtime.unit_of_work() as session:
+        rebuild_stats(session, experiment_id=exp["id"])
     assert stats_counter(runtime) == before

@@ -6,15 +6,21 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
+from service.clock import ManualClock
 from service.decisions.decider import Unit
 from service.decisions.holdout import in_holdout
 from service.models import Decision
 from service.runtime import Runtime
-from simulation.loop import SimulatedClock
 from tests.service.factories import create_random_experiment
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(datetime(2026, 9, 7, 9, 0, tzinfo=UTC))
 
 
 def test_a_holdout_unit_never_gets_a_non_control_arm(
@@ -81,35 +87,33 @@ def test_membership_is_nested_and_stable() -> None:
 
 
 def test_the_value_route_measures_the_lift_over_the_holdout(
-    client: TestClient, admin, ingest, runtime: Runtime
+    client: TestClient, admin, ingest, runtime: Runtime, clock: ManualClock
 ) -> None:
-    clock = SimulatedClock(datetime(2026, 9, 7, 9, 0, tzinfo=UTC))
     rng = np.random.default_rng(3)
-    with clock.installed():
-        exp = create_random_experiment(
-            client, admin, arms=2, holdout_share=0.4, attribution_window_hours=24
-        )
-        control = next(arm["id"] for arm in exp["arms"] if arm["control"])
-        events = []
-        for send in range(3):
-            units = [Unit(f"person-{u}", f"mail-{send}") for u in range(800)]
-            for choice in runtime.decider.choose(exp["key"], units):
-                rate = 0.03 if choice.arm.id == control else 0.12
-                if rng.random() < rate:
-                    at = clock.now + timedelta(minutes=10)
-                    events.append(
-                        {
-                            "event_id": f"c-{len(events)}",
-                            "decision_id": choice.decision_id,
-                            "type": "click",
-                            "occurred_at": at.isoformat(),
-                        }
-                    )
-            clock.advance(24)
-        assert client.post("/v1/events", json=events, headers=ingest).status_code == 200
-        clock.advance(48)
-        value = client.get(f"/v1/experiments/{exp['key']}/value", headers=admin).json()
-        months = client.get("/v1/libraries/default/value", headers=admin).json()["months"]
+    exp = create_random_experiment(
+        client, admin, arms=2, holdout_share=0.4, attribution_window_hours=24
+    )
+    control = next(arm["id"] for arm in exp["arms"] if arm["control"])
+    events = []
+    for send in range(3):
+        units = [Unit(f"person-{u}", f"mail-{send}") for u in range(800)]
+        for choice in runtime.decider.choose(exp["key"], units):
+            rate = 0.03 if choice.arm.id == control else 0.12
+            if rng.random() < rate:
+                at = clock.now() + timedelta(minutes=10)
+                events.append(
+                    {
+                        "event_id": f"c-{len(events)}",
+                        "decision_id": choice.decision_id,
+                        "type": "click",
+                        "occurred_at": at.isoformat(),
+                    }
+                )
+        clock.advance(24)
+    assert client.post("/v1/events", json=events, headers=ingest).status_code == 200
+    clock.advance(48)
+    value = client.get(f"/v1/experiments/{exp['key']}/value", headers=admin).json()
+    months = client.get("/v1/libraries/default/value", headers=admin).json()["months"]
     holdout = value["holdout"]
     assert holdout["available"] is True
     assert holdout["holdout"]["rate"] < 0.05  # held-out units only ever got the control

@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bandits.delay_model import fit_delay_model
+from service.clock import ManualClock
 from service.loop.gather import _maturities
 from service.policy.inputs import StatRow
 from service.runtime import Runtime
@@ -19,10 +20,14 @@ from service.settings import Settings
 from service.vocabulary import EXPOSURE, OVERALL
 from simulation.copywriter import read_data_block
 from simulation.copywriter_server import CopywriterControl
-from simulation.loop import SimulatedClock
 from tests.service.loop_fixtures import SEED_ARMS, llm_settings, run_loop
 
 SENT = datetime(2026, 11, 3, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(SENT)
 
 
 @pytest.fixture
@@ -62,80 +67,78 @@ def test_a_young_send_is_too_early_to_judge_and_the_loop_learns_nothing(
     ingest,
     runtime: Runtime,
     copywriter: CopywriterControl,
+    clock: ManualClock,
 ):
-    clock = SimulatedClock(SENT)
-    with clock.installed():
-        body = {
-            "key": "young",
-            "name": "Spring subject lines",
-            "arms": [
-                {"content": content, "tags": tags, "control": i == 3}
-                for i, (content, tags, _rate) in enumerate(SEED_ARMS)
-            ],
-            "min_exposures": 100,
-            "min_successes": 3,
-        }
-        created = client.post("/v1/experiments", json=body, headers=admin)
-        assert created.status_code == 201, created.text
-        experiment = created.json()
-        rates = {
-            arm["id"]: rate
-            for arm, (_c, _t, rate) in zip(experiment["arms"], SEED_ARMS, strict=True)
-        }
-        # Keyed decisions: each unit's arm comes from its HMAC, so the send (and with it
-        # the evidence the loop learns from) is the same on every run.
-        response = client.post(
-            "/v1/choose/batch",
-            json={
-                "experiment": "young",
-                "units": [{"unit_id": f"u{i}", "send_id": "spring-1"} for i in range(3000)],
-            },
-            headers=decide,
-        )
-        assert response.status_code == 200, response.text
-        decisions = response.json()["decisions"]
-        events = email_clicks(decisions, rates)
+    body = {
+        "key": "young",
+        "name": "Spring subject lines",
+        "arms": [
+            {"content": content, "tags": tags, "control": i == 3}
+            for i, (content, tags, _rate) in enumerate(SEED_ARMS)
+        ],
+        "min_exposures": 100,
+        "min_successes": 3,
+    }
+    created = client.post("/v1/experiments", json=body, headers=admin)
+    assert created.status_code == 201, created.text
+    experiment = created.json()
+    rates = {
+        arm["id"]: rate for arm, (_c, _t, rate) in zip(experiment["arms"], SEED_ARMS, strict=True)
+    }
+    # Keyed decisions: each unit's arm comes from its HMAC, so the send (and with it
+    # the evidence the loop learns from) is the same on every run.
+    response = client.post(
+        "/v1/choose/batch",
+        json={
+            "experiment": "young",
+            "units": [{"unit_id": f"u{i}", "send_id": "spring-1"} for i in range(3000)],
+        },
+        headers=decide,
+    )
+    assert response.status_code == 200, response.text
+    decisions = response.json()["decisions"]
+    events = email_clicks(decisions, rates)
 
-        # Ten minutes after an email send: about a tenth of its clicks are in.
-        clock.advance(10 / 60)
-        post_due(client, ingest, events, clock.now)
-        runtime.refresher.tick()
-        young = run_loop(client, admin, "young")
-        assert young["status"] == "succeeded", young
-        data = read_data_block(copywriter.last_request)
-        assert data["arms_ranked_worst_to_best"] == []
-        waiting = data["arms_without_enough_evidence"]
-        assert len(waiting) == len(SEED_ARMS)
-        for arm in waiting:
-            assert arm["maturity"] < 0.5, arm
-            assert arm["judgement"].startswith("too early to judge"), arm
-            assert "observed_rate" in arm
-        learnings = client.get("/v1/experiments/young/learnings", headers=admin).json()
-        assert learnings["learnings"] == []
-        report = client.get("/v1/experiments/young/report", headers=admin).json()
-        assert {r["judgement"] for r in report["arms"]} == {"too early to judge"}
+    # Ten minutes after an email send: about a tenth of its clicks are in.
+    clock.advance(10 / 60)
+    post_due(client, ingest, events, clock.now())
+    runtime.refresher.tick()
+    young = run_loop(client, admin, "young")
+    assert young["status"] == "succeeded", young
+    data = read_data_block(copywriter.last_request)
+    assert data["arms_ranked_worst_to_best"] == []
+    waiting = data["arms_without_enough_evidence"]
+    assert len(waiting) == len(SEED_ARMS)
+    for arm in waiting:
+        assert arm["maturity"] < 0.5, arm
+        assert arm["judgement"].startswith("too early to judge"), arm
+        assert "observed_rate" in arm
+    learnings = client.get("/v1/experiments/young/learnings", headers=admin).json()
+    assert learnings["learnings"] == []
+    report = client.get("/v1/experiments/young/report", headers=admin).json()
+    assert {r["judgement"] for r in report["arms"]} == {"too early to judge"}
 
-        # Eight days on, every click inside the window has arrived: now the loop may learn.
-        clock.advance(8 * 24)
-        post_due(client, ingest, events, clock.now)
-        runtime.refresher.tick()
-        mature = run_loop(client, admin, "young")
-        assert mature["status"] == "succeeded", mature
-        data = read_data_block(copywriter.last_request)
-        ranked = data["arms_ranked_worst_to_best"]
-        assert len(ranked) == len(SEED_ARMS)
-        assert all(arm["maturity"] == 1.0 for arm in ranked)
-        for arm in ranked:
-            assert {"observed_rate", "estimated_rate", "interval_95"} <= arm.keys()
-        learnings = client.get("/v1/experiments/young/learnings", headers=admin).json()
-        (learning,) = learnings["learnings"]
-        assert "question" in learning["claim"]
-        assert all(e["maturity"] == 1.0 for e in learning["evidence"])
-        markdown = client.get(
-            "/v1/experiments/young/learnings",
-            headers={**admin, "Accept": "text/markdown"},
-        )
-        assert "| observed rate | estimated rate | 95% interval | maturity |" in markdown.text
+    # Eight days on, every click inside the window has arrived: now the loop may learn.
+    clock.advance(8 * 24)
+    post_due(client, ingest, events, clock.now())
+    runtime.refresher.tick()
+    mature = run_loop(client, admin, "young")
+    assert mature["status"] == "succeeded", mature
+    data = read_data_block(copywriter.last_request)
+    ranked = data["arms_ranked_worst_to_best"]
+    assert len(ranked) == len(SEED_ARMS)
+    assert all(arm["maturity"] == 1.0 for arm in ranked)
+    for arm in ranked:
+        assert {"observed_rate", "estimated_rate", "interval_95"} <= arm.keys()
+    learnings = client.get("/v1/experiments/young/learnings", headers=admin).json()
+    (learning,) = learnings["learnings"]
+    assert "question" in learning["claim"]
+    assert all(e["maturity"] == 1.0 for e in learning["evidence"])
+    markdown = client.get(
+        "/v1/experiments/young/learnings",
+        headers={**admin, "Accept": "text/markdown"},
+    )
+    assert "| observed rate | estimated rate | 95% interval | maturity |" in markdown.text
 
 
 def test_arms_the_snapshot_no_longer_serves_get_their_maturity_from_its_delay_curve():

@@ -242,7 +242,7 @@ def test_two_replicas_race_for_the_lease(
         assert response.json()["error"]["details"] == {"field": "experiment"}
     finally:
         thread.join(timeout=20)
-        other.loop.stop()
+        other.stop()
     assert results[0].status == "succeeded"
     runs = client.get(f"/v1/experiments/{exp['key']}/loop-runs", headers=admin).json()["runs"]
     assert len(runs) == 1
@@ -256,7 +256,7 @@ def test_scheduler_runs_experiments_on_their_cadence(
 ):
     exp = seed_experiment(client, admin, decide, ingest, runtime, loop_cadence_hours=6)
     seed_experiment(client, admin, decide, ingest, runtime, key="no-cadence", sends=60)
-    scheduler = runtime.loop.scheduler
+    scheduler = runtime.loop_scheduler
     assert scheduler.due() == [exp["key"]]
     (run,) = scheduler.tick()
     assert run.trigger == "schedule"

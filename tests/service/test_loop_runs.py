@@ -106,15 +106,22 @@ def test_clean_run_files_proposals_and_learnings(
 def test_no_endpoint_runs_the_statistical_pass_only(
     client: TestClient, admin, decide, ingest, runtime: Runtime, copywriter: CopywriterControl
 ):
-    runtime.settings = runtime.settings.model_copy(update={"llm_base_url": "", "llm_model": ""})
     exp = seed_experiment(client, admin, decide, ingest, runtime)
-    run = run_loop(client, admin, exp["key"])
-    assert run["status"] == "succeeded"
-    assert run["requested_proposals"] is False
-    assert NO_ENDPOINT_SUMMARY in run["summary"]
-    assert run["model"] is None
-    assert run["output"]["reply"] is None
-    assert run["output"]["candidate_learnings"]  # the tag regression still ran
+    # A replica configured without an endpoint, on the same database.
+    no_llm = Runtime(
+        runtime.settings.model_copy(update={"llm_base_url": "", "llm_model": ""}),
+        engine=runtime.engine,
+    )
+    try:
+        run = no_llm.loop.run(exp["key"])
+    finally:
+        no_llm.stop()
+    assert run.status == "succeeded"
+    assert run.requested_proposals is False
+    assert NO_ENDPOINT_SUMMARY in run.summary
+    assert run.model is None
+    assert run.output["reply"] is None
+    assert run.output["candidate_learnings"]  # the tag regression still ran
     assert copywriter.requests == []
     assert pending(client, admin, exp["key"]) == []
 
@@ -179,14 +186,18 @@ def test_llm_failures_end_the_run_cleanly(
 def test_timeout_ends_the_run_cleanly(
     client: TestClient, admin, spring, copywriter: CopywriterControl, runtime: Runtime
 ):
-    runtime.settings = runtime.settings.model_copy(
-        update={"llm_timeout_seconds": 0.3, "llm_max_retries": 0}
+    impatient = Runtime(
+        runtime.settings.model_copy(update={"llm_timeout_seconds": 0.3, "llm_max_retries": 0}),
+        engine=runtime.engine,
     )
     copywriter.slow_seconds = 1.5
     copywriter.set_mode(SLOW)
-    run = run_loop(client, admin, spring["key"])
-    assert run["status"] == "failed"
-    assert run["error_kind"] == "timeout"
+    try:
+        run = impatient.loop.run(spring["key"])
+    finally:
+        impatient.stop()
+    assert run.status == "failed"
+    assert run.error_kind == "timeout"
     assert _rows(runtime, Proposal) == []
 
 

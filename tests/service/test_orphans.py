@@ -59,7 +59,8 @@ def outcomes(runtime: Runtime) -> dict[str, int]:
 
 def assert_rebuild_agrees(runtime: Runtime) -> None:
     live = stats_counter(runtime)
-    rebuild_stats(runtime.engine)
+    with runtime.unit_of_work() as session:
+        rebuild_stats(session)
     assert stats_counter(runtime) == live
 
 
@@ -120,7 +121,8 @@ def test_an_orphan_whose_decision_never_lands_stays_uncounted(
     )
     assert body["orphans"] == 4
     runtime.decision_log.flush()
-    rebuild_stats(runtime.engine)
+    with runtime.unit_of_work() as session:
+        rebuild_stats(session)
     assert metric_total(runtime, "click") == 3
     assert outcomes(runtime) == {"accepted": 3, "orphan": 1}
 

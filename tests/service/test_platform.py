@@ -114,8 +114,7 @@ def test_decision_log_flushes_on_its_interval(settings, engine_for, client, admi
         else:
             raise AssertionError("decision never flushed")
     finally:
-        background.refresher.stop()
-        background.decision_log.stop()
+        background.stop()  # every worker, the loop scheduler too; the shared engine stays
 
 
 def test_sigterm_flushes_every_pending_decision(tmp_path):

@@ -1,7 +1,7 @@
 """Honest numbers in the first minutes of a send: the delay model seen through the app.
 
-Every read uses the service's own clock (``SimulatedClock`` points the service's ``utcnow`` at
-a chosen time), so a send can be placed at any minute of the hour without sleeping.
+The runtime runs on a ``ManualClock`` (the ``clock`` fixture below), so a send can be placed
+at any minute of the hour without sleeping.
 """
 
 from __future__ import annotations
@@ -13,14 +13,19 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from service.clock import ManualClock
 from service.repositories import stats as stats_repo
 from service.runtime import Runtime
-from simulation.loop import SimulatedClock
 from tests.service.factories import create_random_experiment
 from tests.service.helpers import later
 
 EVERY = (50, 17, 8)  # one click per n-th decision of each arm: 2%, 5.9%, 12.5%
 DAY = datetime(2026, 11, 2, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(DAY)
 
 
 def keyed_send(
@@ -71,30 +76,30 @@ def read_fresh_send(
     decide: dict[str, str],
     ingest: dict[str, str],
     runtime: Runtime,
+    clock: ManualClock,
     *,
     sent: datetime,
     read_after: timedelta,
 ) -> dict[str, Any]:
-    clock = SimulatedClock(sent)
-    with clock.installed():
-        exp = create_random_experiment(client, admin, arms=3)  # default settings
-        arm_ids = [a["id"] for a in exp["arms"]]
-        decisions = keyed_send(client, decide, runtime, exp["key"], 3000)
-        clock.advance(read_after.total_seconds() / 3600.0)
-        events = fast_clicks(decisions, arm_ids, sent)
-        response = client.post("/v1/events", json=events, headers=ingest)
-        assert response.status_code == 200, response.text
-        assert response.json()["accepted"] == len(events)
-        runtime.refresher.tick()
-        report = client.get(f"/v1/experiments/{exp['key']}/report", headers=admin)
-        assert report.status_code == 200, report.text
+    clock.set(sent)
+    exp = create_random_experiment(client, admin, arms=3)  # default settings
+    arm_ids = [a["id"] for a in exp["arms"]]
+    decisions = keyed_send(client, decide, runtime, exp["key"], 3000)
+    clock.advance(read_after.total_seconds() / 3600.0)
+    events = fast_clicks(decisions, arm_ids, sent)
+    response = client.post("/v1/events", json=events, headers=ingest)
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == len(events)
+    runtime.refresher.tick()
+    report = client.get(f"/v1/experiments/{exp['key']}/report", headers=admin)
+    assert report.status_code == 200, report.text
     body: dict[str, Any] = report.json()
     body["arm_order"] = arm_ids
     return body
 
 
 def test_a_fresh_push_send_reads_as_what_was_observed(
-    client: TestClient, admin, decide, ingest, runtime: Runtime
+    client: TestClient, admin, decide, ingest, runtime: Runtime, clock: ManualClock
 ):
     """Clicks all back within a minute, read four minutes after the send: the corrected
     estimate stays within a factor of two of the observed rate and its interval covers it,
@@ -107,6 +112,7 @@ def test_a_fresh_push_send_reads_as_what_was_observed(
             decide,
             ingest,
             runtime,
+            clock,
             sent=DAY.replace(hour=10, minute=minute),
             read_after=timedelta(minutes=4),
         )
@@ -139,7 +145,7 @@ def test_a_fresh_push_send_reads_as_what_was_observed(
 
 
 def test_the_report_says_when_it_is_too_early_to_judge(
-    client: TestClient, admin, decide, ingest, runtime: Runtime
+    client: TestClient, admin, decide, ingest, runtime: Runtime, clock: ManualClock
 ):
     """Thirty seconds after the send, with clicks still arriving: labelled immature."""
     report = read_fresh_send(
@@ -148,6 +154,7 @@ def test_the_report_says_when_it_is_too_early_to_judge(
         decide,
         ingest,
         runtime,
+        clock,
         sent=DAY.replace(hour=14, minute=0),
         read_after=timedelta(seconds=20),
     )
@@ -171,7 +178,7 @@ def test_report_and_history_are_described_in_openapi(client: TestClient):
 
 
 def test_history_carries_observed_rates_and_the_arms_text(
-    client: TestClient, admin, decide, ingest, runtime: Runtime
+    client: TestClient, admin, decide, ingest, runtime: Runtime, clock: ManualClock
 ):
     report = read_fresh_send(
         client,
@@ -179,6 +186,7 @@ def test_history_carries_observed_rates_and_the_arms_text(
         decide,
         ingest,
         runtime,
+        clock,
         sent=DAY.replace(hour=9, minute=10),
         read_after=timedelta(minutes=5),
     )
@@ -223,10 +231,16 @@ def test_lift_names_the_control_as_leader_and_compares_the_best_challenger(
 
 
 def test_snapshots_follow_the_cohorts_age_and_idle_ones_cost_nothing(
-    client: TestClient, admin, decide, ingest, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+    client: TestClient,
+    admin,
+    decide,
+    ingest,
+    runtime: Runtime,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
 ):
     sent = DAY.replace(hour=16)
-    clock = SimulatedClock(sent)
+    clock.set(sent)
     computed = []
     real_delays = stats_repo.success_delays
 
@@ -235,67 +249,64 @@ def test_snapshots_follow_the_cohorts_age_and_idle_ones_cost_nothing(
         return real_delays(*args, **kwargs)
 
     monkeypatch.setattr(stats_repo, "success_delays", counting)
-    with clock.installed():
-        exp = create_random_experiment(client, admin, arms=2)
-        key = exp["key"]
-        decisions = keyed_send(client, decide, runtime, key, 2000)
-        rng = np.random.default_rng(4)
-        clicks = []
-        for d in decisions[::10]:  # email-like: log-normal delays, median an hour
-            at = sent + timedelta(hours=float(rng.lognormal(0.0, 1.2)))
-            clicks.append(
-                {
-                    "event_id": f"c{len(clicks)}",
-                    "decision_id": d["decision_id"],
-                    "type": "click",
-                    "occurred_at": at.isoformat(),
-                }
-            )
-        posted: set[str] = set()
+    exp = create_random_experiment(client, admin, arms=2)
+    key = exp["key"]
+    decisions = keyed_send(client, decide, runtime, key, 2000)
+    rng = np.random.default_rng(4)
+    clicks = []
+    for d in decisions[::10]:  # email-like: log-normal delays, median an hour
+        at = sent + timedelta(hours=float(rng.lognormal(0.0, 1.2)))
+        clicks.append(
+            {
+                "event_id": f"c{len(clicks)}",
+                "decision_id": d["decision_id"],
+                "type": "click",
+                "occurred_at": at.isoformat(),
+            }
+        )
+    posted: set[str] = set()
 
-        def tick() -> dict[str, Any]:
-            due = [
-                c
-                for c in clicks
-                if datetime.fromisoformat(c["occurred_at"]) <= clock.now
-                and c["event_id"] not in posted
-            ]
-            if due:
-                assert client.post("/v1/events", json=due, headers=ingest).status_code == 200
-                posted.update(c["event_id"] for c in due)
-            runtime.refresher.tick()
-            report: dict[str, Any] = client.get(
-                f"/v1/experiments/{key}/report", headers=admin
-            ).json()
-            return report
+    def tick() -> dict[str, Any]:
+        due = [
+            c
+            for c in clicks
+            if datetime.fromisoformat(c["occurred_at"]) <= clock.now()
+            and c["event_id"] not in posted
+        ]
+        if due:
+            assert client.post("/v1/events", json=due, headers=ingest).status_code == 200
+            posted.update(c["event_id"] for c in due)
+        runtime.refresher.tick()
+        report: dict[str, Any] = client.get(f"/v1/experiments/{key}/report", headers=admin).json()
+        return report
 
-        clock.advance(0.25)
-        first = tick()
-        maturity = first["arms"][0]["maturity"]
-        assert maturity < 0.5
-        # The cohort ages (and the clicks due by then arrive): a higher maturity.
-        clock.advance(1.0)
-        aged = tick()
-        assert aged["policy_version"] > first["policy_version"]
-        assert aged["arms"][0]["maturity"] > maturity
-        # With no new event at all, ageing alone moves the corrections: a new version.
-        clicks = [c for c in clicks if c["event_id"] in posted]
-        clock.advance(2.0)
-        still = tick()
-        assert still["policy_version"] > aged["policy_version"]
-        assert still["arms"][0]["maturity"] > aged["arms"][0]["maturity"]
-        # Past the window every correction is final; then idle ticks compute nothing.
-        clock.advance(8 * 24)
-        final = tick()
-        assert final["arms"][0]["maturity"] == 1.0
-        before = len(computed)
-        for _ in range(3):
-            clock.advance(1 / 60)
-            idle = tick()
-        assert len(computed) == before
-        assert idle["policy_version"] == final["policy_version"]
-        # New evidence (a second send) is computed at once.
-        keyed_send(client, decide, runtime, key, 100, send_id="second")
-        fresh = tick()
-        assert len(computed) == before + 1
-        assert fresh["policy_version"] > final["policy_version"]
+    clock.advance(0.25)
+    first = tick()
+    maturity = first["arms"][0]["maturity"]
+    assert maturity < 0.5
+    # The cohort ages (and the clicks due by then arrive): a higher maturity.
+    clock.advance(1.0)
+    aged = tick()
+    assert aged["policy_version"] > first["policy_version"]
+    assert aged["arms"][0]["maturity"] > maturity
+    # With no new event at all, ageing alone moves the corrections: a new version.
+    clicks = [c for c in clicks if c["event_id"] in posted]
+    clock.advance(2.0)
+    still = tick()
+    assert still["policy_version"] > aged["policy_version"]
+    assert still["arms"][0]["maturity"] > aged["arms"][0]["maturity"]
+    # Past the window every correction is final; then idle ticks compute nothing.
+    clock.advance(8 * 24)
+    final = tick()
+    assert final["arms"][0]["maturity"] == 1.0
+    before = len(computed)
+    for _ in range(3):
+        clock.advance(1 / 60)
+        idle = tick()
+    assert len(computed) == before
+    assert idle["policy_version"] == final["policy_version"]
+    # New evidence (a second send) is computed at once.
+    keyed_send(client, decide, runtime, key, 100, send_id="second")
+    fresh = tick()
+    assert len(computed) == before + 1
+    assert fresh["policy_version"] > final["policy_version"]

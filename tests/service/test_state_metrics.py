@@ -126,7 +126,7 @@ def test_the_reading_is_cached_and_ages_are_taken_at_scrape_time(
     body = {"key": key, "name": "Cached", "arms": [{"content": "A"}, {"content": "B"}]}
     assert client.post("/v1/experiments", json=body, headers=admin).status_code == 201
     now = [100.0]
-    collector = StateCollector(runtime.engine, cache_seconds=5, clock=lambda: now[0])
+    collector = StateCollector(runtime.engine, cache_seconds=5, timer=lambda: now[0])
     first = collector.reading()
     assert first is not None
     body = {"content": "C"}

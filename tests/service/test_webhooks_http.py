@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import delete
 from sqlmodel import Session, func, select
 
-from service.db import make_engine, session_scope
+from service.db import make_engine
 from service.models import (
     DeadLetter,
     Dispatch,
@@ -637,7 +637,7 @@ def test_replay_after_a_statistics_wipe_rebuilds_the_same_counts(
         assert response.status_code == 200, response.text
         return response.json()
 
-    with session_scope(runtime.engine) as session:
+    with runtime.unit_of_work() as session:
         stats_repo.wipe(session)
     assert stats_counter(runtime) == Counter()
     replay()
@@ -647,7 +647,7 @@ def test_replay_after_a_statistics_wipe_rebuilds_the_same_counts(
 
     # Everything derived from the raw payloads lost: replay parses them again (every
     # adapter, from the stored bytes and headers) and counts them anew.
-    with session_scope(runtime.engine) as session:
+    with runtime.unit_of_work() as session:
         for model in (OutcomeEvent, FirstEvent, Dispatch, StatBucket):
             session.exec(delete(model))  # type: ignore[call-overload]
     assert replay()["accepted"] == stored

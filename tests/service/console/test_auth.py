@@ -64,7 +64,6 @@ def sign_out(request: Request, reviewer: ReviewerDep) -> Response:
 def console(runtime: Runtime) -> Iterator[TestClient]:
     app = create_app(runtime=runtime)
     app.include_router(probe)
-    runtime.engine.dispose = lambda *a, **k: None  # type: ignore[method-assign]
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 
