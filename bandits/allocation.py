@@ -83,6 +83,10 @@ def _eligibility(suspended: ArrayLike | None, size: int) -> BoolArray:
     return np.asarray(~flags, dtype=np.bool_)
 
 
+def _exchangeable(alpha: FloatArray, beta: FloatArray) -> bool:
+    return bool(np.all(alpha == alpha[0]) and np.all(beta == beta[0]))
+
+
 def _share_of_best(theta: FloatArray) -> FloatArray:
     """Fraction of Monte Carlo draws (rows) in which each column is the largest."""
     counts = np.bincount(theta.argmax(axis=1), minlength=theta.shape[1])
@@ -139,34 +143,54 @@ def allocate(
     # the eligible arms, and P(best) among the mature arms for the exploit.
     theta = rng.beta(posterior.alpha, posterior.beta, size=(config.draws, size))
     eligible_theta = theta[:, eligible_index]
+    best_among_eligible = _share_of_best(eligible_theta)
+    if _exchangeable(posterior.alpha[eligible_index], posterior.beta[eligible_index]):
+        # Identical posteriors (no evidence yet): every arm is best with probability exactly
+        # 1/K; the draws would only add noise to a fresh experiment's propensities.
+        best_among_eligible = np.full(n_eligible, 1.0 / n_eligible)
     probability_best = np.zeros(size)
-    probability_best[eligible_index] = _share_of_best(eligible_theta)
+    probability_best[eligible_index] = best_among_eligible
     expected_loss = (eligible_theta.max(axis=1)[:, None] - theta).mean(axis=0)
 
     # Why a warm-up floor. Thompson sampling starves arms early: an arm with a
     # couple of unlucky exposures against a leader with thousands has P(best)
     # near zero, so it seldom gets the exposures that would prove it wrong; the
-    # exploration share alone gives it epsilon/K (about 1% of traffic at K=8),
-    # weeks of low-volume sends before it reaches the minimum sample. The
-    # opposite failure hurts as much: a fresh arm's vague prior puts real mass
-    # above the leader's rate, so letting its P(best) steer traffic would hand
-    # it a large share on no evidence and knock the leader back every time the
-    # loop adds an arm. DESIGN.md allows no reallocation on an arm's evidence
-    # before the minimum sample, so until then an arm gets a fixed share of the
-    # exploit distribution (the floor) and the mature arms split the rest by
-    # P(best) among themselves: adding an arm shrinks the others by exactly the
-    # room its floor needs, and a leader stays the leader. The floor is capped
-    # at 1/K so the floors never exceed the whole; with no mature arm yet there
-    # is nothing to exploit and the exploit distribution is uniform.
+    # exploration share alone gives it epsilon/K (about 1% of traffic at K=8).
+    # The opposite failure hurts as much: a fresh arm's vague prior puts real
+    # mass above the leader's rate, so letting its P(best) steer traffic would
+    # hand it a large share on no evidence and knock the leader back every time
+    # the loop adds an arm.
+    #
+    # Before any arm is mature there is no leader to protect, and holding the
+    # exploit even until the first arm reaches the minimum sample (hours of
+    # push, a day of email) pays the even split's regret for all of it. So
+    # every arm gets the floor and the rest of the exploit follows P(best) among
+    # all of them, from the delay-corrected posteriors (a young arm's lead moves
+    # traffic only as far as the delay model can vouch for it).
+    #
+    # Once some arm is mature, an arm under the minimum sample gets its P(best)
+    # among all eligible arms, capped at the floor, and the mature arms split
+    # the rest by P(best) among themselves. The cap is what protects the
+    # leader: a fresh arm (whose vague prior gives it a P(best) above the floor)
+    # gets exactly the floor, so adding an arm shrinks the others by the room
+    # the floor needs and a leader stays the leader. Below the cap the arm's
+    # own evidence speaks: one already well behind is not paid a floor it
+    # would waste (on push traffic that floor cost more than the whole gap to
+    # plain Thompson sampling); the exploration share keeps it sampled, and the
+    # minimum sample still governs retirement and what the loop may read, so
+    # nothing is judged on noise. The floor is capped at 1/K so the floors
+    # never exceed the whole.
+    floor = min(config.warmup_share, 1.0 / n_eligible)
     mature_index = np.flatnonzero(eligible & ~warming)
+    warming_index = np.flatnonzero(eligible & warming)
     exploit = np.zeros(size)
     if mature_index.shape[0] == 0:
-        exploit[eligible_index] = 1.0 / n_eligible
+        spare = 1.0 - floor * n_eligible
+        exploit[eligible_index] = floor + spare * best_among_eligible
     else:
-        floor = min(config.warmup_share, 1.0 / n_eligible)
-        warming_index = np.flatnonzero(eligible & warming)
-        exploit[warming_index] = floor
-        mature_share = 1.0 - floor * warming_index.shape[0]
+        warming_best = best_among_eligible[np.searchsorted(eligible_index, warming_index)]
+        exploit[warming_index] = np.minimum(warming_best, floor)
+        mature_share = 1.0 - float(exploit[warming_index].sum())
         exploit[mature_index] = mature_share * _share_of_best(theta[:, mature_index])
 
     epsilon = config.exploration_share

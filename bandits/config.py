@@ -45,12 +45,12 @@ def _check_int(field: str, value: object, *, minimum: int) -> None:
 class PolicyConfig:
     """How one experiment's allocation is computed (see DESIGN.md, "The policy").
 
-    ``warmup_share`` is the share of the *exploit* distribution reserved for
-    each arm still under the minimum sample (capped at 1/K eligible arms).
-    At the defaults (epsilon 0.10) a warming arm is served at least
-    0.10/K + 0.9 * min(0.10, 1/K), enough to reach 500 exposures in a few thousand
-    decisions without letting a fresh, vague posterior take traffic from a
-    proven leader.
+    ``warmup_share`` is the floor in the *exploit* distribution of an arm still
+    under the minimum sample (capped at 1/K eligible arms). Before any arm is
+    mature every arm gets it, and the rest follows P(best); once one is, a
+    warming arm gets its P(best) capped at it, so a fresh arm cannot knock a
+    proven leader back and one already well behind is not paid a floor it would
+    waste (``bandits.allocation`` says why).
     """
 
     exploration_share: float = 0.10

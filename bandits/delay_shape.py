@@ -75,11 +75,22 @@ def window_cdf(hours: FloatArray, window_hours: float, mu: float, sigma: float) 
 
 def _histogram(log_values: FloatArray, counts: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Group log-values on a 1% grid: the fit is unchanged, and its cost no longer grows
-    with the number of successes."""
-    keys = np.round(log_values * 100.0)
-    unique, inverse = np.unique(keys, return_inverse=True)
-    weights = np.bincount(inverse.ravel(), weights=counts, minlength=unique.size)
-    return np.asarray(unique / 100.0, dtype=np.float64), np.asarray(weights, dtype=np.float64)
+    with the number of successes. Counted into bins rather than sorted (a sort of every
+    success was the fit's largest single cost)."""
+    keys = np.rint(log_values * 100.0).astype(np.int64)
+    if keys.size == 0:
+        return np.zeros(0, dtype=np.float64), np.zeros(0, dtype=np.float64)
+    low = int(keys.min())
+    if int(keys.max()) - low > 1_000_000:  # only for absurd ranges: sort instead
+        unique, inverse = np.unique(keys, return_inverse=True)
+        weights = np.bincount(inverse.ravel(), weights=counts, minlength=unique.size)
+        return np.asarray(unique / 100.0, dtype=np.float64), np.asarray(weights, np.float64)
+    binned = np.bincount(keys - low, weights=counts)
+    occupied = np.flatnonzero(binned)
+    return (
+        np.asarray((occupied + low) / 100.0, dtype=np.float64),
+        np.asarray(binned[occupied], dtype=np.float64),
+    )
 
 
 @dataclass(frozen=True)
@@ -107,19 +118,37 @@ def _compress(
     log_u = log_l = w_p = np.zeros(0, dtype=np.float64)
     if left.any():
         lower = np.log(np.minimum(np.maximum(earliest[left], MIN_DELAY_HOURS / 2), floor[left]))
-        keys = np.stack([np.round(upper[left] * 100.0), np.round(lower * 100.0)], axis=1)
-        unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+        upper_keys = np.rint(upper[left] * 100.0).astype(np.int64)
+        lower_keys = np.rint(lower * 100.0).astype(np.int64)
+        # One integer per (upper, lower) pair: a 1-D sort is far cheaper than unique rows.
+        lower_base = int(lower_keys.min())
+        width = int(lower_keys.max()) - lower_base + 1
+        upper_base = int(upper_keys.min())
+        pair_keys = (upper_keys - upper_base) * width + (lower_keys - lower_base)
+        unique, inverse = np.unique(pair_keys, return_inverse=True)
         w_p = np.asarray(
-            np.bincount(inverse.ravel(), weights=counts[left], minlength=unique.shape[0]),
+            np.bincount(inverse.ravel(), weights=counts[left], minlength=unique.size),
             dtype=np.float64,
         )
-        log_u = np.asarray(unique[:, 0] / 100.0, dtype=np.float64)
+        unique_upper = unique // width + upper_base
+        unique_lower = unique % width + lower_base
+        log_u = np.asarray(unique_upper / 100.0, dtype=np.float64)
         # At least 1% apart, so the interval's probability is never zero.
-        log_l = np.asarray(np.minimum(unique[:, 1], unique[:, 0] - 1) / 100.0, dtype=np.float64)
+        log_l = np.asarray(np.minimum(unique_lower, unique_upper - 1) / 100.0, dtype=np.float64)
     return _Observations(log_d, w_d, log_t, w_t, log_u, log_l, w_p)
 
 
-def _negative_log_posterior(theta: FloatArray, data: _Observations) -> float:
+def _log_phi(z: FloatArray) -> FloatArray:
+    return np.asarray(-0.5 * z**2 - 0.5 * np.log(2.0 * np.pi), dtype=np.float64)
+
+
+def _objective(theta: FloatArray, data: _Observations) -> tuple[float, FloatArray]:
+    """The negative log posterior of (mu, log sigma) and its analytic gradient.
+
+    With the gradient, BFGS needs a dozen evaluations instead of forty (each numerical
+    gradient cost two more), and the Laplace Hessian comes from four gradients rather than
+    sixteen values: the fit is the bulk of a young experiment's refresh.
+    """
     # Clipped so that the unbounded optimiser's trial steps stay finite.
     mu = float(np.clip(theta[0], -30.0, 30.0))
     log_sigma = float(np.clip(theta[1], np.log(0.01), np.log(20.0)))
@@ -128,34 +157,54 @@ def _negative_log_posterior(theta: FloatArray, data: _Observations) -> float:
     z_t = (data.log_truncations - mu) / sigma
     # Each success could be seen only because its delay is <= its cohort's age: the likelihood
     # is f(d) / F(age) (right truncation), not f(d).
-    loglik = float((data.delay_weights * (-0.5 * z_d**2 - log_sigma)).sum()) - float(
-        (data.truncation_weights * special.log_ndtr(z_t)).sum()
+    log_cdf_t = special.log_ndtr(z_t)
+    value = -float((data.delay_weights * (-0.5 * z_d**2 - log_sigma)).sum()) + float(
+        (data.truncation_weights * log_cdf_t).sum()
+    )
+    # d/dz log Phi(z) = phi(z) / Phi(z), the inverse Mills ratio.
+    mills_t = np.exp(_log_phi(z_t) - log_cdf_t)
+    grad_mu = (
+        -float((data.delay_weights * z_d).sum()) / sigma
+        - float((data.truncation_weights * mills_t).sum()) / sigma
+    )
+    grad_log_sigma = -float((data.delay_weights * (z_d**2 - 1.0)).sum()) - float(
+        (data.truncation_weights * mills_t * z_t).sum()
     )
     if data.pair_weights.size:
-        # log(G(upper) - G(lower)), computed without cancellation.
-        log_up = special.log_ndtr((data.log_upper - mu) / sigma)
-        log_low = special.log_ndtr((data.log_lower - mu) / sigma)
-        gap = log_up + np.log1p(-np.exp(np.minimum(log_low - log_up, -1e-12)))
-        loglik -= float((data.pair_weights * gap).sum())
-    prior = ((mu - PRIOR_LOG_MEDIAN_HOURS) / PRIOR_LOG_MEDIAN_SD) ** 2 / 2.0 + (
+        # log(G(upper) - G(lower)), computed without cancellation: in the upper tail as
+        # log(G(-lower) - G(-upper)), where both terms are far from one.
+        z_u = (data.log_upper - mu) / sigma
+        z_l = (data.log_lower - mu) / sigma
+        upper_tail = z_l > 0
+        big = special.log_ndtr(np.where(upper_tail, -z_l, z_u))
+        small = special.log_ndtr(np.where(upper_tail, -z_u, z_l))
+        gap = big + np.log1p(-np.exp(np.minimum(small - big, -1e-12)))
+        value += float((data.pair_weights * gap).sum())
+        density_u = np.exp(_log_phi(z_u) - gap)
+        density_l = np.exp(_log_phi(z_l) - gap)
+        grad_mu -= float((data.pair_weights * (density_u - density_l)).sum()) / sigma
+        grad_log_sigma -= float((data.pair_weights * (density_u * z_u - density_l * z_l)).sum())
+    value += ((mu - PRIOR_LOG_MEDIAN_HOURS) / PRIOR_LOG_MEDIAN_SD) ** 2 / 2.0 + (
         (log_sigma - PRIOR_LOG_SIGMA) / PRIOR_LOG_SIGMA_SD
     ) ** 2 / 2.0
-    return float(-loglik + prior)
+    grad_mu += (mu - PRIOR_LOG_MEDIAN_HOURS) / PRIOR_LOG_MEDIAN_SD**2
+    grad_log_sigma += (log_sigma - PRIOR_LOG_SIGMA) / PRIOR_LOG_SIGMA_SD**2
+    return float(value), np.array([grad_mu, grad_log_sigma])
+
+
+def _negative_log_posterior(theta: FloatArray, data: _Observations) -> float:
+    return _objective(theta, data)[0]
 
 
 def _hessian(theta: FloatArray, data: _Observations) -> FloatArray:
-    step = 1e-3
-    hess = np.zeros((2, 2))
-    for i in range(2):
-        for j in range(2):
-            e_i, e_j = np.eye(2)[i] * step, np.eye(2)[j] * step
-            hess[i, j] = (
-                _negative_log_posterior(theta + e_i + e_j, data)
-                - _negative_log_posterior(theta + e_i - e_j, data)
-                - _negative_log_posterior(theta - e_i + e_j, data)
-                + _negative_log_posterior(theta - e_i - e_j, data)
-            ) / (4 * step * step)
-    return hess
+    """Central differences of the analytic gradient, symmetrised."""
+    step = 1e-4
+    columns = [
+        (_objective(theta + step * e, data)[1] - _objective(theta - step * e, data)[1]) / (2 * step)
+        for e in np.eye(2)
+    ]
+    hess = np.stack(columns, axis=1)
+    return np.asarray((hess + hess.T) / 2.0, dtype=np.float64)
 
 
 def fit_lognormal(
@@ -163,12 +212,15 @@ def fit_lognormal(
     truncation: FloatArray,
     counts: FloatArray,
     earliest: FloatArray | None = None,
+    *,
+    start_at: tuple[float, float] | None = None,
 ) -> LogNormalShape:
     """MAP fit of a log-normal delay to truncated observations, with its Laplace spread.
 
     ``truncation[i]`` is the largest delay observation i could have shown (its cohort's age,
     capped at the window), ``earliest[i]`` (default 0) the smallest. With no observations
-    the result is the prior.
+    the result is the prior. ``start_at`` (mu, sigma) starts the optimiser there (a nearby
+    fit) instead of at the moments of the observed log-delays.
     """
     prior_cov = ((PRIOR_LOG_MEDIAN_SD**2, 0.0), (0.0, PRIOR_LOG_SIGMA_SD**2))
     start = np.array([PRIOR_LOG_MEDIAN_HOURS, PRIOR_LOG_SIGMA])
@@ -181,9 +233,15 @@ def fit_lognormal(
     mean = float(np.average(data.log_delays, weights=data.delay_weights))
     spread = float(np.sqrt(np.average((data.log_delays - mean) ** 2, weights=data.delay_weights)))
     start = np.array([mean, np.log(np.clip(spread, 0.3, 4.0))])
+    if start_at is not None:
+        start = np.array([start_at[0], np.log(start_at[1])])
     # Unbounded BFGS: the prior keeps the optimum in a sensible range; the clip below only
     # guards against a degenerate sample (every delay the same).
-    result = optimize.minimize(_negative_log_posterior, start, args=(data,), method="BFGS")
+    # gtol: the gradient grows with the successes, so 1e-3 leaves the optimum within
+    # 1e-3 / successes of its place, far inside the Laplace spread (~1 / sqrt(successes)).
+    result = optimize.minimize(
+        _objective, start, args=(data,), method="BFGS", jac=True, options={"gtol": 1e-3}
+    )
     theta = np.clip(
         np.asarray(result.x, dtype=np.float64), [-15.0, np.log(0.05)], [15.0, np.log(8.0)]
     )

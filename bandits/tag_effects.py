@@ -43,6 +43,10 @@ class TagEffect:
     arms_with: int
     arms_without: int
     exposures: int  # exposures of the arms that carry the tag
+    # Across a library's campaigns (bandits.library_effects): the campaigns whose arms
+    # contrast the tag, and how many of them point the same way. None within one experiment.
+    campaigns: int | None = None
+    campaigns_agreeing: int | None = None
 
     @property
     def odds_ratio(self) -> float:

@@ -12,7 +12,18 @@ from service.console import mount as console
 from service.deps import refuse_unstorable_params
 from service.errors import install_error_handlers
 from service.middleware import BodySizeLimit, JsonGuard
-from service.routes import admin, choose, events, experiments, health, keys, loop, webhooks
+from service.routes import (
+    admin,
+    choose,
+    events,
+    experiments,
+    health,
+    keys,
+    libraries,
+    loop,
+    value,
+    webhooks,
+)
 from service.routes.choose_fast import ChooseFastPath
 from service.runtime import Runtime
 from service.settings import Settings
@@ -52,7 +63,18 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     # Outermost: the ordinary /choose request is answered before the framework's stack.
     app.add_middleware(ChooseFastPath)
     # Hot paths first: routes are matched in order.
-    for module in (choose, events, webhooks, health, experiments, keys, admin, loop):
+    for module in (
+        choose,
+        events,
+        webhooks,
+        health,
+        experiments,
+        keys,
+        admin,
+        loop,
+        libraries,
+        value,
+    ):
         app.include_router(module.router)
     console.install(app)  # the reviewer's console at /console
     return app

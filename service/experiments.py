@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from service import library as library_domain
 from service.arm_status import set_arm_status
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound
 from service.models import (
@@ -73,6 +74,7 @@ def experiment_out(session: Session, experiment: Experiment) -> ExperimentOut:
     assert experiment.id is not None
     arms = repo.arms(session, experiment_id=experiment.id)
     data = experiment.model_dump()
+    data["library"] = library_domain.library_of(session, experiment).name
     return ExperimentOut(**data, arms=[arm_out(a, experiment) for a in arms])
 
 
@@ -150,6 +152,7 @@ def create_experiment(session: Session, data: ExperimentCreate, *, actor: str) -
     if sum(arm.control for arm in data.arms) > 1:
         raise InvalidInput("at most one arm can be the control", field="arms")
     values = _settings_values(data)
+    values["library_id"] = library_domain.resolve(session, values.pop("library", None)).id
     if "guardrails" not in values:
         values["guardrails"] = [
             {"metric": "unsubscribe", "tolerance": 0.25},
@@ -249,6 +252,11 @@ def update_settings(
                     f"{name} changes what is measured: only an admin key may change it",
                     field=name,
                 )
+    if "library" in values:
+        name = values.pop("library")
+        if library_domain.library_of(session, experiment).name != name:
+            _record(session, experiment, "settings", actor=actor, changes={"library": name})
+        values["library_id"] = library_domain.resolve(session, name).id
     changed = {name: value for name, value in values.items() if getattr(experiment, name) != value}
     if changed:
         _record(session, experiment, "settings", actor=actor, changes=changed)

@@ -76,7 +76,8 @@ class Settings(BaseSettings):
         20,
         ge=1,
         le=200,
-        description="Active learnings kept per experiment (lowest support pruned first).",
+        description="Active learnings a loop run keeps in its library, at most the library's "
+        "own cap (lowest support pruned first).",
     )
     loop_max_new_variants: int = Field(
         3, ge=0, le=20, description="New variants a loop run asks the LLM for."

@@ -1,7 +1,8 @@
 """The scripted copywriter's reply logic: what a diligent copywriter answers to the
 structured <data> block of a loop prompt.
 
-It confirms or adds learnings citing real arm ids, recommends retiring the eligible arms,
+It confirms or adds learnings citing real arm ids (of this campaign and, where the prompt
+lists them, of the library's other campaigns), recommends retiring the eligible arms,
 and writes new variants that follow the top learning (a question variant when a learning
 about questions is active), exploring one more tag on top. The simulator (`banditloop
 simulate --loop`) and the tests serve it over HTTP with `simulation.copywriter_server`, so
@@ -125,7 +126,10 @@ def write_reply(data: dict[str, Any]) -> dict[str, Any]:
     )
 
     def arms_with(tag: str) -> list[int]:
-        return [arm["arm_id"] for arm in ranked if tag in arm["tags"]]
+        # This campaign's arms, and the library's other campaigns' arms (citable too).
+        return [
+            arm["arm_id"] for arm in ranked + data.get("library_arms", []) if tag in arm["tags"]
+        ]
 
     ops: list[dict[str, Any]] = []
     claimed: set[str] = set()

@@ -23,10 +23,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from sqlmodel import Session
 
+from service import library as library_domain
 from service import migrations
 from service.arm_status import set_arm_status
 from service.clock import ManualClock
@@ -110,11 +112,10 @@ def visible_tags(content: str) -> list[str]:
     return sorted(tag for tag in true_tags(content) if not tag.startswith("length:"))
 
 
-def simulate(
-    config: SimulationConfig, *, use_learnings: bool, base_url: str, workdir: Path
-) -> list[Generation]:
-    audience = tag_audience()
-    database = workdir / f"loop-{'with' if use_learnings else 'without'}-learnings.db"
+def simulated_runtime(database: Path, *, base_url: str, seed: int, clock: ManualClock) -> Runtime:
+    """The real service on a fresh SQLite file, on the simulated clock, talking to the
+    scripted copywriter at `base_url`, with seeded decisions (the service draws from fresh
+    entropy), so a seed reproduces a run. Not started."""
     settings = Settings(
         database_url=f"sqlite:///{database}",
         signing_keys=f"sim:{secrets.token_urlsafe(24)}",
@@ -127,10 +128,16 @@ def simulate(
         _env_file=None,
     )
     migrations.upgrade(settings.database_url)
+    return Runtime(settings, clock=clock, rng=np.random.default_rng([seed, 1]))
+
+
+def simulate(
+    config: SimulationConfig, *, use_learnings: bool, base_url: str, workdir: Path
+) -> list[Generation]:
+    audience = tag_audience()
+    database = workdir / f"loop-{'with' if use_learnings else 'without'}-learnings.db"
     clock = ManualClock(START)
-    # The simulated clock and seeded decisions (the service draws from fresh entropy), so a
-    # seed reproduces a run.
-    runtime = Runtime(settings, clock=clock, rng=np.random.default_rng([config.seed, 1]))
+    runtime = simulated_runtime(database, base_url=base_url, seed=config.seed, clock=clock)
     rng = np.random.default_rng([config.seed, 2])
     try:
         runtime.start()
@@ -230,12 +237,22 @@ def _deliver(
     return [item for item in pending if item[0] > now]
 
 
-def _review(runtime: Runtime, config: SimulationConfig) -> None:
+class ReviewLimits(Protocol):
+    """What the simulated reviewer needs to know of a simulation's configuration."""
+
+    @property
+    def max_live_arms(self) -> int: ...
+
+    @property
+    def min_exposures(self) -> int: ...
+
+
+def _review(runtime: Runtime, config: ReviewLimits, *, key: str = KEY) -> None:
     """The simulated reviewer: approves the loop's retirements, retires live arms that have
     almost no chance of being best, then approves new arms while there is room under the cap and
     turns the rest down (the reason reaches the next prompt)."""
     with runtime.unit_of_work() as session:
-        experiment = experiments_repo.get_by_key(session, key=KEY)
+        experiment = experiments_repo.get_by_key(session, key=key)
         assert experiment is not None
         assert experiment.id is not None
         proposals = loop_repo.proposals(session, status="pending", experiment_id=experiment.id)
@@ -259,7 +276,7 @@ def _review(runtime: Runtime, config: SimulationConfig) -> None:
                 review.reject(session, proposal.id, RejectIn(reason=reason), actor=REVIEWER)
 
 
-def _retire_clear_losers(session: Session, experiment_id: int, config: SimulationConfig) -> None:
+def _retire_clear_losers(session: Session, experiment_id: int, config: ReviewLimits) -> None:
     """Humans may retire any arm: this one retires live arms with the minimum sample that
     have almost no chance of being best, to make room for new ideas."""
     row = snapshots_repo.latest(session, experiment_id=experiment_id)
@@ -294,7 +311,9 @@ def _observe(
         live = experiments_repo.arms(
             session, experiment_id=experiment.id, statuses=[ArmStatus.LIVE]
         )
-        learnings = loop_repo.learnings(session, experiment_id=experiment.id)
+        learnings = library_domain.learning_rows(
+            session, library_domain.library_of(session, experiment)
+        )
     return Generation(
         index=index,
         best_live_rate=max(rate_of(arm.id, arm.content) for arm in live if arm.id is not None),

@@ -75,6 +75,25 @@ class ArmView(BaseModel):
         )
 
 
+class LibraryArm(BaseModel):
+    """An arm of another experiment in the library, as a learning may cite it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    evidence: Evidence
+    content: str
+    tags: list[str] = Field(default_factory=list)
+
+
+class FatiguedArm(BaseModel):
+    """A live arm whose rate falls with repeated exposure (bandits.fatigue), and why."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    arm_id: int
+    evidence: str
+
+
 class RejectedVariant(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -98,6 +117,12 @@ class LoopInput(BaseModel):
     min_successes: Annotated[int, Field(ge=0)] = 5
     learnings_cap: Annotated[int, Field(ge=1)] = DEFAULT_CAP
     max_new_variants: Annotated[int, Field(ge=0, le=20)] = 3
+    # The library's other campaigns: their arms with the minimum sample, which a learning
+    # operation may cite as well (each Evidence names its experiment).
+    library: str = ""
+    channel: str = "email"
+    library_evidence: list[LibraryArm] = Field(default_factory=list)
+    fatigued: list[FatiguedArm] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_arm_ids(self) -> LoopInput:
@@ -116,8 +141,16 @@ class LoopInput(BaseModel):
         )
 
     def evidence_by_arm(self) -> dict[int, Evidence]:
-        """The arms a learning may cite: those with the minimum sample, any status."""
-        return {arm.id: arm.evidence() for arm in self.arms if self.has_enough_evidence(arm)}
+        """The arms a learning may cite: those with the minimum sample, any status, of this
+        experiment and of the other experiments in its library."""
+        cited = {item.evidence.arm_id: item.evidence for item in self.library_evidence}
+        cited.update({arm.id: arm.evidence() for arm in self.arms if self.has_enough_evidence(arm)})
+        return cited
 
     def active_learnings(self) -> list[Learning]:
-        return [item for item in self.learnings if item.status == "active"]
+        """The active learnings of the library that apply to this experiment's channel."""
+        return [
+            item
+            for item in self.learnings
+            if item.status == "active" and item.channel in (None, self.channel)
+        ]

@@ -42,6 +42,21 @@ class Evidence(BaseModel):
     ci_high: float
     observed_rate: float | None = None
     maturity: float | None = None
+    # The experiment the arm belongs to, when a library learning cites another campaign's arm.
+    experiment_key: str | None = None
+
+
+class Verdict(BaseModel):
+    """Where a learning was last judged: in one experiment (and segment, "" for all traffic),
+    when, and on which arms. A learning keeps one verdict per (experiment, segment) in
+    `holds` or in `failed`, whichever the newest judgement said."""
+
+    model_config = ConfigDict(frozen=True)
+
+    experiment_key: str
+    segment: str = ""
+    at: datetime
+    arm_ids: list[int] = Field(default_factory=list)
 
 
 class Learning(BaseModel):
@@ -56,6 +71,9 @@ class Learning(BaseModel):
     last_confirmed_at: datetime
     superseded_by: str | None = None
     status_reason: str | None = None
+    holds: list[Verdict] = Field(default_factory=list)
+    failed: list[Verdict] = Field(default_factory=list)
+    channel: str | None = None
 
     @property
     def evidence_arm_ids(self) -> list[int]:
@@ -114,12 +132,17 @@ def apply_operations(
     evidence: Mapping[int, Evidence],
     cap: int = DEFAULT_CAP,
     now: datetime,
+    where: str | None = None,
+    channel: str | None = None,
 ) -> tuple[list[Learning], list[AppliedOp], list[DroppedOp]]:
     """Apply `ops` in order; returns (new state, applied, dropped with reasons).
 
     `evidence` maps every arm id that may be cited (arms with at least the minimum
-    sample) to its figures now; an op citing no arm, or any arm outside it, is dropped.
-    The input list is not modified. New items get the next free `L<n>` id.
+    sample, of this experiment or of any experiment sharing its library) to its figures
+    now; an op citing no arm, or any arm outside it, is dropped. The input list is not
+    modified. New items get the next free `L<n>` id. `where` is the experiment whose run
+    asks: add and confirm record that the claim holds there, prune and supersede that it
+    failed there; `channel` is recorded on new items.
     """
     if cap < 1:
         raise ValueError(f"cap must be at least 1, got {cap}")
@@ -139,13 +162,20 @@ def apply_operations(
         if op.op == "add":
             new_id = f"L{next_number}"
             next_number += 1
-            state[new_id] = Learning(
-                id=new_id,
-                claim=_clean_claim(op.claim),
-                evidence=cited,
-                support=1,
-                created_at=now,
-                last_confirmed_at=now,
+            state[new_id] = _judged(
+                Learning(
+                    id=new_id,
+                    claim=_clean_claim(op.claim),
+                    evidence=cited,
+                    support=1,
+                    created_at=now,
+                    last_confirmed_at=now,
+                    channel=channel,
+                ),
+                where,
+                cited,
+                now,
+                held=True,
             )
             touched.add(new_id)
             applied.append(AppliedOp(op="add", learning_id=new_id, detail=f"arms {arm_list}"))
@@ -155,12 +185,18 @@ def apply_operations(
         old = state[op.learning_id]
         touched.add(old.id)
         if op.op == "confirm":
-            state[old.id] = old.model_copy(
-                update={
-                    "support": old.support + 1,
-                    "evidence": _merge_evidence(old.evidence, cited),
-                    "last_confirmed_at": now,
-                }
+            state[old.id] = _judged(
+                old.model_copy(
+                    update={
+                        "support": old.support + 1,
+                        "evidence": _merge_evidence(old.evidence, cited),
+                        "last_confirmed_at": now,
+                    }
+                ),
+                where,
+                cited,
+                now,
+                held=True,
             )
             applied.append(
                 AppliedOp(
@@ -174,20 +210,34 @@ def apply_operations(
             next_number += 1
             # The refined claim inherits the support of the one it replaces: it rests on the
             # same evidence plus the arms cited now.
-            state[new_id] = Learning(
-                id=new_id,
-                claim=_clean_claim(op.claim),
-                evidence=_merge_evidence(old.evidence, cited),
-                support=old.support,
-                created_at=now,
-                last_confirmed_at=now,
+            state[new_id] = _judged(
+                Learning(
+                    id=new_id,
+                    claim=_clean_claim(op.claim),
+                    evidence=_merge_evidence(old.evidence, cited),
+                    support=old.support,
+                    created_at=now,
+                    last_confirmed_at=now,
+                    holds=list(old.holds),
+                    channel=old.channel or channel,
+                ),
+                where,
+                cited,
+                now,
+                held=True,
             )
-            state[old.id] = old.model_copy(
-                update={
-                    "status": LearningStatus.SUPERSEDED,
-                    "superseded_by": new_id,
-                    "status_reason": f"superseded by {new_id}",
-                }
+            state[old.id] = _judged(
+                old.model_copy(
+                    update={
+                        "status": LearningStatus.SUPERSEDED,
+                        "superseded_by": new_id,
+                        "status_reason": f"superseded by {new_id}",
+                    }
+                ),
+                where,
+                cited,
+                now,
+                held=False,
             )
             touched.add(new_id)
             applied.append(
@@ -198,12 +248,18 @@ def apply_operations(
                 )
             )
         else:
-            state[old.id] = old.model_copy(
-                update={
-                    "status": LearningStatus.PRUNED,
-                    "status_reason": f"contradicted by arms {arm_list}",
-                    "evidence": _merge_evidence(old.evidence, cited),
-                }
+            state[old.id] = _judged(
+                old.model_copy(
+                    update={
+                        "status": LearningStatus.PRUNED,
+                        "status_reason": f"contradicted by arms {arm_list}",
+                        "evidence": _merge_evidence(old.evidence, cited),
+                    }
+                ),
+                where,
+                cited,
+                now,
+                held=False,
             )
             applied.append(
                 AppliedOp(op="prune", learning_id=old.id, detail=f"contradicted by arms {arm_list}")
@@ -211,6 +267,25 @@ def apply_operations(
 
     applied.extend(_enforce_cap(state, cap))
     return list(state.values()), applied, dropped
+
+
+def _judged(
+    learning: Learning,
+    where: str | None,
+    cited: Sequence[Evidence],
+    now: datetime,
+    *,
+    held: bool,
+) -> Learning:
+    """Record the newest verdict for the asking experiment: it moves between `holds` and
+    `failed`, so each (experiment, segment) is in one list only."""
+    if where is None:
+        return learning
+    verdict = Verdict(experiment_key=where, at=now, arm_ids=[item.arm_id for item in cited])
+    holds = [v for v in learning.holds if (v.experiment_key, v.segment) != (where, "")]
+    failed = [v for v in learning.failed if (v.experiment_key, v.segment) != (where, "")]
+    (holds if held else failed).append(verdict)
+    return learning.model_copy(update={"holds": holds, "failed": failed})
 
 
 def _clean_claim(claim: str | None) -> str:

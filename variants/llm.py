@@ -60,12 +60,14 @@ listed under "arms_without_enough_evidence": cite none of them.
 "tests_learning": a learning id or a new claim, or null}."""
 
 TASK = """\
-Study the arms from worst to best, the tag effects and the learnings. Then:
+Study the arms from worst to best, the tag effects and the learnings (the library's, \
+shared with other campaigns to the same audience, whose arms you may cite too). Then:
 1. Update the learnings with item-level operations, each citing the arms that support it.
 2. Recommend retiring arms only from retirement_eligible_arm_ids.
 3. Propose up to {max_new} new variants that follow the content rules, test what the \
 learnings suggest, and are unlike every variant listed (live, retired, rejected or \
-waiting for evidence): do not reword a listed variant.
+waiting for evidence): do not reword a listed variant. Where fatigued_arms_to_refresh \
+lists arms the audience has tired of, let one variant carry the same idea in new words.
 Reply in JSON as described."""
 
 _JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
@@ -143,6 +145,10 @@ def _data_json(data: dict[str, Any]) -> str:
     return re.sub(r"[<>&]", lambda match: _JSON_ESCAPES[match.group(0)], text)
 
 
+# Arms of the library's other campaigns shown in the prompt (most exposed first).
+MAX_LIBRARY_ARMS = 40
+
+
 def prompt_data(loop_input: LoopInput, tag_effects: Sequence[TagEffect] = ()) -> dict[str, Any]:
     """The structured block the prompt carries (also what a scripted copywriter reads)."""
     ranked = sorted(
@@ -214,6 +220,14 @@ def prompt_data(loop_input: LoopInput, tag_effects: Sequence[TagEffect] = ()) ->
                 "interval_95": [round(effect.ci_low, 4), round(effect.ci_high, 4)],
                 "arms_with": effect.arms_with,
                 "arms_without": effect.arms_without,
+                **(
+                    {
+                        "campaigns": effect.campaigns,
+                        "campaigns_agreeing": effect.campaigns_agreeing,
+                    }
+                    if effect.campaigns is not None
+                    else {}
+                ),
             }
             for effect in tag_effects
         ],
@@ -229,6 +243,22 @@ def prompt_data(loop_input: LoopInput, tag_effects: Sequence[TagEffect] = ()) ->
         ],
         "rejected_variants": rejected,
         "max_new_variants": loop_input.max_new_variants,
+        "fatigued_arms_to_refresh": [
+            {"arm_id": item.arm_id, "evidence": item.evidence} for item in loop_input.fatigued
+        ],
+        "library": loop_input.library,
+        "library_arms": [
+            {
+                "arm_id": item.evidence.arm_id,
+                "experiment": item.evidence.experiment_key,
+                "content": item.content,
+                "tags": item.tags,
+                "exposures": item.evidence.exposures,
+                "successes": item.evidence.successes,
+                "estimated_rate": round(item.evidence.effect, 5),
+            }
+            for item in loop_input.library_evidence[:MAX_LIBRARY_ARMS]
+        ],
     }
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from pydantic import BaseModel, ConfigDict
 
+from bandits.library_effects import estimate_campaign_tag_effects
 from bandits.tag_effects import TagEffect, estimate_tag_effects
 from variants.inputs import ArmView, Brief, LoopInput, RejectedVariant
 from variants.learnings import AppliedOp, DroppedOp, Learning, apply_operations
@@ -75,7 +76,7 @@ class CandidateLearning(BaseModel):
 class PlanItem(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    kind: Literal["retire_arm", "learning_op", "new_variant"]
+    kind: Literal["retire_arm", "learning_op", "new_variant", "refresh_arm"]
     subject: str
     reason: str
 
@@ -100,8 +101,12 @@ class LoopPlan(BaseModel):
 
 
 def compute_tag_effects(loop_input: LoopInput) -> list[TagEffect]:
-    """The statistical pass's tag regression over every arm with the minimum sample."""
+    """The statistical pass's tag regression over every arm with the minimum sample: across
+    the library's campaigns (an experiment-level random effect beside the arm-level one)
+    when other campaigns have arms with enough evidence, else within this experiment."""
     arms = [arm for arm in loop_input.arms if loop_input.has_enough_evidence(arm)]
+    if loop_input.library_evidence:
+        return _campaign_tag_effects(loop_input, arms)
     if not arms:
         return []
     return estimate_tag_effects(
@@ -110,6 +115,32 @@ def compute_tag_effects(loop_input: LoopInput) -> list[TagEffect]:
         [arm.tags for arm in arms],
         min_exposures=loop_input.min_exposures,
     )
+
+
+def _campaign_tag_effects(loop_input: LoopInput, arms: Sequence[ArmView]) -> list[TagEffect]:
+    others = loop_input.library_evidence
+    effects = estimate_campaign_tag_effects(
+        np.array([arm.successes for arm in arms] + [o.evidence.successes for o in others]),
+        np.array([arm.exposures for arm in arms] + [o.evidence.exposures for o in others]),
+        [arm.tags for arm in arms] + [o.tags for o in others],
+        [loop_input.experiment_key] * len(arms) + [o.evidence.experiment_key or "" for o in others],
+        min_exposures=loop_input.min_exposures,
+    )
+    return [
+        TagEffect(
+            tag=effect.tag,
+            effect=effect.effect,
+            ci_low=effect.ci_low,
+            ci_high=effect.ci_high,
+            std_error=effect.std_error,
+            arms_with=effect.arms_with,
+            arms_without=effect.arms_without,
+            exposures=effect.exposures,
+            campaigns=effect.campaigns,
+            campaigns_agreeing=effect.campaigns_agreeing,
+        )
+        for effect in effects
+    ]
 
 
 def plan_run(
@@ -159,6 +190,17 @@ def plan_run(
     ]
 
     candidates = [_candidate(effect) for effect in tag_effects if effect.excludes_zero]
+    # Fatigue: the audience has seen these too often; the run proposes a refresh (new
+    # wording of the same idea, asked of the proposer) and says why.
+    applied += [
+        PlanItem(
+            kind="refresh_arm",
+            subject=f"arm {item.arm_id}",
+            reason=f"refresh proposed: {item.evidence}",
+        )
+        for item in loop_input.fatigued
+        if item.arm_id in arms
+    ]
 
     learnings = list(loop_input.learnings)
     changes: list[AppliedOp] = []
@@ -171,6 +213,8 @@ def plan_run(
             evidence=loop_input.evidence_by_arm(),
             cap=loop_input.learnings_cap,
             now=now,
+            where=loop_input.experiment_key or None,
+            channel=loop_input.channel,
         )
         applied += [
             PlanItem(

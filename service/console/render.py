@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from service.console.auth import Reviewer
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
-templates.env.filters.update(pct=words.pct, short=words.short)
+templates.env.filters.update(pct=words.pct, short=words.short, exp=math.exp)
 templates.env.globals.update(interval=words.interval)
 
 

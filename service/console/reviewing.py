@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from pydantic import ValidationError
 from sqlmodel import Session
 
+from service import library as library_domain
 from service.console.auth import Reviewer, ReviewerDep, verify_form
 from service.console.forms import FormDep
 from service.console.render import error_message, page
@@ -62,7 +63,12 @@ def _learning_claim(session: Session, proposal: Proposal) -> str | None:
     key = proposal.tests_learning
     if not key:
         return None
-    for row in loop_repo.learnings(session, experiment_id=proposal.experiment_id):
+    experiment = experiments_repo.get(session, experiment_id=proposal.experiment_id)
+    if experiment is None:
+        return key
+    for row in library_domain.learning_rows(
+        session, library_domain.library_of(session, experiment)
+    ):
         if row.key == key:
             return f"{row.key}: {row.claim}"
     return key
@@ -201,7 +207,7 @@ def decide(
 
 @router.get("/experiments/{key}/learnings", response_class=HTMLResponse, include_in_schema=False)
 def learnings(key: str, request: Request, session: SessionDep, reviewer: ReviewerDep) -> Response:
-    items = review.list_learnings(session, key)
+    library, items = review.list_learnings(session, key)
     runs = review.list_runs(session, key, limit=review.MAX_RUNS)
     changes = [
         {"run": run, "item": item}
@@ -214,6 +220,7 @@ def learnings(key: str, request: Request, session: SessionDep, reviewer: Reviewe
         "learnings.html",
         reviewer,
         key=key,
+        library=library,
         active=[i for i in items if i.status == "active"],
         past=[i for i in items if i.status != "active"],
         changes=changes,

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from bandits import sample_arms, uniforms_from_digest
 from service import metrics
 from service.clock import SYSTEM_CLOCK, Clock
+from service.decisions.holdout import holdout_arm, holdout_record, in_holdout
 from service.decisions.log import DecisionLog, DecisionRecord, exposure_deltas
 from service.errors import NotFound
 from service.policy.loaded import LoadedPolicy, SegmentPolicy, ServingArm
@@ -188,6 +189,19 @@ class Decider:
     ) -> tuple[DecisionRecord, Choice]:
         assert unit.send_id is not None
         digest = self._signer.keyed_digest(policy.experiment_id, unit_hash, unit.send_id)
+        held_out_arm = holdout_arm(policy)
+        if held_out_arm is not None and in_holdout(unit_hash, policy.holdout_share):
+            record = holdout_record(
+                self._signer,
+                policy,
+                held_out_arm,
+                segment=segment,
+                unit_hash=unit_hash,
+                send_id=unit.send_id,
+                nonce=digest[16:24],
+                now=now,
+            )
+            return record, Choice(record.id, held_out_arm, 1.0, False, policy.version, False)
         u_explore, u_arm = uniforms_from_digest(digest)
         a, explored = seg_policy.sampler.from_uniforms(u_explore, u_arm)
         return self._record(

@@ -26,6 +26,7 @@ class DecisionRecord:
     policy_version: int
     created_at: datetime
     counts_exposure: bool
+    holdout: bool = False
 
     def row(self) -> dict[str, object]:
         return {
@@ -38,6 +39,7 @@ class DecisionRecord:
             "send_id": self.send_id,
             "propensity": self.propensity,
             "explored": self.explored,
+            "holdout": self.holdout,
             "policy_version": self.policy_version,
             "created_at": self.created_at,
         }

@@ -5,19 +5,18 @@ and waiting for review). The caller commits once, so a failure leaves nothing be
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session
 
+from service import library as library_domain
 from service.arm_status import set_arm_status
 from service.experiments import _new_arm
-from service.models import Arm, Experiment, LearningRow, Proposal, as_utc
+from service.models import Arm, Experiment, Proposal
 from service.policy.refresher import republish
 from service.repositories import experiments as experiments_repo
 from service.repositories import loop as loop_repo
 from service.schemas.experiments import ArmIn
-from variants.learnings import Learning
 from variants.lifecycle import ArmStatus
 from variants.loop import LoopPlan, NewVariant, PlanItem
 
@@ -107,7 +106,12 @@ def apply_plan(
         done.proposal_ids.append(proposal.id)
 
     if persist_learnings:
-        done.learning_ids = save_learnings(session, experiment.id, plan.learnings)
+        done.learning_ids = library_domain.save(
+            session,
+            library_domain.library_of(session, experiment),
+            experiment_id=experiment.id,
+            learnings=plan.learnings,
+        )
 
     live = sum(1 for arm in arms.values() if arm.status == ArmStatus.LIVE) - len(
         done.retired_arm_ids
@@ -193,42 +197,3 @@ def _propose(
     proposal = _proposal(session, experiment, variant, run_id, arm)
     assert proposal.id is not None
     done.proposal_ids.append(proposal.id)
-
-
-def save_learnings(session: Session, experiment_id: int, learnings: list[Learning]) -> list[str]:
-    """Write the learnings that are new or changed, item by item; return their ids."""
-    rows = {row.key: row for row in loop_repo.learnings(session, experiment_id=experiment_id)}
-    changed: list[str] = []
-    for item in learnings:
-        values: dict[str, Any] = {
-            "claim": item.claim,
-            "evidence": [evidence.model_dump() for evidence in item.evidence],
-            "support": item.support,
-            "status": item.status.value,
-            "status_reason": item.status_reason,
-            "created_at": item.created_at,
-            "last_confirmed_at": item.last_confirmed_at,
-        }
-        row = rows.get(item.id)
-        if row is None:
-            row = LearningRow(experiment_id=experiment_id, key=item.id, **values)
-        elif all(_same(getattr(row, name), value) for name, value in values.items()):
-            continue
-        else:
-            for name, value in values.items():
-                setattr(row, name, value)
-        rows[item.id] = loop_repo.save_learning(session, row=row)
-        changed.append(item.id)
-    for item in learnings:
-        if item.superseded_by and item.superseded_by in rows:
-            row = rows[item.id]
-            if row.superseded_by != rows[item.superseded_by].id:
-                row.superseded_by = rows[item.superseded_by].id
-                loop_repo.save_learning(session, row=row)
-    return changed
-
-
-def _same(stored: Any, new: Any) -> bool:
-    if isinstance(stored, datetime) and isinstance(new, datetime):
-        return bool(as_utc(stored) == as_utc(new))
-    return bool(stored == new)

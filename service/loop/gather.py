@@ -9,13 +9,14 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from pydantic import ValidationError
 from sqlmodel import Session
 
 from bandits.delay import DelayCDF
 from bandits.posterior import beta_posterior, pooled_prior
+from service import library as library_domain
+from service.fatigue import fatigued_arms
 from service.loop.hold import held_arms
-from service.models import Arm, Experiment, LearningRow, PolicySnapshot, as_utc
+from service.models import Arm, Experiment, LearningRow, PolicySnapshot
 from service.policy.cohorts import build_cohorts
 from service.policy.inputs import StatRow
 from service.policy.snapshot import Snapshot
@@ -24,8 +25,15 @@ from service.repositories import loop as loop_repo
 from service.repositories import snapshots as snapshots_repo
 from service.repositories import stats as stats_repo
 from service.vocabulary import EXPOSURE, ArmStatus, success_metric
-from variants.inputs import ArmView, Brief, LoopInput, RejectedVariant
-from variants.learnings import Evidence, Learning, LearningStatus
+from variants.inputs import (
+    ArmView,
+    Brief,
+    FatiguedArm,
+    LibraryArm,
+    LoopInput,
+    RejectedVariant,
+)
+from variants.learnings import Learning
 from variants.rules import ContentRules
 
 PRIOR_STRENGTH = 2.0
@@ -88,11 +96,20 @@ def gather(
         )
         for i, arm in enumerate(arms)
     ]
-    learnings = (
-        [learning_of(row) for row in loop_repo.learnings(session, experiment_id=experiment.id)]
-        if use_learnings
-        else []
-    )
+    # The experiment's learnings are its view of its library: the library's claims (faded
+    # ones pruned) and the arms of its other campaigns, which a learning may cite.
+    library = library_domain.library_of(session, experiment)
+    learnings: list[Learning] = []
+    library_arms: list[LibraryArm] = []
+    if use_learnings:
+        learnings, _faded = library_domain.faded(session, library, now=now)
+        library_arms = library_domain.library_arms(
+            session,
+            library,
+            exclude_experiment_id=experiment.id,
+            min_exposures=max(1, experiment.min_exposures),
+            min_successes=experiment.min_successes,
+        )
     return LoopInput(
         experiment_key=experiment.key,
         brief=_brief(experiment.brief),
@@ -104,9 +121,16 @@ def gather(
         auto_retire=experiment.auto_retire,
         min_exposures=max(1, experiment.min_exposures),
         min_successes=experiment.min_successes,
-        learnings_cap=learnings_cap,
+        learnings_cap=min(learnings_cap, library.cap),
         max_new_variants=max_new_variants,
         rejected=replaced_wordings(session, experiment_id=experiment.id),
+        library=library.name,
+        channel=experiment.channel,
+        library_evidence=library_arms,
+        fatigued=[
+            FatiguedArm(arm_id=item["arm_id"], evidence=item["evidence"])
+            for item in fatigued_arms(session, experiment, now=now)
+        ],
     )
 
 
@@ -135,22 +159,7 @@ def _brief(raw: Mapping[str, Any] | None) -> Brief:
 
 
 def learning_of(row: LearningRow) -> Learning:
-    evidence: list[Evidence] = []
-    for item in row.evidence or []:
-        try:
-            evidence.append(Evidence.model_validate(item))
-        except ValidationError:  # a row written by hand: keep the claim, skip the bad item
-            continue
-    return Learning(
-        id=row.key,
-        claim=row.claim,
-        evidence=evidence,
-        support=max(0, row.support),
-        status=LearningStatus(row.status),
-        created_at=as_utc(row.created_at),
-        last_confirmed_at=as_utc(row.last_confirmed_at),
-        status_reason=row.status_reason,
-    )
+    return library_domain.learning_of(row)
 
 
 Figures = tuple[float, float, float, float]  # posterior mean, 95% low, 95% high, maturity

@@ -8,13 +8,17 @@ rejection's reason stays on the arm's status history, which the next run's promp
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
+
 from sqlmodel import Session
 
+from service import library as library_domain
 from service.arm_status import set_arm_status
 from service.errors import Conflict, InvalidInput, NotFound
 from service.experiments import get_experiment
-from service.loop.gather import content_rules, learning_of
-from service.models import Arm, Experiment, LearningRow, LoopRun, Proposal
+from service.loop.gather import content_rules
+from service.models import Arm, Experiment, Library, LoopRun, Proposal
 from service.policy.refresher import republish
 from service.repositories import experiments as experiments_repo
 from service.repositories import loop as loop_repo
@@ -25,9 +29,11 @@ from service.schemas.loop import (
     LoopRunOut,
     ProposalOut,
     RejectIn,
+    VerdictOut,
 )
 from service.sessions import now as now_of
-from variants.learnings import render_markdown
+from variants.learnings import Learning, render_markdown
+from variants.library import applicable, freshness
 from variants.lifecycle import ArmStatus
 from variants.loop import check_variant
 from variants.rules import structural_tags
@@ -225,34 +231,48 @@ def list_runs(session: Session, key: str, *, limit: int) -> list[LoopRunOut]:
     return [run_out(run, experiment.key) for run in rows]
 
 
-def _learning_rows(session: Session, key: str) -> tuple[Experiment, list[LearningRow]]:
+def _view(session: Session, key: str) -> tuple[Experiment, Library, list[Learning]]:
+    """The experiment's view of its library: the learnings of its channel."""
     experiment = get_experiment(session, key)
-    assert experiment.id is not None
-    return experiment, loop_repo.learnings(session, experiment_id=experiment.id)
+    library = library_domain.library_of(session, experiment)
+    view = applicable(library_domain.learnings(session, library), channel=experiment.channel)
+    return experiment, library, view
 
 
-def list_learnings(session: Session, key: str) -> list[LearningOut]:
-    _experiment, rows = _learning_rows(session, key)
-    keys_by_id = {row.id: row.key for row in rows}
+def list_learnings(session: Session, key: str) -> tuple[str, list[LearningOut]]:
+    """The library's name and the experiment's view of it."""
+    _experiment, library, view = _view(session, key)
+    return library.name, learnings_out(
+        view, now=now_of(session), half_life_days=library.half_life_days
+    )
+
+
+def learnings_out(
+    learnings: Sequence[Learning], *, now: datetime, half_life_days: float
+) -> list[LearningOut]:
     return [
         LearningOut(
-            id=row.key,
-            claim=row.claim,
-            evidence=[EvidenceOut(**item.model_dump()) for item in learning_of(row).evidence],
-            support=row.support,
-            status=row.status,
-            status_reason=row.status_reason,
-            superseded_by=keys_by_id.get(row.superseded_by) if row.superseded_by else None,
-            created_at=row.created_at,
-            last_confirmed_at=row.last_confirmed_at,
+            id=item.id,
+            claim=item.claim,
+            evidence=[EvidenceOut(**evidence.model_dump()) for evidence in item.evidence],
+            support=item.support,
+            status=item.status.value,
+            status_reason=item.status_reason,
+            superseded_by=item.superseded_by,
+            created_at=item.created_at,
+            last_confirmed_at=item.last_confirmed_at,
+            holds=[VerdictOut(**verdict.model_dump()) for verdict in item.holds],
+            failed=[VerdictOut(**verdict.model_dump()) for verdict in item.failed],
+            channel=item.channel,
+            freshness=round(freshness(item, now=now, half_life_days=half_life_days), 4),
         )
-        for row in rows
+        for item in learnings
     ]
 
 
 def learnings_markdown(session: Session, key: str) -> str:
-    experiment, rows = _learning_rows(session, key)
-    return render_markdown(experiment.key, [learning_of(row) for row in rows])
+    experiment, _library, view = _view(session, key)
+    return render_markdown(experiment.key, view)
 
 
 def experiment_key(session: Session, experiment_id: int) -> str:

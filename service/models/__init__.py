@@ -18,7 +18,7 @@ from service.models.experiments import (
     ExperimentChange,
     ExperimentEpoch,
 )
-from service.models.loop import LearningRow, LoopRun, Proposal
+from service.models.loop import LearningRow, Library, LoopRun, Proposal
 from service.models.ops import ApiKey, Lease, PolicySnapshot
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "FirstEvent",
     "Lease",
     "LearningRow",
+    "Library",
     "LoopRun",
     "OutcomeEvent",
     "PolicySnapshot",

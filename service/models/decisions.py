@@ -27,6 +27,8 @@ class Decision(SQLModel, table=True):
     send_id: str | None = Field(default=None, max_length=128)
     propensity: float
     explored: bool = False
+    # A holdout unit's decision: the control arm with propensity 1, outside the policy.
+    holdout: bool = False
     policy_version: int
     created_at: datetime = Field(default_factory=default_now)
 

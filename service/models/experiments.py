@@ -35,6 +35,10 @@ class Experiment(SQLModel, table=True):
     auto_approve: bool = False
     auto_retire: bool = False
     loop_cadence_hours: float | None = None
+    # The learnings library it reads and feeds (None: the default library).
+    library_id: int | None = Field(default=None, foreign_key="library.id", index=True)
+    # Share of keyed units held out of the loop: always the control arm, never explored on.
+    holdout_share: float = 0.0
     epoch: int = 1
     created_at: datetime = Field(default_factory=default_now)
     updated_at: datetime = Field(default_factory=default_now)

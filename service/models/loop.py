@@ -1,4 +1,4 @@
-"""The loop's records: learnings, loop runs and proposals."""
+"""The loop's records: learnings libraries and their learnings, loop runs and proposals."""
 
 from __future__ import annotations
 
@@ -11,14 +11,31 @@ from sqlmodel import Field, SQLModel
 from service.models.base import default_now
 
 
-class LearningRow(SQLModel, table=True):
-    __tablename__ = "learning"
-    __table_args__ = (UniqueConstraint("experiment_id", "key"),)
+class Library(SQLModel, table=True):
+    """A learnings library that experiments share (one per brand or audience)."""
+
+    __tablename__ = "library"
 
     id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64, unique=True, index=True)
+    description: str = Field(default="", sa_column=Column(Text, nullable=False))
+    cap: int = 20
+    half_life_days: float = 60.0
+    created_at: datetime = Field(default_factory=default_now)
+
+
+class LearningRow(SQLModel, table=True):
+    __tablename__ = "learning"
+    __table_args__ = (UniqueConstraint("library_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    # The experiment whose loop run first wrote the learning.
     experiment_id: int = Field(foreign_key="experiment.id", index=True)
-    # The learning's id within its experiment ("L1", "L2", ...): what prompts and the
-    # proposer's operations refer to, stable across runs.
+    library_id: int | None = Field(default=None, foreign_key="library.id", index=True)
+    # The channel it was learnt on; a loop run reads the learnings of its own channel.
+    channel: str | None = Field(default=None, max_length=32)
+    # The learning's id within its library ("L1", "L2", ...): what prompts and the
+    # proposer's operations refer to, stable across runs and experiments.
     key: str = Field(max_length=16)
     claim: str = Field(sa_column=Column(Text, nullable=False))
     evidence: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
@@ -28,6 +45,10 @@ class LearningRow(SQLModel, table=True):
     status_reason: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(default_factory=default_now)
     last_confirmed_at: datetime = Field(default_factory=default_now)
+    # Where the claim held and where it failed: one entry per (experiment, segment), the
+    # newest verdict, with the arms and figures behind it (variants.library.Verdict).
+    holds: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    failed: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
 
 
 class LoopRun(SQLModel, table=True):

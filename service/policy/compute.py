@@ -83,6 +83,7 @@ def _base_snapshot(inputs: PolicyInputs, served: Sequence[ArmInfo], now: datetim
             segment_attribute=experiment.segment_attribute,
             exposure_event=experiment.exposure_event,
             success_metric=experiment.success_metric,
+            holdout_share=experiment.holdout_share,
         ),
         arms=tuple(SnapshotArm(a.id, a.content, a.payload, a.control) for a in inputs.arms),
         arm_ids=tuple(a.id for a in served),

@@ -49,6 +49,7 @@ class ExperimentInfo:
     segment_attribute: str | None
     half_life_hours: float | None
     guardrails: tuple[tuple[str, float], ...] = field(default=())
+    holdout_share: float = 0.0
 
     @classmethod
     def of(cls, experiment: Experiment) -> ExperimentInfo:
@@ -67,6 +68,7 @@ class ExperimentInfo:
             segment_attribute=experiment.segment_attribute,
             half_life_hours=experiment.half_life_hours,
             guardrails=tuple((g["metric"], float(g["tolerance"])) for g in experiment.guardrails),
+            holdout_share=experiment.holdout_share or 0.0,
         )
 
 

@@ -44,6 +44,7 @@ class LoadedPolicy:
     all_arms: Mapping[int, ServingArm]
     segments: Mapping[str, SegmentPolicy]
     fallback: ServingArm | None
+    holdout_share: float = 0.0
 
     @property
     def servable(self) -> bool:
@@ -93,6 +94,7 @@ def load_policy(experiment_id: int, version: int, snapshot: Snapshot) -> LoadedP
         all_arms=by_id,
         segments=segments,
         fallback=by_id.get(fallback_id) if fallback_id is not None else None,
+        holdout_share=experiment.holdout_share,
     )
 
 

@@ -41,6 +41,8 @@ class SnapshotExperiment:
     segment_attribute: str | None
     exposure_event: str
     success_metric: str
+    # Share of keyed units held out of the loop (service.decisions.holdout); 0: none.
+    holdout_share: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -50,6 +52,7 @@ class SnapshotExperiment:
             "segment_attribute": self.segment_attribute,
             "exposure_event": self.exposure_event,
             "success_metric": self.success_metric,
+            "holdout_share": self.holdout_share,
         }
 
     @classmethod
@@ -61,6 +64,7 @@ class SnapshotExperiment:
             segment_attribute=data.get("segment_attribute"),
             exposure_event=data.get("exposure_event", "decision"),
             success_metric=data.get("success_metric", "success"),
+            holdout_share=float(data.get("holdout_share") or 0.0),
         )
 
 

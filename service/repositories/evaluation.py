@@ -90,6 +90,9 @@ def logged_decisions(
             col(Decision.experiment_id) == experiment_id,
             col(Decision.epoch) == epoch,
             col(Decision.created_at) < now,
+            # Holdout decisions (propensity 1 on the control arm) are no part of the policy's
+            # log: service.loop_value compares them with the served ones instead.
+            col(Decision.holdout).is_(False),
         )
         .order_by(col(Decision.created_at).desc())
         .limit(limit)

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
-from service.models import ArmStatusChange, LearningRow, LoopRun, Proposal
+from service.models import ArmStatusChange, LoopRun, Proposal
 from service.vocabulary import LoopRunStatus
 
 # Run statuses that count as a completed loop run for the retirement rule ("held across two
@@ -71,21 +71,6 @@ def last_started(session: Session, *, experiment_ids: Sequence[int]) -> dict[int
         .group_by(col(LoopRun.experiment_id))
     )
     return {int(eid): started for eid, started in session.exec(stmt) if started is not None}
-
-
-def learnings(session: Session, *, experiment_id: int) -> list[LearningRow]:
-    stmt = (
-        select(LearningRow)
-        .where(LearningRow.experiment_id == experiment_id)
-        .order_by(col(LearningRow.id))
-    )
-    return list(session.exec(stmt))
-
-
-def save_learning(session: Session, *, row: LearningRow) -> LearningRow:
-    session.add(row)
-    session.flush()
-    return row
 
 
 def add_proposal(session: Session, *, proposal: Proposal) -> Proposal:

@@ -95,7 +95,8 @@ def read_learnings(
     (`?format=markdown` or `Accept: text/markdown`)."""
     if format == "markdown" or (format is None and "text/markdown" in (accept or "")):
         return PlainTextResponse(review.learnings_markdown(session, key), media_type=MARKDOWN)
-    return LearningList(experiment=key, learnings=review.list_learnings(session, key))
+    library, learnings = review.list_learnings(session, key)
+    return LearningList(experiment=key, library=library, learnings=learnings)
 
 
 def _key(session: SessionDep, experiment_id: int) -> str:

@@ -85,6 +85,8 @@ NOT_NULL = (
     "content_rules",
     "auto_approve",
     "auto_retire",
+    "library",
+    "holdout_share",
 )
 # Shorter than a minute is no window, half-life or cadence at all (and divides by ~zero).
 MIN_HOURS = 1 / 60
@@ -133,6 +135,19 @@ class ExperimentSettings(Strict):
     auto_approve: StrictBool | None = None
     auto_retire: StrictBool | None = None
     loop_cadence_hours: float | None = Field(None, ge=MIN_HOURS, le=24 * 90)
+    library: str | None = Field(
+        None,
+        pattern=SLUG,
+        description="The learnings library the experiment reads and feeds (created on first "
+        "use); 'default' when never set.",
+    )
+    holdout_share: float | None = Field(
+        None,
+        ge=0,
+        le=0.5,
+        description="Share of keyed units held out of the loop: they always get the control "
+        "arm and are never explored on (0: no holdout).",
+    )
 
 
 class ArmIn(Strict):
@@ -212,6 +227,8 @@ class ExperimentOut(BaseModel):
     auto_approve: bool
     auto_retire: bool
     loop_cadence_hours: float | None
+    library: str = "default"
+    holdout_share: float = 0.0
     created_at: datetime
     updated_at: datetime
     arms: list[ArmOut]

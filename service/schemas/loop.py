@@ -121,10 +121,20 @@ class EvidenceOut(BaseModel):
     maturity: float | None = Field(
         None, description="Share of the arm's eventual evidence that had arrived then."
     )
+    experiment_key: str | None = Field(
+        None, description="The experiment of the arm, when it is another campaign's."
+    )
+
+
+class VerdictOut(BaseModel):
+    experiment_key: str
+    segment: str = Field(description='The segment ("" for all traffic).')
+    at: datetime
+    arm_ids: list[int]
 
 
 class LearningOut(BaseModel):
-    id: str = Field(description="The learning's id within the experiment (L1, L2, ...).")
+    id: str = Field(description="The learning's id within its library (L1, L2, ...).")
     claim: str
     evidence: list[EvidenceOut]
     support: int
@@ -133,8 +143,19 @@ class LearningOut(BaseModel):
     superseded_by: str | None
     created_at: datetime
     last_confirmed_at: datetime
+    holds: list[VerdictOut] = Field(
+        default_factory=list, description="Experiments (and segments) where it held."
+    )
+    failed: list[VerdictOut] = Field(
+        default_factory=list, description="Experiments (and segments) where it failed."
+    )
+    channel: str | None = Field(None, description="The channel it was learnt on.")
+    freshness: float = Field(
+        1.0, description="1 when just confirmed, halving every half-life without confirmation."
+    )
 
 
 class LearningList(BaseModel):
     experiment: str
+    library: str = Field("default", description="The library this experiment reads and feeds.")
     learnings: list[LearningOut]

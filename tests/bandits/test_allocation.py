@@ -103,27 +103,47 @@ def test_fresh_arm_does_not_reset_the_leader() -> None:
 
 
 def test_floor_only_for_arms_under_the_minimum_sample() -> None:
-    # Arm 1 is mature and clearly losing: no floor. Arm 2 is warming: the floor.
-    result = _allocate([500, 200, 0], [10_000, 10_000, 100])
+    # Arm 1 is mature and clearly losing: no floor. Arm 2 is fresh: its vague prior gives it
+    # a P(best) above the floor, so it gets the floor and no more.
+    result = _allocate([500, 200, 0], [10_000, 10_000, 0])
 
     np.testing.assert_array_equal(result.warming_up, [False, False, True])
+    assert result.probability_best[2] > CONFIG.warmup_share
     assert result.exploit[1] < 0.01
     assert result.exploit[2] == pytest.approx(CONFIG.warmup_share)
     assert result.exploit[0] == pytest.approx(1 - CONFIG.warmup_share, abs=0.01)
 
 
+def test_a_warming_arm_already_behind_gets_its_p_best_not_the_floor() -> None:
+    # 0 clicks in 400 sends against a 5% leader (20 expected): still under the minimum sample,
+    # but its own evidence gives it a P(best) far below the floor; the exploration share keeps
+    # it sampled.
+    result = _allocate([500, 0], [10_000, 400])
+
+    assert result.warming_up[1]
+    assert result.exploit[1] == pytest.approx(result.probability_best[1], abs=1e-12)
+    assert result.exploit[1] < 0.01
+    assert result.allocation[1] == pytest.approx(0.05 + 0.9 * result.exploit[1])
+
+
 def test_floor_is_capped_at_one_over_k() -> None:
     config = PolicyConfig(warmup_share=0.6)
-    result = _allocate([500, 0, 0], [10_000, 10, 10], config=config)
+    result = _allocate([3, 0, 1], [50, 40, 20], config=config)
 
     np.testing.assert_allclose(result.exploit, [1 / 3, 1 / 3, 1 / 3])
 
 
-def test_all_arms_warming_share_the_exploit_uniformly() -> None:
-    result = _allocate([3, 0, 1], [50, 40, 20])
+def test_before_any_arm_is_mature_the_exploit_follows_p_best_above_the_floors() -> None:
+    # 600 sends each (2%, 3.5%, 5% observed) but no arm has its 500 exposures: no leader to
+    # protect, so the evidence moves traffic from the start; every arm keeps its floor.
+    result = _allocate([6, 10, 15], [300, 300, 300])
 
     assert result.warming_up.all()
-    np.testing.assert_allclose(result.allocation, [1 / 3, 1 / 3, 1 / 3])
+    floor = CONFIG.warmup_share
+    np.testing.assert_allclose(
+        result.exploit, floor + (1 - 3 * floor) * result.probability_best, atol=1e-12
+    )
+    assert result.exploit[2] > 0.5 > result.exploit[1] > result.exploit[0] >= floor
 
 
 def test_zero_warmup_share_leaves_warming_arms_the_exploration_share() -> None:
@@ -229,4 +249,12 @@ def test_allocation_invariants(arms, epsilon, warmup_share, seed) -> None:
     assert np.all(result.allocation[eligible] >= epsilon / n_eligible - 1e-12)
     warming = eligible & result.warming_up
     floor = min(warmup_share, 1 / n_eligible)
-    assert np.all(result.exploit[warming] >= floor - 1e-12)
+    if np.any(eligible & ~result.warming_up):
+        # Behind a mature arm: P(best), capped at the floor.
+        np.testing.assert_allclose(
+            result.exploit[warming],
+            np.minimum(result.probability_best[warming], floor),
+            atol=1e-12,
+        )
+    else:
+        assert np.all(result.exploit[warming] >= floor - 1e-12)

@@ -67,6 +67,74 @@ def test_the_corrected_90_interval_covers_the_final_rate_about_90_percent(scale:
     assert np.mean(coverage) >= 0.85, coverage
 
 
+def _mixture(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Half the clicks around ten minutes, half around six hours."""
+    fast = rng.random(n) < 0.5
+    return np.where(
+        fast, rng.lognormal(np.log(10 / 60), 1.0, n), rng.lognormal(np.log(6.0), 1.0, n)
+    )
+
+
+def _heavy_tail(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Lomax (Pareto II) delays, scale half an hour, tail index 0.8: no finite mean."""
+    return 0.5 * rng.pareto(0.8, n)
+
+
+SHAPES = {
+    "lognormal": lambda rng, n: rng.lognormal(0.0, 1.2, n),
+    "mixture": _mixture,
+    "heavy tail": _heavy_tail,
+}
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "heavy tail",
+        "lognormal",
+        pytest.param(
+            "mixture",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="known (issue 10): one log-normal tail extrapolates the fast bulk; read "
+                "1 h and 6 h in, the mix's interval covers its final rate in 0% and 47% of runs",
+            ),
+        ),
+    ],
+)
+def test_the_corrected_interval_stays_honest_when_the_delays_are_not_log_normal(
+    shape: str,
+) -> None:
+    """The tail model is a log-normal; the delays here are also a fast-and-slow mix and a heavy
+    tail. From one minute to the window the 90% interval must still cover the final rate in
+    about 90% of runs."""
+    draw = SHAPES[shape]
+    final_share = float(np.mean(draw(np.random.default_rng(99), 1_000_000) <= WINDOW))
+    final = RATE * final_share
+    runs, exposures = 40, 5000
+    coverage = []
+    for age in AGES:
+        covered = 0
+        for seed in range(runs):
+            rng = np.random.default_rng([seed, int(age * 3600), 7])
+            sent = rng.uniform(0.0, min(age, 1 / 6), exposures) if age > 1 / 60 else 0.0
+            delay = draw(rng, exposures)
+            converts = (rng.random(exposures) < RATE) & (delay <= WINDOW)
+            cohort_age = np.broadcast_to(age - sent, (exposures,))
+            seen = converts & (delay <= cohort_age)
+            model = fit_delay_model(delay[seen], cohort_age[seen], WINDOW)
+            evidence = corrected_evidence(
+                seen.astype(float)[None], np.ones(exposures)[None], cohort_age[None], model
+            )
+            s, n = float(evidence.successes[0]), float(evidence.exposures[0])
+            low, high = stats.beta.ppf([0.05, 0.95], 0.5 + s, 0.5 + n - s)
+            covered += int(low <= final <= high)
+        coverage.append(covered / runs)
+    # 40 runs at 90% give 36 +- 1.9: well below 90% is under 75% at any age.
+    assert all(c >= 0.75 for c in coverage), coverage
+    assert np.mean(coverage) >= 0.85, coverage
+
+
 def test_clicks_within_a_minute_read_minutes_later_are_mature() -> None:
     rng = np.random.default_rng(3)
     exposures = np.array([1000.0, 1000.0, 1000.0])

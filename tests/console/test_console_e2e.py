@@ -349,6 +349,11 @@ def test_loop_runs_page_runs_the_loop_with_progress(
     page.goto(f"{live_server}/console/experiments/spring/learnings")
     assert page.locator(".learnings li").count() >= 1
     check_page(page, "learnings", database)
+    page.click("#library-name")
+    page.wait_for_url(re.compile(r".*/console/libraries/default"))
+    assert page.locator(".learnings li").count() >= 1
+    assert "Holds in: spring" in page.locator(".learnings .where").first.inner_text()
+    check_page(page, "library", database)
     page.goto(f"{live_server}/console/experiments/spring/edit")
     check_page(page, "experiment-edit", database)
     page.goto(f"{live_server}/console/review?experiment=spring")
