@@ -16,6 +16,7 @@ import hmac
 import os
 import re
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -107,6 +108,9 @@ class DecisionSigner:
         self._unit_key = unit_key or hmac.new(self._signing_secret, b"unit-hash", "sha256").digest()
         self._unit_mac = HmacSha256(self._unit_key)
         self._signing_mac = HmacSha256(self._signing_secret)
+        self._verify_macs = {
+            code: HmacSha256(secret) for code, (_, secret) in self._by_code.items()
+        }
 
     def unit_hash(self, unit_id: str) -> str:
         """Keyed HMAC of a unit id: what is stored instead of the id itself."""
@@ -144,6 +148,43 @@ class DecisionSigner:
         mac = self._signing_mac.digest(body)[:MAC_BYTES]
         return _b64encode(body + mac)
 
+    def mint_many(
+        self,
+        *,
+        experiment_id: int,
+        epoch: int,
+        segment: str,
+        policy_version: int,
+        issued_at: datetime,
+        arms: Sequence[tuple[int, float]],
+    ) -> list[str]:
+        """Unkeyed ids for a batch, each (arm id, propensity) its own: the same bytes as
+        ``mint`` with a random nonce, with the fixed fields and the nonces' randomness (one
+        ``urandom`` call, not one per id: that call was a third of an unkeyed batch) set up
+        once."""
+        nonces = os.urandom(8 * len(arms))
+        code = segment_code(segment)
+        issued = int(issued_at.timestamp())
+        pack = _BODY.pack
+        digest = self._signing_mac.digest
+        signing_code = self._signing_code
+        ids = []
+        for n, (arm_id, propensity) in enumerate(arms):
+            body = pack(
+                VERSION,
+                signing_code,
+                experiment_id,
+                epoch,
+                arm_id,
+                code,
+                propensity,
+                policy_version,
+                issued,
+                nonces[8 * n : 8 * n + 8],
+            )
+            ids.append(_b64encode(body + digest(body)[:MAC_BYTES]))
+        return ids
+
     def verify(self, token: str) -> DecisionToken:
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
             raise InvalidToken("decision id has the wrong length")
@@ -164,8 +205,8 @@ class DecisionSigner:
         key = self._by_code.get(fields[1])
         if key is None:
             raise InvalidToken("decision id is signed by an unknown key")
-        kid, secret = key
-        expected = hmac.new(secret, body, "sha256").digest()[:MAC_BYTES]
+        kid = key[0]
+        expected = self._verify_macs[fields[1]].digest(body)[:MAC_BYTES]
         if not hmac.compare_digest(mac, expected):
             raise InvalidToken("decision id signature does not match")
         return DecisionToken(

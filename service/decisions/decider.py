@@ -146,11 +146,13 @@ class Decider:
         for segment, indexes in unkeyed_by_segment.items():
             seg_policy = segment_policies[segment]
             arm_idx, explored = self._sample(seg_policy, len(indexes))
-            for i, a, e in zip(indexes, arm_idx, explored, strict=True):
-                unit = units[i]
-                record, choice = self._record(
-                    policy, seg_policy.allocation[a], a, bool(e), segment, unit, None, now
-                )
+            for i, record, choice in zip(
+                indexes,
+                *self._unkeyed(
+                    policy, seg_policy, segment, [units[i] for i in indexes], now, arm_idx, explored
+                ),
+                strict=True,
+            ):
                 records.append(record)
                 choices[i] = choice
 
@@ -177,6 +179,54 @@ class Decider:
             seg_policy.exploit, seg_policy.eligible, seg_policy.exploration_share, n, self._rng
         )
         return arms.tolist(), flags.tolist()
+
+    def _unkeyed(
+        self,
+        policy: LoadedPolicy,
+        seg_policy: SegmentPolicy,
+        segment: str,
+        units: Sequence[Unit],
+        now: datetime,
+        arm_idx: Sequence[int],
+        explored: Sequence[bool],
+    ) -> tuple[list[DecisionRecord], list[Choice]]:
+        """The records and answers of one segment's unkeyed draws, the ids minted together
+        (``DecisionSigner.mint_many``) and each arm's propensity and answer looked up once."""
+        arms = policy.arms
+        propensities = [float(p) for p in seg_policy.allocation]
+        ids = self._signer.mint_many(
+            experiment_id=policy.experiment_id,
+            epoch=policy.epoch,
+            segment=segment,
+            policy_version=policy.version,
+            issued_at=now,
+            arms=[(arms[a].id, propensities[a]) for a in arm_idx],
+        )
+        unit_hash = self._signer.unit_hash
+        counts = policy.counts_exposure_at_decision
+        records: list[DecisionRecord] = []
+        choices: list[Choice] = []
+        for decision_id, unit, a, e in zip(ids, units, arm_idx, explored, strict=True):
+            arm = arms[a]
+            propensity = propensities[a]
+            records.append(
+                DecisionRecord(
+                    decision_id,
+                    policy.experiment_id,
+                    policy.epoch,
+                    arm.id,
+                    segment,
+                    unit_hash(unit.unit_id) if unit.unit_id else None,
+                    unit.send_id,
+                    propensity,
+                    bool(e),
+                    policy.version,
+                    now,
+                    counts,
+                )
+            )
+            choices.append(Choice(decision_id, arm, propensity, bool(e), policy.version, False))
+        return records, choices
 
     def _keyed_choice(
         self,
