@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from bandits import sample_arms, uniforms_from_digest
 from service import metrics
 from service.clock import SYSTEM_CLOCK, Clock
+from service.decisions.bulk import insert_keyed_decisions
 from service.decisions.holdout import holdout_arm, holdout_record, in_holdout
 from service.decisions.log import DecisionLog, DecisionRecord, exposure_deltas
 from service.errors import NotFound
@@ -321,7 +322,7 @@ class Decider:
             first_by_key.setdefault(key, record)
         records = list(first_by_key.values())
         with unit_of_work(self._engine, clock=self._clock) as session:
-            new_ids = decisions_repo.insert_keyed(session, rows=[r.row() for r in records])
+            new_ids = insert_keyed_decisions(session, records)
             stats_repo.add_deltas(
                 session, deltas=exposure_deltas([r for r in records if r.id in new_ids])
             )
