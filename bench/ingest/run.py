@@ -119,7 +119,7 @@ def serve(database_url: str, **settings: Any) -> Iterator[Service]:
     }
     port = _free_port()
     config = uvicorn.Config(
-        create_app(runtime=runtime),
+        create_app(runtime=runtime, freeze_heap=True),  # as service.main serves it
         host="127.0.0.1",
         port=port,
         log_level="warning",
