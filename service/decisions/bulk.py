@@ -51,22 +51,7 @@ def insert_decisions(session: Session, records: Sequence[DecisionRecord]) -> Non
     if not records:
         return
     connection = session.connection()
-    rows = [
-        (
-            r.id,
-            r.experiment_id,
-            r.epoch,
-            r.arm_id,
-            r.segment,
-            r.unit_hash,
-            r.send_id,
-            r.propensity,
-            r.explored,
-            r.policy_version,
-            r.created_at,
-        )
-        for r in records
-    ]
+    rows = [_values(r) for r in records]
     if connection.dialect.name == "postgresql":
         _copy(connection.connection.driver_connection, rows)
         return
@@ -95,25 +80,10 @@ def insert_keyed_decisions(session: Session, records: Sequence[DecisionRecord]) 
     connection = session.connection()
     if connection.dialect.name != "postgresql":
         return decisions_repo.insert_keyed(session, rows=[r.row() for r in records])
-    rows = [
-        (
-            r.id,
-            r.experiment_id,
-            r.epoch,
-            r.arm_id,
-            r.segment,
-            r.unit_hash,
-            r.send_id,
-            r.propensity,
-            r.explored,
-            r.policy_version,
-            r.created_at,
-            r.holdout,
-        )
-        for r in records
-    ]
+    rows = [(*_values(r), r.holdout) for r in records]
     names = ", ".join(KEYED_COLUMNS)
     driver = connection.connection.driver_connection
+    assert driver is not None
     steps = (
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} "
         "(LIKE decision INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
@@ -132,6 +102,23 @@ def insert_keyed_decisions(session: Session, records: Sequence[DecisionRecord]) 
         # a second keyed batch in the same transaction does not move them again.
         cursor.execute(f"TRUNCATE {_STAGING}")
     return new
+
+
+def _values(r: DecisionRecord) -> tuple[Any, ...]:
+    """A record's values in the order of ``COLUMNS``."""
+    return (
+        r.id,
+        r.experiment_id,
+        r.epoch,
+        r.arm_id,
+        r.segment,
+        r.unit_hash,
+        r.send_id,
+        r.propensity,
+        r.explored,
+        r.policy_version,
+        r.created_at,
+    )
 
 
 def _copy(driver: Any, rows: Sequence[tuple[Any, ...]]) -> None:
