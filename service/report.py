@@ -13,6 +13,7 @@ from bandits import PolicyConfig, beta_posterior, pooled_prior
 from bandits.delay_model import JUDGED, MATURE_SHARE, TOO_EARLY, too_early
 from service.evaluation import evaluate_experiment
 from service.experiments import experiment_out, get_experiment
+from service.loop_value import report_holdout
 from service.models import Experiment
 from service.policy.snapshot import RetirementVerdict, SegmentFigures, Snapshot
 from service.repositories import snapshots as snapshots_repo
@@ -240,9 +241,13 @@ def report(session: Session, key: str) -> dict[str, Any]:
     out = experiment_out(session, experiment).model_dump(mode="json")
     arms = out.pop("arms")
     snapshot = snapshots_repo.latest(session, experiment_id=experiment.id)
-    return build_report(
+    built = build_report(
         experiment=out, arms=arms, snapshot=snapshot, evaluation=_evaluation(session, experiment)
     )
+    holdout = report_holdout(session, experiment)
+    if holdout is not None:
+        built["holdout"] = holdout
+    return built
 
 
 # The report answers in about a second: its evaluation looks at the newest matured

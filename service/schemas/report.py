@@ -84,6 +84,36 @@ class LiftOut(BaseModel):
     summary: str
 
 
+class HoldoutGroupOut(BaseModel):
+    units: int = Field(description="Distinct keyed units in the group.")
+    decisions: int = Field(description="Matured decisions of those units.")
+    successes: int
+    rate: float = Field(description="Successes per decision.")
+    std_error: float | None = Field(description="Clustered by unit.")
+
+
+class HoldoutOut(BaseModel):
+    """The served policy against the holdout (units that always get the control arm).
+
+    Only decisions older than the attribution window count; the interval is clustered by
+    unit. Without enough matured units in either group, `available` is false and `note`
+    says why."""
+
+    share: float = Field(description="The experiment's holdout_share.")
+    available: bool
+    note: str | None = None
+    served: HoldoutGroupOut | None = None
+    holdout: HoldoutGroupOut | None = Field(None, description="The holdout's size and rate.")
+    lift: float | None = Field(None, description="Served rate - holdout rate (absolute).")
+    interval: list[float] | None = Field(None, description="Interval of `lift` at `level`.")
+    relative_lift: float | None = Field(None, description="lift / holdout rate.")
+    gained: float | None = Field(
+        None, description="Successes the served decisions gained over the control arm."
+    )
+    gained_interval: list[float] | None = None
+    level: float | None = None
+
+
 class ReportOut(BaseModel):
     experiment: dict[str, Any]
     policy_version: int | None
@@ -99,6 +129,11 @@ class ReportOut(BaseModel):
     guardrail_looks: int | None = None
     delay: dict[str, Any] | None = None
     changes: dict[str, str] = Field(default_factory=dict)
+    holdout: HoldoutOut | None = Field(
+        None,
+        description="The lift of the served policy over the holdout; absent when the "
+        "experiment has no holdout (holdout_share 0).",
+    )
 
 
 class HistoryArm(BaseModel):
