@@ -168,8 +168,8 @@ def correction_line(snapshot: Snapshot) -> str | None:
     # The slowest delays disagree with the fit to all of them: the estimate_low/high allow for
     # a slower tail (bandits.delay_model), and the sentence says so while it matters.
     tail = (
-        " The slowest delays do not follow the rest (delays look mixed): the interval allows "
-        "for a slow tail."
+        " The slowest delays do not follow the rest, so delays look mixed: the interval "
+        "allows for a slow tail."
         if delay.get("mixed") and maturity < 1.0
         else ""
     )

@@ -213,7 +213,8 @@ def test_the_tail_fit_widens_the_reported_interval_only() -> None:
     The policy's counts are exactly those of the model without the tail."""
     evidence, model, final = _mixture_read_an_hour_in(0)
     assert model.mixed
-    assert model.tail_shape is not None and model.shape is not None
+    assert model.tail_shape is not None
+    assert model.shape is not None
     assert model.tail_shape.mu > model.shape.mu + 1.0  # the tail is hours slower
     s, n = float(evidence.successes[0]), float(evidence.exposures[0])
     policy = stats.beta.ppf([0.05, 0.95], 0.5 + s, 0.5 + n - s)
@@ -221,17 +222,18 @@ def test_the_tail_fit_widens_the_reported_interval_only() -> None:
     successes, effective = evidence.reported_counts()
     s, n = float(successes[0]), float(effective[0])
     reported = stats.beta.ppf([0.05, 0.95], 0.5 + s, 0.5 + n - s)
-    assert reported[0] <= policy[0] and policy[1] <= reported[1]
+    assert reported[0] <= policy[0]
+    assert policy[1] <= reported[1]
     assert reported[0] <= final <= reported[1]
     assert evidence.reported_certainty[0] < evidence.certainty[0]
     assert evidence.maturity_low[0] < evidence.maturity[0]
     untailed = DelayModel(model.cdf, model.spread, model.shape)
-    plain = corrected_evidence(
-        np.array([[s]]), np.array([[5000.0]]), np.array([1.0]), model
-    ), corrected_evidence(np.array([[s]]), np.array([[5000.0]]), np.array([1.0]), untailed)
-    np.testing.assert_array_equal(plain[0].successes, plain[1].successes)
-    np.testing.assert_array_equal(plain[0].exposures, plain[1].exposures)
-    np.testing.assert_array_equal(plain[0].maturity, plain[1].maturity)
+    counts = (np.array([[250.0, 40.0]]), np.array([[5000.0, 5000.0]]), np.array([1.0, 0.5]))
+    with_tail, without = corrected_evidence(*counts, model), corrected_evidence(*counts, untailed)
+    np.testing.assert_array_equal(with_tail.successes, without.successes)
+    np.testing.assert_array_equal(with_tail.exposures, without.exposures)
+    np.testing.assert_array_equal(with_tail.maturity, without.maturity)
+    np.testing.assert_array_equal(without.reported_certainty, without.certainty)
 
 
 def test_log_normal_delays_read_late_are_not_called_mixed() -> None:
