@@ -24,6 +24,7 @@ from service.routes import (
     value,
     webhooks,
 )
+from service.routes.choose_fast import ChooseFastPath
 from service.runtime import Runtime
 from service.settings import Settings
 
@@ -49,12 +50,18 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         docs_url=None,  # served by api_docs with local assets: no CDN
         redoc_url=None,
         dependencies=[Depends(refuse_unstorable_params)],
+        # Metrics are Prometheus (service.metrics). FastAPI's native OpenTelemetry checks
+        # three global providers on every request (a tenth of /choose's cost) to find them
+        # unconfigured: off.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
     openapi.install(app)
     api_docs.install(app)
     app.add_middleware(JsonGuard)  # inside BodySizeLimit, which bounds what it reads
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Outermost: the ordinary /choose request is answered before the framework's stack.
+    app.add_middleware(ChooseFastPath)
     # Hot paths first: routes are matched in order.
     for module in (
         choose,

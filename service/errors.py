@@ -79,6 +79,21 @@ def error_response(
     return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
 
 
+def database_error(exc: SQLAlchemyError, where: str) -> tuple[int, dict[str, Any]]:
+    """Status and body for a database error, logged with ``where`` (method and path).
+
+    A lock timeout, a lost connection or a serialization failure is our transient fault:
+    503 (sent with Retry-After), which every caller and ESP retries. Other database errors
+    are bugs of ours and stay 500."""
+    if is_transient(exc):
+        log.warning("database unavailable on %s: %s", where, describe(exc))
+        return 503, error_body(
+            "unavailable", "the database is busy or unreachable; retry later", None
+        )
+    log.exception("database error on %s", where)
+    return 500, error_body("internal", "internal error; see the service log")
+
+
 def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
@@ -116,22 +131,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(SQLAlchemyError)
     async def _database(request: Request, exc: SQLAlchemyError) -> JSONResponse:
-        # A lock timeout, a lost connection or a serialization failure is our transient
-        # fault: 503 with Retry-After, which every caller and ESP retries. Other database
-        # errors are bugs of ours and stay 500.
-        if is_transient(exc):
-            log.warning(
-                "database unavailable on %s %s: %s", request.method, request.url.path, describe(exc)
-            )
-            return error_response(
-                503,
-                "unavailable",
-                "the database is busy or unreachable; retry later",
-                None,
-                {"Retry-After": str(RETRY_AFTER_SECONDS)},
-            )
-        log.exception("database error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal", "internal error; see the service log")
+        status, body = database_error(exc, f"{request.method} {request.url.path}")
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+        return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

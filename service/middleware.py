@@ -92,24 +92,30 @@ class JsonGuard:
         if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
             await self.app(scope, receive, send)
             return
-        body, final = await _read_body(receive)
+        body, final = await read_body(receive)
         refusal = _refusal(scope, body) if body else None
         if refusal is not None:
             await send_error(send, *refusal)
             return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return final if final is not None else await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, final, receive), send)
 
 
-async def _read_body(receive: Receive) -> tuple[bytes, Message | None]:
+def replaying(body: bytes, final: Message | None, receive: Receive) -> Receive:
+    """A receive that hands on the body already read, then what the client sends next."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return final if final is not None else await receive()
+
+    return replay
+
+
+async def read_body(receive: Receive) -> tuple[bytes, Message | None]:
+    """The whole body, and the message that ended it early (the client went away), if any."""
     chunks: list[bytes] = []
     while True:
         message = await receive()

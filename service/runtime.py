@@ -104,6 +104,7 @@ class Runtime:
             lease_seconds=settings.lease_seconds,
             handlers={Notification: self.notifier.send},
             clock=clock,
+            compute_process=settings.policy_compute_process,
         )
         self.decision_log = DecisionLog(self.engine, flush_ms=settings.decision_flush_ms)
         # Only the decider draws (the loop's statistical pass is deterministic): it gets the

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
         "", description="First admin API key, used only when no key exists yet."
     )
     policy_refresh_seconds: float = Field(2.0, gt=0, description="Snapshot refresh interval.")
+    policy_compute_process: bool = Field(
+        True,
+        description="The refresher computes snapshots in a child process, so its CPU never "
+        "stalls /choose (false: in the serving process).",
+    )
     decision_flush_ms: int = Field(200, gt=0, description="Decision log flush interval (ms).")
     lease_seconds: float = Field(
         10.0, gt=0, description="How long the policy/loop leases last without renewal."

@@ -11,7 +11,18 @@ runtime. The refresher's ``recompute_all`` is timed, per experiment:
 
 Ratios are against ``young`` measured in the same run.
 
+``--scale 10,100,1000`` measures how a refresh scales with the number of running
+experiments (5 arms each, a little traffic, matured), each size in its own database:
+
+- ``full``: a pass that recomputes every experiment (the scheduler's memory cleared), the
+  cost every pass had when nothing was skipped;
+- ``idle``: a pass with no new evidence anywhere (median of the repeats);
+- ``evidence``: a pass after one experiment got a new decision and a click: the pass that
+  carries the evidence into the policy. Evidence reaches the policy at worst one refresh
+  interval (2 s) plus this pass after it is stored.
+
 Run: .venv/bin/python bench/refresh/run.py [--experiments 20] [--repeats 5]
+     .venv/bin/python bench/refresh/run.py --scale 10,100,1000 [--repeats 5]
 """
 
 from __future__ import annotations
@@ -21,7 +32,10 @@ import secrets
 import statistics
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,6 +48,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from service import migrations  # noqa: E402
 from service.app import create_app  # noqa: E402
 from service.clock import ManualClock  # noqa: E402
+from service.policy.compute import compute_snapshot  # noqa: E402
 from service.runtime import Runtime  # noqa: E402
 from service.settings import Settings  # noqa: E402
 
@@ -74,11 +89,59 @@ def _time(runtime: Runtime) -> float:
     return elapsed
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--experiments", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+def _seed_small(client: TestClient, runtime: Runtime, headers: dict[str, str], key: str) -> None:
+    """Five arms, fifty unkeyed decisions and a few clicks."""
+    body = {"key": key, "name": key, "arms": [{"content": f"{key} arm {i}"} for i in range(5)]}
+    assert client.post("/v1/experiments", json=body, headers=headers).status_code == 201
+    units = [{"unit_id": f"u{i}"} for i in range(50)]
+    decisions = client.post(
+        "/v1/choose/batch", json={"experiment": key, "units": units}, headers=headers
+    ).json()["decisions"]
+    runtime.decision_log.flush()
+    events = [
+        {"event_id": f"{key}-{i}", "decision_id": d["decision_id"], "type": "click"}
+        for i, d in enumerate(decisions[::10])
+    ]
+    assert client.post("/v1/events", json=events, headers=headers).status_code == 200
+
+
+class _Heartbeat:
+    """A thread that wakes every millisecond, as the serving loop would, and records how
+    late it woke: the longest stall the refresh caused the rest of the process."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            before = time.perf_counter()
+            time.sleep(0.001)
+            self.worst = max(self.worst, time.perf_counter() - before - 0.001)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _timed(runtime: Runtime) -> tuple[float, float, int, float]:
+    """Wall seconds, CPU seconds of this thread, snapshots written, longest stall."""
+    with _Heartbeat() as heartbeat:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        written = runtime.refresher.recompute_all()
+        elapsed, used = time.perf_counter() - wall, time.thread_time() - cpu
+    runtime.refresher.reload()  # as the tick does (untimed): snapshot ages by the same clock
+    return elapsed, used, written, heartbeat.worst
+
+
+@contextmanager
+def _service() -> Iterator[tuple[TestClient, Runtime, dict[str, str], ManualClock]]:
+    """The app on a fresh SQLite file, the service's clock at SENT, an admin key."""
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(
             database_url=f"sqlite:///{tmp}/bench.db",
@@ -90,18 +153,97 @@ def main() -> None:
         runtime = Runtime(settings, clock=clock)
         with TestClient(create_app(runtime=runtime)) as client:
             _row, raw = runtime.api_keys.create(name="bench", scopes=["admin"])
-            headers = {"Authorization": f"Bearer {raw}"}
-            for i in range(args.experiments):
-                _seed(client, runtime, headers, f"exp-{i:03d}")
-            young, matured, idle = [], [], []
-            for _ in range(args.repeats):
-                clock.advance(0.5)  # every young experiment's corrections are due again
-                young.append(_time(runtime))
-            clock.advance(8 * 24)
-            matured.append(_time(runtime))
-            for _ in range(args.repeats):
-                clock.advance(1 / 60)
-                idle.append(_time(runtime))
+            yield client, runtime, {"Authorization": f"Bearer {raw}"}, clock
+
+
+def _scale(size: int, repeats: int) -> dict[str, tuple[float, float, int, float]]:
+    with _service() as (client, runtime, headers, clock):
+        for i in range(size):
+            _seed_small(client, runtime, headers, f"exp-{i:04d}")
+        clock.advance(8 * 24)  # matured: no correction moves by ageing alone
+        runtime.refresher.recompute_all()
+        results: dict[str, list[tuple[float, float, int, float]]] = {"full": [], "idle": []}
+        results["evidence"], results["full-child"], results["no refresh"] = [], [], []
+        refresher = runtime.refresher
+        for r in range(repeats):
+            clock.advance(2 / 3600)
+            refresher._checked.clear()  # the unscheduled baseline
+            results["full"].append(_timed(runtime))
+            # The same pass with the computations in the child process (as the
+            # refresher's own thread runs them when BANDITLOOP_POLICY_COMPUTE_PROCESS).
+            clock.advance(2 / 3600)
+            refresher._checked.clear()
+            refresher._compute = refresher._offload
+            results["full-child"].append(_timed(runtime))
+            refresher._compute = compute_snapshot
+            clock.advance(2 / 3600)
+            results["idle"].append(_timed(runtime))
+            key = f"exp-{(r * 7919) % size:04d}"
+            [decision] = client.post(
+                "/v1/choose/batch",
+                json={"experiment": key, "units": [{"unit_id": f"late-{r}"}]},
+                headers=headers,
+            ).json()["decisions"]
+            runtime.decision_log.flush()
+            event = {"event_id": f"late-{r}", "decision_id": decision["decision_id"]}
+            event["type"] = "click"
+            assert client.post("/v1/events", json=[event], headers=headers).status_code == 200
+            clock.advance(2 / 3600)
+            results["evidence"].append(_timed(runtime))
+            # The baseline stall: the heartbeat alone, as long as the child pass took.
+            with _Heartbeat() as heartbeat:
+                time.sleep(results["full-child"][-1][0])
+            results["no refresh"].append((0.0, 0.0, 0, heartbeat.worst))
+        refresher._offload.stop()
+    return {
+        name: (
+            statistics.median(v[0] for v in values),
+            statistics.median(v[1] for v in values),
+            int(statistics.median(v[2] for v in values)),
+            statistics.median(v[3] for v in values),
+        )
+        for name, values in results.items()
+    }
+
+
+def scale(sizes: list[int], repeats: int) -> None:
+    print(f"refresh passes on SQLite, medians of {repeats}; CPU is the refreshing thread's;")
+    print("stall: the longest a 1 ms heartbeat thread in the same process woke late")
+    head = f"{'experiments':>11}  {'pass':10} {'wall ms':>9} {'CPU ms':>9} {'written':>8}"
+    print(f"{head} {'CPU/full':>9} {'stall ms':>9}")
+    for size in sizes:
+        found = _scale(size, repeats)
+        full_cpu = found["full"][1]
+        for name in ("full", "full-child", "idle", "evidence", "no refresh"):
+            wall, cpu, written, stall = found[name]
+            ratio = f"{cpu / full_cpu:9.3f}" if full_cpu else f"{'-':>9}"
+            row = f"{size:>11}  {name:10} {wall * 1e3:9.1f} {cpu * 1e3:9.1f} {written:>8}"
+            print(f"{row} {ratio} {stall * 1e3:9.1f}")
+        bound = 2.0 + found["evidence"][0]
+        print(f"{size:>11}  evidence reaches the policy within {bound:.2f} s (2 s interval + pass)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experiments", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--scale", help="comma-separated experiment counts, e.g. 10,100,1000")
+    args = parser.parse_args()
+    if args.scale:
+        scale([int(n) for n in args.scale.split(",")], args.repeats)
+        return
+    with _service() as (client, runtime, headers, clock):
+        for i in range(args.experiments):
+            _seed(client, runtime, headers, f"exp-{i:03d}")
+        young, matured, idle = [], [], []
+        for _ in range(args.repeats):
+            clock.advance(0.5)  # every young experiment's corrections are due again
+            young.append(_time(runtime))
+        clock.advance(8 * 24)
+        matured.append(_time(runtime))
+        for _ in range(args.repeats):
+            clock.advance(1 / 60)
+            idle.append(_time(runtime))
     per = args.experiments
     base = statistics.median(young) / per
     print(f"{per} experiments, median of {args.repeats} refreshes, ms per experiment:")

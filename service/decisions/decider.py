@@ -5,7 +5,7 @@ read back, and remembered in a small in-memory cache."""
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -160,8 +160,9 @@ class Decider:
         if records:
             self._log.append(records)
         done = [c for c in choices if c is not None]
-        for c in done:
-            metrics.DECISIONS.labels(policy.key, str(c.arm.id), str(c.explored)).inc()
+        # One labelled child per (arm, explored) in the batch, not one look-up per decision.
+        for (arm_id, was_explored), n in Counter((c.arm.id, c.explored) for c in done).items():
+            metrics.DECISIONS.labels(policy.key, str(arm_id), str(was_explored)).inc(n)
         return done
 
     def _sample(self, seg_policy: SegmentPolicy, n: int) -> tuple[list[int], list[bool]]:
@@ -204,7 +205,15 @@ class Decider:
         u_explore, u_arm = uniforms_from_digest(digest)
         a, explored = seg_policy.sampler.from_uniforms(u_explore, u_arm)
         return self._record(
-            policy, seg_policy.allocation[a], a, explored, segment, unit, digest[16:24], now
+            policy,
+            seg_policy.allocation[a],
+            a,
+            explored,
+            segment,
+            unit,
+            digest[16:24],
+            now,
+            unit_hash=unit_hash,
         )
 
     def _record(
@@ -217,8 +226,12 @@ class Decider:
         unit: Unit,
         nonce: bytes | None,
         now: datetime,
+        *,
+        unit_hash: str | None = None,
     ) -> tuple[DecisionRecord, Choice]:
         arm = policy.arms[arm_index]
+        if unit_hash is None and unit.unit_id:
+            unit_hash = self._signer.unit_hash(unit.unit_id)
         propensity = float(propensity)
         decision_id = self._signer.mint(
             experiment_id=policy.experiment_id,
@@ -236,7 +249,7 @@ class Decider:
             epoch=policy.epoch,
             arm_id=arm.id,
             segment=segment,
-            unit_hash=self._signer.unit_hash(unit.unit_id) if unit.unit_id else None,
+            unit_hash=unit_hash,
             send_id=unit.send_id,
             propensity=propensity,
             explored=explored,
@@ -262,11 +275,22 @@ class Decider:
             stats_repo.add_deltas(
                 session, deltas=exposure_deltas([r for r in records if r.id in new_ids])
             )
-            stored = decisions_repo.find_keyed(
-                session,
-                experiment_id=policy.experiment_id,
-                keys=[(k[1], k[2]) for k in first_by_key],
-            )
+            # A row just inserted is the record itself: only the keys that were already
+            # stored (a repeat, another replica's, a forgotten unit's) are read back.
+            stored = {
+                key: decisions_repo.KeyedDecision(
+                    r.id, r.arm_id, r.propensity, r.explored, r.policy_version
+                )
+                for key, r in first_by_key.items()
+                if r.id in new_ids
+            }
+            existing = [(k[1], k[2]) for k in first_by_key if k not in stored]
+            if existing:
+                stored.update(
+                    decisions_repo.find_keyed(
+                        session, experiment_id=policy.experiment_id, keys=existing
+                    )
+                )
         out: dict[int, Choice] = {}
         for i, key, _record, fresh in keyed:
             row = stored.get(key)

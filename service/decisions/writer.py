@@ -17,12 +17,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine
 
+from service.decisions.bulk import insert_decisions
 from service.decisions.records import DecisionRecord, exposure_deltas
 from service.faults import describe, is_row_fault, is_transient
 from service.ingest.orphans import resolve_orphans
-from service.models import DeadLetter, Decision
+from service.models import DeadLetter
 from service.repositories import events as events_repo
 from service.repositories import stats as stats_repo
 from service.sessions import unit_of_work
@@ -50,7 +51,7 @@ class Written:
 def write_decisions(engine: Engine, records: Sequence[DecisionRecord]) -> Counter[str]:
     """One transaction: the decisions, their exposures, and the orphans waiting for them."""
     with unit_of_work(engine) as session:
-        session.execute(insert(Decision), [r.row() for r in records])
+        insert_decisions(session, records)
         stats_repo.add_deltas(session, deltas=exposure_deltas(records))
         # In a savepoint: a fault while counting orphans must not make the decisions look
         # refused (bisection would set them all aside). The orphans then wait for the

@@ -14,8 +14,9 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 from sqlalchemy import Engine
@@ -26,9 +27,12 @@ from service.arm_status import set_arm_status
 from service.clock import SYSTEM_CLOCK, Clock
 from service.models import Arm, PolicySnapshot
 from service.notify import arm_suspended
+from service.policy import schedule
 from service.policy.compute import PolicyInputs, compute_snapshot
 from service.policy.inputs import ArmInfo, ExperimentInfo
 from service.policy.loaded import LoadedPolicy, PolicyCache, load_policy
+from service.policy.offload import ComputeProcess
+from service.policy.schedule import MAX_SNAPSHOT_AGE
 from service.policy.snapshot import SegmentFigures, Snapshot
 from service.policy.suspension import arms_to_suspend, suspension_reason
 from service.repositories import experiments as experiments_repo
@@ -37,13 +41,12 @@ from service.repositories import snapshots as snapshots_repo
 from service.repositories import stats as stats_repo
 from service.sessions import Handlers, SnapshotPublished, after_commit, unit_of_work
 from service.sessions import now as now_of
-from service.vocabulary import EXPOSURE, ArmStatus, ExperimentStatus
+from service.vocabulary import EXPOSURE, ArmStatus
 from service.worker import PeriodicWorker
 
 log = logging.getLogger("banditloop.policy")
 
 LEASE_NAME = "policy-refresher"
-MAX_SNAPSHOT_AGE = timedelta(minutes=10)
 COMPARED_FIELDS = ("exposures", "successes", "eligible")
 
 
@@ -108,7 +111,12 @@ def republish(session: Session, *, experiment_id: int) -> PolicySnapshot | None:
 
 
 def _publish(
-    session: Session, *, experiment_id: int, force: bool, now: datetime | None
+    session: Session,
+    *,
+    experiment_id: int,
+    force: bool,
+    now: datetime | None,
+    compute: Callable[..., Snapshot] = compute_snapshot,
 ) -> tuple[PolicySnapshot | None, Snapshot | None]:
     now = now or now_of(session)
     previous = snapshots_repo.latest(session, experiment_id=experiment_id)
@@ -117,7 +125,7 @@ def _publish(
         return None, None
     version = (previous.version if previous else 0) + 1
     rng = np.random.default_rng([experiment_id, version])
-    snapshot = compute_snapshot(inputs, now=now, rng=rng)
+    snapshot = compute(inputs, now=now, rng=rng)
     suspended = _apply_guardrail_suspensions(session, experiment_id, snapshot)
     if (
         not force
@@ -205,28 +213,6 @@ def _moved(old: SegmentFigures, new: SegmentFigures) -> bool:
     return bool(np.any(np.abs(np.subtract(new.allocation, old.allocation)) > 0.01))
 
 
-def _fingerprint(session: Session, experiment_id: int) -> str:
-    """What a snapshot's inputs are, cheaply: settings, arms and a statistics aggregate."""
-    experiment = experiments_repo.get(session, experiment_id=experiment_id)
-    if experiment is None:
-        return ""
-    arms = experiments_repo.arms(session, experiment_id=experiment_id)
-    stats = stats_repo.fingerprint(session, experiment_id=experiment_id, epoch=experiment.epoch)
-    parts = (
-        repr(ExperimentInfo.of(experiment)),
-        repr([(a.id, a.status, a.is_control) for a in arms]),
-        repr(stats),
-    )
-    return "|".join(parts)
-
-
-def _next_due(snapshot: Snapshot | None, now: datetime) -> datetime | None:
-    hint = snapshot.refresh if snapshot is not None else None
-    if hint is None or hint.youngest_age_hours is None:
-        return None
-    return now + timedelta(hours=max(hint.youngest_age_hours / 5.0, 0.0))
-
-
 def _observe_guardrails(key: str, snapshot: Snapshot) -> None:
     """Set banditloop_arm_guardrail_breached for every checked (arm, metric).
 
@@ -259,6 +245,7 @@ class Refresher:
         lease_seconds: float,
         handlers: Handlers | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        compute_process: bool = False,
     ):
         self._engine = engine
         self._clock = clock
@@ -270,19 +257,26 @@ class Refresher:
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.worker = PeriodicWorker("policy-refresher", self.tick, interval=interval, log=log)
         self._load_lock = threading.Lock()
-        # Lease holder only: per experiment, the inputs' fingerprint at the last computation,
-        # when it ran and when its delay corrections are next due (None: not until new data).
-        self._checked: dict[int, tuple[str, datetime, datetime | None]] = {}
+        self._compute_process = compute_process
+        self._offload = ComputeProcess()
+        self._compute: Callable[..., Snapshot] = compute_snapshot
+        # Lease holder only: what each experiment's last computation saw.
+        self._checked: dict[int, schedule.Checked] = {}
         self._written: dict[int, datetime] = {}
 
     def _transaction(self) -> AbstractContextManager[Session]:
         return unit_of_work(self._engine, self._handlers, clock=self._clock)
 
     def start(self) -> None:
+        if self._compute_process:
+            # The worker's computations go to a child process (service.policy.offload).
+            self._compute = self._offload
         self.worker.start()
 
     def stop(self) -> None:
         self.worker.stop(timeout=10)
+        self._offload.stop()
+        self._compute = compute_snapshot
         try:
             with self._transaction() as session:
                 leases.release(session, name=LEASE_NAME, holder=self.holder)
@@ -300,41 +294,29 @@ class Refresher:
         self.reload()
 
     def recompute_all(self, *, now: datetime | None = None) -> int:
-        """Recompute the running experiments whose inputs changed or whose corrections aged.
-
-        An experiment is skipped without reading its delays or computing anything when its
-        statistics, arms and settings are as they were at the last computation and its
-        corrections cannot have moved yet: no cohort younger than the window, or the
-        youngest has aged less than a fifth since (F moves on a log scale of age). So an idle,
-        matured experiment costs one small aggregate query a refresh.
-        """
+        """Recompute the running experiments whose inputs changed or whose corrections aged
+        (``service.policy.schedule``): an idle, matured experiment costs a row in three
+        statements a refresh, not a transaction and a computation."""
         written = 0
         now = now or self._clock.now()
         with self._transaction() as session:
-            ids = [
-                e.id for e in experiments_repo.list_all(session, status=ExperimentStatus.RUNNING)
-            ]
-        for experiment_id in ids:
-            assert experiment_id is not None
+            fingerprints = schedule.running_fingerprints(session)
+        schedule.forget_gone(self._checked, list(fingerprints))
+        for experiment_id in schedule.due(fingerprints, self._checked, self._written, now):
             with self._transaction() as session:
-                fingerprint = _fingerprint(session, experiment_id)
-                if self._fresh(experiment_id, fingerprint, now):
-                    continue
-                row, payload = _publish(session, experiment_id=experiment_id, force=False, now=now)
-                if row is not None:
-                    written += 1
-                self._checked[experiment_id] = (fingerprint, now, _next_due(payload, now))
+                row, payload = _publish(
+                    session,
+                    experiment_id=experiment_id,
+                    force=False,
+                    now=now,
+                    compute=self._compute,
+                )
+            if row is not None:
+                written += 1
+            self._checked[experiment_id] = schedule.Checked(
+                fingerprints[experiment_id], now, schedule.next_due(payload, now)
+            )
         return written
-
-    def _fresh(self, experiment_id: int, fingerprint: str, now: datetime) -> bool:
-        checked = self._checked.get(experiment_id)
-        if checked is None or checked[0] != fingerprint:
-            return False
-        created = self._written.get(experiment_id)
-        if created is not None and now - created > MAX_SNAPSHOT_AGE:
-            return False
-        due = checked[2]
-        return due is None or now < due
 
     def reload(self) -> int:
         """Load every snapshot newer than the cached one; return how many were loaded."""

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import select as sa_select
 from sqlalchemy import update
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from service.models import Decision
 from service.repositories.common import insert_ignore, table_of
@@ -33,21 +33,47 @@ def insert_keyed(session: Session, *, rows: Sequence[dict[str, object]]) -> set[
     return {row[0] for row in inserted}
 
 
+@dataclass(frozen=True, slots=True)
+class KeyedDecision:
+    """What a keyed read-back answers with (plain rows: no ORM objects to build)."""
+
+    id: str
+    arm_id: int
+    propensity: float
+    explored: bool
+    policy_version: int
+
+
 def find_keyed(
     session: Session, *, experiment_id: int, keys: Iterable[tuple[str, str]]
-) -> dict[KeyedKey, Decision]:
+) -> dict[KeyedKey, KeyedDecision]:
+    """The stored decisions of these (unit hash, send id) keys.
+
+    Filtered on the send ids too: a unit's earlier sends are not read back (a batch nearly
+    always has one send id, and a long-lived unit has many sends)."""
     wanted = set(keys)
     hashes = sorted({unit_hash for unit_hash, _ in wanted})
-    found: dict[KeyedKey, Decision] = {}
+    sends = sorted({send_id for _, send_id in wanted})
+    columns = (
+        col(Decision.unit_hash),
+        col(Decision.send_id),
+        col(Decision.id),
+        col(Decision.arm_id),
+        col(Decision.propensity),
+        col(Decision.explored),
+        col(Decision.policy_version),
+    )
+    found: dict[KeyedKey, KeyedDecision] = {}
     for start in range(0, len(hashes), IN_CHUNK):
-        stmt = select(Decision).where(
-            Decision.experiment_id == experiment_id,
+        stmt = sa_select(*columns).where(
+            col(Decision.experiment_id) == experiment_id,
             col(Decision.unit_hash).in_(hashes[start : start + IN_CHUNK]),
         )
-        for d in session.exec(stmt):
-            if d.unit_hash is not None and d.send_id is not None:
-                if (d.unit_hash, d.send_id) in wanted:
-                    found[(experiment_id, d.unit_hash, d.send_id)] = d
+        if len(sends) <= IN_CHUNK:
+            stmt = stmt.where(col(Decision.send_id).in_(sends))
+        for unit_hash, send_id, *rest in session.execute(stmt):
+            if (unit_hash, send_id) in wanted:
+                found[(experiment_id, unit_hash, send_id)] = KeyedDecision(*rest)
     return found
 
 

@@ -98,6 +98,31 @@ def fingerprint(session: Session, *, experiment_id: int, epoch: int) -> tuple[ob
     return (int(row[0]), int(row[1]), str(row[2]))
 
 
+EMPTY_FINGERPRINT: tuple[object, ...] = (0, 0, "None")
+
+
+def fingerprints(session: Session, *, epochs: Mapping[int, int]) -> dict[int, tuple[object, ...]]:
+    """``fingerprint`` of many experiments (id -> current epoch) in one grouped statement."""
+    if not epochs:
+        return {}
+    stmt = (
+        sa_select(
+            col(StatBucket.experiment_id),
+            col(StatBucket.epoch),
+            func.count(),
+            func.coalesce(func.sum(col(StatBucket.count)), 0),
+            func.max(col(StatBucket.hour)),
+        )
+        .where(col(StatBucket.experiment_id).in_(sorted(epochs)))
+        .group_by(col(StatBucket.experiment_id), col(StatBucket.epoch))
+    )
+    return {
+        experiment_id: (int(rows), int(total), str(newest))
+        for experiment_id, epoch, rows, total, newest in session.execute(stmt)
+        if epochs.get(experiment_id) == epoch
+    }
+
+
 def all_buckets(session: Session, *, experiment_id: int | None = None) -> list[StatBucket]:
     stmt = select(StatBucket)
     if experiment_id is not None:

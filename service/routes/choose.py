@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any, TypeVar
 
+import orjson
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -38,11 +39,20 @@ def choice_body(choice: Choice) -> dict[str, Any]:
     }
 
 
-def _unit(data: UnitIn) -> Unit:
+def json_response(answer: dict[str, Any]) -> Response:
+    """The answer as JSON, encoded by orjson (a tenth of json.dumps's cost on a batch)."""
+    return Response(encode(answer), media_type="application/json")
+
+
+def encode(answer: dict[str, Any]) -> bytes:
+    return orjson.dumps(answer)
+
+
+def unit_of(data: UnitIn) -> Unit:
     return Unit(unit_id=data.unit_id, send_id=data.send_id, context=data.context)
 
 
-async def _decide(runtime: Runtime, experiment: str, units: list[Unit]) -> list[Choice]:
+async def decide(runtime: Runtime, experiment: str, units: list[Unit]) -> list[Choice]:
     """Unkeyed decisions never touch the database; keyed ones may read back, off the loop."""
     if any(u.keyed for u in units):
         return await run_in_threadpool(runtime.decider.choose, experiment, units)
@@ -81,16 +91,16 @@ def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
 
 
 @router.post("/choose", response_model=ChooseOut, openapi_extra=_body_doc(ChooseIn))
-async def choose(request: Request) -> JSONResponse:
+async def choose(request: Request) -> Response:
     """Decide one unit: the arm to send, and the decision id to attach to the message."""
     # The body is parsed by hand (see _parse); the docstring above is the API description.
     started = time.perf_counter()
     await authorize(request, "decide")
     body = _parse(ChooseIn, await request.body())
     runtime: Runtime = request.app.state.runtime
-    choice = (await _decide(runtime, body.experiment, [_unit(body)]))[0]
+    choice = (await decide(runtime, body.experiment, [unit_of(body)]))[0]
     metrics.CHOOSE_LATENCY.labels("choose").observe(time.perf_counter() - started)
-    return JSONResponse(choice_body(choice))
+    return json_response(choice_body(choice))
 
 
 @router.get(
@@ -106,17 +116,17 @@ async def choose_get(
     experiment: str = Query(min_length=1, max_length=64),
     unit_id: str = Query(min_length=1, max_length=256),
     send_id: str = Query(min_length=1, max_length=128),
-) -> JSONResponse:
+) -> Response:
     started = time.perf_counter()
     context = {k: v for k, v in request.query_params.items() if k not in RESERVED_QUERY}
     unit = _validate(UnitIn, {"unit_id": unit_id, "send_id": send_id, "context": context or None})
-    choice = (await _decide(runtime, experiment, [_unit(unit)]))[0]
+    choice = (await decide(runtime, experiment, [unit_of(unit)]))[0]
     metrics.CHOOSE_LATENCY.labels("choose_get").observe(time.perf_counter() - started)
-    return JSONResponse(choice_body(choice))
+    return json_response(choice_body(choice))
 
 
 @router.post("/choose/batch", response_model=BatchOut, openapi_extra=_body_doc(BatchIn))
-async def choose_batch(request: Request) -> JSONResponse:
+async def choose_batch(request: Request) -> Response:
     """Up to 10,000 units, answered in order."""
     await authorize(request, "decide")
     body = _parse(BatchIn, await request.body())
@@ -127,6 +137,6 @@ async def choose_batch(request: Request) -> JSONResponse:
             f"a batch takes at most {limit} units, got {len(body.units)}", field="units"
         )
     started = time.perf_counter()
-    choices = await _decide(runtime, body.experiment, [_unit(u) for u in body.units])
+    choices = await decide(runtime, body.experiment, [unit_of(u) for u in body.units])
     metrics.CHOOSE_LATENCY.labels("batch").observe(time.perf_counter() - started)
-    return JSONResponse({"decisions": [choice_body(c) for c in choices]})
+    return json_response({"decisions": [choice_body(c) for c in choices]})

@@ -4,13 +4,15 @@ altered token, rejected and dead-lettered, never stored as an orphan."""
 
 from __future__ import annotations
 
+import hmac
+import random
 import string
 from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
 
-from service.tokens import DecisionSigner, InvalidToken
+from service.tokens import DecisionSigner, HmacSha256, InvalidToken
 from tests.service.factories import create_random_experiment
 from tests.service.helpers import decide_many, metric_total
 
@@ -86,3 +88,13 @@ def test_low_bit_twin_posted_as_an_event_is_dead_lettered_not_an_orphan(
     assert rejected["event_id"] == "twin"
     assert "decision id" in rejected["reason"]
     assert metric_total(runtime, "click") == 1
+
+
+@pytest.mark.parametrize("key_size", [0, 1, 32, 64, 65, 200])
+def test_the_precomputed_hmac_is_hmac_sha256(key_size: int) -> None:
+    rng = random.Random(key_size)
+    key = bytes(rng.randrange(256) for _ in range(key_size))
+    mac = HmacSha256(key)
+    for size in (0, 1, 41, 64, 1000):
+        message = bytes(rng.randrange(256) for _ in range(size))
+        assert mac.digest(message) == hmac.digest(key, message, "sha256")

@@ -1,0 +1,153 @@
+"""Decisions per second through `POST /v1/choose/batch` (1,000 units), unkeyed and keyed.
+
+The service runs under uvicorn (one worker, the same flags and CPU pinning as bench/choose)
+on the embedded SQLite default and on PostgreSQL; a client on the other CPU posts batches
+one after another and times each answer. Keyed batches use a new send id per request, so
+every unit is minted, stored and read back (no keyed-cache hits).
+
+The baseline, measured in the same run and server: the same requests with a query string
+(`?via=framework`), which the plain ASGI path hands to the framework's route. Rounds
+alternate the two paths; medians are printed with the ratios.
+
+Run: .venv/bin/python bench/batch/run.py [--rounds 5] [--requests 20] [--databases sqlite,postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+UNITS = 1_000
+PG_ADMIN_URL = os.environ.get(
+    "BANDITLOOP_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def _choose_bench() -> Any:
+    """bench/choose/run.py, for its pinned uvicorn server and experiment set-up."""
+    spec = importlib.util.spec_from_file_location("bench_choose", REPO / "bench/choose/run.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _database(kind: str, workdir: Path) -> tuple[str, str | None]:
+    """A fresh database at Alembic head: its URL and, for PostgreSQL, its name to drop."""
+    if kind == "sqlite":
+        return f"sqlite:///{workdir / 'bench.db'}", None
+    from sqlalchemy import create_engine, text
+
+    name = f"banditloop_batch_{os.getpid()}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", name
+
+
+def _drop(name: str | None) -> None:
+    if name is None:
+        return
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _post_batches(
+    client: httpx.Client, path: str, experiment: str, keyed: bool, requests: int
+) -> float:
+    """Median decisions per second over ``requests`` batches."""
+    rates = []
+    for _ in range(requests):
+        send = uuid.uuid4().hex[:12]
+        units = [
+            {"unit_id": f"u{i}", "send_id": send} if keyed else {"unit_id": f"u{i}"}
+            for i in range(UNITS)
+        ]
+        started = time.perf_counter()
+        answer = client.post(path, json={"experiment": experiment, "units": units})
+        elapsed = time.perf_counter() - started
+        answer.raise_for_status()
+        assert len(answer.json()["decisions"]) == UNITS
+        rates.append(UNITS / elapsed)
+    return statistics.median(rates)
+
+
+def _run(kind: str, rounds: int, requests: int, choose: Any) -> dict[tuple[str, str], float]:
+    from service.migrations import upgrade
+
+    workdir = Path(tempfile.mkdtemp(prefix="banditloop-batch-"))
+    url, name = _database(kind, workdir)
+    try:
+        upgrade(url)
+        admin_key = "bl_bench_admin_" + os.urandom(12).hex()
+        env = dict(os.environ)
+        env.update(BANDITLOOP_DATABASE_URL=url, BANDITLOOP_BOOTSTRAP_ADMIN_KEY=admin_key)
+        with choose._server("service.main:app", env, workdir, "service") as (port, _pid):
+            token, _answer, _size = choose._set_up_service(port, admin_key)
+            if choose._can_pin():
+                os.sched_setaffinity(0, {int(choose.LOAD_CPU)})
+            headers = {"Authorization": f"Bearer {token}"}
+            found: dict[tuple[str, str], list[float]] = {}
+            with httpx.Client(
+                base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60
+            ) as client:
+                _post_batches(client, "/v1/choose/batch", choose.EXPERIMENT, False, 3)  # warm
+                for _ in range(rounds):
+                    for keyed in (False, True):
+                        for via, path in (
+                            ("framework", "/v1/choose/batch?via=framework"),
+                            ("plain", "/v1/choose/batch"),
+                        ):
+                            rate = _post_batches(client, path, choose.EXPERIMENT, keyed, requests)
+                            mode = "keyed" if keyed else "unkeyed"
+                            found.setdefault((mode, via), []).append(rate)
+            os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+        return {k: statistics.median(v) for k, v in found.items()}
+    finally:
+        _drop(name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=20, help="batches per path and round")
+    parser.add_argument("--databases", default="sqlite,postgres")
+    args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    choose = _choose_bench()
+    print(f"POST /v1/choose/batch, {UNITS:,} units, K={choose.ARMS}; one uvicorn worker")
+    print(f"medians of {args.rounds} interleaved rounds of {args.requests} batches each")
+    print(f"{'database':9} {'units':8} {'framework/s':>12} {'plain/s':>10} {'ratio':>6}  aim")
+    aims = {"unkeyed": 150_000, "keyed": 50_000}
+    with choose._priority():
+        for kind in args.databases.split(","):
+            found = _run(kind, args.rounds, args.requests, choose)
+            for mode in ("unkeyed", "keyed"):
+                framework, plain = found[(mode, "framework")], found[(mode, "plain")]
+                print(
+                    f"{kind:9} {mode:8} {framework:12,.0f} {plain:10,.0f} "
+                    f"{plain / framework:6.2f}  >= {aims[mode]:,}/s"
+                )
+
+
+if __name__ == "__main__":
+    main()
