@@ -166,11 +166,20 @@ def correction_line(snapshot: Snapshot) -> str | None:
     estimated = np.asarray(segment.posterior_mean, dtype=np.float64)
     seen = observed > 0
     factors = estimated[seen] / observed[seen] if seen.any() else np.ones(1)
+    # The slowest delays disagree with the fit to all of them: the estimate_low/high allow for
+    # a slower tail (bandits.delay_model), and the sentence says so while it matters.
+    tail = (
+        " The slowest delays do not follow the rest, so delays look mixed: the interval "
+        "allows for a slow tail."
+        if delay.get("mixed") and maturity < 1.0
+        else ""
+    )
     return (
         f"Delay correction: a {metric} arrives a median {_duration(delay['median_hours'])} "
         f"after exposure (learnt from {observations} {metric}s); about {maturity:.0%} of the "
         f"eventual {metric}s of these exposures have arrived, so the estimated rates are "
         f"{factors.min():.2f}x to {factors.max():.2f}x the observed rates (prior included)."
+        f"{tail}"
     )
 
 

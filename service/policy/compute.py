@@ -33,6 +33,7 @@ from service.policy.cohorts import Cohorts, build_cohorts
 from service.policy.figures import (
     flat,
     refresh_hint,
+    reported_interval,
     segment_evidence,
     segment_figures,
     too_early_mask,
@@ -157,6 +158,7 @@ def compute_snapshot(
     prior = pooled_prior(
         overall_ev.observed_successes, overall_ev.effective_exposures, config.prior_strength
     )
+    prior_alpha, prior_beta = np.full(len(served), prior[0]), np.full(len(served), prior[1])
     overall = allocate(
         successes=overall_ev.successes,
         exposures=overall_ev.exposures,
@@ -165,8 +167,8 @@ def compute_snapshot(
         config=config,
         rng=rng,
         suspended=suspended,
-        prior_alpha=np.full(len(served), prior[0]),
-        prior_beta=np.full(len(served), prior[1]),
+        prior_alpha=prior_alpha,
+        prior_beta=prior_beta,
     )
     segments: dict[str, SegmentFigures] = {
         OVERALL: segment_figures(
@@ -176,6 +178,7 @@ def compute_snapshot(
             overall_ev.exposures,
             overall_ev.successes,
             maturity_all,
+            reported_interval(overall, overall_ev, prior_alpha, prior_beta),
             prior=(float(prior[0]), float(prior[1])),
         )
     }
@@ -201,6 +204,7 @@ def compute_snapshot(
                 eff_e[i],
                 eff_s[i],
                 segment_evidence(maturity_seg, i),
+                reported_interval(result, segment_evidence(by_segment, i), alpha[i], beta[i]),
             )
             if raw_e_tot[i].sum() >= experiment.min_exposures:
                 means = np.where(suspended, -np.inf, result.posterior_mean)
