@@ -106,6 +106,18 @@ def experiment_value(
     }
 
 
+def report_holdout(
+    session: Session, experiment: Experiment, *, now: datetime | None = None
+) -> dict[str, Any] | None:
+    """The report's holdout block: the served policy's lift over the holdout with its
+    interval, the successes gained and the groups' sizes; None without a holdout."""
+    if not experiment.holdout_share:
+        return None
+    now = now or now_of(session)
+    lift = lift_of(_outcomes(session, experiment, now))
+    return {"share": experiment.holdout_share, **lift_json(lift, note=NO_HOLDOUT)}
+
+
 def library_value(
     session: Session, library: Library, *, now: datetime | None = None
 ) -> dict[str, Any]:

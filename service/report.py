@@ -13,6 +13,7 @@ from bandits import PolicyConfig, beta_posterior, pooled_prior
 from bandits.delay_model import JUDGED, MATURE_SHARE, TOO_EARLY, too_early
 from service.evaluation import evaluate_experiment
 from service.experiments import experiment_out, get_experiment
+from service.loop_value import report_holdout
 from service.models import Experiment
 from service.policy.snapshot import RetirementVerdict, SegmentFigures, Snapshot
 from service.repositories import snapshots as snapshots_repo
@@ -165,11 +166,20 @@ def correction_line(snapshot: Snapshot) -> str | None:
     estimated = np.asarray(segment.posterior_mean, dtype=np.float64)
     seen = observed > 0
     factors = estimated[seen] / observed[seen] if seen.any() else np.ones(1)
+    # The slowest delays disagree with the fit to all of them: the estimate_low/high allow for
+    # a slower tail (bandits.delay_model), and the sentence says so while it matters.
+    tail = (
+        " The slowest delays do not follow the rest, so delays look mixed: the interval "
+        "allows for a slow tail."
+        if delay.get("mixed") and maturity < 1.0
+        else ""
+    )
     return (
         f"Delay correction: a {metric} arrives a median {_duration(delay['median_hours'])} "
         f"after exposure (learnt from {observations} {metric}s); about {maturity:.0%} of the "
         f"eventual {metric}s of these exposures have arrived, so the estimated rates are "
         f"{factors.min():.2f}x to {factors.max():.2f}x the observed rates (prior included)."
+        f"{tail}"
     )
 
 
@@ -240,9 +250,13 @@ def report(session: Session, key: str) -> dict[str, Any]:
     out = experiment_out(session, experiment).model_dump(mode="json")
     arms = out.pop("arms")
     snapshot = snapshots_repo.latest(session, experiment_id=experiment.id)
-    return build_report(
+    built = build_report(
         experiment=out, arms=arms, snapshot=snapshot, evaluation=_evaluation(session, experiment)
     )
+    holdout = report_holdout(session, experiment)
+    if holdout is not None:
+        built["holdout"] = holdout
+    return built
 
 
 # The report answers in about a second: its evaluation looks at the newest matured

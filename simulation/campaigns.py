@@ -213,9 +213,11 @@ def compare_campaigns(config: CampaignConfig, *, seeds: int = 3) -> dict[str, li
         raise ValueError(f"seeds must be at least 1, got {seeds}")
     results: dict[str, list[list[Campaign]]] = {"library": [], "no library": []}
     with tempfile.TemporaryDirectory(prefix="banditloop-campaigns-") as folder:
-        with running_copywriter() as (base_url, _control):
+        with running_copywriter() as (base_url, control):
             for repeat in range(seeds):
                 seeded = dataclasses.replace(config, seed=config.seed + repeat)
+                # Both arms of the comparison explore alike when they know nothing.
+                control.exploration_seed = seeded.seed
                 workdir = Path(folder) / f"seed-{seeded.seed}"
                 workdir.mkdir()
                 for label, use_library in (("library", True), ("no library", False)):

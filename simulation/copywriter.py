@@ -11,7 +11,9 @@ the real openai SDK and the real loop talk to it as to any OpenAI-compatible end
 
 from __future__ import annotations
 
+import hashlib
 import json
+import random
 import re
 from typing import Any
 
@@ -116,9 +118,23 @@ def write_variants(data: dict[str, Any], tags: list[str], count: int) -> list[di
     return variants
 
 
-def write_reply(data: dict[str, Any]) -> dict[str, Any]:
-    """What a diligent copywriter answers to the data block."""
+def exploration_order(data: dict[str, Any], seed: int = 0) -> list[str]:
+    """The order in which a copywriter with no evidence tries the tags: a shuffle seeded by
+    `seed` and the listed arms' texts, so it knows nothing of the audience's hidden effects
+    (a fixed order would start on whichever tag happens to be listed first) and two runs
+    shown the same arms with the same seed explore alike (common random numbers)."""
+    listed = sorted(content for _id, content in _listed_contents(data))
+    digest = hashlib.sha256(json.dumps([seed, listed], ensure_ascii=False).encode()).digest()
+    order = list(KNOWN_TAGS)
+    random.Random(int.from_bytes(digest[:8], "big")).shuffle(order)
+    return order
+
+
+def write_reply(data: dict[str, Any], *, exploration_seed: int = 0) -> dict[str, Any]:
+    """What a diligent copywriter answers to the data block (`exploration_seed`: see
+    `exploration_order`)."""
     ranked = data["arms_ranked_worst_to_best"]
+    order = exploration_order(data, exploration_seed)
     effects = {item["tag"]: item for item in data.get("tag_effects_log_odds", [])}
     positive = sorted(
         (item for item in effects.values() if item["interval_95"][0] > 0),
@@ -189,10 +205,10 @@ def write_reply(data: dict[str, Any]) -> dict[str, Any]:
         follow = [promising[0]["tag"]]
         tests = f"Variants tagged '{follow[0]}' might earn more successes"
     else:
-        follow = [KNOWN_TAGS[len(ranked) % len(KNOWN_TAGS)]]
+        follow = [order[len(ranked) % len(order)]]
         tests = f"Variants tagged '{follow[0]}' might do better"
     # Exploit what is known, and explore one more tag on top of it.
-    extra = [tag for tag in KNOWN_TAGS if tag not in follow]
+    extra = [tag for tag in order if tag not in follow]
     variants = write_variants(data, follow, max(1, data["max_new_variants"] - 1))
     variants += write_variants(
         data

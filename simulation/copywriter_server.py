@@ -87,6 +87,8 @@ class CopywriterControl:
     scenarios_served: list[str] = field(default_factory=list)
     embedding_requests: list[dict[str, Any]] = field(default_factory=list)
     last_variants: list[dict[str, Any]] = field(default_factory=list)
+    # Seeds the order in which the copywriter explores tags with no evidence.
+    exploration_seed: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def set_mode(self, mode: str) -> None:
@@ -110,6 +112,7 @@ class CopywriterControl:
             self.scenarios_served.clear()
             self.embedding_requests.clear()
             self.last_variants = []
+            self.exploration_seed = 0
 
     @property
     def last_request(self) -> dict[str, Any]:
@@ -220,7 +223,11 @@ def build_app(control: CopywriterControl) -> Starlette:
         if scenario == WRONG_SHAPE:
             wrong = {"learning_ops": "none", "new_variants": [{"text": "Spring is here"}]}
             return completion(body, json.dumps(wrong))
-        reply = write_mischief(data) if scenario == MISCHIEF else write_reply(data)
+        reply = (
+            write_mischief(data)
+            if scenario == MISCHIEF
+            else write_reply(data, exploration_seed=control.exploration_seed)
+        )
         with control._lock:
             if scenario == REPEAT:
                 # An LLM that forgets what it was told: the same texts as last time.

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from bandits import PolicyConfig, allocate
+from bandits import Allocation, PolicyConfig, allocate
 from bandits.delay import DelayCDF
 from bandits.delay_model import (
+    CorrectedEvidence,
     DelayModel,
     corrected_evidence,
     fit_delay_model,
@@ -33,6 +34,7 @@ from service.policy.cohorts import Cohorts, build_cohorts
 from service.policy.figures import (
     flat,
     refresh_hint,
+    reported_interval,
     segment_evidence,
     segment_figures,
     too_early_mask,
@@ -140,71 +142,14 @@ def compute_snapshot(
     if suspended.all():
         return replace(base, refresh=refresh, guardrails=guardrails)
 
-    raw_e, raw_s = cohorts.counts[EXPOSURE], cohorts.counts[success]
-    ages = cohorts.exposure_age_hours
-    kept = keep[None] * weights[None, None]
-    # Per segment (S + 1, K) and overall (K,): the evidence on the kept, decayed counts feeds
-    # the posteriors; the maturity is on the raw counts (what share of them has arrived).
-    by_segment = corrected_evidence(raw_s * kept, raw_e * kept, ages, delay)
-    overall_ev = corrected_evidence(flat(raw_s * kept), flat(raw_e * kept), flat(ages), delay)
-    maturity_seg = corrected_evidence(raw_s, raw_e, ages, delay)
-    maturity_all = corrected_evidence(flat(raw_s), flat(raw_e), flat(ages), delay)
-    eff_e, eff_s = by_segment.exposures, by_segment.successes
-    raw_e_tot, raw_s_tot = raw_e.sum(axis=2), raw_s.sum(axis=2)
-
-    # The prior is centred on the pooled corrected rate of the unshrunk evidence: with the
-    # shrunk counts, a young experiment's prior would be centred by its own pseudo-counts.
-    prior = pooled_prior(
-        overall_ev.observed_successes, overall_ev.effective_exposures, config.prior_strength
+    ev = _evidence(cohorts, success, keep[None] * weights[None, None], delay)
+    overall, overall_figures = _overall_allocation(ev, config, rng, suspended)
+    segments: dict[str, SegmentFigures] = {OVERALL: overall_figures}
+    raw_e_all, raw_s_all = ev.raw_exposures.sum(axis=0), ev.raw_successes.sum(axis=0)
+    by_segment, leads = _segment_allocations(
+        cohorts.segments, ev, config, rng, suspended, experiment.min_exposures
     )
-    overall = allocate(
-        successes=overall_ev.successes,
-        exposures=overall_ev.exposures,
-        raw_successes=raw_s_tot.sum(axis=0),
-        raw_exposures=raw_e_tot.sum(axis=0),
-        config=config,
-        rng=rng,
-        suspended=suspended,
-        prior_alpha=np.full(len(served), prior[0]),
-        prior_beta=np.full(len(served), prior[1]),
-    )
-    segments: dict[str, SegmentFigures] = {
-        OVERALL: segment_figures(
-            overall,
-            raw_e_tot.sum(axis=0),
-            raw_s_tot.sum(axis=0),
-            overall_ev.exposures,
-            overall_ev.successes,
-            maturity_all,
-            prior=(float(prior[0]), float(prior[1])),
-        )
-    }
-    leads = np.zeros(len(served), dtype=bool)
-    if cohorts.segments:
-        alpha, beta = segment_priors(eff_s, eff_e)
-        for i, segment in enumerate(cohorts.segments):
-            result = allocate(
-                successes=eff_s[i],
-                exposures=eff_e[i],
-                raw_successes=raw_s_tot[i],
-                raw_exposures=raw_e_tot[i],
-                config=config,
-                rng=rng,
-                suspended=suspended,
-                prior_alpha=alpha[i],
-                prior_beta=beta[i],
-            )
-            segments[segment] = segment_figures(
-                result,
-                raw_e_tot[i],
-                raw_s_tot[i],
-                eff_e[i],
-                eff_s[i],
-                segment_evidence(maturity_seg, i),
-            )
-            if raw_e_tot[i].sum() >= experiment.min_exposures:
-                means = np.where(suspended, -np.inf, result.posterior_mean)
-                leads[int(np.argmax(means))] = True
+    segments.update(by_segment)
     changes = {
         arm_ids[k]: cohorts.hours[int(np.argmax(keep[k]))]
         for k in range(len(arm_ids))
@@ -214,10 +159,10 @@ def compute_snapshot(
         inputs,
         arm_ids,
         overall,
-        live & ~suspended & ~too_early_mask(maturity_all, raw_e_tot.sum(axis=0), experiment),
+        live & ~suspended & ~too_early_mask(ev.overall_maturity, raw_e_all, experiment),
         leads,
-        raw_e_tot.sum(axis=0),
-        raw_s_tot.sum(axis=0),
+        raw_e_all,
+        raw_s_all,
         now,
     )
     return replace(
@@ -230,6 +175,111 @@ def compute_snapshot(
         streaks=streaks,
         retirement=retirement,
     )
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    """The delay-corrected evidence of one refresh. ``by_segment`` (S + 1, K) and ``overall``
+    (K,) are on the kept, decayed counts and feed the posteriors; the maturities are on the
+    raw counts (what share of them has arrived); the raw totals are per segment (S + 1, K)."""
+
+    by_segment: CorrectedEvidence
+    overall: CorrectedEvidence
+    segment_maturity: CorrectedEvidence
+    overall_maturity: CorrectedEvidence
+    raw_exposures: np.ndarray
+    raw_successes: np.ndarray
+
+
+def _evidence(cohorts: Cohorts, success: str, kept: np.ndarray, delay: DelayModel) -> _Evidence:
+    raw_e, raw_s = cohorts.counts[EXPOSURE], cohorts.counts[success]
+    ages = cohorts.exposure_age_hours
+    return _Evidence(
+        by_segment=corrected_evidence(raw_s * kept, raw_e * kept, ages, delay),
+        overall=corrected_evidence(flat(raw_s * kept), flat(raw_e * kept), flat(ages), delay),
+        segment_maturity=corrected_evidence(raw_s, raw_e, ages, delay),
+        overall_maturity=corrected_evidence(flat(raw_s), flat(raw_e), flat(ages), delay),
+        raw_exposures=raw_e.sum(axis=2),
+        raw_successes=raw_s.sum(axis=2),
+    )
+
+
+def _overall_allocation(
+    ev: _Evidence, config: PolicyConfig, rng: np.random.Generator, suspended: np.ndarray
+) -> tuple[Allocation, SegmentFigures]:
+    """The all-traffic allocation (what /choose serves) and its figures."""
+    # The prior is centred on the pooled corrected rate of the unshrunk evidence: with the
+    # shrunk counts, a young experiment's prior would be centred by its own pseudo-counts.
+    prior = pooled_prior(
+        ev.overall.observed_successes, ev.overall.effective_exposures, config.prior_strength
+    )
+    prior_alpha, prior_beta = np.full(len(suspended), prior[0]), np.full(len(suspended), prior[1])
+    raw_e_all, raw_s_all = ev.raw_exposures.sum(axis=0), ev.raw_successes.sum(axis=0)
+    overall = allocate(
+        successes=ev.overall.successes,
+        exposures=ev.overall.exposures,
+        raw_successes=raw_s_all,
+        raw_exposures=raw_e_all,
+        config=config,
+        rng=rng,
+        suspended=suspended,
+        prior_alpha=prior_alpha,
+        prior_beta=prior_beta,
+    )
+    figures = segment_figures(
+        overall,
+        raw_e_all,
+        raw_s_all,
+        ev.overall.exposures,
+        ev.overall.successes,
+        ev.overall_maturity,
+        reported_interval(overall, ev.overall, prior_alpha, prior_beta),
+        prior=(float(prior[0]), float(prior[1])),
+    )
+    return overall, figures
+
+
+def _segment_allocations(
+    segments: Sequence[str],
+    ev: _Evidence,
+    config: PolicyConfig,
+    rng: np.random.Generator,
+    suspended: np.ndarray,
+    min_exposures: int,
+) -> tuple[dict[str, SegmentFigures], np.ndarray]:
+    """Each segment's figures (its own posteriors under a prior from all segments) and which
+    arms lead a segment with at least the minimum sample (such an arm is never retired)."""
+    figures: dict[str, SegmentFigures] = {}
+    leads = np.zeros(len(suspended), dtype=bool)
+    if not segments:
+        return figures, leads
+    eff_e, eff_s = ev.by_segment.exposures, ev.by_segment.successes
+    alpha, beta = segment_priors(eff_s, eff_e)
+    for i, segment in enumerate(segments):
+        result = allocate(
+            successes=eff_s[i],
+            exposures=eff_e[i],
+            raw_successes=ev.raw_successes[i],
+            raw_exposures=ev.raw_exposures[i],
+            config=config,
+            rng=rng,
+            suspended=suspended,
+            prior_alpha=alpha[i],
+            prior_beta=beta[i],
+        )
+        figures[segment] = segment_figures(
+            result,
+            ev.raw_exposures[i],
+            ev.raw_successes[i],
+            eff_e[i],
+            eff_s[i],
+            segment_evidence(ev.segment_maturity, i),
+            reported_interval(result, segment_evidence(ev.by_segment, i), alpha[i], beta[i]),
+        )
+        if ev.raw_exposures[i].sum() >= min_exposures:
+            means = np.where(suspended, -np.inf, result.posterior_mean)
+            leads[int(np.argmax(means))] = True
+    return figures, leads
 
 
 def _delay_cdf(experiment: ExperimentInfo, delays: Sequence[SuccessDelay]) -> DelayModel | DelayCDF:

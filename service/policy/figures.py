@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
+from bandits import beta_posterior
 from bandits.delay_model import CorrectedEvidence, too_early
 from service.policy.cohorts import Cohorts
 from service.policy.inputs import ExperimentInfo
@@ -32,6 +33,27 @@ def segment_evidence(evidence: CorrectedEvidence, i: int) -> CorrectedEvidence:
         certainty=evidence.certainty[i],
         observed_successes=evidence.observed_successes[i],
         effective_exposures=evidence.effective_exposures[i],
+        reported_certainty=evidence.reported_certainty[i],
+    )
+
+
+def reported_interval(
+    result: Any, evidence: CorrectedEvidence, prior_alpha: ArrayLike, prior_beta: ArrayLike
+) -> tuple[FloatArray, FloatArray]:
+    """The reported 95% interval of the corrected rate: the posterior's, widened where the fit
+    to the slowest delays disagrees with the fit to all of them (``reported_certainty``).
+
+    Only the report, the learnings and the loop's input read it; P(best), the expected loss
+    and the allocation keep the policy's posterior (a shared error in F mostly cancels
+    between arms). It always contains the policy's interval.
+    """
+    successes, exposures = evidence.reported_counts()
+    low, high = beta_posterior(successes, exposures, prior_alpha, prior_beta).credible_interval(
+        0.95
+    )
+    return (
+        np.minimum(low, np.asarray(result.ci_low, dtype=np.float64)),
+        np.maximum(high, np.asarray(result.ci_high, dtype=np.float64)),
     )
 
 
@@ -67,6 +89,7 @@ def segment_figures(
     eff_e: FloatArray,
     eff_s: FloatArray,
     maturity: CorrectedEvidence,
+    interval: tuple[FloatArray, FloatArray],
     *,
     prior: tuple[float, float] | None = None,
 ) -> SegmentFigures:
@@ -95,8 +118,8 @@ def segment_figures(
         probability_best=floats(result.probability_best),
         expected_loss=floats(result.expected_loss),
         posterior_mean=floats(result.posterior_mean),
-        ci_low=floats(result.ci_low),
-        ci_high=floats(result.ci_high),
+        ci_low=floats(interval[0]),
+        ci_high=floats(interval[1]),
         warming_up=bools(result.warming_up),
         prior=prior,
     )

@@ -194,6 +194,8 @@ def _moved(old: SegmentFigures, new: SegmentFigures) -> bool:
     With no new event, F(age) still grows, and with it the maturity and the corrected rates.
     A move of a hundredth in maturity, or of a twentieth of the interval's width in an
     arm's corrected rate, is worth a new version; anything less is noise in the history.
+    Reaching full maturity always is: past the window no further refresh is due, so a last
+    small step (0.9925 -> 1 under a slow tail) left the report short of 1 for good.
     """
     if old.maturity is None or new.maturity is None or len(old.maturity) != len(new.maturity):
         return old.maturity != new.maturity
@@ -201,6 +203,8 @@ def _moved(old: SegmentFigures, new: SegmentFigures) -> bool:
         return True
     width = np.asarray(new.ci_high, dtype=float) - np.asarray(new.ci_low, dtype=float)
     if np.any(np.abs(np.subtract(new.maturity, old.maturity)) > 0.01):
+        return True
+    if any(n == 1.0 and o != 1.0 for o, n in zip(old.maturity, new.maturity, strict=True)):
         return True
     if np.any(
         np.abs(np.subtract(new.posterior_mean, old.posterior_mean)) > np.maximum(width / 20.0, 1e-6)

@@ -162,7 +162,8 @@ def experiment_changes(
 @router.get("/{key}/report", response_model=ReportOut)
 def report(key: str, session: SessionDep, _caller: ReviewKey) -> dict[str, Any]:
     """Per arm and segment figures from the latest snapshot; lift of the leader over the
-    control; the off-policy evaluation of the policy against an even split."""
+    control; the off-policy evaluation of the policy against an even split; with a
+    holdout, the served policy's lift over it."""
     return reporting.report(session, key)
 
 

@@ -35,14 +35,23 @@ class ArmReportRow(BaseModel):
         description="Delay-corrected estimate of the rate once every success has arrived "
         "(posterior mean); P(best), expected loss and eligibility use it."
     )
-    estimate_low: float = Field(description="95% credible interval of estimated_rate, low end.")
-    estimate_high: float = Field(description="95% credible interval of estimated_rate, high end.")
+    estimate_low: float = Field(
+        description="95% credible interval of estimated_rate, low end. Where the slowest "
+        "delays disagree with the delay model's fit (delays look mixed or heavy-tailed), the "
+        "interval is widened for that; P(best) and the allocation use the narrower posterior."
+    )
+    estimate_high: float = Field(
+        description="95% credible interval of estimated_rate, high end (see estimate_low)."
+    )
     maturity: float = Field(
         description="Share of the eventual (in-window) successes of these exposures that has "
         "arrived, by the delay model: 1.0 means the observed rate is final."
     )
-    maturity_low: float
-    maturity_high: float
+    maturity_low: float = Field(
+        description="Lowest maturity over the delay model's uncertainty (its sigma points and "
+        "those of the fit to the slowest tenth of the delays)."
+    )
+    maturity_high: float = Field(description="Highest maturity (see maturity_low).")
     judgement: str = Field(description="'too early to judge' while immature, else 'judged'.")
     effective_exposures: float = Field(
         description="The exposures the posterior rests on: sum of exposures x F(age), shrunk "
@@ -84,6 +93,36 @@ class LiftOut(BaseModel):
     summary: str
 
 
+class HoldoutGroupOut(BaseModel):
+    units: int = Field(description="Distinct keyed units in the group.")
+    decisions: int = Field(description="Matured decisions of those units.")
+    successes: int
+    rate: float = Field(description="Successes per decision.")
+    std_error: float | None = Field(description="Clustered by unit.")
+
+
+class HoldoutOut(BaseModel):
+    """The served policy against the holdout (units that always get the control arm).
+
+    Only decisions older than the attribution window count; the interval is clustered by
+    unit. Without enough matured units in either group, `available` is false and `note`
+    says why."""
+
+    share: float = Field(description="The experiment's holdout_share.")
+    available: bool
+    note: str | None = None
+    served: HoldoutGroupOut | None = None
+    holdout: HoldoutGroupOut | None = Field(None, description="The holdout's size and rate.")
+    lift: float | None = Field(None, description="Served rate - holdout rate (absolute).")
+    interval: list[float] | None = Field(None, description="Interval of `lift` at `level`.")
+    relative_lift: float | None = Field(None, description="lift / holdout rate.")
+    gained: float | None = Field(
+        None, description="Successes the served decisions gained over the control arm."
+    )
+    gained_interval: list[float] | None = None
+    level: float | None = None
+
+
 class ReportOut(BaseModel):
     experiment: dict[str, Any]
     policy_version: int | None
@@ -97,8 +136,18 @@ class ReportOut(BaseModel):
         None, description="One line on what the delay correction did to these figures."
     )
     guardrail_looks: int | None = None
-    delay: dict[str, Any] | None = None
+    delay: dict[str, Any] | None = Field(
+        None,
+        description="The delay model: CDF on its grid, the fit's median and sigma, the "
+        "sigma-point curves (spread_values, tail_values) and mixed (the slowest delays "
+        "disagree with the fit to all of them, so the reported interval allows for a slow tail).",
+    )
     changes: dict[str, str] = Field(default_factory=dict)
+    holdout: HoldoutOut | None = Field(
+        None,
+        description="The lift of the served policy over the holdout; absent when the "
+        "experiment has no holdout (holdout_share 0).",
+    )
 
 
 class HistoryArm(BaseModel):

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from service.inputs import find_unstorable, safe_text
 
@@ -140,6 +140,45 @@ class Adapter(Protocol):
     ) -> None: ...
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> ParsedBatch: ...
+
+
+CredentialsT = TypeVar("CredentialsT")
+
+
+class CheckedAdapter(Generic[CredentialsT]):
+    """The first two checks of every adapter's ``verify``, written once: the credentials are
+    this adapter's own type (a wiring mistake, so a TypeError) and at least one secret is
+    configured (``WebhookNotConfiguredError``, a 401). ``check`` then verifies the request
+    with credentials already narrowed to the adapter's type."""
+
+    name: str
+    credentials_type: type[CredentialsT]
+
+    def verify(
+        self,
+        headers: Mapping[str, str],
+        body: bytes,
+        credentials: Any,
+        now: datetime,
+    ) -> None:
+        if not isinstance(credentials, self.credentials_type):
+            raise TypeError(f"{type(self).__name__} needs {self.credentials_type.__name__}")
+        require_secrets(self.secrets(credentials), self.name)
+        self.check(headers, body, credentials, now)
+
+    def secrets(self, credentials: CredentialsT) -> Sequence[str]:
+        """The configured secrets (or keys); none means the provider is not configured."""
+        raise NotImplementedError
+
+    def check(
+        self,
+        headers: Mapping[str, str],
+        body: bytes,
+        credentials: CredentialsT,
+        now: datetime,
+    ) -> None:
+        """Verify the request; raise WebhookAuthError when it is not authentic."""
+        raise NotImplementedError
 
 
 # Future skew allowed on signed timestamps: senders' clocks drift a little.

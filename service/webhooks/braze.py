@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from service.webhooks.base import (
+    CheckedAdapter,
     EventType,
     MalformedEventError,
     NormalizedEvent,
@@ -35,7 +36,6 @@ from service.webhooks.base import (
     optional_str,
     parse_each,
     parse_time,
-    require_secrets,
     split_setting,
     truthy_flag,
 )
@@ -69,8 +69,9 @@ class BrazeCredentials:
         return cls(tokens=split_setting(value))
 
 
-class BrazeAdapter:
+class BrazeAdapter(CheckedAdapter[BrazeCredentials]):
     name = "braze"
+    credentials_type = BrazeCredentials
     # A bearer token signs no timestamp. (Braze retries for up to five days,
     # then disables the Current; the event id stops replays.)
     timestamp_tolerance: timedelta | None = None
@@ -79,16 +80,16 @@ class BrazeAdapter:
     # never be parsed is dead-lettered by the route and acknowledged with 200.
     malformed_status = 200
 
-    def verify(
+    def secrets(self, credentials: BrazeCredentials) -> Sequence[str]:
+        return credentials.tokens
+
+    def check(
         self,
         headers: Mapping[str, str],
         body: bytes,
-        credentials: Any,
+        credentials: BrazeCredentials,
         now: datetime,
     ) -> None:
-        if not isinstance(credentials, BrazeCredentials):
-            raise TypeError("BrazeAdapter needs BrazeCredentials")
-        require_secrets(credentials.tokens, self.name)
         authorization = header(headers, "authorization")
         if not authorization or not authorization.strip():
             raise WebhookAuthError("missing Authorization header")

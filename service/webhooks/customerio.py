@@ -6,12 +6,13 @@ digest, keyed with the webhook signing key from the Reporting Webhooks page.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from service.webhooks.base import (
+    CheckedAdapter,
     EventType,
     MalformedEventError,
     NormalizedEvent,
@@ -28,7 +29,6 @@ from service.webhooks.base import (
     parse_each,
     parse_time,
     require_header,
-    require_secrets,
     split_setting,
     unix_header_time,
 )
@@ -67,8 +67,9 @@ class CustomerIoCredentials:
         return cls(signing_keys=split_setting(value))
 
 
-class CustomerIoAdapter:
+class CustomerIoAdapter(CheckedAdapter[CustomerIoCredentials]):
     name = "customerio"
+    credentials_type = CustomerIoCredentials
     # Customer.io retries a failed call with back-off for seven days (after an
     # hour's pause for 4xx/5xx) and documents no re-signing: 7 days plus a day
     # of margin. event_id idempotency stops replays inside the window.
@@ -78,16 +79,16 @@ class CustomerIoAdapter:
     # dead-lettered by the route and acknowledged with 200 so the stream moves.
     malformed_status = 200
 
-    def verify(
+    def secrets(self, credentials: CustomerIoCredentials) -> Sequence[str]:
+        return credentials.signing_keys
+
+    def check(
         self,
         headers: Mapping[str, str],
         body: bytes,
-        credentials: Any,
+        credentials: CustomerIoCredentials,
         now: datetime,
     ) -> None:
-        if not isinstance(credentials, CustomerIoCredentials):
-            raise TypeError("CustomerIoAdapter needs CustomerIoCredentials")
-        require_secrets(credentials.signing_keys, self.name)
         signature = require_header(headers, SIGNATURE_HEADER)
         timestamp = require_header(headers, TIMESTAMP_HEADER)
         assert self.timestamp_tolerance is not None

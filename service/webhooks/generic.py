@@ -14,12 +14,13 @@ machine?, message_id?, user_agent?}`` with ``type`` in our vocabulary.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from service.webhooks.base import (
+    CheckedAdapter,
     EventType,
     MalformedEventError,
     NormalizedEvent,
@@ -37,7 +38,6 @@ from service.webhooks.base import (
     parse_each,
     parse_time,
     require_header,
-    require_secrets,
     split_setting,
     unix_header_time,
 )
@@ -78,22 +78,23 @@ def sign(secret: str, body: bytes, timestamp: int) -> str:
     return f"t={timestamp},v1={digest}"
 
 
-class GenericAdapter:
+class GenericAdapter(CheckedAdapter[GenericCredentials]):
     name = "generic"
+    credentials_type = GenericCredentials
     # Our own contract: senders sign each attempt, so five minutes suffices.
     timestamp_tolerance: timedelta | None = timedelta(minutes=5)
     malformed_status = 400
 
-    def verify(
+    def secrets(self, credentials: GenericCredentials) -> Sequence[str]:
+        return credentials.secrets
+
+    def check(
         self,
         headers: Mapping[str, str],
         body: bytes,
-        credentials: Any,
+        credentials: GenericCredentials,
         now: datetime,
     ) -> None:
-        if not isinstance(credentials, GenericCredentials):
-            raise TypeError("GenericAdapter needs GenericCredentials")
-        require_secrets(credentials.secrets, self.name)
         timestamp, signatures = parse_signature_header(require_header(headers, SIGNATURE_HEADER))
         assert self.timestamp_tolerance is not None
         check_timestamp(unix_header_time(timestamp, "t"), now, self.timestamp_tolerance)

@@ -8,12 +8,13 @@ Each POST is one JSON object ``{"signature": {timestamp, token, signature},
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from service.webhooks.base import (
+    CheckedAdapter,
     EventType,
     MalformedEventError,
     NormalizedEvent,
@@ -28,7 +29,6 @@ from service.webhooks.base import (
     optional_str,
     parse_each,
     parse_time,
-    require_secrets,
     split_setting,
     truthy_flag,
     unix_header_time,
@@ -58,8 +58,9 @@ class MailgunCredentials:
         return cls(signing_keys=split_setting(value))
 
 
-class MailgunAdapter:
+class MailgunAdapter(CheckedAdapter[MailgunCredentials]):
     name = "mailgun"
+    credentials_type = MailgunCredentials
     # Mailgun retries for 8 hours (5 min ... 4 h back-off) and documents no
     # re-signing: 8 h plus an hour of margin. Replays inside the window are
     # stopped by event-id idempotency.
@@ -69,16 +70,16 @@ class MailgunAdapter:
     # Transient faults must answer 5xx (retried), never 406.
     malformed_status = 406
 
-    def verify(
+    def secrets(self, credentials: MailgunCredentials) -> Sequence[str]:
+        return credentials.signing_keys
+
+    def check(
         self,
         headers: Mapping[str, str],
         body: bytes,
-        credentials: Any,
+        credentials: MailgunCredentials,
         now: datetime,
     ) -> None:
-        if not isinstance(credentials, MailgunCredentials):
-            raise TypeError("MailgunAdapter needs MailgunCredentials")
-        require_secrets(credentials.signing_keys, self.name)
         try:
             payload = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError):

@@ -11,12 +11,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from service.webhooks.base import (
+    CheckedAdapter,
     EventType,
     MalformedEventError,
     NormalizedEvent,
@@ -31,7 +32,6 @@ from service.webhooks.base import (
     optional_str,
     parse_each,
     parse_time,
-    require_secrets,
     split_setting,
 )
 
@@ -81,8 +81,9 @@ class PostmarkCredentials:
         return list(zip(self.usernames, self.passwords, strict=True))
 
 
-class PostmarkAdapter:
+class PostmarkAdapter(CheckedAdapter[PostmarkCredentials]):
     name = "postmark"
+    credentials_type = PostmarkCredentials
     # Basic auth signs no timestamp, so nothing ages out. (Postmark retries
     # about 10.5 hours; idempotency on the composite key stops replays.)
     timestamp_tolerance: timedelta | None = None
@@ -91,17 +92,17 @@ class PostmarkAdapter:
     # credentials answer 401, which Postmark retries (a rotation slip heals).
     malformed_status = 403
 
-    def verify(
+    def secrets(self, credentials: PostmarkCredentials) -> Sequence[str]:
+        return [password for _, password in credentials.pairs()]
+
+    def check(
         self,
         headers: Mapping[str, str],
         body: bytes,
-        credentials: Any,
+        credentials: PostmarkCredentials,
         now: datetime,
     ) -> None:
-        if not isinstance(credentials, PostmarkCredentials):
-            raise TypeError("PostmarkAdapter needs PostmarkCredentials")
         pairs = credentials.pairs()
-        require_secrets([password for _, password in pairs], self.name)
         authorization = header(headers, "authorization")
         if not authorization or not authorization.strip():
             raise WebhookAuthError("missing Authorization header")

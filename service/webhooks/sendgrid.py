@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from service.webhooks.base import (
+    CheckedAdapter,
     EventType,
     MalformedEventError,
     NormalizedEvent,
@@ -36,7 +37,6 @@ from service.webhooks.base import (
     parse_each,
     parse_time,
     require_header,
-    require_secrets,
     split_setting,
     truthy_flag,
     unix_header_time,
@@ -89,8 +89,9 @@ def load_public_key(text: str) -> ec.EllipticCurvePublicKey:
     return key
 
 
-class SendGridAdapter:
+class SendGridAdapter(CheckedAdapter[SendGridCredentials]):
     name = "sendgrid"
+    credentials_type = SendGridCredentials
     # SendGrid retries a failed POST at increasing intervals for up to 24 hours
     # after the event and documents no re-signing, so a retry may carry the
     # first attempt's timestamp: 24 h plus an hour of margin. Replays inside the
@@ -99,16 +100,16 @@ class SendGridAdapter:
     # A non-2xx is retried for 24 hours and blocks nothing else: 400 is safe.
     malformed_status = 400
 
-    def verify(
+    def secrets(self, credentials: SendGridCredentials) -> Sequence[str]:
+        return credentials.public_keys
+
+    def check(
         self,
         headers: Mapping[str, str],
         body: bytes,
-        credentials: Any,
+        credentials: SendGridCredentials,
         now: datetime,
     ) -> None:
-        if not isinstance(credentials, SendGridCredentials):
-            raise TypeError("SendGridAdapter needs SendGridCredentials")
-        require_secrets(credentials.public_keys, self.name)
         signature_text = require_header(headers, SIGNATURE_HEADER)
         timestamp = require_header(headers, TIMESTAMP_HEADER)
         assert self.timestamp_tolerance is not None

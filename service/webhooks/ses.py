@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from service.webhooks.base import (
+    CheckedAdapter,
     ControlMessage,
     EventType,
     MalformedEventError,
@@ -50,7 +51,6 @@ from service.webhooks.base import (
     optional_str,
     parse_each,
     parse_time,
-    require_secrets,
     split_setting,
 )
 
@@ -197,8 +197,9 @@ def canonical_string(message: Mapping[str, Any]) -> bytes:
     return "".join(lines).encode("utf-8")
 
 
-class SesAdapter:
+class SesAdapter(CheckedAdapter[SesCredentials]):
     name = "ses"
+    credentials_type = SesCredentials
     # SNS retries an HTTPS delivery for at most 3,600 s (a hard limit) and keeps
     # the original message, Timestamp and signature: one hour plus margin for
     # throttled delivery and clock skew. MessageId idempotency stops replays.
@@ -208,16 +209,16 @@ class SesAdapter:
     def __init__(self, certificates: SnsCertificateStore | None = None) -> None:
         self.certificates = certificates or SnsCertificateStore()
 
-    def verify(
+    def secrets(self, credentials: SesCredentials) -> Sequence[str]:
+        return credentials.topic_arns
+
+    def check(
         self,
         headers: Mapping[str, str],
         body: bytes,
-        credentials: Any,
+        credentials: SesCredentials,
         now: datetime,
     ) -> None:
-        if not isinstance(credentials, SesCredentials):
-            raise TypeError("SesAdapter needs SesCredentials")
-        require_secrets(credentials.topic_arns, self.name)
         try:
             message = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError):

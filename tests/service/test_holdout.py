@@ -86,9 +86,11 @@ def test_membership_is_nested_and_stable() -> None:
     assert not any(in_holdout(h, 0.0) for h in hashes)
 
 
-def test_the_value_route_measures_the_lift_over_the_holdout(
+def _three_mailings(
     client: TestClient, admin, ingest, runtime: Runtime, clock: ManualClock
-) -> None:
+) -> dict:
+    """An experiment with a 40% holdout after three matured mailings to 800 people; the
+    challenger clicks at 12%, the control at 3%."""
     rng = np.random.default_rng(3)
     exp = create_random_experiment(
         client, admin, arms=2, holdout_share=0.4, attribution_window_hours=24
@@ -112,6 +114,13 @@ def test_the_value_route_measures_the_lift_over_the_holdout(
         clock.advance(24)
     assert client.post("/v1/events", json=events, headers=ingest).status_code == 200
     clock.advance(48)
+    return exp
+
+
+def test_the_value_route_measures_the_lift_over_the_holdout(
+    client: TestClient, admin, ingest, runtime: Runtime, clock: ManualClock
+) -> None:
+    exp = _three_mailings(client, admin, ingest, runtime, clock)
     value = client.get(f"/v1/experiments/{exp['key']}/value", headers=admin).json()
     months = client.get("/v1/libraries/default/value", headers=admin).json()["months"]
     holdout = value["holdout"]
@@ -123,3 +132,48 @@ def test_the_value_route_measures_the_lift_over_the_holdout(
     assert holdout["gained"] == holdout["lift"] * holdout["served"]["decisions"]
     assert holdout["served"]["units"] + holdout["holdout"]["units"] == 800
     assert any(month["month"] == "2026-09" and month["available"] for month in months)
+
+
+def test_the_report_carries_the_holdout_and_the_console_shows_it(
+    client: TestClient, admin, ingest, runtime: Runtime, clock: ManualClock
+) -> None:
+    exp = _three_mailings(client, admin, ingest, runtime, clock)
+    report = client.get(f"/v1/experiments/{exp['key']}/report", headers=admin).json()
+    value = client.get(f"/v1/experiments/{exp['key']}/value", headers=admin).json()
+    held = report["holdout"]
+    assert held["share"] == 0.4
+    assert held["available"] is True
+    # The same lift the value route measures, from the same matured decisions.
+    assert held["lift"] == pytest.approx(value["holdout"]["lift"])
+    assert held["interval"] == pytest.approx(value["holdout"]["interval"])
+    low, high = held["interval"]
+    assert 0 < low < held["lift"] < high
+    assert held["gained"] == pytest.approx(held["lift"] * held["served"]["decisions"])
+    # About 40% of the 800 people, three decisions each.
+    assert 250 < held["holdout"]["units"] < 390
+    assert held["holdout"]["decisions"] == 3 * held["holdout"]["units"]
+
+    origin = {"Origin": "http://testserver"}
+    form = {"name": "Reviewer", "key": admin["Authorization"].removeprefix("Bearer ")}
+    assert client.post("/console/sign-in", data=form, headers=origin).status_code in (200, 303)
+    page = client.get(f"/console/experiments/{exp['key']}").text
+    assert "Lift over the holdout" in page
+    assert f"{held['lift'] * 100:+.2f} points" in page
+    assert f"{held['gained']:+.0f} successes gained" in page
+    assert f"holdout {held['holdout']['units']:,} units" in page
+
+
+def test_the_report_has_no_holdout_without_one_and_says_when_it_is_too_early(
+    client: TestClient, admin, decide, runtime: Runtime
+) -> None:
+    plain = create_random_experiment(client, admin, arms=2)
+    report = client.get(f"/v1/experiments/{plain['key']}/report", headers=admin).json()
+    assert report["holdout"] is None
+    held_out = create_random_experiment(client, admin, arms=2, holdout_share=0.2)
+    runtime.decider.choose(held_out["key"], [Unit(f"person-{u}") for u in range(50)])
+    runtime.decision_log.flush()
+    report = client.get(f"/v1/experiments/{held_out['key']}/report", headers=admin).json()
+    # Decisions made just now have not matured: no lift yet, and the reason.
+    assert report["holdout"]["available"] is False
+    assert "attribution window" in report["holdout"]["note"]
+    assert report["holdout"]["lift"] is None

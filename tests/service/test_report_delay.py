@@ -310,3 +310,73 @@ def test_snapshots_follow_the_cohorts_age_and_idle_ones_cost_nothing(
     fresh = tick()
     assert len(computed) == before + 1
     assert fresh["policy_version"] > final["policy_version"]
+
+
+def test_a_mixed_send_read_an_hour_in_reports_a_wider_honest_interval(
+    client: TestClient, admin, decide, ingest, runtime: Runtime, clock: ManualClock
+):
+    """Half the clicks within ten minutes, half over hours (one in eight decisions clicks in
+    the end), read an hour in. The fit to every delay sees the fast half only; the fit to the
+    slowest tenth disagrees, so the report's interval allows for the slow tail and covers the
+    final rate, and the correction line says the delays look mixed. The posterior mean (what
+    the policy uses) is left where the whole fit puts it."""
+    sent = DAY.replace(hour=9)
+    clock.set(sent)
+    exp = create_random_experiment(client, admin, arms=2)
+    decisions = keyed_send(client, decide, runtime, exp["key"], 4000)
+    rng = np.random.default_rng(12)
+    events = []
+    for d in decisions[::8]:
+        fast = rng.random() < 0.5
+        hours = rng.lognormal(np.log(10 / 60), 1.0) if fast else rng.lognormal(np.log(6.0), 1.0)
+        if hours <= 1.0:
+            events.append(
+                {
+                    "event_id": f"m{len(events)}",
+                    "decision_id": d["decision_id"],
+                    "type": "click",
+                    "occurred_at": (sent + timedelta(hours=float(hours))).isoformat(),
+                }
+            )
+    clock.advance(1.0)
+    assert client.post("/v1/events", json=events, headers=ingest).status_code == 200
+    runtime.refresher.tick()
+    report = client.get(f"/v1/experiments/{exp['key']}/report", headers=admin).json()
+    assert report["delay"]["mixed"] is True
+    assert "delays look mixed: the interval allows for a slow tail." in report["correction"]
+    final = 1 / 8  # every eighth decision clicks within the window
+    for row in report["arms"]:
+        assert row["estimate_low"] <= final <= row["estimate_high"], row
+        assert row["estimated_rate"] < final  # the whole fit's (biased) centre, unchanged
+        assert row["maturity_low"] < row["maturity"] <= row["maturity_high"], row
+
+
+def test_reaching_full_maturity_is_always_a_new_version():
+    """Past the window no further refresh is due, so the step to maturity 1 must publish even
+    when it is smaller than the usual hundredth (a slow tail left the report at 0.9925)."""
+    from service.policy.refresher import _moved
+    from service.policy.snapshot import SegmentFigures
+
+    def figures(maturity: float) -> SegmentFigures:
+        two = (0.5, 0.5)
+        return SegmentFigures(
+            exposures=(100.0, 100.0),
+            successes=(5.0, 6.0),
+            effective_exposures=(100.0, 100.0),
+            effective_successes=(5.0, 6.0),
+            allocation=two,
+            exploit=two,
+            eligible=(False, False),
+            exploration_share=0.1,
+            probability_best=two,
+            expected_loss=(0.01, 0.01),
+            posterior_mean=(0.05, 0.06),
+            ci_low=(0.02, 0.03),
+            ci_high=(0.1, 0.11),
+            warming_up=(False, False),
+            maturity=(maturity, maturity),
+        )
+
+    assert _moved(figures(0.9925), figures(1.0))
+    assert not _moved(figures(0.99), figures(0.9925))
+    assert not _moved(figures(1.0), figures(1.0))
