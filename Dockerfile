@@ -32,7 +32,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
-# The migrations are found beside the `service` package (service/migrations.py), so the
+# The migrations are found beside the `service` package (service/core/migrations.py), so the
 # source stays in /app and is installed in editable mode.
 COPY README.md alembic.ini ./
 COPY alembic ./alembic

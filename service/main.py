@@ -1,5 +1,5 @@
 """ASGI entry point for uvicorn/gunicorn: `service.main:app`."""
 
-from service.app import create_app
+from service.core.app import create_app
 
 app = create_app(freeze_heap=True)

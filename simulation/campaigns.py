@@ -26,13 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from service import library as library_domain
-from service.clock import ManualClock
-from service.decisions.decider import Unit
-from service.experiments import create_experiment
-from service.repositories import experiments as experiments_repo
-from service.runtime import Runtime
-from service.schemas.experiments import ArmIn, ExperimentCreate
+from service.core.clock import ManualClock
+from service.core.runtime import Runtime
+from service.deciding.decider import Unit
+from service.experiments import repository as experiments_repo
+from service.experiments.schemas import ArmIn, ExperimentCreate
+from service.experiments.service import create_experiment
+from service.libraries import service as library_domain
 from simulation.audience import TagAudience, tag_audience
 from simulation.copywriter import BASES
 from simulation.copywriter_server import running_copywriter

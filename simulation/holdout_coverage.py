@@ -1,7 +1,7 @@
 """How often the holdout's lift interval covers the true lift, over simulated runs.
 
 Each run: a population of units (each with its own propensity to click, so one unit's sends
-are correlated), held out by the service's own rule (`service.decisions.holdout.in_holdout`
+are correlated), held out by the service's own rule (`service.deciding.holdout.in_holdout`
 on a random unit hash), several sends per unit; served units get arms by Thompson sampling
 over the arms' running counts (the policy adapts, as the real one does), held-out units
 always get the control. The estimate is the product's (`bandits.holdout.holdout_lift`). The
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bandits.holdout import holdout_lift
-from service.decisions.holdout import in_holdout
+from service.deciding.holdout import in_holdout
 
 RATES = (0.030, 0.036, 0.042, 0.026)  # the control first
 

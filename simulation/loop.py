@@ -28,23 +28,23 @@ from typing import Protocol
 import numpy as np
 from sqlmodel import Session
 
-from service import library as library_domain
-from service import migrations
-from service.arm_status import set_arm_status
-from service.clock import ManualClock
-from service.decisions.decider import Unit
-from service.experiments import create_experiment
-from service.ingest.service import ingest_payload
+from service.core import migrations
+from service.core.clock import ManualClock
+from service.core.runtime import Runtime
+from service.core.settings import Settings
+from service.deciding.decider import Unit
+from service.experiments import repository as experiments_repo
+from service.experiments.arm_status import set_arm_status
+from service.experiments.schemas import ArmIn, ExperimentCreate
+from service.experiments.service import create_experiment
+from service.libraries import service as library_domain
+from service.loop import repository as loop_repo
 from service.loop import review
+from service.loop.schemas import ApproveIn, RejectIn
+from service.measuring.adapters.base import NormalizedEvent
+from service.measuring.service import ingest_payload
+from service.policy import repository as snapshots_repo
 from service.policy.snapshot import Snapshot
-from service.repositories import experiments as experiments_repo
-from service.repositories import loop as loop_repo
-from service.repositories import snapshots as snapshots_repo
-from service.runtime import Runtime
-from service.schemas.experiments import ArmIn, ExperimentCreate
-from service.schemas.loop import ApproveIn, RejectIn
-from service.settings import Settings
-from service.webhooks.base import NormalizedEvent
 from simulation.audience import DelaySpec, TagAudience, tag_audience
 from simulation.copywriter_server import running_copywriter
 from variants.lifecycle import ArmStatus

@@ -75,7 +75,7 @@ def chromium() -> Iterator[Any]:
 @pytest.fixture
 def live_server(runtime: Any) -> Iterator[str]:
     """The app on a real uvicorn, on a free loopback port, in a thread."""
-    from service.app import create_app
+    from service.core.app import create_app
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))

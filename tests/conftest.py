@@ -15,13 +15,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
-from service import migrations
-from service.app import create_app
-from service.clock import SYSTEM_CLOCK, Clock
-from service.db import make_engine
+from service.core import migrations
+from service.core.app import create_app
+from service.core.clock import SYSTEM_CLOCK, Clock
+from service.core.db import make_engine
+from service.core.runtime import Runtime
+from service.core.settings import Settings
 from service.models import metadata
-from service.runtime import Runtime
-from service.settings import Settings
 
 PG_ADMIN_URL = os.environ.get(
     "BANDITLOOP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

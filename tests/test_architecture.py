@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {"bandits": 0, "variants": 1, "service": 2, "simulation": 3}
 # The one door from the product to the simulator: `banditloop simulate`, imported lazily
 # inside the command, so the service never loads it otherwise.
-ALLOWED_UPWARD = {"service.cli": "simulation"}
+ALLOWED_UPWARD = {"service.core.cli": "simulation"}
 KNOWN_CYCLES: list[set[str]] = []
 # Where a transaction may be opened (`unit_of_work(...)`, `runtime.unit_of_work()`, a bare
 # `Session(...)`): the unit of work itself and the container; the request dependency and the
@@ -23,22 +23,22 @@ KNOWN_CYCLES: list[set[str]] = []
 # runner, decision log, state metrics); the CLI and the demo it seeds. Domain functions take
 # the session.
 OPENS_TRANSACTIONS = {
-    "service.sessions",
-    "service.runtime",
-    "service.deps",
-    "service.ingest.service",
-    "service.ingest.replay",
+    "service.core.sessions",
+    "service.core.runtime",
+    "service.core.deps",
+    "service.measuring.service",
+    "service.measuring.replay",
     "service.console.auth",
-    "service.auth",
-    "service.decisions.decider",
+    "service.core.auth",
+    "service.deciding.decider",
     "service.policy.refresher",
     "service.loop.scheduler",
     "service.loop.runner",
-    "service.decisions.log",
-    "service.decisions.writer",
-    "service.state_metrics",
-    "service.cli",
-    "service.demo",
+    "service.deciding.log",
+    "service.deciding.writer",
+    "service.admin.state_metrics",
+    "service.core.cli",
+    "service.core.demo",
 }
 
 
@@ -139,6 +139,54 @@ def test_only_the_entry_points_open_a_transaction():
     assert opening - OPENS_TRANSACTIONS == set()
 
 
+# The modules of core that assemble the domains (the app, the container, the CLI and its
+# demo, the OpenAPI document, the gunicorn entry): the rest of core is the platform every
+# domain uses, and imports none of them.
+CORE_ASSEMBLY = {
+    "service.core.app",
+    "service.core.runtime",
+    "service.core.cli",
+    "service.core.demo",
+    "service.core.openapi",
+    "service.core.gunicorn_conf",
+}
+SHARED = {"core", "models"}
+
+
+def domain(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if parts[0] == "service" and len(parts) > 2 else None
+
+
+def cross_domain_repositories(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Endpoints that import another domain's repository instead of calling its rules."""
+    return sorted(
+        (m, t)
+        for m, ts in graph.items()
+        if m.endswith("endpoints") and domain(m)
+        for t in ts
+        if t.rsplit(".", 1)[-1].endswith("repository") and domain(t) not in (domain(m), *SHARED)
+    )
+
+
+def platform_imports_of_domains(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    return sorted(
+        (m, t)
+        for m, ts in graph.items()
+        if domain(m) == "core" and m not in CORE_ASSEMBLY
+        for t in ts
+        if domain(t) is not None and domain(t) not in SHARED
+    )
+
+
+def test_endpoints_never_import_another_domains_repository():
+    assert cross_domain_repositories(import_graph()) == []
+
+
+def test_the_platform_imports_no_domain():
+    assert platform_imports_of_domains(import_graph()) == []
+
+
 def test_the_checks_can_fail():
     assert opens_transaction(ast.parse("with runtime.unit_of_work() as session: pass"))
     assert opens_transaction(ast.parse("with Session(engine) as session: pass"))
@@ -146,3 +194,14 @@ def test_the_checks_can_fail():
     graph = {"bandits.a": {"service.b"}, "service.b": {"service.c"}, "service.c": {"service.b"}}
     assert upward_imports(graph) == [("bandits.a", "service.b")]
     assert cycles(graph) == [{"service.b", "service.c"}]
+    graph = {
+        "service.admin.endpoints": {"service.measuring.repository"},
+        "service.core.settings": {"service.deciding.decider"},
+        "service.core.app": {"service.deciding.endpoints"},
+    }
+    assert cross_domain_repositories(graph) == [
+        ("service.admin.endpoints", "service.measuring.repository")
+    ]
+    assert platform_imports_of_domains(graph) == [
+        ("service.core.settings", "service.deciding.decider")
+    ]

@@ -92,7 +92,7 @@ def _post_batches(
 
 
 def _run(kind: str, rounds: int, requests: int, choose: Any) -> dict[tuple[str, str], float]:
-    from service.migrations import upgrade
+    from service.core.migrations import upgrade
 
     workdir = Path(tempfile.mkdtemp(prefix="banditloop-batch-"))
     url, name = _database(kind, workdir)

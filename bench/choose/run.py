@@ -446,7 +446,7 @@ def _run_bench(args: argparse.Namespace, priority: str) -> None:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: install it with `sudo apt-get install -y wrk` (Debian/Ubuntu)")
-    from service.migrations import upgrade
+    from service.core.migrations import upgrade
 
     workdir = Path(tempfile.mkdtemp(prefix="banditloop-bench-"))
     database_url = f"sqlite:///{workdir / 'bench.db'}"

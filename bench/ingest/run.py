@@ -32,14 +32,14 @@ import uvicorn
 from sqlalchemy import Engine, create_engine, insert, text
 from sqlmodel import Session
 
-from service import migrations
-from service.app import create_app
-from service.ingest.api_events import parse_events_body
-from service.ingest.service import ingest_payload
+from service.core import migrations
+from service.core.app import create_app
+from service.core.runtime import Runtime
+from service.core.settings import Settings
+from service.deciding import repository as decisions_repo
+from service.measuring.api_events import parse_events_body
+from service.measuring.service import ingest_payload
 from service.models import Decision, OutcomeEvent
-from service.repositories import decisions as decisions_repo
-from service.runtime import Runtime
-from service.settings import Settings
 
 BATCH = 1_000
 PG_ADMIN_URL = os.environ.get(

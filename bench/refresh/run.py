@@ -45,12 +45,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from service import migrations  # noqa: E402
-from service.app import create_app  # noqa: E402
-from service.clock import ManualClock  # noqa: E402
+from service.core import migrations  # noqa: E402
+from service.core.app import create_app  # noqa: E402
+from service.core.clock import ManualClock  # noqa: E402
+from service.core.runtime import Runtime  # noqa: E402
+from service.core.settings import Settings  # noqa: E402
 from service.policy.compute import compute_snapshot  # noqa: E402
-from service.runtime import Runtime  # noqa: E402
-from service.settings import Settings  # noqa: E402
 
 SENT = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 

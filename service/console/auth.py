@@ -43,11 +43,11 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request
 from fastapi.responses import Response
 
-from service.errors import Forbidden, InvalidInput, Unauthorized
-from service.inputs import unstorable_reason
+from service.console import repository as sessions_repo
+from service.core.errors import Forbidden, InvalidInput, Unauthorized
+from service.core.runtime import Runtime
+from service.core.storable import unstorable_reason
 from service.models import as_utc
-from service.repositories import console_sessions as sessions_repo
-from service.runtime import Runtime
 
 COOKIE = "banditloop_console"
 COOKIE_PATH = "/console"

@@ -1,4 +1,4 @@
-"""Inline SVG line charts of an experiment's history (`service.report.history`): traffic
+"""Inline SVG line charts of an experiment's history (`service.reporting.report.history`): traffic
 share and estimated rate per arm over snapshot versions. Drawn server-side, so a page
 needs no chart library and works with scripts off."""
 

@@ -14,20 +14,20 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from service import experiments as domain
-from service import report as reporting
 from service.console import forms, words
 from service.console.auth import ReviewerDep, verify_form
 from service.console.charts import line_chart
 from service.console.forms import FormDep
 from service.console.render import error_message, page
-from service.deps import RuntimeDep, SessionDep
-from service.errors import DomainError
+from service.core.deps import RuntimeDep, SessionDep
+from service.core.errors import DomainError
+from service.experiments import repository as repo
+from service.experiments import service as domain
+from service.experiments.schemas import ArmIn, ExperimentCreate, ExperimentSettings
+from service.loop import repository as loop_repo
 from service.loop import review
-from service.repositories import experiments as repo
-from service.repositories import loop as loop_repo
-from service.repositories import snapshots as snapshots_repo
-from service.schemas.experiments import ArmIn, ExperimentCreate, ExperimentSettings
+from service.policy import repository as snapshots_repo
+from service.reporting import report as reporting
 from variants.lifecycle import ArmStatus
 
 router = APIRouter(prefix="/console")

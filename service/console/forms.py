@@ -9,8 +9,8 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from pydantic import ValidationError
 
-from service.errors import DomainError, InvalidInput
-from service.inputs import safe_text, unstorable_reason
+from service.core.errors import DomainError, InvalidInput
+from service.core.storable import safe_text, unstorable_reason
 
 NUMBERS = (
     "exploration_share",

@@ -6,10 +6,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
-from service import libraries_view as view
 from service.console.auth import ReviewerDep
 from service.console.render import page
-from service.deps import SessionDep
+from service.core.deps import SessionDep
+from service.libraries import view as view
 
 router = APIRouter(prefix="/console")
 

@@ -16,18 +16,18 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from pydantic import ValidationError
 from sqlmodel import Session
 
-from service import library as library_domain
 from service.console.auth import Reviewer, ReviewerDep, verify_form
 from service.console.forms import FormDep
 from service.console.render import error_message, page
-from service.deps import SessionDep
-from service.errors import DomainError, InvalidInput
-from service.experiments import get_experiment
+from service.core.deps import SessionDep
+from service.core.errors import DomainError, InvalidInput
+from service.experiments import repository as experiments_repo
+from service.experiments.service import get_experiment
+from service.libraries import service as library_domain
+from service.loop import repository as loop_repo
 from service.loop import review
+from service.loop.schemas import ApproveIn, RejectIn
 from service.models import Proposal
-from service.repositories import experiments as experiments_repo
-from service.repositories import loop as loop_repo
-from service.schemas.loop import ApproveIn, RejectIn
 from variants.similarity import lexical_similarity
 
 router = APIRouter(prefix="/console")

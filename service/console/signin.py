@@ -20,8 +20,8 @@ from service.console.auth import (
 )
 from service.console.forms import FormDep
 from service.console.render import error_message, page
-from service.deps import RuntimeDep
-from service.errors import DomainError, Forbidden, error_response
+from service.core.deps import RuntimeDep
+from service.core.errors import DomainError, Forbidden, error_response
 
 router = APIRouter(prefix="/console")
 

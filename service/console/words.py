@@ -1,6 +1,6 @@
 """The report's figures in words and short numbers, for people rather than programs.
 
-Only formatting: every figure comes from `service.report` (one snapshot), none is
+Only formatting: every figure comes from `service.reporting.report` (one snapshot), none is
 computed here.
 """
 

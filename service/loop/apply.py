@@ -9,14 +9,14 @@ from typing import Any
 
 from sqlmodel import Session
 
-from service import library as library_domain
-from service.arm_status import set_arm_status
-from service.experiments import _new_arm
+from service.experiments import repository as experiments_repo
+from service.experiments.arm_status import set_arm_status
+from service.experiments.schemas import ArmIn
+from service.experiments.service import _new_arm
+from service.libraries import service as library_domain
+from service.loop import repository as loop_repo
 from service.models import Arm, Experiment, Proposal
 from service.policy.refresher import republish
-from service.repositories import experiments as experiments_repo
-from service.repositories import loop as loop_repo
-from service.schemas.experiments import ArmIn
 from variants.lifecycle import ArmStatus
 from variants.loop import LoopPlan, NewVariant, PlanItem
 

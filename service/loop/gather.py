@@ -13,18 +13,18 @@ from sqlmodel import Session
 
 from bandits.delay import DelayCDF
 from bandits.posterior import beta_posterior, pooled_prior
-from service import library as library_domain
-from service.fatigue import fatigued_arms
+from service.core.vocabulary import EXPOSURE, ArmStatus, success_metric
+from service.experiments import repository as experiments_repo
+from service.libraries import service as library_domain
+from service.loop import repository as loop_repo
 from service.loop.hold import held_arms
+from service.measuring import stats_repository as stats_repo
 from service.models import Arm, Experiment, LearningRow, PolicySnapshot
+from service.policy import repository as snapshots_repo
 from service.policy.cohorts import build_cohorts
 from service.policy.inputs import StatRow
 from service.policy.snapshot import Snapshot
-from service.repositories import experiments as experiments_repo
-from service.repositories import loop as loop_repo
-from service.repositories import snapshots as snapshots_repo
-from service.repositories import stats as stats_repo
-from service.vocabulary import EXPOSURE, ArmStatus, success_metric
+from service.reporting.fatigue import fatigued_arms
 from variants.inputs import (
     ArmView,
     Brief,

@@ -13,16 +13,15 @@ from datetime import datetime
 
 from sqlmodel import Session
 
-from service import library as library_domain
-from service.arm_status import set_arm_status
-from service.errors import Conflict, InvalidInput, NotFound
-from service.experiments import get_experiment
+from service.core.errors import Conflict, InvalidInput, NotFound
+from service.core.sessions import now as now_of
+from service.experiments import repository as experiments_repo
+from service.experiments.arm_status import set_arm_status
+from service.experiments.service import get_experiment
+from service.libraries import service as library_domain
+from service.loop import repository as loop_repo
 from service.loop.gather import content_rules
-from service.models import Arm, Experiment, Library, LoopRun, Proposal
-from service.policy.refresher import republish
-from service.repositories import experiments as experiments_repo
-from service.repositories import loop as loop_repo
-from service.schemas.loop import (
+from service.loop.schemas import (
     ApproveIn,
     EvidenceOut,
     LearningOut,
@@ -31,7 +30,8 @@ from service.schemas.loop import (
     RejectIn,
     VerdictOut,
 )
-from service.sessions import now as now_of
+from service.models import Arm, Experiment, Library, LoopRun, Proposal
+from service.policy.refresher import republish
 from variants.learnings import Learning, render_markdown
 from variants.library import applicable, freshness
 from variants.lifecycle import ArmStatus

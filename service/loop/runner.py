@@ -32,18 +32,17 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from bandits.tag_effects import TagEffect
-from service import metrics
-from service.clock import SYSTEM_CLOCK, Clock
-from service.errors import Conflict, NotFound
+from service.core import leases, metrics
+from service.core.clock import SYSTEM_CLOCK, Clock
+from service.core.errors import Conflict, NotFound
+from service.core.notify import Notifier, loop_run_failed, proposals_waiting
+from service.core.sessions import Handlers, unit_of_work
+from service.core.settings import Settings
+from service.experiments import repository as experiments_repo
+from service.loop import repository as loop_repo
 from service.loop.apply import apply_plan
 from service.loop.gather import gather, input_digest
 from service.models import LoopRun
-from service.notify import Notifier, loop_run_failed, proposals_waiting
-from service.repositories import experiments as experiments_repo
-from service.repositories import leases
-from service.repositories import loop as loop_repo
-from service.sessions import Handlers, unit_of_work
-from service.settings import Settings
 from variants.inputs import LoopInput
 from variants.llm import ProposerError, ProposerResult, embed_texts, propose
 from variants.loop import LoopPlan, compute_tag_effects, plan_run
@@ -356,7 +355,7 @@ def _effect(effect: TagEffect) -> dict[str, Any]:
 
 def _observe(run: LoopRun, llm: LlmOutcome) -> None:
     # Runs and pending proposals are counted from the database at scrape time
-    # (service/state_metrics.py), so the CLI's runs show too; the LLM's cost is per process.
+    # (service/admin/state_metrics.py), so the CLI's runs show too; the LLM's cost is per process.
     if not llm.requested or run.model is None:
         return
     if run.latency_ms is not None:

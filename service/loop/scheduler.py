@@ -13,14 +13,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from service.clock import SYSTEM_CLOCK, Clock
-from service.errors import Conflict
+from service.core.clock import SYSTEM_CLOCK, Clock
+from service.core.errors import Conflict
+from service.core.sessions import unit_of_work
+from service.core.vocabulary import ExperimentStatus
+from service.core.worker import PeriodicWorker
+from service.experiments import repository as experiments_repo
+from service.loop import repository as loop_repo
 from service.models import LoopRun, as_utc
-from service.repositories import experiments as experiments_repo
-from service.repositories import loop as loop_repo
-from service.sessions import unit_of_work
-from service.vocabulary import ExperimentStatus
-from service.worker import PeriodicWorker
 
 # Runs one experiment's loop by key (`LoopRunner.run`); raises Conflict when another
 # replica holds its lease.

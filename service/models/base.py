@@ -26,7 +26,7 @@ def utcnow() -> datetime:
 
 class DefaultTime(datetime):
     """A row's time that nobody gave: the system clock's, until the unit of work that
-    flushes the row replaces it with its own clock's (`service.sessions`)."""
+    flushes the row replaces it with its own clock's (`service.core.sessions`)."""
 
 
 def default_now() -> datetime:

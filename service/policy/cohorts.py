@@ -9,9 +9,9 @@ from datetime import datetime
 import numpy as np
 from numpy.typing import NDArray
 
+from service.core.vocabulary import OVERALL
 from service.models import as_utc
 from service.policy.inputs import StatRow
-from service.vocabulary import OVERALL
 
 MAX_SEGMENTS = 50
 

@@ -30,6 +30,13 @@ from bandits.eligibility import Streak, eligible_now, update_streaks
 from bandits.guardrails import check_guardrails, combine_guardrails
 from bandits.pooling import segment_priors
 from bandits.posterior import pooled_prior
+from service.core.vocabulary import (
+    EXPOSURE,
+    OVERALL,
+    SERVED_ARM_STATUSES,
+    ArmStatus,
+    ExperimentStatus,
+)
 from service.policy.cohorts import Cohorts, build_cohorts
 from service.policy.figures import (
     flat,
@@ -50,7 +57,6 @@ from service.policy.snapshot import (
     SnapshotArm,
     SnapshotExperiment,
 )
-from service.vocabulary import EXPOSURE, OVERALL, SERVED_ARM_STATUSES, ArmStatus, ExperimentStatus
 
 MIN_GUARDRAIL_EVENTS = 5
 FloatArray = NDArray[np.float64]

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from service.core.vocabulary import success_metric
 from service.models import Arm, Experiment
-from service.vocabulary import success_metric
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bandits import PreparedSampler
+from service.core.vocabulary import OVERALL, ExperimentStatus
 from service.policy.snapshot import Snapshot
-from service.vocabulary import OVERALL, ExperimentStatus
 
 
 @dataclass(frozen=True, slots=True)

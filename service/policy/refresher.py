@@ -22,11 +22,18 @@ import numpy as np
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from service import metrics
-from service.arm_status import set_arm_status
-from service.clock import SYSTEM_CLOCK, Clock
+from service.core import leases, metrics
+from service.core.clock import SYSTEM_CLOCK, Clock
+from service.core.notify import arm_suspended
+from service.core.sessions import Handlers, SnapshotPublished, after_commit, unit_of_work
+from service.core.sessions import now as now_of
+from service.core.vocabulary import EXPOSURE, ArmStatus
+from service.core.worker import PeriodicWorker
+from service.experiments import repository as experiments_repo
+from service.experiments.arm_status import set_arm_status
+from service.measuring import stats_repository as stats_repo
 from service.models import Arm, PolicySnapshot
-from service.notify import arm_suspended
+from service.policy import repository as snapshots_repo
 from service.policy import schedule
 from service.policy.compute import PolicyInputs, compute_snapshot
 from service.policy.inputs import ArmInfo, ExperimentInfo
@@ -35,14 +42,6 @@ from service.policy.offload import ComputeProcess
 from service.policy.schedule import MAX_SNAPSHOT_AGE
 from service.policy.snapshot import SegmentFigures, Snapshot
 from service.policy.suspension import arms_to_suspend, suspension_reason
-from service.repositories import experiments as experiments_repo
-from service.repositories import leases
-from service.repositories import snapshots as snapshots_repo
-from service.repositories import stats as stats_repo
-from service.sessions import Handlers, SnapshotPublished, after_commit, unit_of_work
-from service.sessions import now as now_of
-from service.vocabulary import EXPOSURE, ArmStatus
-from service.worker import PeriodicWorker
 
 log = logging.getLogger("banditloop.policy")
 
@@ -50,7 +49,7 @@ LEASE_NAME = "policy-refresher"
 COMPARED_FIELDS = ("exposures", "successes", "eligible")
 
 
-def gather(
+def read_policy_inputs(
     session: Session,
     *,
     experiment_id: int,
@@ -120,7 +119,7 @@ def _publish(
 ) -> tuple[PolicySnapshot | None, Snapshot | None]:
     now = now or now_of(session)
     previous = snapshots_repo.latest(session, experiment_id=experiment_id)
-    inputs = gather(session, experiment_id=experiment_id, now=now, previous=previous)
+    inputs = read_policy_inputs(session, experiment_id=experiment_id, now=now, previous=previous)
     if inputs is None:
         return None, None
     version = (previous.version if previous else 0) + 1

@@ -17,11 +17,11 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
+from service.core.vocabulary import ExperimentStatus
+from service.experiments import repository as experiments_repo
+from service.measuring import stats_repository as stats_repo
 from service.policy.inputs import ExperimentInfo
 from service.policy.snapshot import Snapshot
-from service.repositories import experiments as experiments_repo
-from service.repositories import stats as stats_repo
-from service.vocabulary import ExperimentStatus
 
 # Snapshots are rewritten at least this often, changed or not.
 MAX_SNAPSHOT_AGE = timedelta(minutes=10)

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from bandits.eligibility import Streak, streaks_from_json, streaks_to_json
-from service.vocabulary import OVERALL
+from service.core.vocabulary import OVERALL
 
 Floats = tuple[float, ...]
 Bools = tuple[bool, ...]
@@ -41,7 +41,7 @@ class SnapshotExperiment:
     segment_attribute: str | None
     exposure_event: str
     success_metric: str
-    # Share of keyed units held out of the loop (service.decisions.holdout); 0: none.
+    # Share of keyed units held out of the loop (service.deciding.holdout); 0: none.
     holdout_share: float = 0.0
 
     def to_json(self) -> dict[str, Any]:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from service.core.vocabulary import ArmStatus
 from service.policy.snapshot import Breach, Snapshot
-from service.vocabulary import ArmStatus
 
 
 def arms_to_suspend(

@@ -19,13 +19,13 @@ import numpy as np
 import numpy.typing as npt
 
 from bandits import sample_arms
+from service.core.vocabulary import EXPOSURE, SERVED_ARM_STATUSES, ArmStatus
 from service.loop.hold import held_arms
 from service.policy.compute import PolicyInputs, compute_snapshot
 from service.policy.inputs import ArmInfo, ExperimentInfo
 from service.policy.loaded import LoadedPolicy, load_policy
 from service.policy.snapshot import Snapshot
 from service.policy.suspension import arms_to_suspend
-from service.vocabulary import EXPOSURE, SERVED_ARM_STATUSES, ArmStatus
 from simulation.audience import Scenario
 from simulation.baselines import epsilon_greedy_allocation, thompson_allocation, uniform_allocation
 from simulation.regret.store import SimulatedStatistics, at_hours

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from service.vocabulary import OVERALL
+from service.core.vocabulary import OVERALL
 from simulation.audience import Scenario, draw_outcomes, draw_segments, simulation_streams
 from simulation.regret.policies import (
     BaselinePolicy,

@@ -17,11 +17,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import numpy.typing as npt
 
-from service.ingest.counting import CountableEvent, metrics_for, stat_key
+from service.core.vocabulary import EXPOSURE
+from service.measuring.counting import CountableEvent, metrics_for, stat_key
+from service.measuring.stats_repository import StatKey
 from service.models import Decision
 from service.policy.inputs import StatRow, SuccessDelay
-from service.repositories.stats import StatKey
-from service.vocabulary import EXPOSURE
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 
 from service.console.auth import COOKIE
 from service.console.auth import sign_in as make_session
+from service.core.runtime import Runtime
+from service.core.settings import Settings
 from service.models import utcnow
-from service.runtime import Runtime
-from service.settings import Settings
 from simulation.copywriter import read_data_block
 from simulation.copywriter_server import CopywriterControl
 from tests.browser import OfflinePage

@@ -30,7 +30,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from service.webhooks.generic import sign
+from service.measuring.adapters.generic import sign
 
 CHECKS = [
     not_a_server_error,
@@ -177,10 +177,10 @@ def fuzz_app(
     """A real app on its own database, with a key per scope and one experiment to reach."""
     from fastapi.testclient import TestClient
 
-    from service import migrations
-    from service.app import create_app
-    from service.runtime import Runtime
-    from service.settings import Settings
+    from service.core import migrations
+    from service.core.app import create_app
+    from service.core.runtime import Runtime
+    from service.core.settings import Settings
 
     migrations.upgrade(database_url)
     runtime = Runtime(

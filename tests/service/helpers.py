@@ -9,8 +9,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
+from service.core.runtime import Runtime
 from service.models import StatBucket, utcnow
-from service.runtime import Runtime
 
 
 def decide_many(

@@ -9,8 +9,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from service.runtime import Runtime
-from service.settings import Settings
+from service.core.runtime import Runtime
+from service.core.settings import Settings
 from simulation.copywriter_server import CopywriterControl, running_copywriter
 from tests.service.helpers import decide_many, later
 

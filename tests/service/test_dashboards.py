@@ -28,8 +28,9 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from service import metrics, state_metrics
-from service.tokens import DecisionSigner
+from service.admin import state_metrics
+from service.core import metrics
+from service.core.tokens import DecisionSigner
 from simulation.copywriter_server import running_copywriter
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -176,7 +177,9 @@ def service(tmp_path: Path) -> Iterator[str]:
         }
         log = tmp_path / "service.log"
         script = Path(sys.executable).with_name("banditloop")
-        banditloop = [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
+        banditloop = (
+            [str(script)] if script.exists() else [sys.executable, "-m", "service.core.cli"]
+        )
         command = [*banditloop, "serve", "--host", "127.0.0.1", "--port", str(port)]
         with log.open("wb") as out:
             process = subprocess.Popen(

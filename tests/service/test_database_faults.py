@@ -19,17 +19,17 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, select
 
-from service import migrations
-from service.app import create_app
-from service.db import make_engine
+from service.core import migrations
+from service.core.app import create_app
+from service.core.db import make_engine
+from service.core.runtime import Runtime
+from service.core.settings import Settings
 from service.models import DeadLetter
-from service.runtime import Runtime
-from service.settings import Settings
 from tests.conftest import PG_ADMIN_URL, SIGNING_KEYS, _admin_sql
 from tests.service.factories import create_random_experiment
 from tests.service.helpers import decide_many, metric_total
+from tests.service.measuring.adapters import signers
 from tests.service.tcp_proxy import TcpProxy
-from tests.webhooks import signers
 
 MAILGUN_KEY = "key-3ax6xnjp29jd6fds4gc373sgvjxteol0"
 POSTMARK = ("postmark", "s3cret-current-password")

@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 from schemathesis.python.asgi import shutdown_lifespans
 
-from service.app import create_app
-from service.runtime import Runtime
+from service.core.app import create_app
+from service.core.runtime import Runtime
 from tests.service import fuzz
 
 EXAMPLES = 5  # per operation and mode: about 400 requests per database

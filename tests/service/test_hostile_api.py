@@ -12,8 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
+from service.core.runtime import Runtime
 from service.models import DeadLetter
-from service.runtime import Runtime
 from tests.service.factories import create_random_experiment
 from tests.service.test_invalid_requests import assert_error
 

@@ -12,11 +12,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import inspect
 from sqlmodel import Session, select
 
-from service import migrations
-from service.cli import main as cli_main
-from service.db import make_engine
+from service.core import migrations
+from service.core.cli import main as cli_main
+from service.core.db import make_engine
+from service.core.runtime import Runtime
 from service.models import Decision, metadata
-from service.runtime import Runtime
 from tests.service.factories import create_random_experiment
 
 
@@ -103,7 +103,7 @@ def test_decision_log_flushes_on_its_interval(settings, engine_for, client, admi
     background.start()
     try:
         choice = background.decider.choose(
-            exp["key"], [__import__("service.decisions.decider", fromlist=["Unit"]).Unit()]
+            exp["key"], [__import__("service.deciding.decider", fromlist=["Unit"]).Unit()]
         )[0]
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
@@ -128,7 +128,7 @@ def test_sigterm_flushes_every_pending_decision(tmp_path):
     }
     port = 18000 + (hash(str(tmp_path)) % 1000)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "service.core.cli", "serve", "--port", str(port)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from service.runtime import Runtime
+from service.core.runtime import Runtime
 
 RECIPES = (Path(__file__).resolve().parents[2] / "docs" / "recipes.md").read_text()
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service.cli import main
-from service.runtime import Runtime
+from service.core.cli import main
+from service.core.runtime import Runtime
 from simulation.loop import SimulationConfig, compare, true_tags
 from tests.conftest import SIGNING_KEYS
 from tests.service.factories import create_random_experiment

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.cli import main as cli_main
-from service.ingest.counting import stat_key
+from service.core.cli import main as cli_main
+from service.core.vocabulary import OVERALL
+from service.measuring.counting import stat_key
 from service.models import Decision
 from service.policy.compute import PolicyInputs, compute_snapshot
 from service.policy.inputs import ArmInfo
-from service.vocabulary import OVERALL
 from simulation.audience import ArmSpec, Scenario, pinned_scenarios
 from simulation.regret import RunResult, SimulationSettings, run
 from simulation.regret.policies import experiment_info

@@ -14,11 +14,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.testclient import TestClient
 
-from service.app import create_app
 from service.console import auth
 from service.console.auth import AdminReviewerDep, ReviewerDep
+from service.core.app import create_app
+from service.core.runtime import Runtime
 from service.models import utcnow
-from service.runtime import Runtime
 
 ORIGIN = {"origin": "http://testserver"}
 

@@ -1,0 +1,1 @@
+"""Admin operations: API keys, dead letters, replay, rebuild, privacy, health."""

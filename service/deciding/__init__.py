@@ -1,0 +1,1 @@
+"""Deciding: /v1/choose, the decider and the decision log."""

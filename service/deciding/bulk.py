@@ -1,0 +1,171 @@
+"""Decision rows written at driver speed: COPY on PostgreSQL, executemany on SQLite.
+
+The ORM's bulk insert compiles the statement and runs a per-row dictionary pipeline on every
+flush; in the serving process that was the decision log's main cost and the source of
+/choose's tail (the flush holds the interpreter lock). Measured per row (CPU of the
+writing process, 3,000 rows a transaction): PostgreSQL 17.5 us by the ORM, 10.9 us by
+executemany, 2.8 us by COPY; SQLite about 40 us by the ORM against about 8 us by
+executemany over tuples.
+
+On SQLite the rows go to ``executemany`` through SQLAlchemy's connection, with each
+column's bind processing taken from the dialect (so a datetime is stored exactly as the ORM
+would store it). On PostgreSQL they go through psycopg's COPY in the session's transaction,
+and a driver error is raised as SQLAlchemy's ``DBAPIError`` subclass for it, so the fault
+classifier reads it as before (transient: keep the batch; about a row: bisect).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import Session
+
+from service.core.statements import table_of
+from service.deciding import repository as decisions_repo
+from service.deciding.records import DecisionRecord
+from service.models import Decision
+
+COLUMNS = (
+    "id",
+    "experiment_id",
+    "epoch",
+    "arm_id",
+    "segment",
+    "unit_hash",
+    "send_id",
+    "propensity",
+    "explored",
+    "policy_version",
+    "created_at",
+)
+
+
+def insert_decisions(session: Session, records: Sequence[DecisionRecord]) -> None:
+    """INSERT the decisions in the session's transaction (no conflict handling: unkeyed ids
+    are unique by construction, and a clash is a fault about that row)."""
+    if not records:
+        return
+    connection = session.connection()
+    rows = [_values(r) for r in records]
+    if connection.dialect.name == "postgresql":
+        _copy(connection.connection.driver_connection, rows)
+        return
+    statement, processors = _prepared(connection.dialect)
+    if processors:
+        rows = [_processed(row, processors) for row in rows]
+    connection.exec_driver_sql(statement, rows)
+
+
+KEYED_COLUMNS = (*COLUMNS, "holdout")
+# Per connection, emptied by each commit: keyed rows are copied here, then moved into the
+# table by one INSERT ... SELECT that skips the keys already stored.
+_STAGING = "decision_keyed_in"
+
+
+def insert_keyed_decisions(session: Session, records: Sequence[DecisionRecord]) -> set[str]:
+    """Insert keyed decisions unless (experiment, unit, send) or the id is already stored;
+    return the ids that were new (DESIGN: exposures only from stored decisions).
+
+    On PostgreSQL the rows travel by COPY into a temporary table and one
+    ``INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING id`` moves them: building the
+    JSON document of the generic insert-or-ignore was a fifth of a keyed batch's time.
+    SQLite keeps the generic path (its insert is in-process; no JSON is built there)."""
+    if not records:
+        return set()
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        return decisions_repo.insert_keyed(session, rows=[r.row() for r in records])
+    rows = [(*_values(r), r.holdout) for r in records]
+    names = ", ".join(KEYED_COLUMNS)
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    steps = (
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} "
+        "(LIKE decision INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+        f"COPY {_STAGING} ({names}) FROM STDIN",
+        f"INSERT INTO decision ({names}) SELECT {names} FROM {_STAGING} "
+        "ON CONFLICT DO NOTHING RETURNING id",
+    )
+    with _driver_errors(driver, steps[1]), driver.cursor() as cursor:
+        cursor.execute(steps[0])
+        with cursor.copy(steps[1]) as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(steps[2])
+        new = {found[0] for found in cursor.fetchall()}
+        # Rows of this batch stay in the staging table until the commit: empty it now, so
+        # a second keyed batch in the same transaction does not move them again.
+        cursor.execute(f"TRUNCATE {_STAGING}")
+    return new
+
+
+def _values(r: DecisionRecord) -> tuple[Any, ...]:
+    """A record's values in the order of ``COLUMNS``."""
+    return (
+        r.id,
+        r.experiment_id,
+        r.epoch,
+        r.arm_id,
+        r.segment,
+        r.unit_hash,
+        r.send_id,
+        r.propensity,
+        r.explored,
+        r.policy_version,
+        r.created_at,
+    )
+
+
+def _copy(driver: Any, rows: Sequence[tuple[Any, ...]]) -> None:
+    statement = f"COPY decision ({', '.join(COLUMNS)}) FROM STDIN"
+    with _driver_errors(driver, statement), driver.cursor() as cursor:
+        with cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+
+
+@contextmanager
+def _driver_errors(driver: Any, statement: str) -> Iterator[None]:
+    """A psycopg error raised as SQLAlchemy's DBAPIError subclass for it, so the fault
+    classifier and the routes' database error answer read it as any other."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(
+            statement, None, exc, psycopg.Error, connection_invalidated=driver.broken
+        ) from exc
+
+
+def _processed(
+    row: tuple[Any, ...], processors: Sequence[tuple[int, Callable[[Any], Any]]]
+) -> tuple[Any, ...]:
+    values = list(row)
+    for index, process in processors:
+        if values[index] is not None:
+            values[index] = process(values[index])
+    return tuple(values)
+
+
+@cache
+def _prepared(dialect: Dialect) -> tuple[str, tuple[tuple[int, Callable[[Any], Any]], ...]]:
+    """The INSERT in the driver's parameter style, and the columns whose values the dialect
+    converts before binding (e.g. SQLite's datetimes, stored as text)."""
+    table = table_of(Decision)
+    marker = "?" if dialect.paramstyle == "qmark" else "%s"
+    names = ", ".join(dialect.identifier_preparer.quote(name) for name in COLUMNS)
+    marks = ", ".join([marker] * len(COLUMNS))
+    statement = f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({names}) "
+    statement += f"VALUES ({marks})"
+    processors = []
+    for index, name in enumerate(COLUMNS):
+        process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        if process is not None:
+            processors.append((index, process))
+    return statement, tuple(processors)

@@ -1,0 +1,56 @@
+"""A decision as the log holds it before it is written, and the exposures it adds."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from service.core.vocabulary import EXPOSURE
+from service.measuring.stats_repository import Delta, StatKey, offset_seconds
+from service.models import hour_of
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    id: str
+    experiment_id: int
+    epoch: int
+    arm_id: int
+    segment: str
+    unit_hash: str | None
+    send_id: str | None
+    propensity: float
+    explored: bool
+    policy_version: int
+    created_at: datetime
+    counts_exposure: bool
+    holdout: bool = False
+
+    def row(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "experiment_id": self.experiment_id,
+            "epoch": self.epoch,
+            "arm_id": self.arm_id,
+            "segment": self.segment,
+            "unit_hash": self.unit_hash,
+            "send_id": self.send_id,
+            "propensity": self.propensity,
+            "explored": self.explored,
+            "holdout": self.holdout,
+            "policy_version": self.policy_version,
+            "created_at": self.created_at,
+        }
+
+
+def exposure_deltas(records: Sequence[DecisionRecord]) -> dict[StatKey, Delta]:
+    """Exposures per statistics row, with the seconds into the hour summed for exact ages."""
+    deltas: dict[StatKey, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+    for r in records:
+        if r.counts_exposure:
+            key = (r.experiment_id, r.epoch, r.segment, r.arm_id, hour_of(r.created_at), EXPOSURE)
+            deltas[key][0] += 1
+            deltas[key][2] += offset_seconds(r.created_at)
+    return {k: (int(v[0]), v[1], v[2]) for k, v in deltas.items()}

@@ -1,1 +1,0 @@
-"""Deciding: sampling arms from the loaded policy, minting ids, logging decisions."""

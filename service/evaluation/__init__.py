@@ -1,6 +1,0 @@
-"""Evaluation from the decision log: lift over an even split and off-policy estimates."""
-
-from service.evaluation.estimates import EvaluationLog, Target, evaluate_log
-from service.evaluation.experiment import evaluate_experiment
-
-__all__ = ["EvaluationLog", "Target", "evaluate_experiment", "evaluate_log"]

@@ -1,0 +1,1 @@
+"""Experiments and arms: create, configure, change status."""

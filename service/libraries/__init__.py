@@ -1,0 +1,2 @@
+"""Learnings libraries: what experiments share, their item operations, tag effects across
+campaigns."""

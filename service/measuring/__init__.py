@@ -1,0 +1,1 @@
+"""Measuring: events and webhooks in, counted into statistics; orphans, replay, rebuild."""

@@ -1,0 +1,116 @@
+"""What counts (DESIGN.md "What counts"): turn stored, accepted events into statistics.
+
+Shared by live ingestion and `banditloop stats rebuild`, which is why rebuilding gives the
+same numbers: both walk the stored events in id order through this one function.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from sqlmodel import Session
+
+from service.core.vocabulary import EXPOSURE
+from service.measuring import repository as events_repo
+from service.measuring import stats_repository as stats_repo
+from service.measuring.stats_repository import StatKey, offset_seconds
+from service.models import hour_of
+
+# With exposure event `delivered`, the first of these marks the exposure (a click can
+# arrive before the delivery report).
+EXPOSURE_TYPES = frozenset({"delivered", "open", "click", "conversion"})
+
+
+class DecisionLike(Protocol):
+    """A stored decision as attribution sees it (a row, a DecisionRef or a Decision)."""
+
+    @property
+    def experiment_id(self) -> int: ...
+    @property
+    def epoch(self) -> int: ...
+    @property
+    def segment(self) -> str: ...
+    @property
+    def arm_id(self) -> int: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CountableEvent:
+    id: int
+    decision_id: str
+    type: str
+    name: str | None
+    value: float | None
+    occurred_at: datetime
+
+
+def metrics_for(event: CountableEvent, exposure_event: str) -> list[str]:
+    """The first-event metrics an event can claim for its decision."""
+    wanted = []
+    if exposure_event == "delivered" and event.type in EXPOSURE_TYPES:
+        wanted.append(EXPOSURE)
+    wanted.append(event.type)
+    if event.type == "conversion" and event.name:
+        wanted.append(f"conversion:{event.name}")
+    return wanted
+
+
+def stat_key(decision: DecisionLike, metric: str) -> StatKey:
+    """Buckets are cohorts: keyed by the decision's hour, whatever the event's time."""
+    return (
+        decision.experiment_id,
+        decision.epoch,
+        decision.segment,
+        decision.arm_id,
+        hour_of(decision.created_at),
+        metric,
+    )
+
+
+def count_events(
+    session: Session,
+    *,
+    events: Sequence[CountableEvent],
+    decisions: Mapping[str, DecisionLike],
+    exposure_events: Mapping[int, str],
+) -> None:
+    """Claim first events and add the statistics deltas for accepted, stored events."""
+    firsts: dict[tuple[str, str], dict[str, object]] = {}
+    deltas: dict[StatKey, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+    claims: list[tuple[CountableEvent, DecisionLike, str]] = []
+    for event in sorted(events, key=lambda e: e.id):
+        decision = decisions.get(event.decision_id)
+        if decision is None:
+            continue
+        exposure_event = exposure_events.get(decision.experiment_id, "decision")
+        for metric in metrics_for(event, exposure_event):
+            key = (event.decision_id, metric)
+            if key not in firsts:
+                firsts[key] = {
+                    "decision_id": event.decision_id,
+                    "metric": metric,
+                    "event_id": event.id,
+                    "occurred_at": event.occurred_at,
+                }
+                claims.append((event, decision, metric))
+        if event.value:
+            deltas[stat_key(decision, event.type)][1] += float(event.value)
+    new = events_repo.insert_first_events(session, rows=list(firsts.values()))
+    for event, decision, metric in claims:
+        if (event.decision_id, metric) in new:
+            deltas[stat_key(decision, metric)][0] += 1
+            if metric == EXPOSURE:
+                deltas[stat_key(decision, metric)][2] += offset_seconds(decision.created_at)
+    stats_repo.add_deltas(
+        session,
+        deltas={
+            k: (int(v[0]), float(v[1]), v[2]) if k[5] == EXPOSURE else (int(v[0]), float(v[1]))
+            for k, v in deltas.items()
+        },
+    )

@@ -1,0 +1,172 @@
+"""Statistics buckets: incremental upserts in a fixed order, and reads for the policy."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, func
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col, select
+
+from service.core.statements import dialect_insert, table_of
+from service.models import Decision, FirstEvent, StatBucket, as_utc
+from service.policy.inputs import StatRow, SuccessDelay
+
+# (experiment_id, epoch, segment, arm_id, hour, metric)
+StatKey = tuple[int, int, str, int, datetime, str]
+# (count, value_sum) or, for exposure rows, (count, value_sum, offset_seconds_sum)
+Delta = tuple[int, float] | tuple[int, float, float]
+
+
+def offset_seconds(created_at: datetime) -> float:
+    """Seconds from the start of a decision's hour bucket to the decision."""
+    return created_at.minute * 60.0 + created_at.second + created_at.microsecond / 1e6
+
+
+def add_deltas(session: Session, *, deltas: Mapping[StatKey, Delta]) -> None:
+    """Add count/value (and exposure offset) deltas, one row each, in sorted key order.
+
+    Aggregating a batch per row keeps hot rows from serialising every event, and the fixed
+    order means two transactions touching the same rows always lock them in the same order,
+    so they queue instead of deadlocking.
+    """
+    if not deltas:
+        return
+    table = table_of(StatBucket)
+    stmt = dialect_insert(session, table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["experiment_id", "epoch", "segment", "arm_id", "hour", "metric"],
+        set_={
+            "count": table.c["count"] + stmt.excluded["count"],
+            "value_sum": table.c.value_sum + stmt.excluded.value_sum,
+            # NULL stays NULL: once part of a bucket's offsets is unknown, its mean is too.
+            "offset_seconds_sum": table.c.offset_seconds_sum + stmt.excluded.offset_seconds_sum,
+        },
+    )
+    rows = [
+        {
+            "experiment_id": k[0],
+            "epoch": k[1],
+            "segment": k[2],
+            "arm_id": k[3],
+            "hour": k[4],
+            "metric": k[5],
+            "count": v[0],
+            "value_sum": v[1],
+            "offset_seconds_sum": v[2] if len(v) > 2 else None,
+        }
+        for k, v in sorted(deltas.items())
+    ]
+    session.execute(stmt, rows)
+
+
+def rows_for(
+    session: Session, *, experiment_id: int, epoch: int, metrics: Sequence[str] | None = None
+) -> list[StatRow]:
+    stmt = sa_select(
+        col(StatBucket.segment),
+        col(StatBucket.arm_id),
+        col(StatBucket.hour),
+        col(StatBucket.metric),
+        col(StatBucket.count),
+        col(StatBucket.offset_seconds_sum),
+    ).where(col(StatBucket.experiment_id) == experiment_id, col(StatBucket.epoch) == epoch)
+    if metrics:
+        stmt = stmt.where(col(StatBucket.metric).in_(metrics))
+    return [
+        StatRow(
+            seg,
+            arm,
+            hour,
+            metric,
+            int(n),
+            None if offset is None or n <= 0 else float(offset) / float(n) / 3600.0,
+        )
+        for seg, arm, hour, metric, n, offset in session.execute(stmt)
+    ]
+
+
+def fingerprint(session: Session, *, experiment_id: int, epoch: int) -> tuple[object, ...]:
+    """Rows, total count and newest hour of an epoch's statistics: changes with any new count."""
+    stmt = sa_select(
+        func.count(),
+        func.coalesce(func.sum(col(StatBucket.count)), 0),
+        func.max(col(StatBucket.hour)),
+    ).where(col(StatBucket.experiment_id) == experiment_id, col(StatBucket.epoch) == epoch)
+    row = session.execute(stmt).one()
+    return (int(row[0]), int(row[1]), str(row[2]))
+
+
+EMPTY_FINGERPRINT: tuple[object, ...] = (0, 0, "None")
+
+
+def fingerprints(session: Session, *, epochs: Mapping[int, int]) -> dict[int, tuple[object, ...]]:
+    """``fingerprint`` of many experiments (id -> current epoch) in one grouped statement."""
+    if not epochs:
+        return {}
+    stmt = (
+        sa_select(
+            col(StatBucket.experiment_id),
+            col(StatBucket.epoch),
+            func.count(),
+            func.coalesce(func.sum(col(StatBucket.count)), 0),
+            func.max(col(StatBucket.hour)),
+        )
+        .where(col(StatBucket.experiment_id).in_(sorted(epochs)))
+        .group_by(col(StatBucket.experiment_id), col(StatBucket.epoch))
+    )
+    return {
+        experiment_id: (int(rows), int(total), str(newest))
+        for experiment_id, epoch, rows, total, newest in session.execute(stmt)
+        if epochs.get(experiment_id) == epoch
+    }
+
+
+def all_buckets(session: Session, *, experiment_id: int | None = None) -> list[StatBucket]:
+    stmt = select(StatBucket)
+    if experiment_id is not None:
+        stmt = stmt.where(StatBucket.experiment_id == experiment_id)
+    return list(session.exec(stmt))
+
+
+def wipe(session: Session, *, experiment_id: int | None = None) -> None:
+    stmt = delete(StatBucket)
+    if experiment_id is not None:
+        stmt = stmt.where(col(StatBucket.experiment_id) == experiment_id)
+    session.execute(stmt)
+
+
+def success_delays(
+    session: Session,
+    *,
+    experiment_id: int,
+    epoch: int,
+    metric: str,
+    now: datetime,
+    limit: int = 20_000,
+) -> list[SuccessDelay]:
+    """The newest first successes: delay from the decision, and the decision's age (hours)."""
+    stmt = (
+        select(FirstEvent.occurred_at, Decision.created_at)
+        .join(Decision, col(Decision.id) == col(FirstEvent.decision_id))
+        .where(
+            Decision.experiment_id == experiment_id,
+            Decision.epoch == epoch,
+            FirstEvent.metric == metric,
+        )
+        .order_by(col(FirstEvent.occurred_at).desc())
+        .limit(limit)
+    )
+    rows = [(as_utc(o), as_utc(c)) for o, c in session.exec(stmt)]
+    # With the limit reached, a success is here only if it happened after the oldest one
+    # read: its delay is left-truncated at (that cutoff - its decision).
+    cutoff = min(o for o, _ in rows) if len(rows) >= limit else None
+    delays = []
+    for occurred, created in rows:
+        delay = max(0.0, (occurred - created).total_seconds() / 3600.0)
+        age = max(0.0, (now - created).total_seconds() / 3600.0)
+        earliest = 0.0 if cutoff is None else max(0.0, (cutoff - created).total_seconds() / 3600)
+        delay = min(delay, age)
+        delays.append(SuccessDelay(delay, age, min(earliest, delay)))
+    return delays

@@ -1,0 +1,132 @@
+"""How young decisions count in the evaluation: the policy's delay CDF, and how to redraw it.
+
+The policy discounts a decision of age a to F(a) of an exposure, with F from the snapshot
+(``payload["delay"]``: the central CDF and the CDFs at the delay fit's sigma points). The
+evaluation applies the same F, so its figures and the policy's posteriors agree on what a young
+decision is worth. Where the snapshot does not carry the curve (written before the delay model
+did), the policy's estimator (``bandits.delay_model.fit_delay_model``) is run on the log's own
+successes instead, and the result says so.
+
+The bootstrap also needs F's own error, which for a young experiment is the larger part: how
+much is still to come is an extrapolation. The sigma points come in pairs theta +- sqrt(2) L_k
+(L the Cholesky root of the fit's covariance), so to first order a Gaussian draw
+theta = centre + L z moves F by sum_k z_k (F_k+ - F_k-) / (2 sqrt 2): a redraw of F costs a few
+array operations, at a few dozen log-spaced age nodes (F is smooth in age).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from bandits.delay import DelayCDF
+from bandits.delay_model import fit_delay_model
+from service.reporting.evaluation.estimates import DelayCorrection
+from service.reporting.repository import LoggedDecisions
+
+FloatArray = npt.NDArray[np.float64]
+
+AGE_NODES = 40
+SMALLEST_NODE_HOURS = 1.0 / 3600.0
+# An F drawn below this is floored: a decision never counts as nothing while it has a chance.
+SMALLEST_F = 1e-6
+
+
+def snapshot_curves(
+    payload: Mapping[str, Any] | None, window_hours: float
+) -> tuple[DelayCDF, tuple[DelayCDF, ...]] | None:
+    """The delay CDF the snapshot's policy used and its sigma-point CDFs, for this window."""
+    delay = (payload or {}).get("delay") or {}
+    try:
+        if not np.isclose(float(delay["window_hours"]), window_hours):
+            return None  # another epoch's window: not this evaluation's correction
+        edges = np.asarray(delay["edges_hours"], dtype=np.float64)
+
+        def curve(values: Sequence[float]) -> DelayCDF:
+            return DelayCDF(
+                float(window_hours),
+                edges,
+                np.asarray(values, dtype=np.float64),
+                float(delay.get("observations", 0.0)),
+                float(delay.get("prior_weight", 0.0)),
+            )
+
+        spread = tuple(curve(v) for v in delay.get("spread_values") or ())
+        return curve(delay["values"]), spread
+    except (KeyError, TypeError, ValueError):
+        return None  # an older snapshot without the curve: the log's own estimate stands in
+
+
+def log_curves(
+    decisions: LoggedDecisions, window_hours: float
+) -> tuple[DelayCDF, tuple[DelayCDF, ...]]:
+    """The policy's delay model fitted to the log's own successes."""
+    ages = np.asarray(decisions.age_hours, dtype=np.float64)
+    won = np.asarray(decisions.success, dtype=bool)
+    delays = np.minimum(np.asarray(decisions.delay_hours, dtype=np.float64)[won], ages[won])
+    model = fit_delay_model(delays, ages[won], window_hours)
+    return model.cdf, tuple(model.spread)
+
+
+def age_nodes(window_hours: float) -> FloatArray:
+    return np.geomspace(SMALLEST_NODE_HOURS, window_hours, AGE_NODES)
+
+
+def nearest_node(ages: FloatArray, nodes: FloatArray) -> npt.NDArray[np.int64]:
+    """The node nearest each age on a log scale (ages at or past the window: the last)."""
+    log_nodes = np.log(nodes)
+    midpoints = (log_nodes[1:] + log_nodes[:-1]) / 2.0
+    safe = np.log(np.clip(ages, nodes[0], nodes[-1]))
+    return np.searchsorted(midpoints, safe, side="left").astype(np.int64)
+
+
+def delay_correction(
+    decisions: LoggedDecisions,
+    *,
+    window_hours: float,
+    payload: Mapping[str, Any] | None,
+) -> tuple[DelayCorrection, dict[str, Any]]:
+    """The correction for this log, and what to say about it in the result."""
+    from_snapshot = snapshot_curves(payload, window_hours)
+    young = any(a < window_hours for a in decisions.age_hours)
+    if from_snapshot is not None:
+        (cdf, spread), source = from_snapshot, "snapshot"
+    elif young:
+        (cdf, spread), source = log_curves(decisions, window_hours), "log"
+    else:
+        # Every decision has matured: F = 1 for all of them, no curve is needed.
+        cdf = DelayCDF(window_hours, np.array([0.0, window_hours]), np.array([1.0, 1.0]), 0, 0)
+        spread, source = (), "matured"
+    nodes = age_nodes(window_hours)
+    centre = np.maximum(cdf(nodes), SMALLEST_F)
+    pairs = len(spread) // 2
+    # Per pair k: F's move per unit of z_k (see the module docstring).
+    moves = np.array(
+        [
+            (spread[2 * k](nodes) - spread[2 * k + 1](nodes)) / (2.0 * np.sqrt(2.0))
+            for k in range(pairs)
+        ]
+    ).reshape(pairs, nodes.size)
+
+    def redraw(rng: np.random.Generator, m: int) -> FloatArray:
+        z = rng.standard_normal((m, pairs))
+        drawn = np.clip(centre[None, :] + z @ moves, SMALLEST_F, 1.0)
+        drawn[:, -1] = 1.0  # the window's node: matured decisions
+        return np.asarray(drawn / centre[None, :], dtype=np.float64)
+
+    ages = np.asarray(decisions.age_hours, dtype=np.float64)
+    exposure = np.where(ages >= window_hours, 1.0, cdf(np.minimum(ages, window_hours)))
+    correction = DelayCorrection(
+        exposure=np.asarray(exposure, dtype=np.float64),
+        node=nearest_node(ages, nodes),
+        redraw=redraw,
+    )
+    info = {
+        "source": source,
+        "median_hours": cdf.median_hours() if source != "matured" else None,
+        "observations": cdf.observations,
+    }
+    return correction, info

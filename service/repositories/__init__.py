@@ -1,1 +1,0 @@
-"""Every query lives here, one module per aggregate, keyword-only arguments."""

@@ -1,1 +1,0 @@
-"""HTTP routes: parse, call one domain function, return a response model."""

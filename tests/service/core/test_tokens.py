@@ -1,0 +1,146 @@
+"""Decision ids are canonical: one decision, one spelling. Any other spelling that decodes
+to the same bytes (unused low bits set, padding, characters base64 would skip) is an
+altered token, rejected and dead-lettered, never stored as an orphan."""
+
+from __future__ import annotations
+
+import hmac
+import random
+import string
+from datetime import UTC, datetime
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.core.tokens import DecisionSigner, HmacSha256, InvalidToken
+from tests.service.factories import create_random_experiment
+from tests.service.helpers import decide_many, metric_total
+
+ALPHABET = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
+
+
+@pytest.fixture
+def signer() -> DecisionSigner:
+    return DecisionSigner([("k1", "a-signing-secret-for-the-token-tests")])
+
+
+def mint(signer: DecisionSigner, nonce: bytes) -> str:
+    return signer.mint(
+        experiment_id=7,
+        epoch=1,
+        arm_id=3,
+        segment="gold",
+        propensity=0.25,
+        policy_version=9,
+        issued_at=datetime(2026, 3, 2, tzinfo=UTC),
+        nonce=nonce,
+    )
+
+
+def low_bit_twins(token: str) -> list[str]:
+    """The other spellings of the same bytes: the last character carries 2 unused bits."""
+    index = ALPHABET.index(token[-1])
+    return [token[:-1] + ALPHABET[(index & ~0b11) | bits] for bits in range(4)]
+
+
+@pytest.mark.parametrize("nonce", [bytes(8), b"\xff" * 8, b"12345678"])
+def test_a_token_whose_unused_low_bits_differ_is_rejected(signer: DecisionSigner, nonce: bytes):
+    token = mint(signer, nonce)
+    assert len(token) == 71
+    assert signer.verify(token).arm_id == 3
+    twins = [t for t in low_bit_twins(token) if t != token]
+    assert len(twins) == 3
+    for twin in twins:
+        with pytest.raises(InvalidToken, match="canonical"):
+            signer.verify(twin)
+
+
+def test_non_canonical_base64url_is_rejected(signer: DecisionSigner):
+    token = mint(signer, b"abcdefgh")
+    for spelling in (
+        token + "=",  # padding
+        token + "==",
+        token[:10] + "." + token[10:],  # a character base64 decoding would skip
+        token[:10] + " " + token[10:],
+        token[:10] + "+" + token[11:],  # standard, not url-safe, alphabet
+        token[:10] + "/" + token[11:],
+        token[:10] + "\x00" + token[11:],
+        token[:10] + "é" + token[11:],
+    ):
+        with pytest.raises(InvalidToken):
+            signer.verify(spelling)
+
+
+def test_low_bit_twin_posted_as_an_event_is_dead_lettered_not_an_orphan(
+    client: TestClient, admin, decide, ingest, runtime
+):
+    exp = create_random_experiment(client, admin, arms=2)
+    token = decide_many(client, decide, runtime, exp["key"], 1)[0]["decision_id"]
+    (twin,) = [t for t in low_bit_twins(token) if t != token][:1]
+    events = [
+        {"event_id": "twin", "decision_id": twin, "type": "click"},
+        {"event_id": "real", "decision_id": token, "type": "click"},
+    ]
+    body = client.post("/v1/events", json=events, headers=ingest).json()
+    assert body["accepted"] == 1
+    assert body["orphans"] == 0
+    [rejected] = body["rejected"]
+    assert rejected["event_id"] == "twin"
+    assert "decision id" in rejected["reason"]
+    assert metric_total(runtime, "click") == 1
+
+
+@pytest.mark.parametrize("key_size", [0, 1, 32, 64, 65, 200])
+def test_the_precomputed_hmac_is_hmac_sha256(key_size: int) -> None:
+    rng = random.Random(key_size)
+    key = bytes(rng.randrange(256) for _ in range(key_size))
+    mac = HmacSha256(key)
+    for size in (0, 1, 41, 64, 1000):
+        message = bytes(rng.randrange(256) for _ in range(size))
+        assert mac.digest(message) == hmac.digest(key, message, "sha256")
+
+
+def test_ids_minted_for_a_batch_are_the_single_mint_with_fresh_nonces(
+    signer: DecisionSigner,
+) -> None:
+    at = datetime(2026, 3, 2, 10, 30, tzinfo=UTC)
+    arms = [(3, 0.25), (4, 0.5), (3, 0.25), (11, 0.125)]
+    ids = signer.mint_many(
+        experiment_id=7, epoch=2, segment="gold", policy_version=9, issued_at=at, arms=arms
+    )
+    assert len(set(ids)) == len(arms)
+    nonces = set()
+    for token, (arm_id, propensity) in zip(ids, arms, strict=True):
+        decoded = signer.verify(token)
+        assert (decoded.experiment_id, decoded.epoch, decoded.arm_id) == (7, 2, arm_id)
+        assert decoded.propensity == propensity
+        assert decoded.policy_version == 9
+        assert decoded.issued_at == int(at.timestamp())
+        nonces.add(decoded.nonce)
+        # Byte for byte what mint makes from the same fields and nonce.
+        assert token == signer.mint(
+            experiment_id=7,
+            epoch=2,
+            arm_id=arm_id,
+            segment="gold",
+            propensity=propensity,
+            policy_version=9,
+            issued_at=at,
+            nonce=decoded.nonce,
+        )
+    assert len(nonces) == len(arms)
+
+
+def test_an_id_signed_by_a_retired_key_still_verifies_with_its_own_mac() -> None:
+    old = DecisionSigner([("k1", "the-old-secret-0123456789abcdef0123")])
+    rotated = DecisionSigner(
+        [
+            ("k2", "the-new-secret-0123456789abcdef0123"),
+            ("k1", "the-old-secret-0123456789abcdef0123"),
+        ]
+    )
+    token = mint(old, b"\x01" * 8)
+    assert rotated.verify(token).kid == "k1"
+    stranger = DecisionSigner([("k1", "another-secret-0123456789abcdef012345")])
+    with pytest.raises(InvalidToken, match="signature"):
+        stranger.verify(token)

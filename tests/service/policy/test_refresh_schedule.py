@@ -1,0 +1,87 @@
+"""The refresher recomputes only the experiments whose inputs changed or aged."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+
+from service.core.runtime import Runtime
+from service.measuring import stats_repository as stats_repo
+from service.policy import repository as snapshots_repo
+from service.policy import schedule
+from tests.service.factories import create_random_experiment
+from tests.service.helpers import decide_many, later
+
+
+def versions(runtime: Runtime, ids: list[int]) -> list[int]:
+    with Session(runtime.engine) as session:
+        return [snapshots_repo.latest(session, experiment_id=i).version for i in ids]  # type: ignore[union-attr]
+
+
+def test_only_the_experiment_with_new_evidence_is_recomputed(
+    client: TestClient, admin, decide, ingest, runtime: Runtime
+) -> None:
+    exps = [create_random_experiment(client, admin, arms=3) for _ in range(3)]
+    ids = [e["id"] for e in exps]
+    for exp in exps:
+        decide_many(client, decide, runtime, exp["key"], 20)
+    # The youngest cohort is 5 minutes old: its corrections are next due a minute on.
+    first = later(5)
+    runtime.refresher.recompute_all(now=first)
+    before = versions(runtime, ids)
+    computed = {i: runtime.refresher._checked[i].at for i in ids}
+
+    busy = exps[1]
+    decisions = decide_many(client, decide, runtime, busy["key"], 10)
+    events = [{"event_id": "e1", "decision_id": decisions[0]["decision_id"], "type": "click"}]
+    assert client.post("/v1/events", json=events, headers=ingest).status_code == 200
+    second = first + timedelta(seconds=2)
+    written = runtime.refresher.recompute_all(now=second)
+
+    assert written == 1
+    after = versions(runtime, ids)
+    assert after[1] == before[1] + 1
+    assert (after[0], after[2]) == (before[0], before[2])
+    assert runtime.refresher._checked[ids[1]].at == second
+    assert runtime.refresher._checked[ids[0]].at == computed[ids[0]]
+    assert runtime.refresher._checked[ids[2]].at == computed[ids[2]]
+
+
+def test_an_idle_experiment_is_recomputed_once_its_snapshot_is_old(
+    client: TestClient, admin, decide, runtime: Runtime
+) -> None:
+    exp = create_random_experiment(client, admin, arms=2)
+    decide_many(client, decide, runtime, exp["key"], 20)
+    first = later(5)
+    runtime.refresher.recompute_all(now=first)
+
+    runtime.refresher.recompute_all(now=first + timedelta(seconds=30))
+    assert runtime.refresher._checked[exp["id"]].at == first
+    old = first + schedule.MAX_SNAPSHOT_AGE + timedelta(minutes=1)
+    runtime.refresher.recompute_all(now=old)
+    assert runtime.refresher._checked[exp["id"]].at == old
+
+
+def test_the_grouped_fingerprints_are_each_experiments_own(
+    client: TestClient, admin, decide, runtime: Runtime
+) -> None:
+    busy = create_random_experiment(client, admin, arms=3)
+    quiet = create_random_experiment(client, admin, arms=2)
+    decide_many(client, decide, runtime, busy["key"], 30)
+
+    with Session(runtime.engine) as session:
+        grouped = stats_repo.fingerprints(session, epochs={busy["id"]: 1, quiet["id"]: 1})
+        alone = stats_repo.fingerprint(session, experiment_id=busy["id"], epoch=1)
+        empty = stats_repo.fingerprint(session, experiment_id=quiet["id"], epoch=1)
+        stale_epoch = stats_repo.fingerprints(session, epochs={busy["id"]: 2})
+        running = schedule.running_fingerprints(session)
+
+    assert grouped[busy["id"]] == alone
+    assert alone[1] == 30  # thirty exposures
+    assert quiet["id"] not in grouped
+    assert empty == stats_repo.EMPTY_FINGERPRINT
+    assert stale_epoch == {}
+    assert set(running) == {busy["id"], quiet["id"]}
+    assert running[busy["id"]] != running[quiet["id"]]
