@@ -34,33 +34,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import optimize, stats
 
-from bandits.tag_effects import _design, _validate
+from bandits.tag_effects import TagEffect, _design, _validate
 
 MIN_ARMS = 3
-
-
-@dataclass(frozen=True, slots=True)
-class CampaignTagEffect:
-    """The change in log-odds of success with `tag`, all else equal, across campaigns."""
-
-    tag: str
-    effect: float
-    ci_low: float
-    ci_high: float
-    std_error: float
-    arms_with: int
-    arms_without: int
-    exposures: int  # exposures of the arms that carry the tag
-    campaigns: int  # campaigns whose arms contrast the tag (some with it, some without)
-    campaigns_agreeing: int  # of those, how many point the same way as `effect`
-
-    @property
-    def odds_ratio(self) -> float:
-        return float(np.exp(self.effect))
-
-    @property
-    def excludes_zero(self) -> bool:
-        return self.ci_low > 0.0 or self.ci_high < 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +47,7 @@ class CampaignTagModel:
     df: int
     arms_used: int
     campaigns_used: int
-    effects: tuple[CampaignTagEffect, ...]
+    effects: tuple[TagEffect, ...]
 
 
 def fit_campaign_tag_model(
@@ -122,14 +98,14 @@ def fit_campaign_tag_model(
     cov = cov * max(1.0, residual_ms)
     quantile = float(stats.t.ppf(0.5 + confidence / 2.0, df))
 
-    effects: list[CampaignTagEffect] = []
+    effects: list[TagEffect] = []
     for position, tag in enumerate(chosen, start=1):
         effect = float(beta[position])
         std_error = float(np.sqrt(cov[position, position]))
         carries = np.array([tag in t for t in arm_tags])
         contrasting, agreeing = _campaign_support(y, carries, groups, effect)
         effects.append(
-            CampaignTagEffect(
+            TagEffect(
                 tag=tag,
                 effect=effect,
                 ci_low=effect - quantile * std_error,
@@ -209,7 +185,7 @@ def estimate_campaign_tag_effects(
     *,
     min_exposures: int = 500,
     confidence: float = 0.95,
-) -> list[CampaignTagEffect]:
+) -> list[TagEffect]:
     """Per-tag effects across campaigns; empty when the model cannot be fitted."""
     model = fit_campaign_tag_model(
         successes, exposures, tags, campaigns, min_exposures=min_exposures, confidence=confidence
