@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func
+from sqlalchemy import ColumnElement, and_, func
 from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
@@ -16,6 +16,16 @@ from service.core.vocabulary import OVERALL
 from service.models import Decision, FirstEvent, PolicySnapshot, as_utc
 
 VERSION_CHUNK = 500
+
+
+def first_success_by(metric: str, now: datetime) -> ColumnElement[bool]:
+    """The outer-join condition that pairs a decision with its first ``metric`` event, if one
+    occurred by ``now`` (a later one is not known yet at ``now``)."""
+    return and_(
+        col(FirstEvent.decision_id) == col(Decision.id),
+        col(FirstEvent.metric) == metric,
+        col(FirstEvent.occurred_at) <= now,
+    )
 
 
 @dataclass(frozen=True)
@@ -77,15 +87,7 @@ def logged_decisions(
             col(Decision.created_at),
             col(FirstEvent.occurred_at),
         )
-        .join(
-            FirstEvent,
-            and_(
-                col(FirstEvent.decision_id) == col(Decision.id),
-                col(FirstEvent.metric) == metric,
-                col(FirstEvent.occurred_at) <= now,
-            ),
-            isouter=True,
-        )
+        .join(FirstEvent, first_success_by(metric, now), isouter=True)
         .where(
             col(Decision.experiment_id) == experiment_id,
             col(Decision.epoch) == epoch,

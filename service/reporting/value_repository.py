@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_
 from sqlalchemy import select as select_columns
 from sqlmodel import Session, col
 
 from service.models import Decision, FirstEvent, as_utc
+from service.reporting.repository import first_success_by
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,15 +39,7 @@ def keyed_outcomes(
             col(Decision.created_at),
             col(FirstEvent.occurred_at),
         )
-        .join(
-            FirstEvent,
-            and_(
-                col(FirstEvent.decision_id) == col(Decision.id),
-                col(FirstEvent.metric) == metric,
-                col(FirstEvent.occurred_at) <= now,
-            ),
-            isouter=True,
-        )
+        .join(FirstEvent, first_success_by(metric, now), isouter=True)
         .where(
             col(Decision.experiment_id) == experiment_id,
             col(Decision.epoch) == epoch,
@@ -90,15 +82,7 @@ def keyed_exposures(
             col(Decision.created_at),
             col(FirstEvent.occurred_at),
         )
-        .join(
-            FirstEvent,
-            and_(
-                col(FirstEvent.decision_id) == col(Decision.id),
-                col(FirstEvent.metric) == metric,
-                col(FirstEvent.occurred_at) <= now,
-            ),
-            isouter=True,
-        )
+        .join(FirstEvent, first_success_by(metric, now), isouter=True)
         .where(
             col(Decision.experiment_id) == experiment_id,
             col(Decision.epoch) == epoch,
