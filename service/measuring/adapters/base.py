@@ -153,6 +153,7 @@ class CheckedAdapter(Generic[CredentialsT]):
 
     name: str
     credentials_type: type[CredentialsT]
+    timestamp_tolerance: timedelta | None
 
     def verify(
         self,
@@ -165,6 +166,13 @@ class CheckedAdapter(Generic[CredentialsT]):
             raise TypeError(f"{type(self).__name__} needs {self.credentials_type.__name__}")
         require_secrets(self.secrets(credentials), self.name)
         self.check(headers, body, credentials, now)
+
+    def check_signed_time(self, timestamp: str, field: str, now: datetime) -> None:
+        """A signed unix timestamp (``field`` names it in errors) within the provider's
+        tolerance: older is a replay, far in the future a forgery (WebhookAuthError)."""
+        if self.timestamp_tolerance is None:
+            raise TypeError(f"{type(self).__name__} signs no timestamp")
+        check_timestamp(unix_header_time(timestamp, field), now, self.timestamp_tolerance)
 
     def secrets(self, credentials: CredentialsT) -> Sequence[str]:
         """The configured secrets (or keys); none means the provider is not configured."""

@@ -21,7 +21,6 @@ from service.measuring.adapters.base import (
     WebhookPayloadError,
     any_hmac_matches,
     as_dict,
-    check_timestamp,
     composite_key,
     decision_ids_from,
     load_json,
@@ -30,7 +29,6 @@ from service.measuring.adapters.base import (
     parse_time,
     require_header,
     split_setting,
-    unix_header_time,
 )
 
 SIGNATURE_HEADER = "x-cio-signature"
@@ -91,10 +89,7 @@ class CustomerIoAdapter(CheckedAdapter[CustomerIoCredentials]):
     ) -> None:
         signature = require_header(headers, SIGNATURE_HEADER)
         timestamp = require_header(headers, TIMESTAMP_HEADER)
-        assert self.timestamp_tolerance is not None
-        check_timestamp(
-            unix_header_time(timestamp, TIMESTAMP_HEADER), now, self.timestamp_tolerance
-        )
+        self.check_signed_time(timestamp, TIMESTAMP_HEADER, now)
         message = b"v0:" + timestamp.encode("utf-8") + b":" + body
         if not any_hmac_matches(credentials.signing_keys, message, [signature]):
             raise WebhookAuthError("signature does not match the configured Customer.io key")

@@ -29,7 +29,6 @@ from service.measuring.adapters.base import (
     WebhookPayloadError,
     any_hmac_matches,
     as_dict,
-    check_timestamp,
     decision_ids_from,
     header,
     hmac_sha256_hex,
@@ -39,7 +38,6 @@ from service.measuring.adapters.base import (
     parse_time,
     require_header,
     split_setting,
-    unix_header_time,
 )
 
 SIGNATURE_HEADER = "x-banditloop-signature"
@@ -96,8 +94,7 @@ class GenericAdapter(CheckedAdapter[GenericCredentials]):
         now: datetime,
     ) -> None:
         timestamp, signatures = parse_signature_header(require_header(headers, SIGNATURE_HEADER))
-        assert self.timestamp_tolerance is not None
-        check_timestamp(unix_header_time(timestamp, "t"), now, self.timestamp_tolerance)
+        self.check_signed_time(timestamp, "t", now)
         message = timestamp.encode("utf-8") + b"." + body
         if not any_hmac_matches(credentials.secrets, message, signatures):
             raise WebhookAuthError("signature does not match the configured secret")

@@ -23,7 +23,6 @@ from service.measuring.adapters.base import (
     WebhookPayloadError,
     any_hmac_matches,
     as_dict,
-    check_timestamp,
     composite_key,
     decision_ids_from,
     optional_str,
@@ -31,7 +30,6 @@ from service.measuring.adapters.base import (
     parse_time,
     split_setting,
     truthy_flag,
-    unix_header_time,
 )
 
 EVENT_TYPES: dict[str, EventType | None] = {
@@ -100,10 +98,7 @@ class MailgunAdapter(CheckedAdapter[MailgunCredentials]):
         ]
         if not candidates:
             raise WebhookAuthError("signature object lacks a signature")
-        assert self.timestamp_tolerance is not None
-        check_timestamp(
-            unix_header_time(timestamp, "signature.timestamp"), now, self.timestamp_tolerance
-        )
+        self.check_signed_time(timestamp, "signature.timestamp", now)
         message = (timestamp + token).encode("utf-8")
         if not any_hmac_matches(credentials.signing_keys, message, candidates):
             raise WebhookAuthError("signature does not match the configured Mailgun signing key")

@@ -29,7 +29,6 @@ from service.measuring.adapters.base import (
     WebhookPayloadError,
     as_dict,
     b64decode_strict,
-    check_timestamp,
     composite_key,
     decision_ids_from,
     load_json,
@@ -39,7 +38,6 @@ from service.measuring.adapters.base import (
     require_header,
     split_setting,
     truthy_flag,
-    unix_header_time,
 )
 
 SIGNATURE_HEADER = "x-twilio-email-event-webhook-signature"
@@ -112,10 +110,7 @@ class SendGridAdapter(CheckedAdapter[SendGridCredentials]):
     ) -> None:
         signature_text = require_header(headers, SIGNATURE_HEADER)
         timestamp = require_header(headers, TIMESTAMP_HEADER)
-        assert self.timestamp_tolerance is not None
-        check_timestamp(
-            unix_header_time(timestamp, TIMESTAMP_HEADER), now, self.timestamp_tolerance
-        )
+        self.check_signed_time(timestamp, TIMESTAMP_HEADER, now)
         try:
             signature = b64decode_strict(signature_text)
         except ValueError:
