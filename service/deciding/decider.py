@@ -50,6 +50,8 @@ class Choice:
     explored: bool
     policy_version: int
     fallback: bool
+    # A keyed unit in the experiment's holdout: the control arm, propensity 1.
+    holdout: bool = False
 
 
 class KeyedCache:
@@ -252,7 +254,9 @@ class Decider:
                 nonce=digest[16:24],
                 now=now,
             )
-            return record, Choice(record.id, held_out_arm, 1.0, False, policy.version, False)
+            return record, Choice(
+                record.id, held_out_arm, 1.0, False, policy.version, False, holdout=True
+            )
         u_explore, u_arm = uniforms_from_digest(digest)
         a, explored = seg_policy.sampler.from_uniforms(u_explore, u_arm)
         return self._record(
@@ -330,7 +334,7 @@ class Decider:
             # stored (a repeat, another replica's, a forgotten unit's) are read back.
             stored = {
                 key: decisions_repo.KeyedDecision(
-                    r.id, r.arm_id, r.propensity, r.explored, r.policy_version
+                    r.id, r.arm_id, r.propensity, r.explored, r.policy_version, r.holdout
                 )
                 for key, r in first_by_key.items()
                 if r.id in new_ids
@@ -349,7 +353,9 @@ class Decider:
                 out[i] = fresh
                 continue
             arm = policy.all_arms.get(row.arm_id, fresh.arm)
-            choice = Choice(row.id, arm, row.propensity, row.explored, row.policy_version, False)
+            choice = Choice(
+                row.id, arm, row.propensity, row.explored, row.policy_version, False, row.holdout
+            )
             self._keyed.put(key, choice)
             out[i] = choice
         return out

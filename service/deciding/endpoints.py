@@ -36,6 +36,7 @@ def choice_body(choice: Choice) -> dict[str, Any]:
         "policy_version": choice.policy_version,
         "fallback": choice.fallback,
         "tracked": choice.decision_id is not None,
+        "holdout": choice.holdout,
     }
 
 

@@ -42,6 +42,7 @@ class KeyedDecision:
     propensity: float
     explored: bool
     policy_version: int
+    holdout: bool
 
 
 def find_keyed(
@@ -62,6 +63,7 @@ def find_keyed(
         col(Decision.propensity),
         col(Decision.explored),
         col(Decision.policy_version),
+        col(Decision.holdout),
     )
     found: dict[KeyedKey, KeyedDecision] = {}
     for start in range(0, len(hashes), IN_CHUNK):

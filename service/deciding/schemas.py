@@ -68,6 +68,11 @@ class ChooseOut(BaseModel):
         description="False on a fallback answer: no decision is logged and `decision_id` is "
         "null, so send the message without one. True otherwise."
     )
+    holdout: bool = Field(
+        description="True when the unit is in the experiment's holdout (keyed decisions only): "
+        "it gets the control arm (or the first arm) with propensity 1, and its outcomes measure "
+        "what the loop earns against not running it. Always false for unkeyed decisions."
+    )
 
 
 class BatchOut(BaseModel):

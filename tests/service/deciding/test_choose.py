@@ -25,8 +25,10 @@ def test_choose_returns_a_signed_decision(client: TestClient, admin, decide, run
         "policy_version",
         "fallback",
         "tracked",
+        "holdout",
     }
     assert body["tracked"] is True
+    assert body["holdout"] is False
     assert len(body["decision_id"]) <= 80
     assert "=" not in body["decision_id"]
     base64.urlsafe_b64decode(body["decision_id"] + "==")

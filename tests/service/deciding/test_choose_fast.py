@@ -19,6 +19,7 @@ from service.core.app import create_app
 from service.core.runtime import Runtime
 from service.core.settings import Settings
 from service.deciding.fast_path import ChooseFastPath
+from service.deciding.holdout import in_holdout
 from tests.conftest import SIGNING_KEYS
 from tests.service.factories import create_random_experiment
 
@@ -174,3 +175,51 @@ def test_a_query_string_goes_through_the_framework(
 
     assert answer.status_code == 200
     assert passed.paths == ["/v1/choose"]
+
+
+def test_the_answer_says_when_a_unit_is_held_out_on_every_path(
+    client: TestClient, plain: TestClient, admin, decide, passed: Passed, runtime: Runtime
+) -> None:
+    exp = create_random_experiment(client, admin, arms=3, holdout_share=0.5)
+    control = next(arm["id"] for arm in exp["arms"] if arm["control"])
+    warm(client, decide, exp["key"])
+    units = [{"unit_id": f"u-{i}", "send_id": "spring"} for i in range(40)]
+    held = {
+        u["unit_id"] for u in units if in_holdout(runtime.signer.unit_hash(u["unit_id"]), 0.5)
+    }
+    assert 5 < len(held) < 35
+    body = {"experiment": exp["key"], "units": units}
+    passed.paths.clear()
+
+    fast = client.post("/v1/choose/batch", json=body, headers=decide)  # stored
+    runtime.decider.forget_keyed()
+    framework = plain.post("/v1/choose/batch", json=body, headers=decide)  # read back
+    cached = client.post("/v1/choose/batch", json=body, headers=decide)  # keyed cache
+    single = [
+        client.post("/v1/choose", json={"experiment": exp["key"], **u}, headers=decide)
+        for u in units[:10]
+    ]
+    query = {"experiment": exp["key"], "unit_id": "u-0", "send_id": "spring"}
+    got = client.get("/v1/choose", params=query, headers=decide)
+    unkeyed = client.post(
+        "/v1/choose/batch",
+        json={"experiment": exp["key"], "units": [{"unit_id": u["unit_id"]} for u in units]},
+        headers=decide,
+    )
+
+    assert passed.paths == ["/v1/choose"]  # only the GET reaches the framework
+    assert fast.status_code == framework.status_code == cached.status_code == 200
+    assert fast.content == framework.content == cached.content
+    answers = fast.json()["decisions"]
+    assert [a["holdout"] for a in answers] == [u["unit_id"] in held for u in units]
+    for answer in answers:
+        if answer["holdout"]:
+            assert (answer["arm"]["id"], answer["propensity"]) == (control, 1.0)
+            assert answer["explored"] is False
+    assert [s.json() for s in single] == answers[:10]
+    assert got.json() == answers[0]
+    assert not any(a["holdout"] for a in unkeyed.json()["decisions"])
+
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["ChooseOut"]
+    assert "holdout" in schema["required"]
+    assert schema["properties"]["holdout"]["type"] == "boolean"
