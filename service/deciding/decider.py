@@ -106,6 +106,9 @@ class Decider:
         self._engine = engine
         self._keyed = KeyedCache(keyed_cache_size)
         self._rng = rng or np.random.default_rng()
+        # The decisions counter's child per (experiment, arm, explored): ``labels()`` looks
+        # its arguments up under a lock on every call, a tenth of a single /choose.
+        self._counters: dict[tuple[str, int, bool], Any] = {}
 
     def forget_keyed(self) -> None:
         """Drop remembered keyed decisions (after a unit is deleted)."""
@@ -122,6 +125,8 @@ class Decider:
         now = self._clock.now()
         if not policy.servable:
             return self._fallback(policy, units)
+        if len(units) == 1 and not units[0].keyed:
+            return [self._one_unkeyed(policy, units[0], now)]
         choices: list[Choice | None] = [None] * len(units)
         records: list[DecisionRecord] = []
         keyed: list[tuple[int, tuple[int, str, str], DecisionRecord, Choice]] = []
@@ -167,8 +172,51 @@ class Decider:
         done = [c for c in choices if c is not None]
         # One labelled child per (arm, explored) in the batch, not one look-up per decision.
         for (arm_id, was_explored), n in Counter((c.arm.id, c.explored) for c in done).items():
-            metrics.DECISIONS.labels(policy.key, str(arm_id), str(was_explored)).inc(n)
+            self._count(policy.key, arm_id, was_explored, n)
         return done
+
+    def _count(self, experiment_key: str, arm_id: int, explored: bool, n: int) -> None:
+        key = (experiment_key, arm_id, explored)
+        child = self._counters.get(key)
+        if child is None:
+            if len(self._counters) > 10_000:  # arms come and go over a long life
+                self._counters.clear()
+            child = metrics.DECISIONS.labels(experiment_key, str(arm_id), str(explored))
+            self._counters[key] = child
+        child.inc(n)
+
+    def _one_unkeyed(self, policy: LoadedPolicy, unit: Unit, now: datetime) -> Choice:
+        """A single unkeyed decision (the common /choose): what ``choose`` does for a batch
+        of one, the same draws in the same order, without the batch's bookkeeping."""
+        segment, seg_policy = policy.segment_for(unit.context)
+        (a,), (explored,) = self._sample(seg_policy, 1)
+        arm = policy.arms[a]
+        propensity = float(seg_policy.allocation[a])
+        decision_id = self._signer.mint_many(
+            experiment_id=policy.experiment_id,
+            epoch=policy.epoch,
+            segment=segment,
+            policy_version=policy.version,
+            issued_at=now,
+            arms=((arm.id, propensity),),
+        )[0]
+        record = DecisionRecord(
+            decision_id,
+            policy.experiment_id,
+            policy.epoch,
+            arm.id,
+            segment,
+            self._signer.unit_hash(unit.unit_id) if unit.unit_id else None,
+            unit.send_id,
+            propensity,
+            explored,
+            policy.version,
+            now,
+            policy.counts_exposure_at_decision,
+        )
+        self._log.append((record,))
+        self._count(policy.key, arm.id, explored, 1)
+        return Choice(decision_id, arm, propensity, explored, policy.version, False)
 
     def _sample(self, seg_policy: SegmentPolicy, n: int) -> tuple[list[int], list[bool]]:
         if n == 1:

@@ -131,3 +131,38 @@ def test_unknown_experiment_is_404(client: TestClient, decide):
     response = client.post("/v1/choose", json={"experiment": "nope"}, headers=decide)
     assert response.status_code == 404
     assert response.json()["error"]["details"] == {"field": "experiment"}
+
+
+def test_single_unkeyed_decisions_are_logged_and_counted(
+    client: TestClient, admin, decide, runtime: Runtime
+):
+    from prometheus_client import REGISTRY
+
+    exp = create_random_experiment(client, admin, arms=3)
+
+    def counted() -> float:
+        return sum(
+            sample.value
+            for metric in REGISTRY.collect()
+            if metric.name == "banditloop_decisions"
+            for sample in metric.samples
+            if sample.name.endswith("_total") and sample.labels["experiment"] == exp["key"]
+        )
+
+    before = counted()
+    answers = [
+        client.post(
+            "/v1/choose", json={"experiment": exp["key"], "unit_id": f"u{i}"}, headers=decide
+        ).json()
+        for i in range(30)
+    ]
+    assert runtime.decision_log.flush() == 30
+    assert counted() - before == 30
+    with Session(runtime.engine) as session:
+        rows = {r.id: r for r in session.exec(select(Decision)).all()}
+    for i, answer in enumerate(answers):
+        row = rows[answer["decision_id"]]
+        assert row.unit_hash == runtime.signer.unit_hash(f"u{i}")
+        assert (row.arm_id, row.explored) == (answer["arm"]["id"], answer["explored"])
+        assert row.propensity == answer["propensity"]
+        assert not row.holdout and row.send_id is None
