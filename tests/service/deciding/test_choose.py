@@ -165,4 +165,5 @@ def test_single_unkeyed_decisions_are_logged_and_counted(
         assert row.unit_hash == runtime.signer.unit_hash(f"u{i}")
         assert (row.arm_id, row.explored) == (answer["arm"]["id"], answer["explored"])
         assert row.propensity == answer["propensity"]
-        assert not row.holdout and row.send_id is None
+        assert not row.holdout
+        assert row.send_id is None

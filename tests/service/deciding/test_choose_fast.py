@@ -184,9 +184,7 @@ def test_the_answer_says_when_a_unit_is_held_out_on_every_path(
     control = next(arm["id"] for arm in exp["arms"] if arm["control"])
     warm(client, decide, exp["key"])
     units = [{"unit_id": f"u-{i}", "send_id": "spring"} for i in range(40)]
-    held = {
-        u["unit_id"] for u in units if in_holdout(runtime.signer.unit_hash(u["unit_id"]), 0.5)
-    }
+    held = {u["unit_id"] for u in units if in_holdout(runtime.signer.unit_hash(u["unit_id"]), 0.5)}
     assert 5 < len(held) < 35
     body = {"experiment": exp["key"], "units": units}
     passed.paths.clear()
