@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 from service.admin.state_metrics import StateCollector
@@ -39,6 +40,7 @@ from service.core.settings import Settings, parse_signing_keys
 from service.core.tokens import DecisionSigner
 from service.deciding.decider import Decider
 from service.deciding.log import DecisionLog
+from service.deciding.writer_process import WriterProcess
 from service.loop.runner import LoopRunner
 from service.loop.scheduler import LoopScheduler
 from service.policy.loaded import LoadedPolicy, PolicyCache
@@ -77,6 +79,11 @@ def _count_event_metrics(event: EventsCounted) -> None:
         metrics.EVENTS.labels(event.source, event_type, outcome).inc(n)
 
 
+def _writer_process(settings: Settings) -> bool:
+    in_memory = make_url(settings.database_url).database in (None, "", ":memory:")
+    return settings.decision_writer_process and settings.run_background and not in_memory
+
+
 class Runtime:
     def __init__(
         self,
@@ -106,7 +113,11 @@ class Runtime:
             clock=clock,
             compute_process=settings.policy_compute_process,
         )
-        self.decision_log = DecisionLog(self.engine, flush_ms=settings.decision_flush_ms)
+        self.decision_log: DecisionLog | WriterProcess = (
+            WriterProcess(settings.database_url, flush_ms=settings.decision_flush_ms)
+            if _writer_process(settings)
+            else DecisionLog(self.engine, flush_ms=settings.decision_flush_ms)
+        )
         # Only the decider draws (the loop's statistical pass is deterministic): it gets the
         # generator as given, so a seed reproduces every decision.
         self.decider = Decider(

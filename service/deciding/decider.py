@@ -24,7 +24,8 @@ from service.core.vocabulary import ExperimentStatus
 from service.deciding import repository as decisions_repo
 from service.deciding.bulk import insert_keyed_decisions
 from service.deciding.holdout import holdout_arm, holdout_record, in_holdout
-from service.deciding.log import DecisionLog, DecisionRecord, exposure_deltas
+from service.deciding.log import DecisionRecord, exposure_deltas
+from service.deciding.records import DecisionSink
 from service.measuring import stats_repository as stats_repo
 from service.policy.loaded import LoadedPolicy, SegmentPolicy, ServingArm
 
@@ -93,7 +94,7 @@ class Decider:
         *,
         signer: DecisionSigner,
         policy_lookup: Callable[[str], LoadedPolicy | None],
-        decision_log: DecisionLog,
+        decision_log: DecisionSink,
         engine: Engine,
         keyed_cache_size: int,
         rng: np.random.Generator | None = None,

@@ -78,6 +78,11 @@ class DecisionLog:
     def _current_delay(self) -> float:
         return self._delay
 
+    @property
+    def backing_off(self) -> bool:
+        """The last write found the database away: the next waits for the growing pause."""
+        return self._delay > self._interval
+
     def append(self, records: Sequence[DecisionRecord]) -> None:
         with self._lock:
             self._pending.extend(records)

@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from service.core.vocabulary import EXPOSURE
 from service.measuring.stats_repository import Delta, StatKey, offset_seconds
@@ -43,6 +44,12 @@ class DecisionRecord:
             "policy_version": self.policy_version,
             "created_at": self.created_at,
         }
+
+
+class DecisionSink(Protocol):
+    """Where the decider hands unkeyed decisions: the log, in-process or in its writer."""
+
+    def append(self, records: Sequence[DecisionRecord]) -> None: ...
 
 
 def exposure_deltas(records: Sequence[DecisionRecord]) -> dict[StatKey, Delta]:
