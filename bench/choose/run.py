@@ -187,6 +187,33 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _children(pid: int) -> list[int]:
+    """The server's child processes (the policy computation's, the decision writer's)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _children_cpu(pid: int) -> float:
+    total = 0.0
+    for child in _children(pid):
+        with contextlib.suppress(OSError):
+            total += _cpu_seconds(child)
+    return total
+
+
+def _place_children(pid: int, where: str) -> None:
+    """Move the server's child processes to the load CPU (``--children load``): on a
+    machine with more cores they run beside the serving process, not on its core."""
+    if where != "load" or not _can_pin():
+        return
+    for child in _children(pid):
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(child, {int(LOAD_CPU)})
+
+
 def _wrk(port: int, script: Path, seconds: float, connections: int) -> tuple[float, int]:
     """Requests/s and requests answered, from wrk (closed loop: as fast as the server can)."""
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "-s", str(script)]
@@ -486,18 +513,25 @@ def _run_bench(args: argparse.Namespace, priority: str) -> None:
 
             peak: dict[str, list[float]] = {name: [] for name in ports}
             cpu: dict[str, list[float]] = {name: [] for name in ports}
+            child_cpu: dict[str, list[float]] = {name: [] for name in ports}
             for _ in range(args.rounds):
                 for name, port in ports.items():
+                    _place_children(pids[name], args.children)
                     before = _cpu_seconds(pids[name])
+                    before_children = _children_cpu(pids[name])
                     rate, answered = _wrk(port, script, args.seconds, args.connections)
                     peak[name].append(rate)
                     cpu[name].append((_cpu_seconds(pids[name]) - before) / answered * 1e6)
+                    grown = _children_cpu(pids[name]) - before_children
+                    child_cpu[name].append(grown / answered * 1e6)
             peaks = {name: _median(values) for name, values in peak.items()}
             cpu_per_request = {name: _median(values) for name, values in cpu.items()}
+            children_per_request = {name: _median(values) for name, values in child_cpu.items()}
 
             open_runs: dict[str, list[dict[str, Any]]] = {name: [] for name in ports}
             for _ in range(args.rounds):
                 for name, port in ports.items():
+                    _place_children(pids[name], args.children)
                     rate = peaks[name] * args.load
                     open_runs[name].append(
                         _generator(
@@ -506,6 +540,11 @@ def _run_bench(args: argparse.Namespace, priority: str) -> None:
                     )
 
     _report(args, peak, peaks, cpu_per_request, open_runs, capacity)
+    print(
+        "child processes' CPU per request (policy computation, decision writer; on the "
+        f"{'load' if args.children == 'load' else 'server'} CPU): "
+        + ", ".join(f"{name} {v:,.0f} us" for name, v in children_per_request.items())
+    )
     shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -592,6 +631,13 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50, help="wrk connections")
     parser.add_argument("--load", type=float, default=0.5, help="open-loop share of max rate")
     parser.add_argument("--open-connections", type=int, default=32, help="generator connections")
+    parser.add_argument(
+        "--children",
+        choices=["load", "server"],
+        default="load",
+        help="CPU of the server's child processes: beside the load (as on a bigger machine, "
+        "where they get their own cores) or on the server's own CPU",
+    )
     args = parser.parse_args()
     if args.command == "_generate":
         _generate(args)
