@@ -101,7 +101,7 @@ def _run(kind: str, rounds: int, requests: int, choose: Any) -> dict[tuple[str, 
         admin_key = "bl_bench_admin_" + os.urandom(12).hex()
         env = dict(os.environ)
         env.update(BANDITLOOP_DATABASE_URL=url, BANDITLOOP_BOOTSTRAP_ADMIN_KEY=admin_key)
-        with choose._server("service.main:app", env, workdir, "service") as (port, _pid):
+        with choose._server("service.main:app", env, workdir, "service") as (port, pid):
             token, _answer, _size = choose._set_up_service(port, admin_key)
             if choose._can_pin():
                 os.sched_setaffinity(0, {int(choose.LOAD_CPU)})
@@ -113,6 +113,8 @@ def _run(kind: str, rounds: int, requests: int, choose: Any) -> dict[tuple[str, 
                 _post_batches(client, "/v1/choose/batch", choose.EXPERIMENT, False, 3)  # warm
                 for _ in range(rounds):
                     for keyed in (False, True):
+                        # The server's child processes beside the load, as bench/choose does.
+                        choose._place_children(pid, "load")
                         for via, path in (
                             ("framework", "/v1/choose/batch?via=framework"),
                             ("plain", "/v1/choose/batch"),
