@@ -52,6 +52,7 @@ _MIRRORED: tuple[PromCounter, ...] = (
     metrics.DECISION_LOG_FLUSH_FAILURES,
 )
 STOP_TIMEOUT_SECONDS = 30.0
+READY_TIMEOUT_SECONDS = 60.0
 
 
 class WriterProcess:
@@ -69,13 +70,19 @@ class WriterProcess:
         self._seen: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         self._waiters: dict[int, tuple[threading.Event, list[int]]] = {}
         self._tokens = itertools.count()
+        self._ready = threading.Event()
         self.worker = PeriodicWorker(
             "decision-pipe", self.hand_over, interval=flush_ms / 1000, log=log
         )
 
     def start(self) -> None:
+        """Start the child and wait until it is ready to write (its imports and engine take
+        a second or two: done before serving, they neither compete with the first requests
+        nor hold the first decisions back)."""
         with self._pipe_lock:
             self._running()
+        if not self._ready.wait(READY_TIMEOUT_SECONDS):
+            log.error("decision writer not ready within %.0f s", READY_TIMEOUT_SECONDS)
         self.worker.start()
 
     def append(self, records: Sequence[DecisionRecord]) -> None:
@@ -180,7 +187,9 @@ class WriterProcess:
                 kind, *rest = pickle.load(child.stdout)
             except (EOFError, OSError, pickle.UnpicklingError):
                 break
-            if kind == "report":
+            if kind == "ready":
+                self._ready.set()
+            elif kind == "report":
                 pending, samples = rest
                 self._child_pending = pending
                 self._mirror(samples)
@@ -191,6 +200,7 @@ class WriterProcess:
                     waiter[1].append(stored)
                     waiter[0].set()
         child.stdout.close()
+        self._ready.set()  # a child that died while starting: nobody waits for it
         for done, _ in list(self._waiters.values()):
             done.set()  # a flush waiting on a child that is gone answers 0
         self._child_pending = 0
@@ -277,6 +287,7 @@ def serve(source: IO[bytes], sink: IO[bytes]) -> None:
         log=log,  # noqa: SLF001
     )
     decisions.start()
+    reply(("ready",))
     try:
         while True:
             try:
