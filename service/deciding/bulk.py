@@ -71,7 +71,8 @@ def insert_keyed_decisions(session: Session, records: Sequence[DecisionRecord]) 
     """Insert keyed decisions unless (experiment, unit, send) or the id is already stored;
     return the ids that were new (DESIGN: exposures only from stored decisions).
 
-    On PostgreSQL the rows travel by COPY into a temporary table and one
+    On PostgreSQL a batch of new keys is copied straight in (``_copy_if_all_new``);
+    otherwise the rows travel by COPY into a temporary table and one
     ``INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING id`` moves them: building the
     JSON document of the generic insert-or-ignore was a fifth of a keyed batch's time.
     SQLite keeps the generic path (its insert is in-process; no JSON is built there)."""
@@ -84,6 +85,8 @@ def insert_keyed_decisions(session: Session, records: Sequence[DecisionRecord]) 
     names = ", ".join(KEYED_COLUMNS)
     driver = connection.connection.driver_connection
     assert driver is not None
+    if _copy_if_all_new(driver, rows, names):
+        return {r.id for r in records}
     steps = (
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} "
         "(LIKE decision INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
@@ -102,6 +105,31 @@ def insert_keyed_decisions(session: Session, records: Sequence[DecisionRecord]) 
         # a second keyed batch in the same transaction does not move them again.
         cursor.execute(f"TRUNCATE {_STAGING}")
     return new
+
+
+def _copy_if_all_new(driver: Any, rows: Sequence[tuple[Any, ...]], names: str) -> bool:
+    """COPY the keyed rows straight into the table, in a savepoint; False (and nothing
+    written) if any key or id is already stored.
+
+    A keyed batch is nearly always a new send, so nothing conflicts: one COPY (1,000 rows in
+    55 ms here) instead of COPY into the staging table and INSERT ... SELECT ... ON
+    CONFLICT (17 + 72 ms). A retried batch hits a stored key, rolls the savepoint back and
+    takes the staging path, which skips what is stored."""
+    import psycopg
+
+    statement = f"COPY decision ({names}) FROM STDIN"
+    with _driver_errors(driver, statement), driver.cursor() as cursor:
+        cursor.execute("SAVEPOINT keyed_copy")
+        try:
+            with cursor.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except psycopg.errors.UniqueViolation:
+            cursor.execute("ROLLBACK TO SAVEPOINT keyed_copy")
+            cursor.execute("RELEASE SAVEPOINT keyed_copy")
+            return False
+        cursor.execute("RELEASE SAVEPOINT keyed_copy")
+    return True
 
 
 def _values(r: DecisionRecord) -> tuple[Any, ...]:

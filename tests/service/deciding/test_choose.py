@@ -167,3 +167,40 @@ def test_single_unkeyed_decisions_are_logged_and_counted(
         assert row.propensity == answer["propensity"]
         assert not row.holdout
         assert row.send_id is None
+
+
+def test_a_keyed_batch_stores_only_new_keys_and_says_which(
+    client: TestClient, admin, decide, runtime: Runtime
+):
+    from service.core.sessions import unit_of_work
+    from service.deciding.bulk import insert_keyed_decisions
+    from service.deciding.records import DecisionRecord
+    from service.models import utcnow
+
+    exp = create_random_experiment(client, admin, arms=2)
+    arm, now = exp["arms"][0]["id"], utcnow()
+
+    def record(unit: int) -> DecisionRecord:
+        unit_hash = runtime.signer.unit_hash(f"u{unit}")
+        decision_id = runtime.signer.mint(
+            experiment_id=exp["id"],
+            epoch=1,
+            arm_id=arm,
+            segment="__all__",
+            propensity=0.5,
+            policy_version=1,
+            issued_at=now,
+            nonce=runtime.signer.keyed_digest(exp["id"], unit_hash, "s")[16:24],
+        )
+        return DecisionRecord(
+            decision_id, exp["id"], 1, arm, "__all__", unit_hash, "s", 0.5, False, 1, now, True
+        )
+
+    first = [record(u) for u in range(10)]
+    with unit_of_work(runtime.engine) as session:  # all new: copied straight in on PostgreSQL
+        assert insert_keyed_decisions(session, first) == {r.id for r in first}
+    again = [record(u) for u in range(5, 15)]  # a retry overlapping the first batch
+    with unit_of_work(runtime.engine) as session:
+        assert insert_keyed_decisions(session, again) == {r.id for r in again[5:]}
+    with Session(runtime.engine) as session:
+        assert len(session.exec(select(Decision)).all()) == 15
