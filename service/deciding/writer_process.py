@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import pickle
 import signal
 import subprocess
@@ -165,10 +166,14 @@ class WriterProcess:
 
     def _running(self) -> subprocess.Popen[bytes]:
         if self._child is None or self._child.poll() is not None:
+            # Its counters reach /metrics through this process (``_mirror``), not through
+            # prometheus-client's multiprocess files, which would count them twice.
+            env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
             child = subprocess.Popen(
                 [sys.executable, "-m", "service.deciding.writer_process"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
+                env=env,
             )
             assert child.stdin is not None
             pickle.dump(("config", *self._config), child.stdin, pickle.HIGHEST_PROTOCOL)
