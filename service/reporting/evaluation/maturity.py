@@ -17,6 +17,7 @@ array operations, at a few dozen log-spaced age nodes (F is smooth in age).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -83,13 +84,37 @@ def nearest_node(ages: FloatArray, nodes: FloatArray) -> npt.NDArray[np.int64]:
     return np.searchsorted(midpoints, safe, side="left").astype(np.int64)
 
 
+def cohort_ages(decisions: LoggedDecisions, now: datetime) -> FloatArray:
+    """Each decision's age as the policy counts it: the mean age at ``now`` of its cohort, the
+    decisions of one segment and arm in one exposure hour (``service.policy.cohorts``).
+
+    The snapshot discounts a cohort by F(its mean age), not by the mean of its decisions'
+    F(age); the evaluation does the same, so that read at the snapshot's time its maturity is
+    the arms' (exposure-weighted) and its rates are the arms' corrected rates pooled. The two
+    differ only for a cohort whose decisions span much of an hour while F still climbs steeply.
+    """
+    ages = np.asarray(decisions.age_hours, dtype=np.float64)
+    if ages.size == 0:
+        return ages
+    hours = np.floor(now.timestamp() / 3600.0 - ages)
+    _, segment = np.unique(np.asarray(decisions.segment, dtype=object), return_inverse=True)
+    _, arm = np.unique(np.asarray(decisions.arm_id, dtype=np.int64), return_inverse=True)
+    _, hour = np.unique(hours, return_inverse=True)
+    key = (segment.reshape(-1) * (arm.max() + 1) + arm.reshape(-1)) * (hour.max() + 1) + hour
+    _, cell = np.unique(key.reshape(-1), return_inverse=True)
+    cell = cell.reshape(-1)
+    counts = np.bincount(cell)
+    return np.asarray((np.bincount(cell, weights=ages) / counts)[cell], dtype=np.float64)
+
+
 def delay_correction(
     decisions: LoggedDecisions,
     *,
     window_hours: float,
     payload: Mapping[str, Any] | None,
+    now: datetime,
 ) -> tuple[DelayCorrection, dict[str, Any]]:
-    """The correction for this log, and what to say about it in the result."""
+    """The correction for this log at ``now``, and what to say about it in the result."""
     from_snapshot = snapshot_curves(payload, window_hours)
     young = any(a < window_hours for a in decisions.age_hours)
     if from_snapshot is not None:
@@ -117,7 +142,7 @@ def delay_correction(
         drawn[:, -1] = 1.0  # the window's node: matured decisions
         return np.asarray(drawn / centre[None, :], dtype=np.float64)
 
-    ages = np.asarray(decisions.age_hours, dtype=np.float64)
+    ages = cohort_ages(decisions, now)
     exposure = np.where(ages >= window_hours, 1.0, cdf(np.minimum(ages, window_hours)))
     correction = DelayCorrection(
         exposure=np.asarray(exposure, dtype=np.float64),

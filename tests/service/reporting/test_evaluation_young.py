@@ -10,6 +10,7 @@ evaluation does when the snapshot carries no curve).
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -22,6 +23,8 @@ RATES = np.array([0.04, 0.08, 0.12, 0.16])
 WINDOW = 168.0
 DELAY_MEDIAN_HOURS = 1.0
 DELAY_SIGMA = 1.5
+# The read time: on the hour, as the simulated campaign starts on one.
+NOW = datetime(2026, 11, 2, tzinfo=UTC)
 
 
 def simulated_log(
@@ -78,7 +81,7 @@ def evaluate(decisions: LoggedDecisions, rng: np.random.Generator, level: float 
         uniform=np.full(n, 1.0 / RATES.size),
         uniform_mass=np.ones(n),
     )
-    correction, info = delay_correction(decisions, window_hours=WINDOW, payload=None)
+    correction, info = delay_correction(decisions, window_hours=WINDOW, payload=None, now=NOW)
     result = evaluate_log(log, [], rng=rng, n_boot=300, level=level, delay=correction)
     return result, info
 

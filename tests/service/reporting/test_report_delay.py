@@ -380,3 +380,66 @@ def test_reaching_full_maturity_is_always_a_new_version():
     assert _moved(figures(0.9925), figures(1.0))
     assert not _moved(figures(0.99), figures(0.9925))
     assert not _moved(figures(1.0), figures(1.0))
+
+
+def test_read_seconds_after_the_clicks_the_page_states_one_maturity(
+    client: TestClient, admin, decide, ingest, runtime: Runtime, clock: ManualClock
+):
+    """Three push sends ten seconds apart, clicks back 1-3 s after each, the policy refreshed
+    4 s after each and the report read 2 s after the last refresh. The evaluation reads the log
+    as the arms' snapshot did: its maturity is the arms' (exposure-weighted), the policy's
+    corrected value is the arms' evidence pooled, and the lift over an even split is clearly
+    positive (the later sends favoured the best arm). Before, the evaluation discounted each
+    decision by F at its age at read time, with F a straight line below 10 s: a different
+    maturity on the same page, and rates capped at 100% that made the lift read +0.0%."""
+    start = DAY.replace(hour=11, minute=20)
+    clock.set(start)
+    exp = create_random_experiment(client, admin, arms=3)  # default settings
+    arm_ids = [a["id"] for a in exp["arms"]]
+    rng = np.random.default_rng(11)
+    for send in range(3):
+        sent = start + timedelta(seconds=10 * send)
+        clock.set(sent)
+        decisions = keyed_send(client, decide, runtime, exp["key"], 1500, send_id=f"s{send}")
+        seen = dict.fromkeys(arm_ids, 0)
+        events = []
+        for d in decisions:
+            arm = d["arm"]["id"]
+            seen[arm] += 1
+            if seen[arm] % EVERY[arm_ids.index(arm)] == 0:
+                delay = timedelta(seconds=float(rng.uniform(1, 3)))
+                events.append(
+                    {
+                        "event_id": f"click-{send}-{len(events)}",
+                        "decision_id": d["decision_id"],
+                        "type": "click",
+                        "occurred_at": (sent + delay).isoformat(),
+                    }
+                )
+        clock.set(sent + timedelta(seconds=4))
+        response = client.post("/v1/events", json=events, headers=ingest)
+        assert response.status_code == 200, response.text
+        runtime.refresher.tick()
+    clock.advance(2 / 3600)
+    report = client.get(f"/v1/experiments/{exp['key']}/report", headers=admin).json()
+
+    rows = report["arms"]
+    exposures = np.array([r["exposures"] for r in rows], dtype=float)
+    successes = np.array([r["successes"] for r in rows], dtype=float)
+    maturity = np.array([r["maturity"] for r in rows])
+    arms_maturity = float((maturity * exposures).sum() / exposures.sum())
+    evaluation = report["evaluation"]
+    assert evaluation["as_of"] == report["computed_at"]
+    assert evaluation["young"] == evaluation["n"] == 4500
+    assert evaluation["maturity"] == pytest.approx(arms_maturity, abs=0.005)
+    # The policy's value is the arms' corrected evidence pooled.
+    pooled = successes.sum() / (maturity * exposures).sum()
+    lift = evaluation["lift"]
+    assert lift["policy"]["value"] == pytest.approx(pooled, rel=0.01)
+    assert lift["policy"]["value"] < 0.5  # not capped at 100%
+    # The arms differ clearly, and the later sends followed them.
+    for row in rows:
+        observed = row["observed_rate"]
+        assert observed / 2 <= row["estimated_rate"] <= observed * 2, row
+    assert lift["relative"]["value"] > 0.2, lift
+    assert lift["relative"]["ci_low"] > 0.0, lift
