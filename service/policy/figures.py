@@ -122,4 +122,6 @@ def segment_figures(
         ci_high=floats(interval[1]),
         warming_up=bools(result.warming_up),
         prior=prior,
+        policy_ci_low=floats(np.asarray(result.ci_low, dtype=np.float64)),
+        policy_ci_high=floats(np.asarray(result.ci_high, dtype=np.float64)),
     )

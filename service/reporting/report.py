@@ -167,11 +167,11 @@ def correction_line(snapshot: Snapshot) -> str | None:
     estimated = np.asarray(segment.posterior_mean, dtype=np.float64)
     seen = observed > 0
     factors = estimated[seen] / observed[seen] if seen.any() else np.ones(1)
-    # The slowest delays disagree with the fit to all of them: the estimate_low/high allow for
-    # a slower tail (bandits.delay_model), and the sentence says so while it matters.
+    # Two log-normals beat one by BIC (bandits.delay_mixture): the estimate_low/high allow for
+    # the slower part, and the sentence says so while it matters.
     tail = (
-        " The slowest delays do not follow the rest, so delays look mixed: the interval "
-        "allows for a slow tail."
+        " The delays are a mix of a fast and a slow part (two delay curves fit them better "
+        "than one), so the interval allows for more of the slow part still to come."
         if delay.get("mixed") and maturity < 1.0
         else ""
     )
