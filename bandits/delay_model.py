@@ -165,7 +165,6 @@ def fit_delay_model(
         raise ValueError("a success cannot be earlier than its left truncation")
     edges = delay_grid(window_hours)
     shape = fit_lognormal(delays, ages, counts, earliest)
-    tail_shape = _tail_shape(delays, ages, counts, earliest, shape)
     whole = earliest <= 0
     events, at_risk = reverse_risk_sets(delays[whole], ages[whole], counts[whole], edges)
 
@@ -195,15 +194,19 @@ def fit_delay_model(
         observations=float(counts.sum()),
         prior_weight=float(prior_weight),
     )
+    # The mixture test first: the tail is fitted only for delays found mixed.
     evidence = None
-    if tail_shape is not None:
+    if counts.sum() * (1.0 - TAIL_QUANTILE) >= MIN_TAIL_SUCCESSES:
         n_whole = float(counts[whole].sum())
         evidence = (
             known_mixture
             if known_mixture is not None and known_mixture.still_holds(n_whole)
             else mixture_evidence(delays[whole], ages[whole], counts[whole], shape)
         )
-    if tail_shape is None or evidence is None or not evidence.mixed:
+    if evidence is None or not evidence.mixed:
+        return DelayModel(central, spread, shape, evidence=evidence)
+    tail_shape = _tail_shape(delays, ages, counts, earliest, shape)
+    if tail_shape is None:
         return DelayModel(central, spread, shape, evidence=evidence)
     tail = tuple(cdf_for(m, s) for m, s in tail_shape.points())
     return DelayModel(central, spread, shape, tail, tail_shape, evidence)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
@@ -86,42 +85,3 @@ def test_the_grouped_fingerprints_are_each_experiments_own(
     assert stale_epoch == {}
     assert set(running) == {busy["id"], quiet["id"]}
     assert running[busy["id"]] != running[quiet["id"]]
-
-
-def test_ageing_publishes_by_the_policys_own_interval_not_the_reported_one():
-    """A slow tail widens the reported interval (here to 0..40%); a move of a corrected rate
-    by a quarter of a point is small against that, but a quarter of the policy's own interval
-    (4.9%..6.9%): the rates the allocation rests on moved, so a version is published."""
-    from service.policy.refresher import _moved
-    from service.policy.snapshot import SegmentFigures
-
-    def figures(mean: float, policy: bool = True) -> SegmentFigures:
-        two = (0.5, 0.5)
-        return SegmentFigures(
-            exposures=(1000.0, 1000.0),
-            successes=(50.0, 60.0),
-            effective_exposures=(1000.0, 1000.0),
-            effective_successes=(50.0, 60.0),
-            allocation=two,
-            exploit=two,
-            eligible=(False, False),
-            exploration_share=0.1,
-            probability_best=two,
-            expected_loss=(0.01, 0.01),
-            posterior_mean=(mean, 0.06),
-            ci_low=(0.0, 0.0),
-            ci_high=(0.4, 0.4),
-            warming_up=(False, False),
-            maturity=(0.5, 0.5),
-            policy_ci_low=(mean - 0.01, 0.05) if policy else None,
-            policy_ci_high=(mean + 0.01, 0.07) if policy else None,
-        )
-
-    assert _moved(figures(0.05), figures(0.0525))
-    assert not _moved(figures(0.05), figures(0.0505))
-    # Snapshots written before the policy's interval was kept: the reported one stands in.
-    assert not _moved(figures(0.05, policy=False), figures(0.0525, policy=False))
-    restored = SegmentFigures.from_json(figures(0.05).to_json())
-    low, high = restored.policy_interval()
-    assert low == pytest.approx((0.04, 0.05))
-    assert high == pytest.approx((0.06, 0.07))

@@ -16,6 +16,8 @@ from fastapi.testclient import TestClient
 from service.core.clock import ManualClock
 from service.core.runtime import Runtime
 from service.measuring import stats_repository as stats_repo
+from service.policy.refresher import _moved
+from service.policy.snapshot import SegmentFigures
 from tests.service.factories import create_random_experiment
 from tests.service.helpers import later
 
@@ -49,19 +51,28 @@ def keyed_send(
     return response.json()["decisions"]
 
 
-def fast_clicks(decisions: list[dict[str, Any]], arm_ids: list[int], sent: datetime):
-    """Clicks for every n-th decision of each arm, 5 to 55 seconds after the send."""
-    rng = np.random.default_rng(7)
+def fast_clicks(
+    decisions: list[dict[str, Any]],
+    arm_ids: list[int],
+    sent: datetime,
+    *,
+    seconds: tuple[float, float] = (5, 55),
+    rng: np.random.Generator | None = None,
+    prefix: str = "click",
+):
+    """Clicks for every n-th decision of each arm, 5 to 55 seconds (``seconds``) after the
+    send."""
+    rng = rng or np.random.default_rng(7)
     seen = dict.fromkeys(arm_ids, 0)
     events = []
     for d in decisions:
         arm = d["arm"]["id"]
         seen[arm] += 1
         if seen[arm] % EVERY[arm_ids.index(arm)] == 0:
-            delay = timedelta(seconds=float(rng.uniform(5, 55)))
+            delay = timedelta(seconds=float(rng.uniform(*seconds)))
             events.append(
                 {
-                    "event_id": f"click-{len(events)}",
+                    "event_id": f"{prefix}-{len(events)}",
                     "decision_id": d["decision_id"],
                     "type": "click",
                     "occurred_at": (sent + delay).isoformat(),
@@ -352,31 +363,43 @@ def test_a_mixed_send_read_six_hours_in_reports_a_wider_honest_interval(
         assert row["maturity_low"] < row["maturity"] <= row["maturity_high"], row
 
 
+def two_arms(
+    *,
+    maturity: float = 0.5,
+    mean: float = 0.05,
+    interval: tuple[float, float] = (0.02, 0.1),
+    policy: tuple[float, float] | None = None,
+) -> SegmentFigures:
+    """Two arms' figures; the first arm's corrected rate is ``mean``, its reported interval
+    ``interval`` and its policy's own ``policy`` (None: not stored, as before)."""
+    two = (0.5, 0.5)
+    return SegmentFigures(
+        exposures=(100.0, 100.0),
+        successes=(5.0, 6.0),
+        effective_exposures=(100.0, 100.0),
+        effective_successes=(5.0, 6.0),
+        allocation=two,
+        exploit=two,
+        eligible=(False, False),
+        exploration_share=0.1,
+        probability_best=two,
+        expected_loss=(0.01, 0.01),
+        posterior_mean=(mean, 0.06),
+        ci_low=(interval[0], 0.03),
+        ci_high=(interval[1], 0.11),
+        warming_up=(False, False),
+        maturity=(maturity, maturity),
+        policy_ci_low=None if policy is None else (policy[0], 0.05),
+        policy_ci_high=None if policy is None else (policy[1], 0.07),
+    )
+
+
 def test_reaching_full_maturity_is_always_a_new_version():
     """Past the window no further refresh is due, so the step to maturity 1 must publish even
     when it is smaller than the usual hundredth (a slow tail left the report at 0.9925)."""
-    from service.policy.refresher import _moved
-    from service.policy.snapshot import SegmentFigures
 
     def figures(maturity: float) -> SegmentFigures:
-        two = (0.5, 0.5)
-        return SegmentFigures(
-            exposures=(100.0, 100.0),
-            successes=(5.0, 6.0),
-            effective_exposures=(100.0, 100.0),
-            effective_successes=(5.0, 6.0),
-            allocation=two,
-            exploit=two,
-            eligible=(False, False),
-            exploration_share=0.1,
-            probability_best=two,
-            expected_loss=(0.01, 0.01),
-            posterior_mean=(0.05, 0.06),
-            ci_low=(0.02, 0.03),
-            ci_high=(0.1, 0.11),
-            warming_up=(False, False),
-            maturity=(maturity, maturity),
-        )
+        return two_arms(maturity=maturity)
 
     assert _moved(figures(0.9925), figures(1.0))
     assert not _moved(figures(0.99), figures(0.9925))
@@ -402,21 +425,9 @@ def test_read_seconds_after_the_clicks_the_page_states_one_maturity(
         sent = start + timedelta(seconds=10 * send)
         clock.set(sent)
         decisions = keyed_send(client, decide, runtime, exp["key"], 1500, send_id=f"s{send}")
-        seen = dict.fromkeys(arm_ids, 0)
-        events = []
-        for d in decisions:
-            arm = d["arm"]["id"]
-            seen[arm] += 1
-            if seen[arm] % EVERY[arm_ids.index(arm)] == 0:
-                delay = timedelta(seconds=float(rng.uniform(1, 3)))
-                events.append(
-                    {
-                        "event_id": f"click-{send}-{len(events)}",
-                        "decision_id": d["decision_id"],
-                        "type": "click",
-                        "occurred_at": (sent + delay).isoformat(),
-                    }
-                )
+        events = fast_clicks(
+            decisions, arm_ids, sent, seconds=(1, 3), rng=rng, prefix=f"click-{send}"
+        )
         clock.set(sent + timedelta(seconds=4))
         response = client.post("/v1/events", json=events, headers=ingest)
         assert response.status_code == 200, response.text
@@ -444,3 +455,21 @@ def test_read_seconds_after_the_clicks_the_page_states_one_maturity(
         assert observed / 2 <= row["estimated_rate"] <= observed * 2, row
     assert lift["relative"]["value"] > 0.2, lift
     assert lift["relative"]["ci_low"] > 0.0, lift
+
+
+def test_ageing_publishes_by_the_policys_own_interval_not_the_reported_one():
+    """A slow tail widens the reported interval (here to 0..40%); a move of a corrected rate
+    by a quarter of a point is small against that, but a quarter of the policy's own interval
+    (4%..6%): the rates the allocation rests on moved, so a version is published."""
+
+    def figures(mean: float, policy: bool = True) -> SegmentFigures:
+        own = (mean - 0.01, mean + 0.01) if policy else None
+        return two_arms(mean=mean, interval=(0.0, 0.4), policy=own)
+
+    assert _moved(figures(0.05), figures(0.0525))
+    assert not _moved(figures(0.05), figures(0.0505))
+    # Snapshots written before the policy's interval was kept: the reported one stands in.
+    assert not _moved(figures(0.05, policy=False), figures(0.0525, policy=False))
+    low, high = SegmentFigures.from_json(figures(0.05).to_json()).policy_interval()
+    assert low == pytest.approx((0.04, 0.05))
+    assert high == pytest.approx((0.06, 0.07))
