@@ -8,10 +8,11 @@ a query rewrite in Python per call), and a data-modifying CTE claims the first e
 the rows that were new, so the insert and the claim are one round trip instead of two.
 
 SQLite: ``executemany`` (the sqlite3 module's C loop, the same path a plain insert takes)
-with ON CONFLICT DO NOTHING, then one read of the rows the statement added. A transaction
-that has written holds SQLite's only write lock until it ends, and SQLite gives a new row
-the rowid after the largest one, so the new rows are exactly those past the largest rowid
-read before the insert (checked against the statement's own count of changes).
+with ON CONFLICT DO NOTHING. A transaction that has written holds SQLite's only write lock
+until it ends, so the rows are given the rowids after the largest one read just before;
+when the statement's count of changes says every row was new (the usual case), their ids
+are known without reading anything back, and otherwise the rowids that exist past the
+largest one are exactly the new rows.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Table, text
+from sqlalchemy import Connection, DateTime, Table, text
 from sqlmodel import Session
 
 from service.core.statements import table_of
@@ -163,32 +165,33 @@ def _iso(value: Any) -> str:
 def _store_sqlite(
     connection: Connection, rows: Sequence[Mapping[str, Any]], claims: Sequence[Claim]
 ) -> Stored:
-    events = table_of(OutcomeEvent)
-    new_events = _insert_new(
+    keys = [(r["provider"], r["event_key"], r["decision_id"]) for r in rows]
+    event_ids = _insert_new(
         connection,
-        events,
+        table_of(OutcomeEvent),
         EVENT_COLUMNS,
-        [tuple(row[c] for c in EVENT_COLUMNS) for row in rows],
+        list(map(itemgetter(*EVENT_COLUMNS), rows)),
         conflict="provider, event_key, decision_id",
-        read="id, provider, event_key, decision_id",
     )
-    stored = Stored(event_ids={(p, k, d): int(i) for i, p, k, d in new_events})
-    occurred = {(r["provider"], r["event_key"], r["decision_id"]): r["occurred_at"] for r in rows}
+    stored = Stored(event_ids={k: i for k, i in zip(keys, event_ids, strict=True) if i})
+    occurred = dict(zip(keys, (r["occurred_at"] for r in rows), strict=True))
     wanted: dict[FirstKey, tuple[int, datetime]] = {}
     for claim in claims:
         event_id = stored.event_ids.get(claim.key)
         first = (claim.key[2], claim.metric)
         if event_id is not None and (first not in wanted or event_id < wanted[first][0]):
             wanted[first] = (event_id, occurred[claim.key])
-    new_firsts = _insert_new(
+    firsts = sorted(wanted.items())
+    claimed = _insert_new(
         connection,
         table_of(FirstEvent),
         FIRST_COLUMNS,
-        [(d, m, event_id, at) for (d, m), (event_id, at) in wanted.items()],
+        [(d, m, event_id, at) for (d, m), (event_id, at) in firsts],
         conflict="decision_id, metric",
-        read="decision_id, metric, event_id",
     )
-    stored.firsts = {(d, m): int(i) for d, m, i in new_firsts}
+    stored.firsts = {
+        first: event_id for (first, (event_id, _)), new in zip(firsts, claimed, strict=True) if new
+    }
     return stored
 
 
@@ -199,30 +202,40 @@ def _insert_new(
     values: list[tuple[Any, ...]],
     *,
     conflict: str,
-    read: str,
-) -> list[Any]:
+) -> list[int | None]:
     """executemany an insert-or-ignore of ``values`` (in ``columns`` order, sorted by the
-    caller); return ``read`` of the rows that were new."""
+    caller); return each row's rowid if it was new, else None.
+
+    The rows get rowids past the largest one (what SQLite would give them), so when the
+    statement's count of changes says that every row was new, nothing needs reading back
+    (the usual case); otherwise the rowids that exist past the largest one are read."""
     if not values:
         return []
-    values = _bound(connection, table, columns, values)
     before = connection.exec_driver_sql(f"SELECT max(rowid) FROM {table.name}").scalar() or 0
     if before > _ROWID_ROOM:
         raise RuntimeError(f"{table.name}: rowids past 2**62, new rows cannot be told apart")
-    marks = ", ".join("?" for _ in columns)
+    rowids = range(before + 1, before + 1 + len(values))
+    bound = [
+        (rowid, *row)
+        for rowid, row in zip(rowids, _bound(connection, table, columns, values), strict=True)
+    ]
+    marks = ", ".join("?" for _ in range(len(columns) + 1))
     added = connection.exec_driver_sql(
-        f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks}) "
+        f"INSERT INTO {table.name} (rowid, {', '.join(columns)}) VALUES ({marks}) "
         f"ON CONFLICT ({conflict}) DO NOTHING",
-        values,
+        bound,
     ).rowcount
-    new = list(
-        connection.exec_driver_sql(
-            f"SELECT {read} FROM {table.name} WHERE rowid > ? ORDER BY rowid", (before,)
+    if added == len(values):
+        return list(rowids)
+    stored = {
+        rowid
+        for (rowid,) in connection.exec_driver_sql(
+            f"SELECT rowid FROM {table.name} WHERE rowid > ?", (before,)
         )
-    )
-    if len(new) != added:
-        raise RuntimeError(f"{table.name}: {added} rows added but {len(new)} found past the last")
-    return new
+    }
+    if len(stored) != added:
+        raise RuntimeError(f"{table.name}: {added} rows added, {len(stored)} found past the last")
+    return [rowid if rowid in stored else None for rowid in rowids]
 
 
 def _bound(
@@ -232,30 +245,34 @@ def _bound(
     values: list[tuple[Any, ...]],
 ) -> list[tuple[Any, ...]]:
     """The values as the driver takes them: each column's bind processor (times become
-    SQLAlchemy's stored text, exactly as an ORM insert writes them), applied once per
-    distinct value for the time columns (a batch mostly shares its times)."""
+    SQLAlchemy's stored text, exactly as an ORM insert writes them), applied column by
+    column, and once per distinct value for the time columns (a batch mostly shares its
+    times)."""
     dialect = connection.dialect
     processors: list[Callable[[Any], Any] | None] = []
     for name in columns:
-        process: Callable[[Any], Any] | None = table.c[name].type._cached_bind_processor(dialect)
-        if process is not None and table.c[name].type.python_type is datetime:
+        column_type = table.c[name].type
+        process: Callable[[Any], Any] | None = column_type._cached_bind_processor(dialect)
+        if process is not None and isinstance(
+            getattr(column_type, "impl_instance", column_type), DateTime
+        ):
             process = _memoized(process)
         processors.append(process)
     if not any(processors):
         return values
-    return [
-        tuple(
-            value if process is None or value is None else process(value)
-            for process, value in zip(processors, row, strict=True)
-        )
-        for row in values
+    by_column = [
+        column if process is None else list(map(process, column))
+        for process, column in zip(processors, zip(*values, strict=True), strict=True)
     ]
+    return list(zip(*by_column, strict=True))
 
 
 def _memoized(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
     done: dict[Any, Any] = {}
 
     def once(value: Any) -> Any:
+        if value is None:
+            return None
         found = done.get(value)
         if found is None:
             found = done[value] = process(value)
