@@ -24,6 +24,9 @@ from service.measuring.bulk import EventKey
 from service.measuring.counting import EXPOSURE_TYPES, CountableEvent, add_counts, metrics_for
 from service.models import DeadLetter, Experiment, as_utc
 
+# An event whose experiment is gone: the default attribution window (DESIGN).
+DEFAULT_WINDOW = timedelta(hours=168.0)
+
 
 @dataclass
 class IngestResult:
@@ -172,18 +175,22 @@ def _attribute(
 ) -> None:
     """Build each event's row with its decision's attribution and its outcome, and the
     first events an accepted one claims."""
+    windows = {eid: timedelta(hours=e.attribution_window_hours) for eid, e in experiments.items()}
     exposure_events = {eid: e.exposure_event for eid, e in experiments.items()}
+    # Which first events an accepted event claims depends only on these three.
+    metrics: dict[tuple[str, str | None, str], list[str]] = {}
+    rows, claims, result = batch.rows, batch.claims, batch.result
     for candidate in candidates:
         event, decision_id = candidate.event, candidate.decision_id
         key = (event.provider, event.event_key, decision_id)
-        if key in batch.rows:
-            batch.result.duplicates += 1
-            batch.result.outcomes[(event.type or "unknown", "duplicate")] += 1
+        if key in rows:
+            result.duplicates += 1
+            result.outcomes[(event.type or "unknown", "duplicate")] += 1
             continue
         decision = decisions.get(decision_id)
-        outcome = _outcome(event, decision, experiments, exposure_at)
         occurred_at = as_utc(event.occurred_at)
-        batch.rows[key] = {
+        outcome = _outcome(event, occurred_at, decision, windows, exposure_at)
+        rows[key] = {
             "provider": event.provider,
             "event_key": event.event_key,
             "decision_id": decision_id,
@@ -202,11 +209,12 @@ def _attribute(
             "outcome": outcome,
         }
         if outcome == "accepted" and decision is not None and event.type is not None:
-            countable = CountableEvent(0, decision_id, event.type, event.name, None, occurred_at)
             exposure_event = exposure_events.get(decision.experiment_id, "decision")
-            batch.claims.extend(
-                bulk.Claim(key, metric) for metric in metrics_for(countable, exposure_event)
-            )
+            wanted = (event.type, event.name, exposure_event)
+            if wanted not in metrics:
+                countable = CountableEvent(0, "", event.type, event.name, None, occurred_at)
+                metrics[wanted] = metrics_for(countable, exposure_event)
+            claims.extend(bulk.Claim(key, metric) for metric in metrics[wanted])
 
 
 def _tally(batch: _Batch, stored: bulk.Stored) -> None:
@@ -319,17 +327,16 @@ def _exposure_times(
 
 def _outcome(
     event: NormalizedEvent,
+    occurred_at: datetime,
     decision: DecisionRef | None,
-    experiments: dict[int, Experiment],
+    windows: dict[int, timedelta],
     exposure_at: dict[str, datetime],
 ) -> str:
     if decision is None:
         return "orphan"
     if event.machine:
         return "machine"
-    experiment = experiments.get(decision.experiment_id)
-    window = timedelta(hours=experiment.attribution_window_hours if experiment else 168.0)
-    exposed = exposure_at.get(decision.id, as_utc(decision.created_at))
-    if as_utc(event.occurred_at) - exposed > window:
+    window = windows.get(decision.experiment_id, DEFAULT_WINDOW)
+    if occurred_at - exposure_at[decision.id] > window:
         return "late"
     return "accepted"
