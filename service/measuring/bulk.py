@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import itemgetter
@@ -58,12 +58,9 @@ FIRST_COLUMNS = ("decision_id", "metric", "event_id", "occurred_at")
 _ROWID_ROOM = 2**62
 
 
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A first event that the event ``key`` claims for ``metric`` if the event is new."""
-
-    key: EventKey
-    metric: str
+# (event key, metric): the first event that the event claims for the metric if it is new.
+# A plain tuple: a batch makes one or more per event.
+Claim = tuple[EventKey, str]
 
 
 @dataclass
@@ -87,7 +84,7 @@ def store_events(
     if not rows:
         return Stored()
     ordered = sorted(rows, key=lambda r: (r["provider"], r["event_key"], r["decision_id"]))
-    wanted = sorted(claims, key=lambda c: (c.key[2], c.metric, c.key[0], c.key[1]))
+    wanted = sorted(claims, key=lambda c: (c[0][2], c[1], c[0][0], c[0][1]))
     if session.get_bind().dialect.name == "postgresql":
         return _store_postgresql(session, ordered, wanted)
     return _store_sqlite(session.connection(), ordered, wanted)
@@ -132,7 +129,7 @@ def _store_postgresql(
 ) -> Stored:
     sql = _POSTGRES_SQL.format(columns=", ".join(EVENT_COLUMNS))
     document = _json_rows(rows)
-    wanted = orjson.dumps([(*c.key, c.metric) for c in claims]).decode()
+    wanted = orjson.dumps([(*key, metric) for key, metric in claims]).decode()
     stored = Stored()
     for event_id, provider, event_key, decision_id, metric in session.execute(
         text(sql), {"rows": document, "claims": wanted}
@@ -176,11 +173,11 @@ def _store_sqlite(
     stored = Stored(event_ids={k: i for k, i in zip(keys, event_ids, strict=True) if i})
     occurred = dict(zip(keys, (r["occurred_at"] for r in rows), strict=True))
     wanted: dict[FirstKey, tuple[int, datetime]] = {}
-    for claim in claims:
-        event_id = stored.event_ids.get(claim.key)
-        first = (claim.key[2], claim.metric)
+    for key, metric in claims:
+        event_id = stored.event_ids.get(key)
+        first = (key[2], metric)
         if event_id is not None and (first not in wanted or event_id < wanted[first][0]):
-            wanted[first] = (event_id, occurred[claim.key])
+            wanted[first] = (event_id, occurred[key])
     firsts = sorted(wanted.items())
     claimed = _insert_new(
         connection,
@@ -249,33 +246,15 @@ def _bound(
     column, and once per distinct value for the time columns (a batch mostly shares its
     times)."""
     dialect = connection.dialect
-    processors: list[Callable[[Any], Any] | None] = []
-    for name in columns:
+    by_column: list[Sequence[Any]] = []
+    for name, column in zip(columns, zip(*values, strict=True), strict=True):
         column_type = table.c[name].type
-        process: Callable[[Any], Any] | None = column_type._cached_bind_processor(dialect)
-        if process is not None and isinstance(
-            getattr(column_type, "impl_instance", column_type), DateTime
-        ):
-            process = _memoized(process)
-        processors.append(process)
-    if not any(processors):
-        return values
-    by_column = [
-        column if process is None else list(map(process, column))
-        for process, column in zip(processors, zip(*values, strict=True), strict=True)
-    ]
+        process = column_type._cached_bind_processor(dialect)
+        if process is None:
+            by_column.append(column)
+        elif isinstance(getattr(column_type, "impl_instance", column_type), DateTime):
+            done = {value: process(value) for value in set(column)}
+            by_column.append(list(map(done.__getitem__, column)))
+        else:
+            by_column.append(list(map(process, column)))
     return list(zip(*by_column, strict=True))
-
-
-def _memoized(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    done: dict[Any, Any] = {}
-
-    def once(value: Any) -> Any:
-        if value is None:
-            return None
-        found = done.get(value)
-        if found is None:
-            found = done[value] = process(value)
-        return found
-
-    return once

@@ -43,7 +43,7 @@ def row(event_key: str, decision_id: str) -> dict[str, Any]:
 
 
 def store(runtime: Runtime, rows: list[dict[str, Any]], metric: str = "click") -> bulk.Stored:
-    claims = [bulk.Claim((r["provider"], r["event_key"], r["decision_id"]), metric) for r in rows]
+    claims = [((r["provider"], r["event_key"], r["decision_id"]), metric) for r in rows]
     with runtime.unit_of_work() as session:
         return bulk.store_events(session, rows=rows, claims=claims)
 
