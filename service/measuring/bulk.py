@@ -8,11 +8,11 @@ a query rewrite in Python per call), and a data-modifying CTE claims the first e
 the rows that were new, so the insert and the claim are one round trip instead of two.
 
 SQLite: ``executemany`` (the sqlite3 module's C loop, the same path a plain insert takes)
-with ON CONFLICT DO NOTHING. A transaction that has written holds SQLite's only write lock
-until it ends, so the rows are given the rowids after the largest one read just before;
-when the statement's count of changes says every row was new (the usual case), their ids
-are known without reading anything back, and otherwise the rowids that exist past the
-largest one are exactly the new rows.
+with ON CONFLICT DO NOTHING. A transaction holds SQLite's only write lock from its start
+(BEGIN IMMEDIATE, ``service.core.db``), so the rows are given the rowids after the largest
+one read just before; when the statement's count of changes says every row was new (the
+usual case), their ids are known without reading anything back, and otherwise the rowids
+that exist past the largest one are exactly the new rows.
 """
 
 from __future__ import annotations
