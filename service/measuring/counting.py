@@ -100,7 +100,9 @@ def count_events(
         if event.value:
             valued.append((event.decision_id, event.type, float(event.value)))
     new = events_repo.insert_first_events(session, rows=list(firsts.values()))
-    add_counts(session, claimed=sorted(new), valued=valued, decisions=decisions)
+    # In event id order, as the sums have always been taken.
+    claimed = [key for key in firsts if key in new]
+    add_counts(session, claimed=claimed, valued=valued, decisions=decisions)
 
 
 def add_counts(
@@ -112,7 +114,8 @@ def add_counts(
 ) -> None:
     """Add the statistics deltas of a batch: one count for each first event it claimed
     (decision id, metric), with the decision's offset in its hour for exposures, and the
-    value of each counted event (decision id, type, value) to its type's bucket."""
+    value of each counted event (decision id, type, value) to its type's bucket. Both in
+    event id order, the order in which `stats rebuild` walks them."""
     deltas: dict[StatKey, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
     for decision_id, metric in claimed:
         decision = decisions[decision_id]

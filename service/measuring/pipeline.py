@@ -82,8 +82,8 @@ def ingest(
     _tally(batch, stored)
     add_counts(
         session,
-        claimed=sorted(stored.firsts),
-        valued=[v[1:] for v in sorted(batch.valued(stored))],
+        claimed=sorted(stored.firsts, key=stored.firsts.__getitem__),  # event id order
+        valued=batch.valued(stored),
         decisions=decisions,
     )
     _keep_dead_letters(session, batch)
@@ -126,15 +126,17 @@ class _Batch:
             )
         )
 
-    def valued(self, stored: bulk.Stored) -> list[tuple[int, str, str, float]]:
-        """(event id, decision id, type, value) of the new accepted events with a value."""
-        return [
+    def valued(self, stored: bulk.Stored) -> list[tuple[str, str, float]]:
+        """(decision id, type, value) of the new accepted events with a value, in event id
+        order (the order in which `stats rebuild` adds them)."""
+        found = sorted(
             (event_id, row["decision_id"], row["type"], float(row["value"]))
             for key, row in self.rows.items()
             if row["value"]
             and row["outcome"] == "accepted"
             and (event_id := stored.event_ids.get(key)) is not None
-        ]
+        )
+        return [(decision_id, kind, value) for _, decision_id, kind, value in found]
 
 
 def _verified(
