@@ -473,3 +473,52 @@ def test_ageing_publishes_by_the_policys_own_interval_not_the_reported_one():
     low, high = SegmentFigures.from_json(figures(0.05).to_json()).policy_interval()
     assert low == pytest.approx((0.04, 0.05))
     assert high == pytest.approx((0.06, 0.07))
+
+
+def test_an_email_send_read_in_its_first_hours_is_floored_by_what_was_seen(
+    client: TestClient, admin, decide, ingest, runtime: Runtime, clock: ManualClock
+):
+    """One log-normal email send (median 1 h) at 2%, 6% and 12%, read at 30 min, 1 h and 3 h:
+    no lower end reaches below the observed rate's own interval (successes only accumulate),
+    the delays are not called mixed, and from an hour on every interval covers the rate the
+    send ends with."""
+    from scipy import stats
+
+    sent = DAY.replace(hour=10, minute=3)
+    clock.set(sent)
+    exp = create_random_experiment(client, admin, arms=3)
+    arm_ids = [a["id"] for a in exp["arms"]]
+    decisions = keyed_send(client, decide, runtime, exp["key"], 3000)
+    rng = np.random.default_rng(3)
+    clicks = [
+        (float(np.exp(rng.normal(0.0, 1.2))), d["decision_id"], d["arm"]["id"])
+        for d in decisions
+        if rng.random() < (0.02, 0.06, 0.12)[arm_ids.index(d["arm"]["id"])]
+    ]
+    exposures = {a: sum(d["arm"]["id"] == a for d in decisions) for a in arm_ids}
+    final = {a: sum(c[2] == a for c in clicks if c[0] <= 168) / exposures[a] for a in arm_ids}
+    posted = 0.0
+    for read_hours in (0.5, 1.0, 3.0):
+        clock.set(sent + timedelta(hours=read_hours))
+        events = [
+            {
+                "event_id": f"c-{i}",
+                "decision_id": decision_id,
+                "type": "click",
+                "occurred_at": (sent + timedelta(hours=delay)).isoformat(),
+            }
+            for i, (delay, decision_id, _arm) in enumerate(clicks)
+            if posted < delay <= read_hours
+        ]
+        posted = read_hours
+        assert client.post("/v1/events", json=events, headers=ingest).status_code == 200
+        runtime.refresher.tick()
+        report = client.get(f"/v1/experiments/{exp['key']}/report", headers=admin).json()
+        assert report["delay"]["mixed"] is False, read_hours
+        for row in report["arms"]:
+            s, n = row["successes"], row["exposures"]
+            floor = float(stats.beta.ppf(0.025, s + 0.5, n - s + 0.5)) if s else 0.0
+            assert row["estimate_low"] >= min(floor, row["estimated_rate"]) - 1e-9, row
+            assert row["estimate_low"] <= row["estimated_rate"] <= row["estimate_high"], row
+            if read_hours >= 1.0:
+                assert row["estimate_low"] <= final[row["arm_id"]] <= row["estimate_high"], row
