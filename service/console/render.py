@@ -16,7 +16,7 @@ from service.console.auth import Reviewer
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.filters.update(pct=words.pct, short=words.short, exp=math.exp)
-templates.env.globals.update(interval=words.interval)
+templates.env.globals.update(interval=words.interval, too_early=words.too_early)
 
 
 def page(

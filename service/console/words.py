@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from bandits.delay_model import TOO_EARLY
+
 SHORT = 48
+
+
+def too_early(row: dict[str, Any]) -> bool:
+    """Whether the report labels this arm too early to judge (its ``judgement``)."""
+    return bool(row.get("judgement") == TOO_EARLY)
 
 
 def pct(value: float | None, digits: int = 1) -> str:
@@ -39,7 +46,7 @@ def leader_sentence(report: dict[str, Any]) -> str:
     name = f"“{short(leader['content'], 40)}”"
     rate = pct(leader["estimated_rate"])
     likely = f"{leader['probability_best'] * 100:.0f}% likely best"
-    if leader.get("judgement") == "too_early":
+    if too_early(leader):
         likely += ", too early to judge"
     if control is None:
         return f"{name} leads: {rate}, {likely}."
@@ -61,7 +68,7 @@ def maturity_words(report: dict[str, Any]) -> str:
         return "no evidence yet"
     exposures = sum(r["exposures"] for r in rows)
     mature = sum(r["maturity"] * r["exposures"] for r in rows) / exposures
-    early = sum(1 for r in rows if r.get("judgement") == "too_early")
+    early = sum(1 for r in rows if too_early(r))
     words = f"{mature * 100:.0f}% of eventual successes have arrived"
     if early:
         words += f"; {early} arm{'s' if early > 1 else ''} too early to judge"

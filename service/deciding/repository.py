@@ -10,7 +10,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy import update
 from sqlmodel import Session, col
 
-from service.core.statements import insert_ignore, table_of
+from service.core.statements import in_json, insert_ignore, table_of
 from service.models import Decision
 
 IN_CHUNK = 500
@@ -102,8 +102,8 @@ def get_many(session: Session, *, ids: Iterable[str]) -> dict[str, DecisionRef]:
         col(Decision.arm_id),
         col(Decision.created_at),
     )
-    for start in range(0, len(unique), IN_CHUNK):
-        stmt = sa_select(*columns).where(col(Decision.id).in_(unique[start : start + IN_CHUNK]))
+    if unique:
+        stmt = sa_select(*columns).where(in_json(session, col(Decision.id), unique))
         found.update({row[0]: DecisionRef(*row) for row in session.execute(stmt)})
     return found
 

@@ -6,6 +6,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from service.core.errors import InvalidInput, PayloadTooLarge, describe_validation_errors
@@ -16,17 +17,18 @@ from service.models import as_utc
 
 PROVIDER = "api"
 MAX_FUTURE = timedelta(days=1)
+# orjson reads an integer past 64 bits as a float (the standard parser keeps its digits):
+# a body with a run of 20 digits takes the standard parser. Found by mapping every digit to
+# "0" and everything else to "." and searching for the run (a regex took 12 ms for 1,000
+# events; this, a tenth of a millisecond).
+_DIGITS = bytes(ord("0") if b in b"0123456789" else ord(".") for b in range(256))
+_LONG_RUN = b"0" * 20
 
 
 def parse_events_body(
     body: bytes, *, received_at: datetime, max_events: int
 ) -> tuple[list[NormalizedEvent], list[Poison]]:
-    try:
-        data = json.loads(body)
-    except ValueError as exc:  # not JSON, not UTF-8, or an integer of over 4,300 digits
-        raise InvalidInput("request body is not valid JSON", field="body") from exc
-    except RecursionError as exc:  # the HTTP guard refuses deep bodies first; belt and braces
-        raise InvalidInput("request body is nested too deep", field="body") from exc
+    data, storable = _loads(body)
     items = data if isinstance(data, list) else [data]
     if not isinstance(data, list | dict):
         raise InvalidInput("body must be an event object or a list of them", field="body")
@@ -40,7 +42,7 @@ def parse_events_body(
     poison: list[Poison] = []
     for index, item in enumerate(items):
         event_key = caller_event_id(item)
-        unstorable = find_unstorable(item)
+        unstorable = None if storable else find_unstorable(item)
         if unstorable is not None:
             field, reason = unstorable
             poison.append(Poison(index, f"{field}: {reason}", _raw_text(item), event_key))
@@ -59,6 +61,27 @@ def parse_events_body(
             continue
         events.append(event_from(parsed, occurred, item))
     return events, poison
+
+
+def _loads(body: bytes) -> tuple[Any, bool]:
+    """The parsed body, and whether every string in it is known to be storable.
+
+    orjson first (a third of the standard parser's time): it refuses what the standard
+    parser accepts and we answer differently (a lone surrogate, NaN, a number out of range,
+    a byte-order mark, UTF-16), and those bodies take the standard parser as before. What
+    orjson reads holds no lone surrogate, and a NUL can only be spelt ``\\u0000``: without
+    one, no string needs ``find_unstorable``'s walk."""
+    if _LONG_RUN not in body.translate(_DIGITS):
+        try:
+            return orjson.loads(body), b"\\u0000" not in body
+        except orjson.JSONDecodeError:
+            pass
+    try:
+        return json.loads(body), False
+    except ValueError as exc:  # not JSON, not UTF-8, or an integer of over 4,300 digits
+        raise InvalidInput("request body is not valid JSON", field="body") from exc
+    except RecursionError as exc:  # the HTTP guard refuses deep bodies first; belt and braces
+        raise InvalidInput("request body is nested too deep", field="body") from exc
 
 
 def _raw_text(item: Any) -> str:

@@ -7,7 +7,7 @@ same numbers: both walk the stored events in id order through this one function.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -82,8 +82,7 @@ def count_events(
 ) -> None:
     """Claim first events and add the statistics deltas for accepted, stored events."""
     firsts: dict[tuple[str, str], dict[str, object]] = {}
-    deltas: dict[StatKey, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
-    claims: list[tuple[CountableEvent, DecisionLike, str]] = []
+    valued: list[tuple[str, str, float]] = []
     for event in sorted(events, key=lambda e: e.id):
         decision = decisions.get(event.decision_id)
         if decision is None:
@@ -98,15 +97,34 @@ def count_events(
                     "event_id": event.id,
                     "occurred_at": event.occurred_at,
                 }
-                claims.append((event, decision, metric))
         if event.value:
-            deltas[stat_key(decision, event.type)][1] += float(event.value)
+            valued.append((event.decision_id, event.type, float(event.value)))
     new = events_repo.insert_first_events(session, rows=list(firsts.values()))
-    for event, decision, metric in claims:
-        if (event.decision_id, metric) in new:
-            deltas[stat_key(decision, metric)][0] += 1
-            if metric == EXPOSURE:
-                deltas[stat_key(decision, metric)][2] += offset_seconds(decision.created_at)
+    # In event id order, as the sums have always been taken.
+    claimed = [key for key in firsts if key in new]
+    add_counts(session, claimed=claimed, valued=valued, decisions=decisions)
+
+
+def add_counts(
+    session: Session,
+    *,
+    claimed: Iterable[tuple[str, str]],
+    valued: Iterable[tuple[str, str, float]],
+    decisions: Mapping[str, DecisionLike],
+) -> None:
+    """Add the statistics deltas of a batch: one count for each first event it claimed
+    (decision id, metric), with the decision's offset in its hour for exposures, and the
+    value of each counted event (decision id, type, value) to its type's bucket. Both in
+    event id order, the order in which `stats rebuild` walks them."""
+    deltas: dict[StatKey, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+    for decision_id, metric in claimed:
+        decision = decisions[decision_id]
+        delta = deltas[stat_key(decision, metric)]
+        delta[0] += 1
+        if metric == EXPOSURE:
+            delta[2] += offset_seconds(decision.created_at)
+    for decision_id, event_type, value in valued:
+        deltas[stat_key(decisions[decision_id], event_type)][1] += value
     stats_repo.add_deltas(
         session,
         deltas={

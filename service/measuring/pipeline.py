@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlmodel import Session
 
@@ -17,12 +17,15 @@ from service.core.vocabulary import EXPOSURE
 from service.deciding import repository as decisions_repo
 from service.deciding.repository import DecisionRef
 from service.experiments import repository as experiments_repo
+from service.measuring import bulk
 from service.measuring import repository as events_repo
 from service.measuring.adapters.base import NormalizedEvent, Poison
-from service.measuring.counting import EXPOSURE_TYPES, CountableEvent, count_events
+from service.measuring.bulk import EventKey
+from service.measuring.counting import EXPOSURE_TYPES, CountableEvent, add_counts, metrics_for
 from service.models import DeadLetter, Experiment, as_utc
 
-EventKey = tuple[str, str, str]
+# An event whose experiment is gone: the default attribution window (DESIGN).
+DEFAULT_WINDOW = timedelta(hours=168.0)
 
 
 @dataclass
@@ -64,58 +67,136 @@ def ingest(
     poison: Sequence[Poison] = (),
     received_at: datetime,
 ) -> IngestResult:
-    result = IngestResult()
-    dead: list[DeadLetter] = []
-
-    def reject(index: int, event_key: str | None, reason: str, raw: str, kind: str) -> None:
-        result.rejected.append({"index": index, "event_id": event_key, "reason": reason})
-        result.dead_lettered += 1
-        result.outcomes[(kind, "dead_lettered")] += 1
-        dead.append(
-            DeadLetter(source=source, raw_payload_id=raw_payload_id, reason=reason, event=raw)
-        )
-
+    """Store, attribute and count one request's events (the caller's transaction)."""
+    batch = _Batch(source=source, raw_payload_id=raw_payload_id, received_at=received_at)
     for p in poison:
-        reject(p.index, p.event_key, p.reason, p.raw_text, "unknown")
-
-    resolved = _resolve_dispatches(session, events)
-    candidates: list[tuple[int, NormalizedEvent, str, int]] = []
-    for index, event in zip(_body_positions(len(events), poison), events, strict=True):
-        ids = event.decision_ids or resolved.get(event.dispatch_id or "", ())
-        if not ids or event.type is None:
-            result.ignored += 1
-            result.outcomes[(event.type or "unknown", "ignored")] += 1
-            continue
-        for decision_id in ids:
-            try:
-                token = signer.verify(decision_id)
-            except InvalidToken as exc:
-                reject(
-                    index, event.event_key, f"decision id rejected: {exc}", _raw(event), event.type
-                )
-                continue
-            candidates.append((index, event, decision_id, token.experiment_id))
-
-    decisions = decisions_repo.get_many(session, ids=[c[2] for c in candidates])
+        batch.reject(p.index, p.event_key, p.reason, p.raw_text, "unknown")
+    candidates = _verified(session, signer, events, poison, batch)
+    decisions = decisions_repo.get_many(session, ids=[c.decision_id for c in candidates])
     experiments = experiments_repo.get_many(
         session, experiment_ids={d.experiment_id for d in decisions.values()}
     )
     exposure_at = _exposure_times(session, candidates, decisions, experiments)
+    _attribute(batch, candidates, decisions, experiments, exposure_at)
+    stored = bulk.store_events(session, rows=list(batch.rows.values()), claims=batch.claims)
+    _tally(batch, stored)
+    add_counts(
+        session,
+        claimed=sorted(stored.firsts, key=stored.firsts.__getitem__),  # event id order
+        valued=batch.valued(stored),
+        decisions=decisions,
+    )
+    _keep_dead_letters(session, batch)
+    after_commit(session, EventsCounted(source, batch.result.outcomes))
+    return batch.result
 
-    rows: dict[EventKey, dict[str, Any]] = {}
-    for _index, event, decision_id, token_experiment in candidates:
+
+class _Candidate(NamedTuple):
+    """An event with one of its decision ids, verified (the token's experiment is the
+    attribution of an event whose decision is not stored yet). A named tuple: a batch
+    makes one per event, and a frozen dataclass costs three times as much to build."""
+
+    position: int  # in the request body
+    event: NormalizedEvent
+    decision_id: str
+    token_experiment: int
+
+
+@dataclass
+class _Batch:
+    """One request's events on their way through the steps of ``ingest``."""
+
+    source: str
+    raw_payload_id: int | None
+    received_at: datetime
+    result: IngestResult = field(default_factory=IngestResult)
+    dead: list[DeadLetter] = field(default_factory=list)
+    # The rows to store, by key (duplicates within the request dropped), and the first
+    # events each accepted row claims if it is new.
+    rows: dict[EventKey, dict[str, Any]] = field(default_factory=dict)
+    claims: list[bulk.Claim] = field(default_factory=list)
+
+    def reject(self, index: int, event_key: str | None, reason: str, raw: str, kind: str) -> None:
+        self.result.rejected.append({"index": index, "event_id": event_key, "reason": reason})
+        self.result.dead_lettered += 1
+        self.result.outcomes[(kind, "dead_lettered")] += 1
+        self.dead.append(
+            DeadLetter(
+                source=self.source, raw_payload_id=self.raw_payload_id, reason=reason, event=raw
+            )
+        )
+
+    def valued(self, stored: bulk.Stored) -> list[tuple[str, str, float]]:
+        """(decision id, type, value) of the new accepted events with a value, in event id
+        order (the order in which `stats rebuild` adds them)."""
+        found = sorted(
+            (event_id, row["decision_id"], row["type"], float(row["value"]))
+            for key, row in self.rows.items()
+            if row["value"]
+            and row["outcome"] == "accepted"
+            and (event_id := stored.event_ids.get(key)) is not None
+        )
+        return [(decision_id, kind, value) for _, decision_id, kind, value in found]
+
+
+def _verified(
+    session: Session,
+    signer: DecisionSigner,
+    events: Sequence[NormalizedEvent],
+    poison: Sequence[Poison],
+    batch: _Batch,
+) -> list[_Candidate]:
+    """Each event with each of its decision ids that verifies; an event without any is
+    ignored, an id that does not verify is rejected."""
+    resolved = _resolve_dispatches(session, events)
+    candidates: list[_Candidate] = []
+    verify = signer.verify
+    for index, event in zip(_body_positions(len(events), poison), events, strict=True):
+        ids = event.decision_ids or resolved.get(event.dispatch_id or "", ())
+        if not ids or event.type is None:
+            batch.result.ignored += 1
+            batch.result.outcomes[(event.type or "unknown", "ignored")] += 1
+            continue
+        for decision_id in ids:
+            try:
+                token = verify(decision_id)
+            except InvalidToken as exc:
+                reason = f"decision id rejected: {exc}"
+                batch.reject(index, event.event_key, reason, _raw(event), event.type)
+                continue
+            candidates.append(_Candidate(index, event, decision_id, token.experiment_id))
+    return candidates
+
+
+def _attribute(
+    batch: _Batch,
+    candidates: Sequence[_Candidate],
+    decisions: dict[str, DecisionRef],
+    experiments: dict[int, Experiment],
+    exposure_at: dict[str, datetime],
+) -> None:
+    """Build each event's row with its decision's attribution and its outcome, and the
+    first events an accepted one claims."""
+    windows = {eid: timedelta(hours=e.attribution_window_hours) for eid, e in experiments.items()}
+    exposure_events = {eid: e.exposure_event for eid, e in experiments.items()}
+    # Which first events an accepted event claims depends only on these three.
+    metrics: dict[tuple[str, str | None, str], list[str]] = {}
+    rows, claims, result = batch.rows, batch.claims, batch.result
+    for candidate in candidates:
+        event, decision_id = candidate.event, candidate.decision_id
         key = (event.provider, event.event_key, decision_id)
         if key in rows:
             result.duplicates += 1
             result.outcomes[(event.type or "unknown", "duplicate")] += 1
             continue
         decision = decisions.get(decision_id)
-        outcome = _outcome(event, decision, experiments, exposure_at)
+        occurred_at = as_utc(event.occurred_at)
+        outcome = _outcome(event, occurred_at, decision, windows, exposure_at)
         rows[key] = {
             "provider": event.provider,
             "event_key": event.event_key,
             "decision_id": decision_id,
-            "experiment_id": decision.experiment_id if decision else token_experiment,
+            "experiment_id": decision.experiment_id if decision else candidate.token_experiment,
             "arm_id": decision.arm_id if decision else None,
             "epoch": decision.epoch if decision else None,
             "segment": decision.segment if decision else None,
@@ -124,16 +205,26 @@ def ingest(
             "name": event.name,
             "value": event.value,
             "machine": event.machine,
-            "occurred_at": as_utc(event.occurred_at),
-            "received_at": received_at,
-            "raw_payload_id": raw_payload_id,
+            "occurred_at": occurred_at,
+            "received_at": batch.received_at,
+            "raw_payload_id": batch.raw_payload_id,
             "outcome": outcome,
         }
-    new_ids = events_repo.insert_events(session, rows=list(rows.values()))
-    countable: list[CountableEvent] = []
-    for key, row in rows.items():
-        event_id = new_ids.get(key)
-        if event_id is None:
+        if outcome == "accepted" and decision is not None and event.type is not None:
+            exposure_event = exposure_events.get(decision.experiment_id, "decision")
+            wanted = (event.type, event.name, exposure_event)
+            if wanted not in metrics:
+                countable = CountableEvent(0, "", event.type, event.name, None, occurred_at)
+                metrics[wanted] = metrics_for(countable, exposure_event)
+            for metric in metrics[wanted]:
+                claims.append((key, metric))
+
+
+def _tally(batch: _Batch, stored: bulk.Stored) -> None:
+    """Count each row's outcome: new rows by their outcome, the others as duplicates."""
+    result = batch.result
+    for key, row in batch.rows.items():
+        if key not in stored.event_ids:
             result.duplicates += 1
             result.outcomes[(row["type"], "duplicate")] += 1
             continue
@@ -147,31 +238,16 @@ def ingest(
             result.late += 1
         elif outcome == "machine":
             result.machine += 1
-        else:
-            countable.append(
-                CountableEvent(
-                    event_id,
-                    row["decision_id"],
-                    row["type"],
-                    row["name"],
-                    row["value"],
-                    row["occurred_at"],
-                )
-            )
-    count_events(
-        session,
-        events=countable,
-        decisions=decisions,
-        exposure_events={eid: e.exposure_event for eid, e in experiments.items()},
-    )
-    if dead and raw_payload_id is not None:
+
+
+def _keep_dead_letters(session: Session, batch: _Batch) -> None:
+    dead = batch.dead
+    if dead and batch.raw_payload_id is not None:
         # A replayed payload rejects the same events again: keep one dead letter for each.
-        known = events_repo.dead_letter_keys(session, raw_payload_id=raw_payload_id)
+        known = events_repo.dead_letter_keys(session, raw_payload_id=batch.raw_payload_id)
         dead = [d for d in dead if (d.reason, d.event) not in known]
     if dead:
         events_repo.add_dead_letters(session, rows=dead)
-    after_commit(session, EventsCounted(source, result.outcomes))
-    return result
 
 
 def _body_positions(count: int, poison: Sequence[Poison]) -> list[int]:
@@ -225,24 +301,25 @@ def _resolve_dispatches(
 
 def _exposure_times(
     session: Session,
-    candidates: Sequence[tuple[int, NormalizedEvent, str, int]],
+    candidates: Sequence[_Candidate],
     decisions: dict[str, DecisionRef],
     experiments: dict[int, Experiment],
 ) -> dict[str, datetime]:
     """When each decision was exposed: the decision itself, or (exposure event
     `delivered`) the earliest delivered/open/click/conversion known so far."""
     times: dict[str, datetime] = {}
-    delivered: list[str] = []
+    delivered: set[str] = set()
     for decision_id, decision in decisions.items():
         experiment = experiments.get(decision.experiment_id)
         times[decision_id] = as_utc(decision.created_at)
         if experiment is not None and experiment.exposure_event == "delivered":
-            delivered.append(decision_id)
+            delivered.add(decision_id)
     if not delivered:
         return times
     stored = events_repo.first_events(session, decision_ids=delivered, metric=EXPOSURE)
     earliest: dict[str, datetime] = {d: as_utc(f.occurred_at) for d, f in stored.items()}
-    for _index, event, decision_id, _exp in candidates:
+    for candidate in candidates:
+        event, decision_id = candidate.event, candidate.decision_id
         if decision_id in times and event.type in EXPOSURE_TYPES and decision_id in delivered:
             at = as_utc(event.occurred_at)
             if decision_id not in earliest or at < earliest[decision_id]:
@@ -253,17 +330,16 @@ def _exposure_times(
 
 def _outcome(
     event: NormalizedEvent,
+    occurred_at: datetime,
     decision: DecisionRef | None,
-    experiments: dict[int, Experiment],
+    windows: dict[int, timedelta],
     exposure_at: dict[str, datetime],
 ) -> str:
     if decision is None:
         return "orphan"
     if event.machine:
         return "machine"
-    experiment = experiments.get(decision.experiment_id)
-    window = timedelta(hours=experiment.attribution_window_hours if experiment else 168.0)
-    exposed = exposure_at.get(decision.id, as_utc(decision.created_at))
-    if as_utc(event.occurred_at) - exposed > window:
+    window = windows.get(decision.experiment_id, DEFAULT_WINDOW)
+    if occurred_at - exposure_at[decision.id] > window:
         return "late"
     return "accepted"

@@ -6,10 +6,11 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, bindparam, delete, exists, func, update
+from sqlalchemy import String, bindparam, delete, exists, func, insert, update
 from sqlalchemy.dialects import postgresql
 from sqlmodel import Session, col, select
 
+from service.core.sessions import now as now_of
 from service.core.statements import insert_ignore, table_of
 from service.models import (
     DeadLetter,
@@ -24,11 +25,15 @@ IN_CHUNK = 500
 
 
 def add_raw(session: Session, *, source: str, headers: dict[str, Any], body: bytes) -> int:
-    row = RawPayload(source=source, headers=headers, body=body)
-    session.add(row)
-    session.flush()
-    assert row.id is not None
-    return row.id
+    """Store a payload as received; its id. A core insert (an ORM object and its flush
+    cost a tenth of a small batch), dated by the unit of work's clock as a flush would."""
+    table = table_of(RawPayload)
+    stmt = (
+        insert(table)
+        .values(source=source, headers=headers, body=body, received_at=now_of(session))
+        .returning(table.c.id)
+    )
+    return int(session.execute(stmt).scalar_one())
 
 
 def raw_payloads(

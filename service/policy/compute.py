@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from bandits import Allocation, PolicyConfig, allocate
 from bandits.delay import DelayCDF
+from bandits.delay_mixture import MixtureEvidence
 from bandits.delay_model import (
     CorrectedEvidence,
     DelayModel,
@@ -129,7 +130,7 @@ def compute_snapshot(
         now=now,
     )
     delay = DelayModel.of(
-        _delay_cdf(experiment, inputs.success_delays)
+        _delay_cdf(experiment, inputs.success_delays, inputs.previous)
         if delay_correction
         else _no_delay(experiment.attribution_window_hours)
     )
@@ -288,8 +289,17 @@ def _segment_allocations(
     return figures, leads
 
 
-def _delay_cdf(experiment: ExperimentInfo, delays: Sequence[SuccessDelay]) -> DelayModel | DelayCDF:
-    """The primary metric's delay model, learnt from the observed delays (no setting)."""
+def _delay_cdf(
+    experiment: ExperimentInfo, delays: Sequence[SuccessDelay], previous: Snapshot | None
+) -> DelayModel | DelayCDF:
+    """The primary metric's delay model, learnt from the observed delays (no setting).
+
+    The previous snapshot's mixture verdict is reused while the successes have grown by less
+    than a tenth (``MixtureEvidence.still_holds``): the test costs several fits.
+    """
+    known = None
+    if previous is not None and previous.experiment.epoch == experiment.epoch:
+        known = MixtureEvidence.from_json((previous.delay or {}).get("mixture"))
     window = experiment.attribution_window_hours
     observed = [d for d in delays if 0 <= d.delay_hours <= min(d.cohort_age_hours, window)]
     return fit_delay_model(
@@ -297,6 +307,7 @@ def _delay_cdf(experiment: ExperimentInfo, delays: Sequence[SuccessDelay]) -> De
         np.array([min(d.cohort_age_hours, window) for d in observed], dtype=np.float64),
         window,
         earliest_hours=np.array([d.earliest_hours for d in observed], dtype=np.float64),
+        known_mixture=known,
     )
 
 

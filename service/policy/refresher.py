@@ -191,8 +191,10 @@ def _moved(old: SegmentFigures, new: SegmentFigures) -> bool:
     """Did ageing alone move the delay-corrected figures materially?
 
     With no new event, F(age) still grows, and with it the maturity and the corrected rates.
-    A move of a hundredth in maturity, or of a twentieth of the interval's width in an
-    arm's corrected rate, is worth a new version; anything less is noise in the history.
+    A move of a hundredth in maturity, or of a twentieth of the policy's own interval's width
+    in an arm's corrected rate, is worth a new version; anything less is noise in the history.
+    (The policy's interval, not the reported one: widened for a slow tail, the latter would
+    let the rates the allocation rests on move further before a version is published.)
     Reaching full maturity always is: past the window no further refresh is due, so a last
     small step (0.9925 -> 1 under a slow tail) left the report short of 1 for good.
     """
@@ -200,7 +202,8 @@ def _moved(old: SegmentFigures, new: SegmentFigures) -> bool:
         return old.maturity != new.maturity
     if len(old.posterior_mean) != len(new.posterior_mean):
         return True
-    width = np.asarray(new.ci_high, dtype=float) - np.asarray(new.ci_low, dtype=float)
+    low, high = new.policy_interval()
+    width = np.asarray(high, dtype=float) - np.asarray(low, dtype=float)
     if np.any(np.abs(np.subtract(new.maturity, old.maturity)) > 0.01):
         return True
     if any(n == 1.0 and o != 1.0 for o, n in zip(old.maturity, new.maturity, strict=True)):

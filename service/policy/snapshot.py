@@ -118,6 +118,10 @@ class SegmentFigures:
     maturity_high: Floats | None = None
     # The overall segment's pooled prior (alpha, beta); None elsewhere.
     prior: tuple[float, float] | None = None
+    # The policy's own 95% interval, before the reported one (``ci_low``/``ci_high``) was
+    # widened for a slow tail; absent from older snapshots (None: the same as the reported).
+    policy_ci_low: Floats | None = None
+    policy_ci_high: Floats | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -125,6 +129,10 @@ class SegmentFigures:
             "successes": list(self.successes),
         }
         for name in ("observed_rate", "maturity", "maturity_low", "maturity_high"):
+            values = getattr(self, name)
+            if values is not None:
+                out[name] = list(values)
+        for name in ("policy_ci_low", "policy_ci_high"):
             values = getattr(self, name)
             if values is not None:
                 out[name] = list(values)
@@ -172,7 +180,15 @@ class SegmentFigures:
             maturity_low=_optional_floats(data, "maturity_low"),
             maturity_high=_optional_floats(data, "maturity_high"),
             prior=(float(prior[0]), float(prior[1])) if prior is not None else None,
+            policy_ci_low=_optional_floats(data, "policy_ci_low"),
+            policy_ci_high=_optional_floats(data, "policy_ci_high"),
         )
+
+    def policy_interval(self) -> tuple[Floats, Floats]:
+        """The policy's own interval (the reported one for snapshots written without it)."""
+        if self.policy_ci_low is None or self.policy_ci_high is None:
+            return self.ci_low, self.ci_high
+        return self.policy_ci_low, self.policy_ci_high
 
 
 @dataclass(frozen=True)

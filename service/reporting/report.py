@@ -4,6 +4,7 @@ so the figures agree with each other and with what /choose serves."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,7 @@ from bandits import PolicyConfig, beta_posterior, pooled_prior
 from bandits.delay_model import JUDGED, MATURE_SHARE, TOO_EARLY, too_early
 from service.core.vocabulary import OVERALL, SERVED_ARM_STATUSES
 from service.experiments.service import experiment_out, get_experiment
-from service.models import Experiment
+from service.models import Experiment, PolicySnapshot
 from service.policy import repository as snapshots_repo
 from service.policy.snapshot import RetirementVerdict, SegmentFigures, Snapshot
 from service.reporting.evaluation import evaluate_experiment
@@ -166,11 +167,11 @@ def correction_line(snapshot: Snapshot) -> str | None:
     estimated = np.asarray(segment.posterior_mean, dtype=np.float64)
     seen = observed > 0
     factors = estimated[seen] / observed[seen] if seen.any() else np.ones(1)
-    # The slowest delays disagree with the fit to all of them: the estimate_low/high allow for
-    # a slower tail (bandits.delay_model), and the sentence says so while it matters.
+    # Two log-normals beat one by BIC (bandits.delay_mixture): the estimate_low/high allow for
+    # the slower part, and the sentence says so while it matters.
     tail = (
-        " The slowest delays do not follow the rest, so delays look mixed: the interval "
-        "allows for a slow tail."
+        " The delays are a mix of a fast and a slow part (two delay curves fit them better "
+        "than one), so the interval allows for more of the slow part still to come."
         if delay.get("mixed") and maturity < 1.0
         else ""
     )
@@ -250,9 +251,8 @@ def report(session: Session, key: str) -> dict[str, Any]:
     out = experiment_out(session, experiment).model_dump(mode="json")
     arms = out.pop("arms")
     snapshot = snapshots_repo.latest(session, experiment_id=experiment.id)
-    built = build_report(
-        experiment=out, arms=arms, snapshot=snapshot, evaluation=_evaluation(session, experiment)
-    )
+    evaluation = _evaluation(session, experiment, as_of=evaluation_time(snapshot, experiment))
+    built = build_report(experiment=out, arms=arms, snapshot=snapshot, evaluation=evaluation)
     holdout = report_holdout(session, experiment)
     if holdout is not None:
         built["holdout"] = holdout
@@ -265,7 +265,26 @@ REPORT_EVALUATION_DECISIONS = 20_000
 REPORT_EVALUATION_BOOTSTRAP = 300
 
 
-def _evaluation(session: Session, experiment: Experiment) -> dict[str, Any]:
+def evaluation_time(snapshot: PolicySnapshot | None, experiment: Experiment) -> datetime | None:
+    """When the report's evaluation reads the log: when the arms' figures were computed.
+
+    The arms come from the latest snapshot, computed at its ``computed_at`` with F at its
+    cohorts' ages then; the evaluation reads the log as of that moment (decisions made and
+    successes arrived by then, ages then), so the page states one maturity and the lift is
+    made of the same corrected evidence as the arms. Read at the request's time instead, a
+    send read seconds after its clicks had two maturities (the arms' and, seconds older, the
+    evaluation's) on one page. None (read now) when the snapshot has no figures for the
+    current epoch (paused, no live arm, a reset).
+    """
+    if snapshot is None or snapshot.epoch != experiment.epoch:
+        return None
+    payload = Snapshot.from_json(snapshot.payload)
+    return payload.computed_at if payload.overall is not None else None
+
+
+def _evaluation(
+    session: Session, experiment: Experiment, *, as_of: datetime | None
+) -> dict[str, Any]:
     assert experiment.id is not None
     result: dict[str, Any] = evaluate_experiment(
         session,
@@ -273,6 +292,7 @@ def _evaluation(session: Session, experiment: Experiment) -> dict[str, Any]:
         rng=np.random.default_rng(experiment.id),
         max_decisions=REPORT_EVALUATION_DECISIONS,
         n_boot=REPORT_EVALUATION_BOOTSTRAP,
+        now=as_of,
     )
     return result
 

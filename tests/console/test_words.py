@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bandits.delay_model import TOO_EARLY
 from service.console.words import leader_sentence, maturity_words, pct
 
 
@@ -49,7 +50,7 @@ def test_the_control_leading_names_the_best_challenger() -> None:
 
 
 def test_too_early_and_empty_states() -> None:
-    early = {"arms": [_row(1, "A", 0.1, 0.6, judgement="too_early"), _row(2, "B", 0.05, 0.4)]}
+    early = {"arms": [_row(1, "A", 0.1, 0.6, judgement=TOO_EARLY), _row(2, "B", 0.05, 0.4)]}
     assert leader_sentence(early).endswith("60% likely best, too early to judge.")
     assert "1 arm too early to judge" in maturity_words(early)
     assert leader_sentence({"arms": []}) == "No live arm is being served yet."

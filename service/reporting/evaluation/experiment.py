@@ -99,6 +99,7 @@ def evaluate_experiment(
         evaluated,
         window_hours=window,
         payload=latest.payload if latest is not None else None,
+        now=now,
     )
     result = evaluate_log(log, targets, rng=rng, n_boot=n_boot, level=level, delay=correction)
     if current is None:
@@ -112,6 +113,8 @@ def evaluate_experiment(
             "epoch": experiment.epoch,
             "metric": metric,
             "attribution_window_hours": window,
+            # The moment the log was read at (the report: its snapshot's computed_at).
+            "as_of": now.isoformat(),
             "matured_before": matured_before.isoformat(),
             "matured": matured,
             # Younger than the window: evaluated through the delay correction, still maturing.

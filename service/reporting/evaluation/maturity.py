@@ -12,11 +12,19 @@ much is still to come is an extrapolation. The sigma points come in pairs theta 
 (L the Cholesky root of the fit's covariance), so to first order a Gaussian draw
 theta = centre + L z moves F by sum_k z_k (F_k+ - F_k-) / (2 sqrt 2): a redraw of F costs a few
 array operations, at a few dozen log-spaced age nodes (F is smooth in age).
+
+Where the delays were found mixed (a second, slower component beats one log-normal by BIC:
+``bandits.delay_mixture``), the snapshot also carries the sigma-point CDFs of the fit to the
+slowest delays (``tail_values``), and half the resamples draw F from that fit's uncertainty
+instead: the intervals allow for the slow tail as the arms' reported interval does, while the
+point values stay on the policy's F.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -35,9 +43,17 @@ SMALLEST_NODE_HOURS = 1.0 / 3600.0
 SMALLEST_F = 1e-6
 
 
-def snapshot_curves(
-    payload: Mapping[str, Any] | None, window_hours: float
-) -> tuple[DelayCDF, tuple[DelayCDF, ...]] | None:
+@dataclass(frozen=True)
+class Curves:
+    """The policy's delay CDF, the CDFs at its fit's sigma points, and those of the tail fit
+    (empty unless the delays were found mixed: ``bandits.delay_model``)."""
+
+    cdf: DelayCDF
+    spread: tuple[DelayCDF, ...] = ()
+    tail: tuple[DelayCDF, ...] = ()
+
+
+def snapshot_curves(payload: Mapping[str, Any] | None, window_hours: float) -> Curves | None:
     """The delay CDF the snapshot's policy used and its sigma-point CDFs, for this window."""
     delay = (payload or {}).get("delay") or {}
     try:
@@ -54,21 +70,33 @@ def snapshot_curves(
                 float(delay.get("prior_weight", 0.0)),
             )
 
-        spread = tuple(curve(v) for v in delay.get("spread_values") or ())
-        return curve(delay["values"]), spread
+        return Curves(
+            curve(delay["values"]),
+            tuple(curve(v) for v in delay.get("spread_values") or ()),
+            tuple(curve(v) for v in delay.get("tail_values") or ()),
+        )
     except (KeyError, TypeError, ValueError):
         return None  # an older snapshot without the curve: the log's own estimate stands in
 
 
-def log_curves(
-    decisions: LoggedDecisions, window_hours: float
-) -> tuple[DelayCDF, tuple[DelayCDF, ...]]:
+def log_curves(decisions: LoggedDecisions, window_hours: float) -> Curves:
     """The policy's delay model fitted to the log's own successes."""
     ages = np.asarray(decisions.age_hours, dtype=np.float64)
     won = np.asarray(decisions.success, dtype=bool)
     delays = np.minimum(np.asarray(decisions.delay_hours, dtype=np.float64)[won], ages[won])
     model = fit_delay_model(delays, ages[won], window_hours)
-    return model.cdf, tuple(model.spread)
+    return Curves(model.cdf, tuple(model.spread), tuple(model.tail))
+
+
+def _moves(spread: Sequence[DelayCDF], nodes: FloatArray) -> FloatArray:
+    """Per sigma-point pair k: F's move per unit of z_k (see the module docstring)."""
+    pairs = len(spread) // 2
+    return np.array(
+        [
+            (spread[2 * k](nodes) - spread[2 * k + 1](nodes)) / (2.0 * np.sqrt(2.0))
+            for k in range(pairs)
+        ]
+    ).reshape(pairs, nodes.size)
 
 
 def age_nodes(window_hours: float) -> FloatArray:
@@ -83,41 +111,67 @@ def nearest_node(ages: FloatArray, nodes: FloatArray) -> npt.NDArray[np.int64]:
     return np.searchsorted(midpoints, safe, side="left").astype(np.int64)
 
 
+def cohort_ages(decisions: LoggedDecisions, now: datetime) -> FloatArray:
+    """Each decision's age as the policy counts it: the mean age at ``now`` of its cohort, the
+    decisions of one segment and arm in one exposure hour (``service.policy.cohorts``).
+
+    The snapshot discounts a cohort by F(its mean age), not by the mean of its decisions'
+    F(age); the evaluation does the same, so that read at the snapshot's time its maturity is
+    the arms' (exposure-weighted) and its rates are the arms' corrected rates pooled. The two
+    differ only for a cohort whose decisions span much of an hour while F still climbs steeply.
+    """
+    ages = np.asarray(decisions.age_hours, dtype=np.float64)
+    if ages.size == 0:
+        return ages
+    hours = np.floor(now.timestamp() / 3600.0 - ages)
+    _, segment = np.unique(np.asarray(decisions.segment, dtype=object), return_inverse=True)
+    _, arm = np.unique(np.asarray(decisions.arm_id, dtype=np.int64), return_inverse=True)
+    _, hour = np.unique(hours, return_inverse=True)
+    key = (segment.reshape(-1) * (arm.max() + 1) + arm.reshape(-1)) * (hour.max() + 1) + hour
+    _, cell = np.unique(key.reshape(-1), return_inverse=True)
+    cell = cell.reshape(-1)
+    counts = np.bincount(cell)
+    return np.asarray((np.bincount(cell, weights=ages) / counts)[cell], dtype=np.float64)
+
+
 def delay_correction(
     decisions: LoggedDecisions,
     *,
     window_hours: float,
     payload: Mapping[str, Any] | None,
+    now: datetime,
 ) -> tuple[DelayCorrection, dict[str, Any]]:
-    """The correction for this log, and what to say about it in the result."""
+    """The correction for this log at ``now``, and what to say about it in the result."""
     from_snapshot = snapshot_curves(payload, window_hours)
     young = any(a < window_hours for a in decisions.age_hours)
     if from_snapshot is not None:
-        (cdf, spread), source = from_snapshot, "snapshot"
+        curves, source = from_snapshot, "snapshot"
     elif young:
-        (cdf, spread), source = log_curves(decisions, window_hours), "log"
+        curves, source = log_curves(decisions, window_hours), "log"
     else:
         # Every decision has matured: F = 1 for all of them, no curve is needed.
-        cdf = DelayCDF(window_hours, np.array([0.0, window_hours]), np.array([1.0, 1.0]), 0, 0)
-        spread, source = (), "matured"
+        flat = DelayCDF(window_hours, np.array([0.0, window_hours]), np.array([1.0, 1.0]), 0, 0)
+        curves, source = Curves(flat), "matured"
+    cdf = curves.cdf
     nodes = age_nodes(window_hours)
     centre = np.maximum(cdf(nodes), SMALLEST_F)
-    pairs = len(spread) // 2
-    # Per pair k: F's move per unit of z_k (see the module docstring).
-    moves = np.array(
-        [
-            (spread[2 * k](nodes) - spread[2 * k + 1](nodes)) / (2.0 * np.sqrt(2.0))
-            for k in range(pairs)
-        ]
-    ).reshape(pairs, nodes.size)
+    moves = _moves(curves.spread, nodes)
+    tail_moves = _moves(curves.tail, nodes)
+    tail_centre = np.mean([c(nodes) for c in curves.tail], axis=0) if curves.tail else centre
 
     def redraw(rng: np.random.Generator, m: int) -> FloatArray:
-        z = rng.standard_normal((m, pairs))
-        drawn = np.clip(centre[None, :] + z @ moves, SMALLEST_F, 1.0)
+        drawn = centre[None, :] + rng.standard_normal((m, moves.shape[0])) @ moves
+        if curves.tail:
+            # Where the delays were found mixed, half the resamples draw F from the tail
+            # fit's own uncertainty, as the reported interval pools both fits' sigma points.
+            from_tail = rng.random(m) < 0.5
+            tail = tail_centre[None, :] + rng.standard_normal((m, tail_moves.shape[0])) @ tail_moves
+            drawn = np.where(from_tail[:, None], tail, drawn)
+        drawn = np.clip(drawn, SMALLEST_F, 1.0)
         drawn[:, -1] = 1.0  # the window's node: matured decisions
         return np.asarray(drawn / centre[None, :], dtype=np.float64)
 
-    ages = np.asarray(decisions.age_hours, dtype=np.float64)
+    ages = cohort_ages(decisions, now)
     exposure = np.where(ages >= window_hours, 1.0, cdf(np.minimum(ages, window_hours)))
     correction = DelayCorrection(
         exposure=np.asarray(exposure, dtype=np.float64),
@@ -128,5 +182,7 @@ def delay_correction(
         "source": source,
         "median_hours": cdf.median_hours() if source != "matured" else None,
         "observations": cdf.observations,
+        # The intervals also draw F from the tail fit (the delays were found mixed).
+        "mixed": bool(curves.tail),
     }
     return correction, info

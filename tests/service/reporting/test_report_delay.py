@@ -16,6 +16,8 @@ from fastapi.testclient import TestClient
 from service.core.clock import ManualClock
 from service.core.runtime import Runtime
 from service.measuring import stats_repository as stats_repo
+from service.policy.refresher import _moved
+from service.policy.snapshot import SegmentFigures
 from tests.service.factories import create_random_experiment
 from tests.service.helpers import later
 
@@ -49,19 +51,28 @@ def keyed_send(
     return response.json()["decisions"]
 
 
-def fast_clicks(decisions: list[dict[str, Any]], arm_ids: list[int], sent: datetime):
-    """Clicks for every n-th decision of each arm, 5 to 55 seconds after the send."""
-    rng = np.random.default_rng(7)
+def fast_clicks(
+    decisions: list[dict[str, Any]],
+    arm_ids: list[int],
+    sent: datetime,
+    *,
+    seconds: tuple[float, float] = (5, 55),
+    rng: np.random.Generator | None = None,
+    prefix: str = "click",
+):
+    """Clicks for every n-th decision of each arm, 5 to 55 seconds (``seconds``) after the
+    send."""
+    rng = rng or np.random.default_rng(7)
     seen = dict.fromkeys(arm_ids, 0)
     events = []
     for d in decisions:
         arm = d["arm"]["id"]
         seen[arm] += 1
         if seen[arm] % EVERY[arm_ids.index(arm)] == 0:
-            delay = timedelta(seconds=float(rng.uniform(5, 55)))
+            delay = timedelta(seconds=float(rng.uniform(*seconds)))
             events.append(
                 {
-                    "event_id": f"click-{len(events)}",
+                    "event_id": f"{prefix}-{len(events)}",
                     "decision_id": d["decision_id"],
                     "type": "click",
                     "occurred_at": (sent + delay).isoformat(),
@@ -312,14 +323,14 @@ def test_snapshots_follow_the_cohorts_age_and_idle_ones_cost_nothing(
     assert fresh["policy_version"] > final["policy_version"]
 
 
-def test_a_mixed_send_read_an_hour_in_reports_a_wider_honest_interval(
+def test_a_mixed_send_read_six_hours_in_reports_a_wider_honest_interval(
     client: TestClient, admin, decide, ingest, runtime: Runtime, clock: ManualClock
 ):
     """Half the clicks within ten minutes, half over hours (one in eight decisions clicks in
-    the end), read an hour in. The fit to every delay sees the fast half only; the fit to the
-    slowest tenth disagrees, so the report's interval allows for the slow tail and covers the
-    final rate, and the correction line says the delays look mixed. The posterior mean (what
-    the policy uses) is left where the whole fit puts it."""
+    the end), read six hours in. The fit to every delay underweights the slow half; two
+    log-normals beat one by BIC, so the report's interval allows for the slow part and covers
+    the final rate, and the correction line says the delays are a mix. The posterior mean
+    (what the policy uses) is left where the whole fit puts it."""
     sent = DAY.replace(hour=9)
     clock.set(sent)
     exp = create_random_experiment(client, admin, arms=2)
@@ -329,7 +340,7 @@ def test_a_mixed_send_read_an_hour_in_reports_a_wider_honest_interval(
     for d in decisions[::8]:
         fast = rng.random() < 0.5
         hours = rng.lognormal(np.log(10 / 60), 1.0) if fast else rng.lognormal(np.log(6.0), 1.0)
-        if hours <= 1.0:
+        if hours <= 6.0:
             events.append(
                 {
                     "event_id": f"m{len(events)}",
@@ -338,12 +349,13 @@ def test_a_mixed_send_read_an_hour_in_reports_a_wider_honest_interval(
                     "occurred_at": (sent + timedelta(hours=float(hours))).isoformat(),
                 }
             )
-    clock.advance(1.0)
+    clock.advance(6.0)
     assert client.post("/v1/events", json=events, headers=ingest).status_code == 200
     runtime.refresher.tick()
     report = client.get(f"/v1/experiments/{exp['key']}/report", headers=admin).json()
     assert report["delay"]["mixed"] is True
-    assert "delays look mixed: the interval allows for a slow tail." in report["correction"]
+    assert report["delay"]["mixture"]["bic_difference"] > 0
+    assert "the interval allows for more of the slow part still to come." in report["correction"]
     final = 1 / 8  # every eighth decision clicks within the window
     for row in report["arms"]:
         assert row["estimate_low"] <= final <= row["estimate_high"], row
@@ -351,32 +363,162 @@ def test_a_mixed_send_read_an_hour_in_reports_a_wider_honest_interval(
         assert row["maturity_low"] < row["maturity"] <= row["maturity_high"], row
 
 
+def two_arms(
+    *,
+    maturity: float = 0.5,
+    mean: float = 0.05,
+    interval: tuple[float, float] = (0.02, 0.1),
+    policy: tuple[float, float] | None = None,
+) -> SegmentFigures:
+    """Two arms' figures; the first arm's corrected rate is ``mean``, its reported interval
+    ``interval`` and its policy's own ``policy`` (None: not stored, as before)."""
+    two = (0.5, 0.5)
+    return SegmentFigures(
+        exposures=(100.0, 100.0),
+        successes=(5.0, 6.0),
+        effective_exposures=(100.0, 100.0),
+        effective_successes=(5.0, 6.0),
+        allocation=two,
+        exploit=two,
+        eligible=(False, False),
+        exploration_share=0.1,
+        probability_best=two,
+        expected_loss=(0.01, 0.01),
+        posterior_mean=(mean, 0.06),
+        ci_low=(interval[0], 0.03),
+        ci_high=(interval[1], 0.11),
+        warming_up=(False, False),
+        maturity=(maturity, maturity),
+        policy_ci_low=None if policy is None else (policy[0], 0.05),
+        policy_ci_high=None if policy is None else (policy[1], 0.07),
+    )
+
+
 def test_reaching_full_maturity_is_always_a_new_version():
     """Past the window no further refresh is due, so the step to maturity 1 must publish even
     when it is smaller than the usual hundredth (a slow tail left the report at 0.9925)."""
-    from service.policy.refresher import _moved
-    from service.policy.snapshot import SegmentFigures
 
     def figures(maturity: float) -> SegmentFigures:
-        two = (0.5, 0.5)
-        return SegmentFigures(
-            exposures=(100.0, 100.0),
-            successes=(5.0, 6.0),
-            effective_exposures=(100.0, 100.0),
-            effective_successes=(5.0, 6.0),
-            allocation=two,
-            exploit=two,
-            eligible=(False, False),
-            exploration_share=0.1,
-            probability_best=two,
-            expected_loss=(0.01, 0.01),
-            posterior_mean=(0.05, 0.06),
-            ci_low=(0.02, 0.03),
-            ci_high=(0.1, 0.11),
-            warming_up=(False, False),
-            maturity=(maturity, maturity),
-        )
+        return two_arms(maturity=maturity)
 
     assert _moved(figures(0.9925), figures(1.0))
     assert not _moved(figures(0.99), figures(0.9925))
     assert not _moved(figures(1.0), figures(1.0))
+
+
+def test_read_seconds_after_the_clicks_the_page_states_one_maturity(
+    client: TestClient, admin, decide, ingest, runtime: Runtime, clock: ManualClock
+):
+    """Three push sends ten seconds apart, clicks back 1-3 s after each, the policy refreshed
+    4 s after each and the report read 2 s after the last refresh. The evaluation reads the log
+    as the arms' snapshot did: its maturity is the arms' (exposure-weighted), the policy's
+    corrected value is the arms' evidence pooled, and the lift over an even split is clearly
+    positive (the later sends favoured the best arm). Before, the evaluation discounted each
+    decision by F at its age at read time, with F a straight line below 10 s: a different
+    maturity on the same page, and rates capped at 100% that made the lift read +0.0%."""
+    start = DAY.replace(hour=11, minute=20)
+    clock.set(start)
+    exp = create_random_experiment(client, admin, arms=3)  # default settings
+    arm_ids = [a["id"] for a in exp["arms"]]
+    rng = np.random.default_rng(11)
+    for send in range(3):
+        sent = start + timedelta(seconds=10 * send)
+        clock.set(sent)
+        decisions = keyed_send(client, decide, runtime, exp["key"], 1500, send_id=f"s{send}")
+        events = fast_clicks(
+            decisions, arm_ids, sent, seconds=(1, 3), rng=rng, prefix=f"click-{send}"
+        )
+        clock.set(sent + timedelta(seconds=4))
+        response = client.post("/v1/events", json=events, headers=ingest)
+        assert response.status_code == 200, response.text
+        runtime.refresher.tick()
+    clock.advance(2 / 3600)
+    report = client.get(f"/v1/experiments/{exp['key']}/report", headers=admin).json()
+
+    rows = report["arms"]
+    exposures = np.array([r["exposures"] for r in rows], dtype=float)
+    successes = np.array([r["successes"] for r in rows], dtype=float)
+    maturity = np.array([r["maturity"] for r in rows])
+    arms_maturity = float((maturity * exposures).sum() / exposures.sum())
+    evaluation = report["evaluation"]
+    assert evaluation["as_of"] == report["computed_at"]
+    assert evaluation["young"] == evaluation["n"] == 4500
+    assert evaluation["maturity"] == pytest.approx(arms_maturity, abs=0.005)
+    # The policy's value is the arms' corrected evidence pooled.
+    pooled = successes.sum() / (maturity * exposures).sum()
+    lift = evaluation["lift"]
+    assert lift["policy"]["value"] == pytest.approx(pooled, rel=0.01)
+    assert lift["policy"]["value"] < 0.5  # not capped at 100%
+    # The arms differ clearly, and the later sends followed them.
+    for row in rows:
+        observed = row["observed_rate"]
+        assert observed / 2 <= row["estimated_rate"] <= observed * 2, row
+    assert lift["relative"]["value"] > 0.2, lift
+    assert lift["relative"]["ci_low"] > 0.0, lift
+
+
+def test_ageing_publishes_by_the_policys_own_interval_not_the_reported_one():
+    """A slow tail widens the reported interval (here to 0..40%); a move of a corrected rate
+    by a quarter of a point is small against that, but a quarter of the policy's own interval
+    (4%..6%): the rates the allocation rests on moved, so a version is published."""
+
+    def figures(mean: float, policy: bool = True) -> SegmentFigures:
+        own = (mean - 0.01, mean + 0.01) if policy else None
+        return two_arms(mean=mean, interval=(0.0, 0.4), policy=own)
+
+    assert _moved(figures(0.05), figures(0.0525))
+    assert not _moved(figures(0.05), figures(0.0505))
+    # Snapshots written before the policy's interval was kept: the reported one stands in.
+    assert not _moved(figures(0.05, policy=False), figures(0.0525, policy=False))
+    low, high = SegmentFigures.from_json(figures(0.05).to_json()).policy_interval()
+    assert low == pytest.approx((0.04, 0.05))
+    assert high == pytest.approx((0.06, 0.07))
+
+
+def test_an_email_send_read_in_its_first_hours_is_floored_by_what_was_seen(
+    client: TestClient, admin, decide, ingest, runtime: Runtime, clock: ManualClock
+):
+    """One log-normal email send (median 1 h) at 2%, 6% and 12%, read at 30 min, 1 h and 3 h:
+    no lower end reaches below the observed rate's own interval (successes only accumulate),
+    the delays are not called mixed, and from an hour on every interval covers the rate the
+    send ends with."""
+    from scipy import stats
+
+    sent = DAY.replace(hour=10, minute=3)
+    clock.set(sent)
+    exp = create_random_experiment(client, admin, arms=3)
+    arm_ids = [a["id"] for a in exp["arms"]]
+    decisions = keyed_send(client, decide, runtime, exp["key"], 3000)
+    rng = np.random.default_rng(3)
+    clicks = [
+        (float(np.exp(rng.normal(0.0, 1.2))), d["decision_id"], d["arm"]["id"])
+        for d in decisions
+        if rng.random() < (0.02, 0.06, 0.12)[arm_ids.index(d["arm"]["id"])]
+    ]
+    exposures = {a: sum(d["arm"]["id"] == a for d in decisions) for a in arm_ids}
+    final = {a: sum(c[2] == a for c in clicks if c[0] <= 168) / exposures[a] for a in arm_ids}
+    posted = 0.0
+    for read_hours in (0.5, 1.0, 3.0):
+        clock.set(sent + timedelta(hours=read_hours))
+        events = [
+            {
+                "event_id": f"c-{i}",
+                "decision_id": decision_id,
+                "type": "click",
+                "occurred_at": (sent + timedelta(hours=delay)).isoformat(),
+            }
+            for i, (delay, decision_id, _arm) in enumerate(clicks)
+            if posted < delay <= read_hours
+        ]
+        posted = read_hours
+        assert client.post("/v1/events", json=events, headers=ingest).status_code == 200
+        runtime.refresher.tick()
+        report = client.get(f"/v1/experiments/{exp['key']}/report", headers=admin).json()
+        assert report["delay"]["mixed"] is False, read_hours
+        for row in report["arms"]:
+            s, n = row["successes"], row["exposures"]
+            floor = float(stats.beta.ppf(0.025, s + 0.5, n - s + 0.5)) if s else 0.0
+            assert row["estimate_low"] >= min(floor, row["estimated_rate"]) - 1e-9, row
+            assert row["estimate_low"] <= row["estimated_rate"] <= row["estimate_high"], row
+            if read_hours >= 1.0:
+                assert row["estimate_low"] <= final[row["arm_id"]] <= row["estimate_high"], row
