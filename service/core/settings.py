@@ -49,8 +49,9 @@ class Settings(BaseSettings):
         "building and writing rows never holds the serving process's interpreter lock "
         "(false, the default: a thread of the serving process writes them). Only with the "
         "background workers on and a database file or server (not an in-memory SQLite). Off "
-        "by default: with `serve --workers 2` on PostgreSQL, bench/load left orphans "
-        "uncounted with it on (none with it off); the cause is not found yet.",
+        "by default: on an oversubscribed machine the writer falls seconds behind the serving "
+        "process (nothing slows serving down any more), and a writer crash then loses more "
+        "than one flush interval.",
     )
     lease_seconds: float = Field(
         10.0, gt=0, description="How long the policy/loop leases last without renewal."
