@@ -164,6 +164,7 @@ def write_reply(data: dict[str, Any], *, exploration_seed: int = 0) -> dict[str,
                     "learning_id": learning["id"],
                     "claim": None,
                     "evidence_arm_ids": cited,
+                    "tags": [],
                 }
             )
             continue
@@ -176,6 +177,7 @@ def write_reply(data: dict[str, Any], *, exploration_seed: int = 0) -> dict[str,
                     "learning_id": learning["id"],
                     "claim": None,
                     "evidence_arm_ids": cited,
+                    "tags": [],
                 }
             )
     for effect in positive:
@@ -188,6 +190,7 @@ def write_reply(data: dict[str, Any], *, exploration_seed: int = 0) -> dict[str,
                 "learning_id": None,
                 "claim": claim,
                 "evidence_arm_ids": arms_with(effect["tag"]),
+                "tags": [effect["tag"]],
             }
         )
         claimed.add(effect["tag"])
@@ -248,12 +251,19 @@ def write_mischief(data: dict[str, Any]) -> dict[str, Any]:
         {"arm_id": arm_id, "reason": "I do not like it"} for arm_id in ineligible[:1]
     ]
     reply["learning_ops"] = [
-        {"op": "add", "learning_id": None, "claim": "Emoji always win", "evidence_arm_ids": []},
+        {
+            "op": "add",
+            "learning_id": None,
+            "claim": "Emoji always win",
+            "evidence_arm_ids": [],
+            "tags": [],
+        },
         {
             "op": "add",
             "learning_id": None,
             "claim": "Arm 999999 proves everything",
             "evidence_arm_ids": [999999],
+            "tags": [],
         },
     ]
     bad: list[dict[str, Any]] = []
