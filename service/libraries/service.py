@@ -20,11 +20,13 @@ from sqlmodel import Session
 from bandits.library_effects import CampaignTagModel, fit_campaign_tag_model
 from bandits.posterior import beta_posterior, pooled_prior
 from service.core.errors import NotFound
+from service.core.sessions import now as now_of
 from service.core.vocabulary import EXPOSURE, success_metric
 from service.libraries import repository as repo
+from service.libraries.schemas import LibrarySettings
 from service.models import Arm, Experiment, LearningRow, Library, as_utc
 from variants.inputs import LibraryArm
-from variants.learnings import Evidence, Learning, LearningStatus, Verdict
+from variants.learnings import Evidence, Learning, LearningStatus, Verdict, enforce_cap
 from variants.library import fade
 
 DEFAULT_LIBRARY = repo.DEFAULT_LIBRARY
@@ -117,14 +119,41 @@ def faded(session: Session, library: Library, *, now: datetime) -> tuple[list[Le
     return state, [op.learning_id for op in pruned]
 
 
+def update_settings(
+    session: Session, name: str, patch: LibrarySettings, *, actor: str
+) -> tuple[Library, list[str]]:
+    """Change a library's description, cap or half-life; a lowered cap and a shorter
+    half-life apply at once (the same rules a loop run applies: faded claims pruned, then
+    the least supported over the cap). Returns the library and the ids pruned."""
+    library = get_library(session, name)
+    values = patch.model_dump(exclude_unset=True)
+    for field, value in values.items():
+        setattr(library, field, value)
+    session.add(library)
+    session.flush()
+    if "cap" not in values and "half_life_days" not in values:
+        return library, []
+    state, faded_ops = fade(
+        learnings(session, library), now=now_of(session), half_life_days=library.half_life_days
+    )
+    state, capped = enforce_cap(
+        state, library.cap, why=f"; the cap was set to {library.cap} by {actor}"
+    )
+    pruned = [op.learning_id for op in [*faded_ops, *capped]]
+    if pruned:
+        save(session, library, experiment_id=None, learnings=state)
+    return library, pruned
+
+
 def save(
     session: Session,
     library: Library,
     *,
-    experiment_id: int,
+    experiment_id: int | None,
     learnings: Sequence[Learning],
 ) -> list[str]:
-    """Write the learnings that are new or changed, item by item; return their ids."""
+    """Write the learnings that are new or changed, item by item; return their ids.
+    `experiment_id` is the experiment whose run wrote them (needed for new items only)."""
     assert library.id is not None
     rows = {row.key: row for row in learning_rows(session, library)}
     changed: list[str] = []
@@ -144,6 +173,8 @@ def save(
         }
         row = rows.get(item.id)
         if row is None:
+            if experiment_id is None:
+                raise ValueError(f"a new learning ({item.id}) needs the experiment that wrote it")
             row = LearningRow(
                 experiment_id=experiment_id, library_id=library.id, key=item.id, **values
             )
