@@ -166,8 +166,8 @@ def _experiment_context(session: Any, key: str) -> dict[str, Any]:
         c
         for c in (
             line_chart(history, "allocation", "Traffic share over time"),
-            line_chart(history, "posterior_mean", "Estimated rate over time"),
-            line_chart(history, "observed_rate", "Observed rate over time"),
+            line_chart(history, "posterior_mean", "Estimated rate over time", measured_only=True),
+            line_chart(history, "observed_rate", "Observed rate over time", measured_only=True),
         )
         if c is not None
     ]

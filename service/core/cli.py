@@ -320,6 +320,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
+    _add_serve_and_migrate(sub)
+    _add_maintenance(sub)
+    _add_simulate(sub)
+    _add_evaluate(sub)
+    return parser
+
+
+def _add_serve_and_migrate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`serve` and `migrate`."""
     serve = sub.add_parser("serve", help="apply migrations and run the HTTP service")
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)"
@@ -338,9 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--demo", action="store_true", help="create the demo experiment and key")
     serve.set_defaults(handler=cmd_serve)
-
     sub.add_parser("migrate", help="apply database migrations").set_defaults(handler=cmd_migrate)
 
+
+def _add_maintenance(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`keys`, `stats rebuild`, `purge` and `loop run`: the operator's one-off commands."""
     keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create a key and print it once")
@@ -352,23 +363,23 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = keys_sub.add_parser("revoke", help="revoke a key at once")
     revoke.add_argument("key_id", type=int, help="the key's id, as `keys list` shows")
     keys.set_defaults(handler=cmd_keys)
-
     stats = sub.add_parser("stats", help="statistics maintenance")
     stats_sub = stats.add_subparsers(dest="stats_command", required=True)
     rebuild = stats_sub.add_parser("rebuild", help="recompute statistics from decisions and events")
     _experiment_or_all(rebuild, "rebuild every experiment's statistics")
     stats.set_defaults(handler=cmd_stats)
-
     sub.add_parser("purge", help="delete raw payloads past the retention period").set_defaults(
         handler=cmd_purge
     )
-
     loop = sub.add_parser("loop", help="the marketing loop")
     loop_sub = loop.add_subparsers(dest="loop_command", required=True)
     loop_run = loop_sub.add_parser("run", help="run the loop now")
     _experiment_or_all(loop_run, "run every running experiment's loop")
     loop.set_defaults(handler=cmd_loop)
 
+
+def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`simulate`: the pinned scenarios and the loop comparison on the real engine."""
     simulate = sub.add_parser(
         "simulate",
         help="simulations on the real engine",
@@ -414,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.set_defaults(handler=cmd_simulate)
 
+
+def _add_evaluate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`evaluate`: the evaluation the report embeds, from the command line."""
     evaluate = sub.add_parser(
         "evaluate", help="lift over an even split and off-policy estimates from the decision log"
     )
@@ -422,7 +436,6 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print the JSON the report embeds")
     evaluate.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     evaluate.set_defaults(handler=cmd_evaluate)
-    return parser
 
 
 def _experiment_or_all(parser: argparse.ArgumentParser, all_help: str) -> None:
