@@ -69,6 +69,10 @@ class CampaignConfig:
     min_exposures: int = 300
     min_successes: int = 5
     seed: int = 11
+    # The scripted copywriter's options (simulation.copywriter.write_reply): tentative
+    # claims for tags that lean positive, and variants that combine two claimed tags.
+    tentative: bool = True
+    combine: bool = True
 
     def __post_init__(self) -> None:
         if self.campaigns < 1:
@@ -218,6 +222,7 @@ def compare_campaigns(config: CampaignConfig, *, seeds: int = 3) -> dict[str, li
                 seeded = dataclasses.replace(config, seed=config.seed + repeat)
                 # Both arms of the comparison explore alike when they know nothing.
                 control.exploration_seed = seeded.seed
+                control.tentative, control.combine = config.tentative, config.combine
                 workdir = Path(folder) / f"seed-{seeded.seed}"
                 workdir.mkdir()
                 for label, use_library in (("library", True), ("no library", False)):

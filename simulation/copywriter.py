@@ -130,14 +130,60 @@ def exploration_order(data: dict[str, Any], seed: int = 0) -> list[str]:
     return order
 
 
-def write_reply(data: dict[str, Any], *, exploration_seed: int = 0) -> dict[str, Any]:
+TENTATIVE = "Tentative:"
+# A tag leans positive enough for a tentative claim when its estimate is at least one
+# standard error above zero (about five to one that it helps, on a flat prior) while its
+# 95% interval still includes no effect.
+TENTATIVE_Z = 1.0
+
+
+def _z(effect: dict[str, Any]) -> float:
+    low, high = effect["interval_95"]
+    spread = (high - low) / 3.92
+    return float(effect["effect"]) / spread if spread > 0 else 0.0
+
+
+def firm_claim(tag: str) -> str:
+    return f"Variants tagged '{tag}' earn more successes than those without"
+
+
+def tentative_claim(tag: str) -> str:
+    return (
+        f"{TENTATIVE} variants tagged '{tag}' may earn more successes than those without "
+        "(the estimate leans this way; its 95% interval still includes no effect)"
+    )
+
+
+def write_reply(
+    data: dict[str, Any],
+    *,
+    exploration_seed: int = 0,
+    tentative: bool = True,
+    combine: bool = True,
+) -> dict[str, Any]:
     """What a diligent copywriter answers to the data block (`exploration_seed`: see
-    `exploration_order`)."""
+    `exploration_order`).
+
+    Learnings: a firm claim for a tag whose interval excludes zero; with `tentative`, a
+    claim labelled "Tentative:" for a tag that leans positive (`TENTATIVE_Z`) without
+    that, superseded by the firm claim once the interval clears zero and pruned once the
+    estimate turns negative; never confirmed while tentative (its support stays 1).
+    Variants follow the claimed tags (most supported first; with `combine`, two at most,
+    so a variant can carry both of what is known), else the best estimate, else explore.
+    With neither flag it answers as it did before tentative claims existed."""
     ranked = data["arms_ranked_worst_to_best"]
     order = exploration_order(data, exploration_seed)
     effects = {item["tag"]: item for item in data.get("tag_effects_log_odds", [])}
     positive = sorted(
         (item for item in effects.values() if item["interval_95"][0] > 0),
+        key=lambda item: -item["effect"],
+    )
+    leaning = sorted(
+        (
+            item
+            for item in effects.values()
+            if item["interval_95"][0] <= 0 < item["effect"] and _z(item) >= TENTATIVE_Z
+        ),
         key=lambda item: -item["effect"],
     )
 
@@ -147,9 +193,20 @@ def write_reply(data: dict[str, Any], *, exploration_seed: int = 0) -> dict[str,
             arm["arm_id"] for arm in ranked + data.get("library_arms", []) if tag in arm["tags"]
         ]
 
+    def op(
+        kind: str, learning_id: str | None, claim: str | None, cited: list[int], tags: list[str]
+    ) -> dict[str, Any]:
+        return {
+            "op": kind,
+            "learning_id": learning_id,
+            "claim": claim,
+            "evidence_arm_ids": cited,
+            "tags": tags,
+        }
+
     ops: list[dict[str, Any]] = []
     claimed: set[str] = set()
-    top_learning: dict[str, Any] | None = None
+    followed: list[tuple[str, str]] = []  # (tag, learning id) of the claims kept
     for learning in data["learnings"]:  # sorted by support, highest first
         tags = _tags_in(learning["claim"])
         claimed.update(tags)
@@ -157,56 +214,45 @@ def write_reply(data: dict[str, Any], *, exploration_seed: int = 0) -> dict[str,
             arm["arm_id"] for arm in ranked[-1:]
         ]
         effect = effects.get(tags[0]) if tags else None
-        if effect is not None and effect["interval_95"][1] < 0:
-            ops.append(
-                {
-                    "op": "prune",
-                    "learning_id": learning["id"],
-                    "claim": None,
-                    "evidence_arm_ids": cited,
-                }
-            )
+        if learning["claim"].startswith(TENTATIVE):
+            if effect is not None and effect["effect"] <= 0:
+                ops.append(op("prune", learning["id"], None, cited, []))
+                continue
+            if effect is not None and effect["interval_95"][0] > 0:
+                ops.append(op("supersede", learning["id"], firm_claim(tags[0]), cited, tags[:1]))
+            followed += [(tag, learning["id"]) for tag in tags[:1]]
             continue
-        if top_learning is None:
-            top_learning = learning
+        if effect is not None and effect["interval_95"][1] < 0:
+            ops.append(op("prune", learning["id"], None, cited, []))
+            continue
+        followed += [(tag, learning["id"]) for tag in tags[:1]]
         if cited:
-            ops.append(
-                {
-                    "op": "confirm",
-                    "learning_id": learning["id"],
-                    "claim": None,
-                    "evidence_arm_ids": cited,
-                }
-            )
+            ops.append(op("confirm", learning["id"], None, cited, []))
     for effect in positive:
         if effect["tag"] in claimed or not arms_with(effect["tag"]):
             continue
-        claim = f"Variants tagged '{effect['tag']}' earn more successes than those without"
         ops.append(
-            {
-                "op": "add",
-                "learning_id": None,
-                "claim": claim,
-                "evidence_arm_ids": arms_with(effect["tag"]),
-            }
+            op("add", None, firm_claim(effect["tag"]), arms_with(effect["tag"]), [effect["tag"]])
+        )
+        claimed.add(effect["tag"])
+    for effect in leaning if tentative else []:
+        if effect["tag"] in claimed or not arms_with(effect["tag"]):
+            continue
+        ops.append(
+            op(
+                "add",
+                None,
+                tentative_claim(effect["tag"]),
+                arms_with(effect["tag"]),
+                [effect["tag"]],
+            )
         )
         claimed.add(effect["tag"])
 
-    if top_learning is not None and _tags_in(top_learning["claim"]):
-        follow = _tags_in(top_learning["claim"])
-        tests: str | None = top_learning["id"]
-    elif positive:
-        follow = [positive[0]["tag"]]
-        tests = f"Variants tagged '{follow[0]}' earn more successes than those without"
-    elif promising := sorted(
-        (item for item in effects.values() if item["effect"] > 0), key=lambda i: -i["effect"]
-    ):
-        # No claim is certain yet, but a diligent copywriter leans on the best estimate.
-        follow = [promising[0]["tag"]]
-        tests = f"Variants tagged '{follow[0]}' might earn more successes"
-    else:
-        follow = [order[len(ranked) % len(order)]]
-        tests = f"Variants tagged '{follow[0]}' might do better"
+    follow, tests = _follow(
+        followed, positive, leaning if tentative else [], effects, order, len(ranked)
+    )
+    follow = follow if combine else follow[:1]
     # Exploit what is known, and explore one more tag on top of it.
     extra = [tag for tag in order if tag not in follow]
     variants = write_variants(data, follow, max(1, data["max_new_variants"] - 1))
@@ -232,6 +278,33 @@ def write_reply(data: dict[str, Any], *, exploration_seed: int = 0) -> dict[str,
     }
 
 
+def _follow(
+    followed: list[tuple[str, str]],
+    positive: list[dict[str, Any]],
+    leaning: list[dict[str, Any]],
+    effects: dict[str, dict[str, Any]],
+    order: list[str],
+    listed: int,
+) -> tuple[list[str], str]:
+    """The tags new variants carry, and what they test: the claimed tags (most supported
+    first), then tags the evidence singles out or leans to, up to two; without any, the
+    best estimate; without that, the next tag in the exploration order."""
+    known = [tag for tag, _id in followed] + [e["tag"] for e in positive + leaning]
+    follow = list(dict.fromkeys(known))[:2]
+    if followed:
+        return follow, followed[0][1]
+    if follow:
+        return follow, firm_claim(follow[0])
+    promising = sorted(
+        (item for item in effects.values() if item["effect"] > 0), key=lambda i: -i["effect"]
+    )
+    if promising:
+        # No claim is certain yet, but a diligent copywriter leans on the best estimate.
+        return [promising[0]["tag"]], f"Variants tagged '{promising[0]['tag']}' might earn more"
+    tag = order[listed % len(order)]
+    return [tag], f"Variants tagged '{tag}' might do better"
+
+
 def write_mischief(data: dict[str, Any]) -> dict[str, Any]:
     """A reply that breaks every rule the loop enforces, plus one good variant."""
     reply = write_reply(data)
@@ -248,12 +321,19 @@ def write_mischief(data: dict[str, Any]) -> dict[str, Any]:
         {"arm_id": arm_id, "reason": "I do not like it"} for arm_id in ineligible[:1]
     ]
     reply["learning_ops"] = [
-        {"op": "add", "learning_id": None, "claim": "Emoji always win", "evidence_arm_ids": []},
+        {
+            "op": "add",
+            "learning_id": None,
+            "claim": "Emoji always win",
+            "evidence_arm_ids": [],
+            "tags": [],
+        },
         {
             "op": "add",
             "learning_id": None,
             "claim": "Arm 999999 proves everything",
             "evidence_arm_ids": [999999],
+            "tags": [],
         },
     ]
     bad: list[dict[str, Any]] = []

@@ -89,6 +89,9 @@ class CopywriterControl:
     last_variants: list[dict[str, Any]] = field(default_factory=list)
     # Seeds the order in which the copywriter explores tags with no evidence.
     exploration_seed: int = 0
+    # simulation.copywriter.write_reply's options (tentative claims, combining two tags).
+    tentative: bool = True
+    combine: bool = True
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def set_mode(self, mode: str) -> None:
@@ -113,6 +116,8 @@ class CopywriterControl:
             self.embedding_requests.clear()
             self.last_variants = []
             self.exploration_seed = 0
+            self.tentative = True
+            self.combine = True
 
     @property
     def last_request(self) -> dict[str, Any]:
@@ -226,7 +231,12 @@ def build_app(control: CopywriterControl) -> Starlette:
         reply = (
             write_mischief(data)
             if scenario == MISCHIEF
-            else write_reply(data, exploration_seed=control.exploration_seed)
+            else write_reply(
+                data,
+                exploration_seed=control.exploration_seed,
+                tentative=control.tentative,
+                combine=control.combine,
+            )
         )
         with control._lock:
             if scenario == REPEAT:

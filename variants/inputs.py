@@ -22,6 +22,21 @@ class Brief(BaseModel):
     brand_voice: str = ""
 
 
+class SegmentCount(BaseModel):
+    """An arm's raw counts in one named segment (the gates use raw counts, as the policy)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    exposures: Annotated[int, Field(ge=0)] = 0
+    successes: Annotated[int, Field(ge=0)] = 0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SegmentCount:
+        if self.successes > self.exposures:
+            raise ValueError("successes exceed exposures")
+        return self
+
+
 class ArmView(BaseModel):
     """One arm as the loop sees it. `rate`, `ci_low` and `ci_high` are the report's
     delay-corrected figures for the primary metric (posterior mean and 95% interval, the
@@ -45,6 +60,8 @@ class ArmView(BaseModel):
     is_control: bool = False
     status_reason: str | None = None  # why it was retired, suspended or rejected
     maturity: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    # Counts by named segment (the all-traffic segment is the figures above).
+    segments: dict[str, SegmentCount] = Field(default_factory=dict)
 
     @property
     def observed_rate(self) -> float:
@@ -139,6 +156,25 @@ class LoopInput(BaseModel):
             and arm.successes >= self.min_successes
             and not arm.too_early(self.min_exposures)
         )
+
+    def enough_in_segment(self, arm: ArmView, segment: str) -> bool:
+        """The same minimum sample, within one named segment (maturity is the arm's)."""
+        counts = arm.segments.get(segment)
+        return (
+            counts is not None
+            and counts.exposures >= self.min_exposures
+            and counts.successes >= self.min_successes
+            and not arm.too_early(self.min_exposures)
+        )
+
+    def segment_names(self) -> list[str]:
+        return sorted({name for arm in self.arms for name in arm.segments if name})
+
+    def tags_by_arm(self) -> dict[int, list[str]]:
+        """Every citable arm's tags, of this experiment and of its library's campaigns."""
+        tags = {item.evidence.arm_id: item.tags for item in self.library_evidence}
+        tags.update({arm.id: arm.tags for arm in self.arms})
+        return tags
 
     def evidence_by_arm(self) -> dict[int, Evidence]:
         """The arms a learning may cite: those with the minimum sample, any status, of this

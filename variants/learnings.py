@@ -57,6 +57,9 @@ class Verdict(BaseModel):
     segment: str = ""
     at: datetime
     arm_ids: list[int] = Field(default_factory=list)
+    # The figures behind a per-segment verdict the statistical pass recorded
+    # (variants.segments); None for verdicts from a learning operation.
+    detail: str | None = None
 
 
 class Learning(BaseModel):
@@ -74,6 +77,9 @@ class Learning(BaseModel):
     holds: list[Verdict] = Field(default_factory=list)
     failed: list[Verdict] = Field(default_factory=list)
     channel: str | None = None
+    # The arm tags the claim is about (given with the operation, or read from the claim):
+    # what the per-segment verdicts judge it on.
+    tags: list[str] = Field(default_factory=list)
 
     @property
     def evidence_arm_ids(self) -> list[int]:
@@ -86,18 +92,21 @@ class LearningOp(BaseModel):
     add: `claim` and evidence; confirm: `learning_id` and evidence (support + 1);
     supersede: `learning_id` (the old claim), the new `claim` and evidence;
     prune: `learning_id` and the evidence that contradicts it.
+    `tags` (add, supersede): the arm tags the claim is about; kept only if a cited arm
+    carries them, and read from the claim's words when none are given.
     """
 
     op: Literal["add", "confirm", "supersede", "prune"]
     learning_id: str | None = None
     claim: str | None = None
     evidence_arm_ids: list[int] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
 
 
 class AppliedOp(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    op: Literal["add", "confirm", "supersede", "prune", "cap_prune"]
+    op: Literal["add", "confirm", "supersede", "prune", "cap_prune", "holds", "fails"]
     learning_id: str
     detail: str
 
@@ -134,6 +143,7 @@ def apply_operations(
     now: datetime,
     where: str | None = None,
     channel: str | None = None,
+    arm_tags: Mapping[int, Sequence[str]] | None = None,
 ) -> tuple[list[Learning], list[AppliedOp], list[DroppedOp]]:
     """Apply `ops` in order; returns (new state, applied, dropped with reasons).
 
@@ -142,7 +152,8 @@ def apply_operations(
     now; an op citing no arm, or any arm outside it, is dropped. The input list is not
     modified. New items get the next free `L<n>` id. `where` is the experiment whose run
     asks: add and confirm record that the claim holds there, prune and supersede that it
-    failed there; `channel` is recorded on new items.
+    failed there; `channel` is recorded on new items. `arm_tags` (arm id -> its tags) lets
+    add and supersede record which tags a claim is about (see `claim_tags`).
     """
     if cap < 1:
         raise ValueError(f"cap must be at least 1, got {cap}")
@@ -158,6 +169,7 @@ def apply_operations(
             dropped.append(DroppedOp(op=op, reason=reason))
             continue
         cited = [evidence[arm_id] for arm_id in dict.fromkeys(op.evidence_arm_ids)]
+        tags = _op_tags(op, cited, arm_tags or {})
         arm_list = ", ".join(str(item.arm_id) for item in cited)
         if op.op == "add":
             new_id = f"L{next_number}"
@@ -171,6 +183,7 @@ def apply_operations(
                     created_at=now,
                     last_confirmed_at=now,
                     channel=channel,
+                    tags=tags,
                 ),
                 where,
                 cited,
@@ -220,6 +233,7 @@ def apply_operations(
                     last_confirmed_at=now,
                     holds=list(old.holds),
                     channel=old.channel or channel,
+                    tags=tags or list(old.tags),
                 ),
                 where,
                 cited,
@@ -269,6 +283,28 @@ def apply_operations(
     return list(state.values()), applied, dropped
 
 
+def enforce_cap(
+    learnings: Sequence[Learning], cap: int, *, why: str = ""
+) -> tuple[list[Learning], list[AppliedOp]]:
+    """Prune the least supported active claims over `cap` (the rule every run applies),
+    e.g. at once when a library's cap is lowered; `why` is added to each reason."""
+    if cap < 1:
+        raise ValueError(f"cap must be at least 1, got {cap}")
+    state = {item.id: item for item in learnings}
+    pruned = _enforce_cap(state, cap, why=why)
+    return list(state.values()), pruned
+
+
+def record_verdict(learning: Learning, verdict: Verdict, *, held: bool) -> Learning:
+    """Record the newest verdict for one (experiment, segment): it moves between `holds`
+    and `failed`, so each (experiment, segment) is in one list only."""
+    place = (verdict.experiment_key, verdict.segment)
+    holds = [v for v in learning.holds if (v.experiment_key, v.segment) != place]
+    failed = [v for v in learning.failed if (v.experiment_key, v.segment) != place]
+    (holds if held else failed).append(verdict)
+    return learning.model_copy(update={"holds": holds, "failed": failed})
+
+
 def _judged(
     learning: Learning,
     where: str | None,
@@ -277,15 +313,47 @@ def _judged(
     *,
     held: bool,
 ) -> Learning:
-    """Record the newest verdict for the asking experiment: it moves between `holds` and
-    `failed`, so each (experiment, segment) is in one list only."""
+    """The all-traffic verdict of the asking experiment (an operation judges the claim on
+    all its traffic; per-segment verdicts come from `variants.segments`)."""
     if where is None:
         return learning
     verdict = Verdict(experiment_key=where, at=now, arm_ids=[item.arm_id for item in cited])
-    holds = [v for v in learning.holds if (v.experiment_key, v.segment) != (where, "")]
-    failed = [v for v in learning.failed if (v.experiment_key, v.segment) != (where, "")]
-    (holds if held else failed).append(verdict)
-    return learning.model_copy(update={"holds": holds, "failed": failed})
+    return record_verdict(learning, verdict, held=held)
+
+
+def _stem(word: str) -> str:
+    """A word reduced enough to match a tag however the claim inflects or spells it:
+    questions -> question, personalised -> personalized, emojis -> emoji."""
+    word = re.sub(r"is(e|ed|es|ing)$", r"iz\1", word)
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        word = word[:-1]
+    return word
+
+
+def claim_tags(claim: str, vocabulary: Iterable[str]) -> list[str]:
+    """The tags of `vocabulary` the claim names (each tag's words appear in the claim, up
+    to plural and -ise/-ize spelling), in vocabulary order."""
+    words = [_stem(word) for word in normalise_claim(claim).split()]
+    text = f" {' '.join(words)} "
+    found: list[str] = []
+    for tag in vocabulary:
+        stems = " ".join(_stem(word) for word in normalise_claim(tag).split())
+        if stems and f" {stems} " in text and tag not in found:
+            found.append(tag)
+    return found
+
+
+def _op_tags(
+    op: LearningOp, cited: Sequence[Evidence], arm_tags: Mapping[int, Sequence[str]]
+) -> list[str]:
+    """The tags an add or supersede is about: those given that a cited arm carries, else
+    those the claim names among the cited arms' tags."""
+    if op.op not in ("add", "supersede"):
+        return []
+    carried = list(dict.fromkeys(tag for item in cited for tag in arm_tags.get(item.arm_id, ())))
+    given = [" ".join(tag.casefold().split()) for tag in op.tags]
+    chosen = [tag for tag in dict.fromkeys(given) if tag in carried]
+    return chosen or claim_tags(op.claim or "", carried)
 
 
 def _clean_claim(claim: str | None) -> str:
@@ -330,7 +398,7 @@ def _reject_reason(
     return None
 
 
-def _enforce_cap(state: dict[str, Learning], cap: int) -> list[AppliedOp]:
+def _enforce_cap(state: dict[str, Learning], cap: int, *, why: str = "") -> list[AppliedOp]:
     active = [item for item in state.values() if item.status == LearningStatus.ACTIVE]
     excess = len(active) - cap
     if excess <= 0:
@@ -342,7 +410,8 @@ def _enforce_cap(state: dict[str, Learning], cap: int) -> list[AppliedOp]:
         state[item.id] = item.model_copy(
             update={
                 "status": LearningStatus.PRUNED,
-                "status_reason": f"pruned to keep the list under {cap} (support {item.support})",
+                "status_reason": f"pruned to keep the list under {cap} "
+                f"(support {item.support}){why}",
             }
         )
         pruned.append(

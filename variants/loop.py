@@ -23,6 +23,7 @@ from variants.learnings import AppliedOp, DroppedOp, Learning, apply_operations
 from variants.lifecycle import ArmStatus
 from variants.reply import LoopReply, VariantProposal
 from variants.rules import ContentRules, Violation, check_content, structural_tags
+from variants.segments import SegmentEffects, judge_segments
 from variants.similarity import (
     LEXICAL_THRESHOLD,
     SEMANTIC_THRESHOLD,
@@ -153,11 +154,14 @@ def plan_run(
     embeddings: Mapping[str, ArrayLike] | None = None,
     lexical_threshold: float = LEXICAL_THRESHOLD,
     semantic_threshold: float = SEMANTIC_THRESHOLD,
+    segment_effects: Sequence[SegmentEffects] = (),
 ) -> LoopPlan:
     """Validate the reply against the input and decide what the run applies.
 
     `reply` is None when no endpoint is configured or the proposer failed (pass its error
-    as `llm_error`); the statistical pass runs either way. `embeddings` maps texts (arm
+    as `llm_error`); the statistical pass runs either way, and records where the active
+    learnings hold and fail per segment (`segment_effects`, `variants.segments`), after
+    the proposer's operations. `embeddings` maps texts (arm
     contents, rejected contents, proposed contents) to vectors for the semantic duplicate
     check, where the endpoint offers embeddings; texts without a vector are checked
     lexically only.
@@ -215,6 +219,7 @@ def plan_run(
             now=now,
             where=loop_input.experiment_key or None,
             channel=loop_input.channel,
+            arm_tags=loop_input.tags_by_arm(),
         )
         applied += [
             PlanItem(
@@ -264,9 +269,30 @@ def plan_run(
             proposals.append(variant.model_copy(update={"note": note}))
             applied.append(PlanItem(kind="new_variant", subject=variant.content, reason=note))
 
+    verdicts: list[AppliedOp] = []
+    if segment_effects and loop_input.experiment_key:
+        learnings, verdicts = judge_segments(
+            learnings,
+            tag_effects,
+            segment_effects,
+            where=loop_input.experiment_key,
+            channel=loop_input.channel,
+            now=now,
+        )
+        applied += [
+            PlanItem(
+                kind="learning_op",
+                subject=f"{change.op} {change.learning_id}",
+                reason=change.detail,
+            )
+            for change in verdicts
+        ]
     summary = _summary(
         loop_input, reply, llm_error, retirements, changes, go_live, proposals, dropped
     )
+    if verdicts:
+        summary += f"; {len(verdicts)} segment verdict(s)"
+    changes = changes + verdicts
     return LoopPlan(
         retire_now=retirements if loop_input.auto_retire else [],
         retire_proposals=[] if loop_input.auto_retire else retirements,

@@ -1,5 +1,7 @@
-"""Learnings libraries (scope review): the libraries, their learnings (JSON or Markdown),
-the tag effects across their campaigns, and what the loop earned over the holdout."""
+"""Learnings libraries (scope review): the libraries and their settings, their learnings
+(JSON or Markdown), the tag effects across their campaigns, and what the loop earned over
+the holdout. A library's settings are the loop's, like an experiment's brief and loop
+settings: a review key may change them (an admin key too)."""
 
 from __future__ import annotations
 
@@ -11,9 +13,11 @@ from fastapi.responses import PlainTextResponse, Response
 from service.core.deps import ReviewKey, SessionDep
 from service.libraries import view as view
 from service.libraries.schemas import (
+    LibraryChangeOut,
     LibraryLearnings,
     LibraryList,
     LibraryOut,
+    LibrarySettings,
     LibraryTagEffects,
     LoopValueOut,
 )
@@ -32,6 +36,15 @@ def list_libraries(session: SessionDep, _caller: ReviewKey) -> LibraryList:
 @router.get("/v1/libraries/{name}", response_model=LibraryOut)
 def read_library(name: LibraryName, session: SessionDep, _caller: ReviewKey) -> LibraryOut:
     return view.library_out(session, name)
+
+
+@router.patch("/v1/libraries/{name}", response_model=LibraryChangeOut)
+def patch_library(
+    name: LibraryName, body: LibrarySettings, session: SessionDep, caller: ReviewKey
+) -> LibraryChangeOut:
+    """Change the description, cap or half-life. A lowered cap applies at once: the least
+    supported active learnings over it are pruned, and listed in `pruned`."""
+    return view.update_library(session, name, body, actor=caller.name)
 
 
 @router.get(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from service.loop.schemas import LearningOut
 
@@ -21,6 +21,57 @@ class LibraryOut(BaseModel):
     experiments: list[str] = Field(description="Keys of the experiments that read and feed it.")
     active_learnings: int
     created_at: datetime
+
+
+SETTINGS = ("description", "cap", "half_life_days")
+
+
+def _no_null(schema: dict[str, Any]) -> None:
+    """The document says what the validator enforces: null is no value for these."""
+    for name in SETTINGS:
+        prop = schema.get("properties", {}).get(name)
+        if prop and "anyOf" in prop:
+            prop["anyOf"] = [s for s in prop["anyOf"] if s.get("type") != "null"]
+            prop.pop("default", None)
+
+
+class LibrarySettings(BaseModel):
+    """A library's settings; all optional on PATCH. A lowered cap (or a shorter half-life)
+    applies at once: the least supported active learnings over the new cap are pruned
+    (then least recently confirmed), and those faded under the new half-life."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra=_no_null)
+
+    @field_validator(*SETTINGS, mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("cannot be null; leave the field out to keep its value")
+        return value
+
+    description: str | None = Field(None, max_length=2000)
+    cap: StrictInt | None = Field(
+        None,
+        ge=1,
+        le=100,
+        description="Active learnings kept. A loop run keeps the lower of this and the "
+        "service's BANDITLOOP_LOOP_LEARNINGS_CAP.",
+    )
+    half_life_days: float | None = Field(
+        None,
+        ge=1,
+        le=3650,
+        allow_inf_nan=False,
+        description="Days after which an unconfirmed learning has half its weight; pruned "
+        "after two half-lives.",
+    )
+
+
+class LibraryChangeOut(LibraryOut):
+    pruned: list[str] = Field(
+        description="Learnings the change pruned at once (over a lowered cap, or faded under "
+        "a shorter half-life)."
+    )
 
 
 class LibraryList(BaseModel):

@@ -10,6 +10,7 @@ none); a library is created the first time an experiment names it. The library's
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,13 +20,13 @@ from sqlmodel import Session
 from bandits.library_effects import CampaignTagModel, fit_campaign_tag_model
 from bandits.posterior import beta_posterior, pooled_prior
 from service.core.errors import NotFound
+from service.core.sessions import now as now_of
 from service.core.vocabulary import EXPOSURE, success_metric
-from service.experiments import repository as experiments_repo
 from service.libraries import repository as repo
-from service.measuring import stats_repository as stats_repo
-from service.models import Experiment, LearningRow, Library, as_utc
+from service.libraries.schemas import LibrarySettings
+from service.models import Arm, Experiment, LearningRow, Library, as_utc
 from variants.inputs import LibraryArm
-from variants.learnings import Evidence, Learning, LearningStatus, Verdict
+from variants.learnings import Evidence, Learning, LearningStatus, Verdict, enforce_cap
 from variants.library import fade
 
 DEFAULT_LIBRARY = repo.DEFAULT_LIBRARY
@@ -88,6 +89,7 @@ def learning_of(row: LearningRow) -> Learning:
         holds=holds,
         failed=failed,
         channel=row.channel,
+        tags=[str(tag) for tag in row.tags or [] if isinstance(tag, str)],
     )
 
 
@@ -117,14 +119,41 @@ def faded(session: Session, library: Library, *, now: datetime) -> tuple[list[Le
     return state, [op.learning_id for op in pruned]
 
 
+def update_settings(
+    session: Session, name: str, patch: LibrarySettings, *, actor: str
+) -> tuple[Library, list[str]]:
+    """Change a library's description, cap or half-life; a lowered cap and a shorter
+    half-life apply at once (the same rules a loop run applies: faded claims pruned, then
+    the least supported over the cap). Returns the library and the ids pruned."""
+    library = get_library(session, name)
+    values = patch.model_dump(exclude_unset=True)
+    for field, value in values.items():
+        setattr(library, field, value)
+    session.add(library)
+    session.flush()
+    if "cap" not in values and "half_life_days" not in values:
+        return library, []
+    state, faded_ops = fade(
+        learnings(session, library), now=now_of(session), half_life_days=library.half_life_days
+    )
+    state, capped = enforce_cap(
+        state, library.cap, why=f"; the cap was set to {library.cap} by {actor}"
+    )
+    pruned = [op.learning_id for op in [*faded_ops, *capped]]
+    if pruned:
+        save(session, library, experiment_id=None, learnings=state)
+    return library, pruned
+
+
 def save(
     session: Session,
     library: Library,
     *,
-    experiment_id: int,
+    experiment_id: int | None,
     learnings: Sequence[Learning],
 ) -> list[str]:
-    """Write the learnings that are new or changed, item by item; return their ids."""
+    """Write the learnings that are new or changed, item by item; return their ids.
+    `experiment_id` is the experiment whose run wrote them (needed for new items only)."""
     assert library.id is not None
     rows = {row.key: row for row in learning_rows(session, library)}
     changed: list[str] = []
@@ -140,9 +169,12 @@ def save(
             "holds": [verdict.model_dump(mode="json") for verdict in item.holds],
             "failed": [verdict.model_dump(mode="json") for verdict in item.failed],
             "channel": item.channel,
+            "tags": list(item.tags),
         }
         row = rows.get(item.id)
         if row is None:
+            if experiment_id is None:
+                raise ValueError(f"a new learning ({item.id}) needs the experiment that wrote it")
             row = LearningRow(
                 experiment_id=experiment_id, library_id=library.id, key=item.id, **values
             )
@@ -174,23 +206,53 @@ def _same(stored: Any, new: Any) -> bool:
 # -- arms of the library's campaigns ------------------------------------------------------
 
 
-def arm_counts(
-    session: Session, experiment: Experiment, *, segment: str | None = None
-) -> dict[int, tuple[int, int]]:
-    """(exposures, successes) of each arm in the experiment's current epoch (one segment's
-    when given), summed over hours."""
-    assert experiment.id is not None
-    metric = success_metric(experiment.primary_metric, experiment.conversion_name)
-    rows = stats_repo.rows_for(
-        session, experiment_id=experiment.id, epoch=experiment.epoch, metrics=[EXPOSURE, metric]
+@dataclass(frozen=True)
+class CampaignArm:
+    """An arm of one of the library's campaigns with its counts in the current epoch."""
+
+    experiment: Experiment
+    arm: Arm
+    exposures: int
+    successes: int
+
+
+def campaign_arms(
+    session: Session,
+    library: Library,
+    *,
+    exclude_experiment_id: int | None = None,
+    channel: str | None = None,
+    segment: str | None = None,
+) -> list[CampaignArm]:
+    """Every arm of the library's experiments (of one channel, when given) that has
+    exposures, with its counts summed by the database (in one segment, when given): three
+    statements whatever the number of campaigns and hours."""
+    experiments = {
+        experiment.id: experiment
+        for experiment in experiments_of(session, library)
+        if experiment.id is not None
+        and experiment.id != exclude_experiment_id
+        and (channel is None or experiment.channel == channel)
+    }
+    metric_of = {
+        experiment_id: success_metric(experiment.primary_metric, experiment.conversion_name)
+        for experiment_id, experiment in experiments.items()
+    }
+    totals = repo.arm_totals(
+        session,
+        epochs={experiment_id: e.epoch for experiment_id, e in experiments.items()},
+        metrics=[EXPOSURE, *metric_of.values()],
+        segment=segment,
     )
-    counts: dict[int, list[int]] = {}
-    for row in rows:
-        if segment is not None and row.segment != segment:
+    found: list[CampaignArm] = []
+    for arm in repo.arms_of(session, experiment_ids=list(experiments)):
+        assert arm.id is not None
+        n = totals.get((arm.experiment_id, arm.id, EXPOSURE), 0)
+        if n <= 0:
             continue
-        entry = counts.setdefault(row.arm_id, [0, 0])
-        entry[0 if row.metric == EXPOSURE else 1] += row.count
-    return {arm_id: (n, min(s, n)) for arm_id, (n, s) in counts.items()}
+        s = totals.get((arm.experiment_id, arm.id, metric_of[arm.experiment_id]), 0)
+        found.append(CampaignArm(experiments[arm.experiment_id], arm, n, min(s, n)))
+    return found
 
 
 def library_arms(
@@ -200,45 +262,42 @@ def library_arms(
     exclude_experiment_id: int | None,
     min_exposures: int,
     min_successes: int,
+    channel: str | None = None,
 ) -> list[LibraryArm]:
-    """Arms of the library's other experiments with the minimum sample, most exposed first,
-    with a weak-prior Beta posterior over their raw counts (as the loop's fallback figures)."""
+    """Arms of the library's other experiments (of `channel`, when given) with the minimum
+    sample, most exposed first, with a weak-prior Beta posterior over their raw counts (as
+    the loop's fallback figures; the prior is centred on each campaign's pooled rate)."""
+    by_campaign: dict[int, list[CampaignArm]] = {}
+    for item in campaign_arms(
+        session, library, exclude_experiment_id=exclude_experiment_id, channel=channel
+    ):
+        by_campaign.setdefault(item.arm.experiment_id, []).append(item)
     found: list[LibraryArm] = []
-    for experiment in experiments_of(session, library):
-        if experiment.id is None or experiment.id == exclude_experiment_id:
-            continue
-        counts = arm_counts(session, experiment)
-        arms = {
-            arm.id: arm
-            for arm in experiments_repo.arms(session, experiment_id=experiment.id)
-            if arm.id is not None
-        }
-        ids = [arm_id for arm_id in counts if arm_id in arms]
-        if not ids:
-            continue
-        n = np.array([counts[i][0] for i in ids], dtype=np.float64)
-        s = np.array([counts[i][1] for i in ids], dtype=np.float64)
+    for items in by_campaign.values():
+        n = np.array([item.exposures for item in items], dtype=np.float64)
+        s = np.array([item.successes for item in items], dtype=np.float64)
         alpha, beta = pooled_prior(s, n, PRIOR_STRENGTH)
         posterior = beta_posterior(s, n, alpha, beta)
         low, high = posterior.credible_interval(0.95)
-        for i, arm_id in enumerate(ids):
+        for i, item in enumerate(items):
             if n[i] < min_exposures or s[i] < min_successes:
                 continue
+            assert item.arm.id is not None
             found.append(
                 LibraryArm(
                     evidence=Evidence(
-                        arm_id=arm_id,
+                        arm_id=item.arm.id,
                         exposures=int(n[i]),
                         successes=int(s[i]),
                         effect=float(posterior.mean[i]),
                         ci_low=float(low[i]),
                         ci_high=float(high[i]),
-                        observed_rate=round(float(s[i] / n[i]), 6) if n[i] else None,
+                        observed_rate=round(float(s[i] / n[i]), 6),
                         maturity=None,
-                        experiment_key=experiment.key,
+                        experiment_key=item.experiment.key,
                     ),
-                    content=arms[arm_id].content,
-                    tags=list(arms[arm_id].tags or []),
+                    content=item.arm.content,
+                    tags=list(item.arm.tags or []),
                 )
             )
     found.sort(key=lambda item: -item.evidence.exposures)
@@ -255,24 +314,13 @@ def tag_model(
 ) -> CampaignTagModel | None:
     """The cross-campaign tag model over every arm of the library's experiments (of one
     channel, one segment when given) with at least `min_exposures`."""
-    successes: list[int] = []
-    exposures: list[int] = []
-    tags: list[list[str]] = []
-    campaigns: list[str] = []
-    for experiment in experiments_of(session, library):
-        if experiment.id is None or (channel is not None and experiment.channel != channel):
-            continue
-        counts = arm_counts(session, experiment, segment=segment)
-        for arm in experiments_repo.arms(session, experiment_id=experiment.id):
-            if arm.id is None or arm.id not in counts:
-                continue
-            n, s = counts[arm.id]
-            exposures.append(n)
-            successes.append(s)
-            tags.append(list(arm.tags or []))
-            campaigns.append(experiment.key)
-    if not exposures:
+    arms = campaign_arms(session, library, channel=channel, segment=segment)
+    if not arms:
         return None
     return fit_campaign_tag_model(
-        np.array(successes), np.array(exposures), tags, campaigns, min_exposures=min_exposures
+        np.array([item.successes for item in arms]),
+        np.array([item.exposures for item in arms]),
+        [list(item.arm.tags or []) for item in arms],
+        [item.experiment.key for item in arms],
+        min_exposures=min_exposures,
     )

@@ -11,8 +11,10 @@ from service.libraries import service as library_domain
 from service.libraries.schemas import (
     CampaignTagEffectOut,
     FatigueOut,
+    LibraryChangeOut,
     LibraryLearnings,
     LibraryOut,
+    LibrarySettings,
     LibraryTagEffects,
     LoopValueOut,
 )
@@ -37,6 +39,13 @@ def _out(session: Session, library: Library) -> LibraryOut:
         active_learnings=active,
         created_at=library.created_at,
     )
+
+
+def update_library(
+    session: Session, name: str, patch: LibrarySettings, *, actor: str
+) -> LibraryChangeOut:
+    library, pruned = library_domain.update_settings(session, name, patch, actor=actor)
+    return LibraryChangeOut(**_out(session, library).model_dump(), pruned=pruned)
 
 
 def list_libraries(session: Session) -> list[LibraryOut]:

@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from bandits.delay import DelayCDF
 from bandits.posterior import beta_posterior, pooled_prior
-from service.core.vocabulary import EXPOSURE, ArmStatus, success_metric
+from service.core.vocabulary import EXPOSURE, OVERALL, ArmStatus, success_metric
 from service.experiments import repository as experiments_repo
 from service.libraries import service as library_domain
 from service.loop import repository as loop_repo
@@ -32,6 +32,7 @@ from variants.inputs import (
     LibraryArm,
     LoopInput,
     RejectedVariant,
+    SegmentCount,
 )
 from variants.learnings import Learning
 from variants.rules import ContentRules
@@ -64,10 +65,14 @@ def gather(
     index = {arm_id: i for i, arm_id in enumerate(arm_ids)}
     exposures = np.zeros(len(arm_ids))
     successes = np.zeros(len(arm_ids))
+    by_segment: dict[int, dict[str, list[int]]] = {}
     for row in rows:
         i = index.get(row.arm_id)
         if i is not None:
             (exposures if row.metric == EXPOSURE else successes)[i] += row.count
+            if row.segment != OVERALL:
+                counts = by_segment.setdefault(row.arm_id, {}).setdefault(row.segment, [0, 0])
+                counts[0 if row.metric == EXPOSURE else 1] += row.count
     successes = np.minimum(successes, exposures)
 
     snapshot = _snapshot(snapshots_repo.latest(session, experiment_id=experiment.id))
@@ -93,6 +98,10 @@ def gather(
             figures=figures.get(arm_ids[i], fallback[i]),
             eligible=arm_ids[i] in retirable,
             reason=reasons.get(arm_ids[i]),
+            segments={
+                name: SegmentCount(exposures=n, successes=min(s, n))
+                for name, (n, s) in by_segment.get(arm_ids[i], {}).items()
+            },
         )
         for i, arm in enumerate(arms)
     ]
@@ -109,6 +118,7 @@ def gather(
             exclude_experiment_id=experiment.id,
             min_exposures=max(1, experiment.min_exposures),
             min_successes=experiment.min_successes,
+            channel=experiment.channel,
         )
     return LoopInput(
         experiment_key=experiment.key,
@@ -263,6 +273,7 @@ def _arm_view(
     figures: Figures,
     eligible: bool,
     reason: str | None,
+    segments: Mapping[str, SegmentCount],
 ) -> ArmView:
     assert arm.id is not None
     rate, low, high, maturity = (min(1.0, max(0.0, value)) for value in figures)
@@ -281,6 +292,7 @@ def _arm_view(
         eligible_for_retirement=eligible and status in (ArmStatus.LIVE, ArmStatus.SUSPENDED),
         is_control=arm.is_control,
         maturity=maturity,
+        segments=dict(segments),
         status_reason=(reason or "")[:MAX_STATUS_REASON] or None
         if status not in (ArmStatus.LIVE, ArmStatus.PROPOSED)
         else None,

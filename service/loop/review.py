@@ -264,6 +264,7 @@ def learnings_out(
             holds=[VerdictOut(**verdict.model_dump()) for verdict in item.holds],
             failed=[VerdictOut(**verdict.model_dump()) for verdict in item.failed],
             channel=item.channel,
+            tags=list(item.tags),
             freshness=round(freshness(item, now=now, half_life_days=half_life_days), 4),
         )
         for item in learnings

@@ -47,6 +47,7 @@ from variants.inputs import LoopInput
 from variants.llm import ProposerError, ProposerResult, embed_texts, propose
 from variants.loop import LoopPlan, compute_tag_effects, plan_run
 from variants.reply import LoopReply
+from variants.segments import SegmentEffects, segment_tag_effects
 
 log = logging.getLogger("banditloop.loop")
 
@@ -241,7 +242,11 @@ class LoopRunner:
             )
         # The statistical pass: tag effects by a regression with an arm-level random effect.
         tag_effects = compute_tag_effects(loop_input)
-        llm = self._llm_pass(loop_input, tag_effects if use_learnings else [])
+        # ... and within each named segment, to judge where the learnings hold.
+        by_segment = segment_tag_effects(loop_input)
+        llm = self._llm_pass(
+            loop_input, tag_effects if use_learnings else [], by_segment if use_learnings else []
+        )
         plan = plan_run(
             loop_input,
             tag_effects,
@@ -249,6 +254,7 @@ class LoopRunner:
             now=now,
             llm_error=llm.error.kind.value if llm.error else None,
             embeddings=llm.embeddings,
+            segment_effects=by_segment,
         )
         with self._transaction() as session:
             experiment = experiments_repo.get(session, experiment_id=experiment_id)
@@ -258,7 +264,7 @@ class LoopRunner:
             )
             run = loop_repo.get_run(session, run_id=run_id)
             assert run is not None
-            _record(run, loop_input, tag_effects, plan, llm, done.ids(), now)
+            _record(run, loop_input, tag_effects, plan, llm, done.ids(), now, by_segment)
             run.dropped = run.dropped + [item.model_dump() for item in done.skipped]
             if done.skipped:
                 run.summary += f"; {len(done.skipped)} item(s) overtaken by changes since"
@@ -266,13 +272,24 @@ class LoopRunner:
         _observe(run, llm)
         return run
 
-    def _llm_pass(self, loop_input: LoopInput, tag_effects: Sequence[TagEffect]) -> LlmOutcome:
+    def _llm_pass(
+        self,
+        loop_input: LoopInput,
+        tag_effects: Sequence[TagEffect],
+        segment_effects: Sequence[SegmentEffects],
+    ) -> LlmOutcome:
         client = self.llm_client()
         if client is None:
             return LlmOutcome()
         settings = self._settings
         try:
-            result = propose(client, settings.llm_model, loop_input, tag_effects=tag_effects)
+            result = propose(
+                client,
+                settings.llm_model,
+                loop_input,
+                tag_effects=tag_effects,
+                segment_effects=segment_effects,
+            )
         except ProposerError as error:
             return LlmOutcome(requested=True, error=error)
         outcome = LlmOutcome(requested=True, result=result)
@@ -304,6 +321,7 @@ def _record(
     llm: LlmOutcome,
     ids: Mapping[str, Any],
     now: datetime,
+    segment_effects: Sequence[SegmentEffects] = (),
 ) -> None:
     run.finished_at = now
     run.input_digest = input_digest(loop_input)
@@ -314,6 +332,9 @@ def _record(
     output: dict[str, Any] = {
         "reply": None,
         "tag_effects": [_effect(effect) for effect in tag_effects],
+        "segment_tag_effects": {
+            item.segment: [_effect(effect) for effect in item.effects] for item in segment_effects
+        },
         "candidate_learnings": [item.model_dump() for item in plan.candidate_learnings],
         **ids,
     }

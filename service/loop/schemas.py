@@ -131,6 +131,9 @@ class VerdictOut(BaseModel):
     segment: str = Field(description='The segment ("" for all traffic).')
     at: datetime
     arm_ids: list[int]
+    detail: str | None = Field(
+        None, description="For a per-segment verdict of the loop: the figures behind it."
+    )
 
 
 class LearningOut(BaseModel):
@@ -150,6 +153,9 @@ class LearningOut(BaseModel):
         default_factory=list, description="Experiments (and segments) where it failed."
     )
     channel: str | None = Field(None, description="The channel it was learnt on.")
+    tags: list[str] = Field(
+        default_factory=list, description="The arm tags the claim is about (judged per segment)."
+    )
     freshness: float = Field(
         1.0, description="1 when just confirmed, halving every half-life without confirmation."
     )

@@ -49,6 +49,8 @@ class LearningRow(SQLModel, table=True):
     # newest verdict, with the arms and figures behind it (variants.library.Verdict).
     holds: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
     failed: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    # The arm tags the claim is about (variants.learnings.Learning.tags).
+    tags: list[str] | None = Field(default=None, sa_column=Column(JSON))
 
 
 class LoopRun(SQLModel, table=True):

@@ -46,3 +46,54 @@ def test_the_order_is_repeatable_and_depends_on_the_seed_and_the_arms_only() -> 
         tuple(exploration_order(_no_evidence(f"Discover look {n}"), 7)) for n in range(20)
     }
     assert len(other_arms) > 10
+
+
+def _with_effects(effects: dict[str, tuple[float, float, float]], learnings=()) -> dict[str, Any]:
+    ranked = [
+        {"arm_id": 1, "content": "Ready for spring?", "tags": ["question"]},
+        {"arm_id": 2, "content": "{{ first_name }}, shop spring", "tags": ["personalized"]},
+        {"arm_id": 3, "content": "Last chance: spring", "tags": ["urgency"]},
+    ]
+    return _no_evidence() | {
+        "arms_ranked_worst_to_best": ranked,
+        "tag_effects_log_odds": [
+            {"tag": tag, "effect": value, "interval_95": [low, high]}
+            for tag, (value, low, high) in effects.items()
+        ],
+        "learnings": list(learnings),
+    }
+
+
+def test_a_tag_that_leans_positive_gets_a_labelled_tentative_claim() -> None:
+    data = _with_effects(
+        {
+            "question": (0.30, 0.10, 0.50),  # excludes zero: a firm claim
+            "personalized": (0.20, -0.05, 0.45),  # 1.6 standard errors: tentative
+            "urgency": (0.05, -0.30, 0.40),  # no lean worth a claim
+        }
+    )
+    reply = write_reply(data)
+    claims = {op["tags"][0]: op["claim"] for op in reply["learning_ops"] if op["op"] == "add"}
+    assert set(claims) == {"question", "personalized"}
+    assert not claims["question"].startswith("Tentative")
+    assert claims["personalized"].startswith("Tentative:")
+    assert "still includes no effect" in claims["personalized"]
+    # Variants combine the two tags the evidence points to.
+    assert reply["new_variants"][0]["rationale"] == "follows question, personalized"
+    # Without the options it answers as before: one firm claim, one tag followed.
+    before = write_reply(data, tentative=False, combine=False)
+    assert [op["tags"] for op in before["learning_ops"]] == [["question"]]
+    assert before["new_variants"][0]["rationale"] == "follows question"
+
+
+def test_a_tentative_claim_is_superseded_when_firm_and_pruned_when_it_turns() -> None:
+    tentative = {"id": "L1", "claim": "Tentative: variants tagged 'personalized' may earn more"}
+    firm = write_reply(_with_effects({"personalized": (0.3, 0.1, 0.5)}, [tentative]))
+    (op,) = firm["learning_ops"]
+    assert (op["op"], op["learning_id"]) == ("supersede", "L1")
+    assert not op["claim"].startswith("Tentative")
+    turned = write_reply(_with_effects({"personalized": (-0.05, -0.3, 0.2)}, [tentative]))
+    assert [(op["op"], op["learning_id"]) for op in turned["learning_ops"]] == [("prune", "L1")]
+    # Still leaning, not yet firm: neither confirmed (its support stays honest) nor dropped.
+    leaning = write_reply(_with_effects({"personalized": (0.2, -0.05, 0.45)}, [tentative]))
+    assert leaning["learning_ops"] == []
