@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -91,4 +92,25 @@ def finite_json(value: Any) -> Any:
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
+    return value
+
+
+def settings_not_null(names: Sequence[str]) -> Callable[[dict[str, Any]], None]:
+    """A ``json_schema_extra`` for PATCH models whose optional settings refuse null: the
+    document says what ``refuse_null`` enforces (null is no value for these)."""
+
+    def edit(schema: dict[str, Any]) -> None:
+        for name in names:
+            prop = schema.get("properties", {}).get(name)
+            if prop and "anyOf" in prop:
+                prop["anyOf"] = [s for s in prop["anyOf"] if s.get("type") != "null"]
+                prop.pop("default", None)
+
+    return edit
+
+
+def refuse_null(value: Any) -> Any:
+    """A PATCH setting left out keeps its value; an explicit null is refused, naming why."""
+    if value is None:
+        raise ValueError("cannot be null; leave the field out to keep its value")
     return value

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-from service.core.fields import finite_json
+from service.core.fields import finite_json, refuse_null, settings_not_null
 from service.core.vocabulary import EventType
 from variants.rules import PLACEHOLDER_NAME_RE
 
@@ -92,28 +92,17 @@ NOT_NULL = (
 MIN_HOURS = 1 / 60
 
 
-def _no_null_for_settings(schema: dict[str, Any]) -> None:
-    """The document says what the validator below enforces: null is no value for these."""
-    for name in NOT_NULL:
-        prop = schema.get("properties", {}).get(name)
-        if prop and "anyOf" in prop:
-            prop["anyOf"] = [s for s in prop["anyOf"] if s.get("type") != "null"]
-            prop.pop("default", None)
-
-
 class ExperimentSettings(Strict):
     """Every setting of an experiment; all optional on PATCH."""
 
     model_config = ConfigDict(
-        extra="forbid", str_strip_whitespace=True, json_schema_extra=_no_null_for_settings
+        extra="forbid", str_strip_whitespace=True, json_schema_extra=settings_not_null(NOT_NULL)
     )
 
     @field_validator(*NOT_NULL, mode="before")
     @classmethod
     def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("cannot be null; leave the field out to keep its value")
-        return value
+        return refuse_null(value)
 
     name: str | None = Field(None, min_length=1, max_length=200)
     channel: str | None = Field(None, min_length=1, max_length=32)

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
+from service.core.fields import refuse_null, settings_not_null
 from service.loop.schemas import LearningOut
 
 
@@ -26,28 +27,19 @@ class LibraryOut(BaseModel):
 SETTINGS = ("description", "cap", "half_life_days")
 
 
-def _no_null(schema: dict[str, Any]) -> None:
-    """The document says what the validator enforces: null is no value for these."""
-    for name in SETTINGS:
-        prop = schema.get("properties", {}).get(name)
-        if prop and "anyOf" in prop:
-            prop["anyOf"] = [s for s in prop["anyOf"] if s.get("type") != "null"]
-            prop.pop("default", None)
-
-
 class LibrarySettings(BaseModel):
     """A library's settings; all optional on PATCH. A lowered cap (or a shorter half-life)
     applies at once: the least supported active learnings over the new cap are pruned
     (then least recently confirmed), and those faded under the new half-life."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra=_no_null)
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, json_schema_extra=settings_not_null(SETTINGS)
+    )
 
     @field_validator(*SETTINGS, mode="before")
     @classmethod
     def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("cannot be null; leave the field out to keep its value")
-        return value
+        return refuse_null(value)
 
     description: str | None = Field(None, max_length=2000)
     cap: StrictInt | None = Field(
