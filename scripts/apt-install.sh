@@ -38,6 +38,9 @@ printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$POLICY" >/dev/null
 $SUDO chmod 755 "$POLICY"
 
 APT=(env DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600)
+# An apt run killed halfway (a cancelled test run, a lost session) leaves dpkg "interrupted",
+# and apt-get then refuses every install until the half-configured packages are finished.
+$SUDO env DEBIAN_FRONTEND=noninteractive dpkg --configure -a || true
 for attempt in 1 2 3; do # a mirror hiccup should not fail the test run
   if $SUDO "${APT[@]}" update &&
     $SUDO "${APT[@]}" install -y --no-install-recommends "$@"; then
