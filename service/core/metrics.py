@@ -74,6 +74,13 @@ DECISIONS_DROPPED = Counter(
     "during a database outage.",
     [],
 )
+DECISIONS_WRITTEN_IN_PROCESS = Counter(
+    "banditloop_decision_writer_in_process_total",
+    "Decisions the serving process wrote itself with the writer process on, by reason: "
+    "behind (the writer was still writing its last batch) or writer_gone (it died before "
+    "confirming them; each is looked up first, none is stored twice).",
+    ["reason"],
+)
 ORPHANS_RESOLVED = Counter(
     "banditloop_orphans_resolved_total",
     "Orphan events attributed once their decision was stored, by their new outcome "
