@@ -128,6 +128,16 @@ STATE_READ_FAILURES = Counter(
     "Scrapes whose database read of the state gauges failed (service/admin/state_metrics.py).",
     [],
 )
+EVENT_LOOP_LAG = Histogram(
+    "banditloop_event_loop_lag_seconds",
+    "How late the serving event loop woke from the lag probe's short sleep "
+    "(BANDITLOOP_EVENT_LOOP_PROBE_MS): a pause of every request in flight.",
+    [],
+    buckets=(
+        0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05,
+        0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5,
+    ),
+)  # fmt: skip
 LLM_LATENCY = Histogram(
     "banditloop_llm_latency_seconds",
     "LLM call latency.",

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
         "process (nothing slows serving down any more), and a writer crash then loses more "
         "than one flush interval.",
     )
+    event_loop_probe_ms: float = Field(
+        5.0,
+        ge=0,
+        description="The event-loop lag probe's sleep (ms): how late the serving loop wakes "
+        "from it is recorded in banditloop_event_loop_lag_seconds; 0 turns the probe off.",
+    )
     lease_seconds: float = Field(
         10.0, gt=0, description="How long the policy/loop leases last without renewal."
     )
