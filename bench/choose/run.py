@@ -214,15 +214,16 @@ def _service_env(database: Path, admin_key: str, writer: str) -> dict[str, str]:
 LAG_BUCKET = re.compile(r'^banditloop_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)$', re.M)
 
 
-def _lag_buckets(port: int) -> dict[float, float]:
-    """The server's event-loop lag histogram: cumulative count by upper bound (seconds)."""
+def lag_buckets(base: str) -> dict[float, float]:
+    """The server's event-loop lag histogram: cumulative count by upper bound (seconds),
+    summed over its workers (also used by bench/load)."""
     import httpx
 
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+    text = httpx.get(f"{base}/metrics", timeout=30).text
     return {float(le): float(count) for le, count in LAG_BUCKET.findall(text)}
 
 
-def _lag_summary(before: dict[float, float], after: dict[float, float]) -> dict[str, float]:
+def lag_summary(before: dict[float, float], after: dict[float, float]) -> dict[str, float]:
     """What the probe saw between two reads: p99, p99.9 and max as the upper bound of the
     bucket they fall in (ms; the buckets are 1, 2, 3, 5, 7.5, 10, 15, 20, 25, 30, 40, 50 ms,
     ...), and the wake-ups later than 20 ms."""
@@ -613,11 +614,12 @@ def _run_bench(args: argparse.Namespace, priority: str) -> None:
             for name, port in ports.items():
                 _place_children(pids[name], args.children)
                 rate = peaks[name] * args.load
-                lag_before = _lag_buckets(port)
+                base = f"http://127.0.0.1:{port}"
+                lag_before = lag_buckets(base)
                 run = _generator(
                     port, tokens[name], "open", rate, args.open_seconds, args.open_connections
                 )
-                run.update(_lag_summary(lag_before, _lag_buckets(port)))
+                run.update(lag_summary(lag_before, lag_buckets(base)))
                 open_runs[name].append(run)
 
     _report(args, peak, peaks, cpu_per_request, open_runs, capacity)

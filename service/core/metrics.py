@@ -81,6 +81,12 @@ DECISIONS_WRITTEN_IN_PROCESS = Counter(
     "confirming them; each is looked up first, none is stored twice).",
     ["reason"],
 )
+DECISION_WRITER_WAIT = Counter(
+    "banditloop_decision_writer_wait_seconds_total",
+    "Time requests waited for the decision hand-over (the writer process behind and the "
+    "serving process writing an earlier batch itself): backpressure on the serving path.",
+    [],
+)
 ORPHANS_RESOLVED = Counter(
     "banditloop_orphans_resolved_total",
     "Orphan events attributed once their decision was stored, by their new outcome "

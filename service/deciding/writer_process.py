@@ -44,6 +44,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import IO, Any
 
@@ -71,6 +72,10 @@ READY_TIMEOUT_SECONDS = 60.0
 # so that what a crash can lose is what the in-process log's can (one interval pending, one
 # being written).
 MAX_UNCONFIRMED = 1
+# A hand-over later than this many intervals (its thread still writing an earlier batch
+# here) makes the request path wait for it, up to one interval per append: serving slows
+# down to what the writing absorbs, with pauses no longer than an interval.
+LATE_INTERVALS = 2
 
 
 class WriterProcess:
@@ -91,9 +96,12 @@ class WriterProcess:
         self._max_pending = max_pending
         self._max_unconfirmed = max_unconfirmed
         self._pending: list[DecisionRecord] = []
+        self._pending_since: float | None = None  # monotonic time of the oldest pending
+        self._interval = flush_ms / 1000
         # Handed over, not yet confirmed written, by sequence number (ascending).
         self._unconfirmed: dict[int, list[DecisionRecord]] = {}
         self._lock = threading.Lock()
+        self._handed = threading.Condition(self._lock)  # notified at each hand-over
         self._pipe_lock = threading.Lock()  # one writer of the pipe at a time
         self._child: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
@@ -113,7 +121,7 @@ class WriterProcess:
             show_pending=lambda _held: metrics.DECISION_LOG_PENDING.set(self.pending),
         )
         self.worker = PeriodicWorker(
-            "decision-pipe", self.hand_over, interval=flush_ms / 1000, log=log
+            "decision-pipe", self.hand_over, interval=self._until_hand_over, log=log
         )
 
     def start(self) -> None:
@@ -128,21 +136,47 @@ class WriterProcess:
         self.worker.start()
 
     def append(self, records: Sequence[DecisionRecord]) -> None:
+        """Keep ``records`` for the next hand-over. If that hand-over is late (the hand-over
+        thread is writing an earlier batch here because the writer is behind), wait for it:
+        the serving path slows down instead of the backlog growing."""
         with self._lock:
+            if self._pending_since is None:
+                self._pending_since = time.monotonic()
             self._pending.extend(records)
             if len(self._pending) > self._max_pending:  # hand-overs stopped (never in serving)
                 dropped = len(self._pending) - self._max_pending
                 del self._pending[:dropped]
                 metrics.DECISIONS_DROPPED.inc(dropped)
                 log.error("decision hand-over over its bound: dropped %d decisions", dropped)
+            if self.worker.running:
+                self._wait_if_late()
+
+    def _wait_if_late(self) -> None:
+        """Called with the lock held: if the pending decisions have waited more than
+        ``LATE_INTERVALS`` intervals, wait until they are handed over, at most one interval
+        per append. Under overload every append waits in turn, so intake falls to what the
+        writing absorbs, at the price of pauses (``banditloop_decision_writer_wait_seconds``
+        and the event-loop lag show them)."""
+        since = self._pending_since
+        late = LATE_INTERVALS * self._interval
+        if since is None or time.monotonic() - since <= late:
+            return
+        started = time.monotonic()
+        deadline = started + self._interval
+        while self._pending_since == since and time.monotonic() < deadline:
+            self._handed.wait(deadline - time.monotonic())
+        metrics.DECISION_WRITER_WAIT.inc(time.monotonic() - started)
 
     def hand_over(self) -> int:
         """Send everything pending to the child, or write it here if the child still has
         ``max_unconfirmed`` batches to write; return how many decisions were taken."""
         with self._pipe_lock:
             child = self._running()  # a dead child's batches are taken back first
+            metrics.DECISION_LOG_PENDING.set(self.pending)  # the most in flight: before
             with self._lock:
                 batch, self._pending = self._pending, []
+                self._pending_since = None
+                self._handed.notify_all()
                 behind = len(self._unconfirmed) >= self._max_unconfirmed
                 if batch and not behind:
                     sequence = next(self._sequence)
@@ -220,6 +254,14 @@ class WriterProcess:
     def unconfirmed_batches(self) -> int:
         with self._lock:
             return len(self._unconfirmed)
+
+    def _until_hand_over(self) -> float:
+        """One interval after the oldest pending decision: at once after a hand-over that
+        took longer than that (it wrote a batch here), so nothing waits two intervals."""
+        since = self._pending_since
+        if since is None:
+            return self._interval
+        return max(0.0, self._interval - (time.monotonic() - since))
 
     def _count_here(self, n: int) -> None:
         with self._lock:

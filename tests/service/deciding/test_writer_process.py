@@ -257,3 +257,28 @@ def test_maybe_stored_decisions_are_looked_up_and_skipped(
     assert metric_total(runtime, EXPOSURE) == 40
     assert dead_letters(runtime) == 0
     assert decisions._maybe_stored == set()  # noqa: SLF001
+
+
+def test_requests_wait_for_a_late_hand_over_at_most_one_interval(
+    client: TestClient, admin, runtime: Runtime, served: Runtime
+) -> None:
+    """While the hand-over thread is stuck (writing an earlier batch itself), decisions
+    pending for more than two intervals make the next request wait, and no longer than an
+    interval; then everything is written."""
+    exp = create_random_experiment(client, admin, arms=3)
+    log = served.decision_log
+    assert isinstance(log, WriterProcess)
+    interval = served.settings.decision_flush_ms / 1000
+    waited = REGISTRY.get_sample_value("banditloop_decision_writer_wait_seconds_total") or 0.0
+
+    with log._pipe_lock:  # noqa: SLF001  (the hand-over thread cannot hand over)
+        chosen = served.decider.choose(exp["key"], [Unit("first")])
+        time.sleep(2.5 * interval)
+        started = time.monotonic()
+        chosen += served.decider.choose(exp["key"], [Unit("late")])
+        blocked = time.monotonic() - started
+
+    grown = REGISTRY.get_sample_value("banditloop_decision_writer_wait_seconds_total") or 0.0
+    assert 0.9 * interval <= grown - waited <= min(blocked, interval + 0.1)
+    log.flush()
+    assert stored_ids(runtime) == {c.decision_id for c in chosen}
