@@ -118,7 +118,15 @@ def leader_lift(
     challenger_id = snapshot.arm_ids[challenger]
     maturity = segment.maturity
     arrived = min(maturity[challenger], maturity[control]) if maturity is not None else 1.0
-    if arrived < MATURE_SHARE:
+    unseen = [snapshot.arm_ids[k] for k in pair if segment.exposures[k] <= 0]
+    if unseen:
+        # A maturity of "all arrived" for an arm with no decisions says nothing: say so.
+        summary = (
+            "Nothing to compare yet: no decision has gone to "
+            + " or ".join(f"arm {arm_id}" for arm_id in unseen)
+            + "."
+        )
+    elif arrived < MATURE_SHARE:
         summary = (
             f"Too early to compare: at most {arrived:.0%} "
             "of the eventual evidence of these arms has arrived."

@@ -522,3 +522,17 @@ def test_an_email_send_read_in_its_first_hours_is_floored_by_what_was_seen(
             assert row["estimate_low"] <= row["estimated_rate"] <= row["estimate_high"], row
             if read_hours >= 1.0:
                 assert row["estimate_low"] <= final[row["arm_id"]] <= row["estimate_high"], row
+
+
+def test_before_any_decision_the_lift_says_there_is_nothing_to_compare(
+    client: TestClient, admin, runtime: Runtime, clock: ManualClock
+):
+    """No decision yet: every arm reads as fully 'arrived' (nothing is due), so the summary
+    must not quote a lift of the prior against itself."""
+    exp = create_random_experiment(client, admin, arms=3)
+    runtime.refresher.tick(now=later())
+    lift = client.get(f"/v1/experiments/{exp['key']}/report", headers=admin).json()[
+        "lift_over_control"
+    ]
+    assert lift["summary"].startswith("Nothing to compare yet: no decision has gone to arm")
+    assert "%" not in lift["summary"]
