@@ -183,12 +183,14 @@ def correction_line(snapshot: Snapshot) -> str | None:
         if delay.get("mixed") and maturity < 1.0
         else ""
     )
+    low, high = f"{factors.min():.2f}x", f"{factors.max():.2f}x"
+    span = low if low == high else f"{low} to {high}"
+    learnt = f"{observations} {metric}" + ("" if observations == 1 else "s")
     return (
         f"Delay correction: a {metric} arrives a median {_duration(delay['median_hours'])} "
-        f"after exposure (learnt from {observations} {metric}s); about {maturity:.0%} of the "
+        f"after exposure (learnt from {learnt}); about {maturity:.0%} of the "
         f"eventual {metric}s of these exposures have arrived, so the estimated rates are "
-        f"{factors.min():.2f}x to {factors.max():.2f}x the observed rates (prior included)."
-        f"{tail}"
+        f"{span} the observed rates (prior included).{tail}"
     )
 
 
