@@ -39,6 +39,14 @@ def served(settings: Settings, engine_for: Any, runtime: Runtime) -> Iterator[Ru
     replica.stop()
 
 
+def experiment_and_writer(
+    client: TestClient, admin: dict[str, str], served: Runtime
+) -> tuple[dict[str, Any], WriterProcess]:
+    log = served.decision_log
+    assert isinstance(log, WriterProcess)
+    return create_random_experiment(client, admin, arms=3), log
+
+
 def stored_ids(runtime: Runtime) -> set[str]:
     with Session(runtime.engine) as session:
         return set(session.exec(select(Decision.id)).all())
@@ -72,9 +80,7 @@ def test_handed_over_decisions_are_written_with_their_exposures(
 def test_the_writer_writes_what_it_was_sent_when_the_serving_process_is_gone(
     client: TestClient, admin, runtime: Runtime, served: Runtime
 ) -> None:
-    exp = create_random_experiment(client, admin, arms=3)
-    log = served.decision_log
-    assert isinstance(log, WriterProcess)
+    exp, log = experiment_and_writer(client, admin, served)
     choices = served.decider.choose(exp["key"], [Unit(f"u{i}") for i in range(40)])
     log.worker.stop()  # no more hand-overs from here
     assert log.hand_over() == 40
@@ -91,9 +97,7 @@ def test_the_writer_writes_what_it_was_sent_when_the_serving_process_is_gone(
 def test_a_dead_writer_is_replaced_on_the_next_hand_over(
     client: TestClient, admin, runtime: Runtime, served: Runtime
 ) -> None:
-    exp = create_random_experiment(client, admin, arms=3)
-    log = served.decision_log
-    assert isinstance(log, WriterProcess)
+    exp, log = experiment_and_writer(client, admin, served)
     first = log._child  # noqa: SLF001
     assert first is not None
     first.kill()
@@ -125,9 +129,7 @@ def dead_letters(runtime: Runtime) -> int:
 def test_a_writer_that_is_behind_never_holds_more_than_one_batch(
     client: TestClient, admin, runtime: Runtime, served: Runtime
 ) -> None:
-    exp = create_random_experiment(client, admin, arms=3)
-    log = served.decision_log
-    assert isinstance(log, WriterProcess)
+    exp, log = experiment_and_writer(client, admin, served)
     log.worker.stop()  # hand-overs driven by the test
     child = log._child  # noqa: SLF001
     assert child is not None
@@ -158,9 +160,7 @@ def test_a_dead_writers_unconfirmed_batch_is_written_once(
 ) -> None:
     """The writer stored a batch and died before its confirmation arrived: the serving
     process writes the batch again, skips what is stored, and counts every exposure once."""
-    exp = create_random_experiment(client, admin, arms=3)
-    log = served.decision_log
-    assert isinstance(log, WriterProcess)
+    exp, log = experiment_and_writer(client, admin, served)
     log.worker.stop()
     first = served.decider.choose(exp["key"], [Unit(f"u{i}") for i in range(40)])
     assert log.flush() == 40
@@ -199,9 +199,7 @@ def test_killing_the_writer_under_load_loses_and_doubles_nothing(
 ) -> None:
     """Decisions flow from a thread while the writer is killed twice: every decision is
     stored exactly once with one exposure, and at no hand-over were more than one batch out."""
-    exp = create_random_experiment(client, admin, arms=3)
-    log = served.decision_log
-    assert isinstance(log, WriterProcess)
+    exp, log = experiment_and_writer(client, admin, served)
     chosen: list[str] = []
     most_out = [0]
     stop = threading.Event()
@@ -265,9 +263,7 @@ def test_requests_wait_for_a_late_hand_over_at_most_one_interval(
     """While the hand-over thread is stuck (writing an earlier batch itself), decisions
     pending for more than two intervals make the next request wait, and no longer than an
     interval; then everything is written."""
-    exp = create_random_experiment(client, admin, arms=3)
-    log = served.decision_log
-    assert isinstance(log, WriterProcess)
+    exp, log = experiment_and_writer(client, admin, served)
     interval = served.settings.decision_flush_ms / 1000
     waited = REGISTRY.get_sample_value("banditloop_decision_writer_wait_seconds_total") or 0.0
 
