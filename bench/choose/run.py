@@ -211,24 +211,37 @@ def _service_env(database: Path, admin_key: str, writer: str) -> dict[str, str]:
     return env
 
 
+STALL = re.compile(r'^banditloop_event_loop_stalls_total\{during="([^"]+)"\} (\S+)$', re.M)
 LAG_BUCKET = re.compile(r'^banditloop_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)$', re.M)
 
 
 def lag_buckets(base: str) -> dict[float, float]:
     """The server's event-loop lag histogram: cumulative count by upper bound (seconds),
-    summed over its workers (also used by bench/load)."""
+    summed over its workers (also used by bench/load); and, under negative keys in the
+    order of ``STALL_NAMES``, its stalls over 20 ms by the activity they overlapped."""
     import httpx
 
     text = httpx.get(f"{base}/metrics", timeout=30).text
-    return {float(le): float(count) for le, count in LAG_BUCKET.findall(text)}
+    found = {float(le): float(count) for le, count in LAG_BUCKET.findall(text)}
+    stalls = dict(STALL.findall(text))
+    for i, name in enumerate(STALL_NAMES):
+        found[-1.0 - i] = float(stalls.get(name, 0.0))
+    return found
+
+
+STALL_NAMES = ("none", "gc", "decision_log", "decision_hand_over")
 
 
 def lag_summary(before: dict[float, float], after: dict[float, float]) -> dict[str, float]:
     """What the probe saw between two reads: p99, p99.9 and max as the upper bound of the
     bucket they fall in (ms; the buckets are 1, 2, 3, 5, 7.5, 10, 15, 20, 25, 30, 40, 50 ms,
     ...), and the wake-ups later than 20 ms."""
-    grown = {le: after[le] - before.get(le, 0.0) for le in sorted(after)}
+    grown = {le: after[le] - before.get(le, 0.0) for le in sorted(after) if le >= 0}
     total = grown.get(float("inf"), 0.0)
+    stalls = {
+        f"stalls_{name}": after.get(-1.0 - i, 0.0) - before.get(-1.0 - i, 0.0)
+        for i, name in enumerate(STALL_NAMES)
+    }
 
     def bound(share: float) -> float:
         for le, count in grown.items():
@@ -242,6 +255,7 @@ def lag_summary(before: dict[float, float], after: dict[float, float]) -> dict[s
         "lag_max_ms": bound(1.0),
         "lag_over_20ms": total - grown.get(0.02, 0.0),
         "lag_wakeups": total,
+        **stalls,
     }
 
 
@@ -716,6 +730,12 @@ def _report(
             f"{row['lag_p999_ms']:>8g}  {row['lag_max_ms']:>7g}  {row['lag_over_20ms']:>6,.0f}  "
             f"{rounds:<20}"
         )
+    for name in chooses:
+        counts = ", ".join(
+            f"{stall} {sum(r[f'stalls_{stall}'] for r in open_runs[name]):,.0f}"
+            for stall in STALL_NAMES
+        )
+        print(f"{name}: stalls over 20 ms by the activity they overlapped, all rounds: {counts}")
     for name in chooses:
         row = summary[name]
         print(

@@ -144,6 +144,12 @@ EVENT_LOOP_LAG = Histogram(
         0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5,
     ),
 )  # fmt: skip
+EVENT_LOOP_STALLS = Counter(
+    "banditloop_event_loop_stalls_total",
+    "Lag probe wake-ups later than 20 ms, once per background activity running during the "
+    "late sleep (decision_log, decision_hand_over, gc) or none.",
+    ["during"],
+)
 LLM_LATENCY = Histogram(
     "banditloop_llm_latency_seconds",
     "LLM call latency.",

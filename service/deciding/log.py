@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from service.core import metrics
 from service.core.db import is_sqlite
 from service.core.faults import describe
+from service.core.loop_lag import during
 from service.core.sessions import unit_of_work
 from service.core.worker import PeriodicWorker
 from service.deciding.records import DecisionRecord, exposure_deltas
@@ -115,7 +116,7 @@ class DecisionLog:
 
     def flush(self) -> int:
         """Write everything pending; return how many decisions were stored."""
-        with self._flush_lock:
+        with self._flush_lock, during("decision_log"):
             with self._lock:
                 batch, self._pending = self._pending, []
             self._store_refused()

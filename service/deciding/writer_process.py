@@ -52,6 +52,7 @@ from prometheus_client import Counter as PromCounter
 from sqlalchemy import Engine
 
 from service.core import metrics
+from service.core.loop_lag import during
 from service.core.worker import PeriodicWorker
 from service.deciding.log import MAX_PENDING, DecisionLog
 from service.deciding.records import DecisionRecord
@@ -170,7 +171,7 @@ class WriterProcess:
     def hand_over(self) -> int:
         """Send everything pending to the child, or write it here if the child still has
         ``max_unconfirmed`` batches to write; return how many decisions were taken."""
-        with self._pipe_lock:
+        with self._pipe_lock, during("decision_hand_over"):
             child = self._running()  # a dead child's batches are taken back first
             metrics.DECISION_LOG_PENDING.set(self.pending)  # the most in flight: before
             with self._lock:

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from service.core.app import create_app
-from service.core.loop_lag import watch_event_loop
+from service.core.loop_lag import Activities, watch_event_loop
 from service.core.runtime import Runtime
 from service.core.settings import Settings
 
@@ -54,3 +54,28 @@ def served_count(settings: Settings, engine_for: Any, probe_ms: float) -> float:
 def test_the_served_app_exports_the_probe(settings: Settings, engine_for: Any) -> None:
     assert served_count(settings, engine_for, 5) >= 5  # about 40 wake-ups in 0.2 s
     assert served_count(settings, engine_for, 0) == 0  # off
+
+
+def test_a_stall_is_attributed_to_the_long_activities_that_overlapped_it() -> None:
+    activities = Activities()
+    stalls: list[list[str]] = []
+
+    async def scenario() -> None:
+        probe = asyncio.create_task(
+            watch_event_loop(0.005, lambda _lag: None, stalls.append, activities)
+        )
+        await asyncio.sleep(0.03)
+        with activities.during("refresh"):  # short: cannot explain a stall
+            pass
+        with activities.during("decision_log"):
+            time.sleep(0.06)  # the loop held while the activity runs
+        await asyncio.sleep(0.03)
+        time.sleep(0.06)  # held by nothing the service names
+        await asyncio.sleep(0.03)
+        probe.cancel()
+
+    asyncio.run(scenario())
+    # (The host may add stalls of its own: look for ours, in order.)
+    ours = stalls.index(["decision_log"])
+    assert [] in stalls[ours + 1 :]  # the second block: none of ours
+    assert all("refresh" not in names for names in stalls)
