@@ -16,8 +16,11 @@ nothing unwritten). At most ``max_unconfirmed`` batches (default one: the batch 
 written) are out at a time; when the child is still busy with them at the next hand-over,
 the serving process writes that interval's batch itself (an in-process ``DecisionLog``,
 counted in ``banditloop_decision_writer_in_process_total{reason="behind"}``) instead of
-queueing it. So a writer that falls behind slows the serving process down, as the
-in-process log always did, rather than piling up a backlog.
+queueing it. A hand-over is due one interval after the oldest pending decision; when it is
+more than two intervals late (its thread still writing here), each request's decisions
+wait for it, at most one interval (``banditloop_decision_writer_wait_seconds_total``). So a
+writer that falls behind slows the serving process down, as the in-process log always did,
+rather than piling up a backlog.
 
 Loss window, as stated for the in-process log: a crash of the serving process loses at
 most the decisions not yet handed over (one flush interval; the child, seeing its input
