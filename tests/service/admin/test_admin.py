@@ -92,3 +92,6 @@ def test_metrics_exposition(client: TestClient, admin, decide):
     assert 'banditloop_decisions_total{arm="' in text
     assert "banditloop_choose_latency_seconds_bucket" in text
     assert "unit" not in [line.split("{")[0] for line in text.splitlines()]
+    # No `_created` twin per counter and histogram: it doubles the series and says nothing
+    # an operator reads (the process start time is already exported).
+    assert not [line for line in text.splitlines() if "_created" in line.split("{")[0]]
