@@ -40,6 +40,7 @@ from bandits.delay import (
 )
 from bandits.delay_mixture import MixtureEvidence, mixture_evidence
 from bandits.delay_shape import MIN_DELAY_HOURS, LogNormalShape, fit_lognormal, window_cdf
+from bandits.posterior import beta_posterior
 
 # Pseudo-successes behind the fitted shape in the nonparametric estimate: enough to steady the
 # first few dozen delays, soon outweighed (the pull fades like 20 / (20 + successes)).
@@ -331,6 +332,28 @@ class CorrectedEvidence:
             prior_beta=np.asarray(scale * beta, dtype=np.float64),
             scale=np.asarray(scale, dtype=np.float64),
         )
+
+    def reported_interval(
+        self, prior_alpha: ArrayLike, prior_beta: ArrayLike, level: float = 0.95
+    ) -> tuple[FloatArray, FloatArray]:
+        """The reported interval: the tempered posterior's (``tempered(reported=True)``),
+        joined with that of the unshrunk prior plus the shrunk counts.
+
+        While the certainty is small, a Beta cannot say both things the evidence says: the
+        tempered one keeps each arm's contrast but, centred on a handful of early successes,
+        puts its mass near that centre; the other is as vague as the prior when the delay
+        model knows little (no success yet a minute into an email send: the final rate may be
+        anything). The report shows both; as the certainty nears 1 they coincide.
+        """
+        own = self.tempered(prior_alpha, prior_beta, reported=True)
+        low, high = beta_posterior(
+            own.successes, own.exposures, own.prior_alpha, own.prior_beta
+        ).credible_interval(level)
+        s, e = self.reported_counts()
+        vague_low, vague_high = beta_posterior(s, e, prior_alpha, prior_beta).credible_interval(
+            level
+        )
+        return np.minimum(low, vague_low), np.maximum(high, vague_high)
 
 
 @dataclass(frozen=True, eq=False)

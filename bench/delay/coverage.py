@@ -75,7 +75,8 @@ def main() -> None:
                 evidence = corrected_evidence(
                     seen.astype(float)[None], np.ones(n)[None], cohort_age[None], model
                 )
-                reported = interval(evidence.tempered(0.5, 0.5, reported=True))
+                low, high = evidence.reported_interval(0.5, 0.5, level=0.90)
+                reported = (float(low[0]), float(high[0]))
                 policy = interval(evidence.tempered(0.5, 0.5))
                 rows.append(
                     (

@@ -42,18 +42,15 @@ def reported_interval(
 ) -> tuple[FloatArray, FloatArray]:
     """The reported 95% interval of the corrected rate: the posterior's, widened where the fit
     to the slowest delays disagrees with the fit to all of them (``reported_certainty``).
-    ``prior_alpha``/``prior_beta`` are the untempered prior: it is shrunk here by the reported
-    certainty, like the counts (``CorrectedEvidence.tempered``).
+    ``prior_alpha``/``prior_beta`` are the untempered prior
+    (``CorrectedEvidence.reported_interval`` says how it is used).
 
     Only the report, the learnings and the loop's input read it; P(best), the expected loss
     and the allocation keep the policy's posterior (a shared error in F mostly cancels
     between arms). It contains the policy's interval, except that ``segment_figures`` then
     raises its lower end to what the data already show (``at_least_observed``).
     """
-    own = evidence.tempered(prior_alpha, prior_beta, reported=True)
-    low, high = beta_posterior(
-        own.successes, own.exposures, own.prior_alpha, own.prior_beta
-    ).credible_interval(0.95)
+    low, high = evidence.reported_interval(prior_alpha, prior_beta)
     return (
         np.minimum(low, np.asarray(result.ci_low, dtype=np.float64)),
         np.maximum(high, np.asarray(result.ci_high, dtype=np.float64)),
