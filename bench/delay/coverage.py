@@ -2,7 +2,10 @@
 are called mixed, for log-normal, fast-and-slow mixed and heavy-tailed delays read from one
 minute to the window (the cases of ``tests/bandits/test_delay_model.py``, 40 runs each, 5,000
 exposures at 5%). Also the policy's own interval's coverage and the reported width as a
-multiple of the policy's (median).
+multiple of the policy's (median). The policy's own posterior keeps only the part of the delay
+model's doubt that differs between arms (``bandits.delay_model.corrected_evidence``): for the
+single arm here, none, so its interval is the binomial one and covers young sends poorly by
+design; the reported interval carries the whole doubt.
 
 Run: .venv/bin/python bench/delay/coverage.py [lognormal mixture "heavy tail"] [--runs 40]
 """
