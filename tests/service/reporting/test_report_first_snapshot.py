@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from service.core.clock import ManualClock
 from service.core.runtime import Runtime
 from tests.service.factories import create_random_experiment
-from tests.service.reporting.test_report_delay import DAY, keyed_send
+from tests.service.reporting.test_report_delay import DAY, fast_clicks, keyed_send
 
 # One click per n-th decision of each arm: 2.6%, 5.9%, 12.5% and 4.2%, as in the demo.
 EVERY = (38, 17, 8, 24)
@@ -28,32 +28,6 @@ EVERY = (38, 17, 8, 24)
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(DAY)
-
-
-def clicks_between(
-    decisions: list[dict[str, Any]],
-    arm_ids: list[int],
-    sent: Any,
-    seconds: tuple[float, float],
-    rng: np.random.Generator,
-) -> list[dict[str, Any]]:
-    """A click for every n-th decision of each arm (``EVERY``), ``seconds`` after the send."""
-    seen = dict.fromkeys(arm_ids, 0)
-    events = []
-    for d in decisions:
-        arm = d["arm"]["id"]
-        seen[arm] += 1
-        if seen[arm] % EVERY[arm_ids.index(arm)] == 0:
-            at = sent + timedelta(seconds=float(rng.uniform(*seconds)))
-            events.append(
-                {
-                    "event_id": f"click-{len(events)}",
-                    "decision_id": d["decision_id"],
-                    "type": "click",
-                    "occurred_at": at.isoformat(),
-                }
-            )
-    return events
 
 
 def first_snapshot(
@@ -77,7 +51,8 @@ def first_snapshot(
     exp = create_random_experiment(client, admin, arms=4)
     arm_ids = [a["id"] for a in exp["arms"]]
     decisions = keyed_send(client, decide, runtime, exp["key"], 3000)
-    events = clicks_between(decisions, arm_ids, sent, seconds, np.random.default_rng(minute))
+    rng = np.random.default_rng(minute)
+    events = fast_clicks(decisions, arm_ids, sent, seconds=seconds, rng=rng, every=EVERY)
     clock.set(sent + timedelta(seconds=posted))
     response = client.post("/v1/events", json=events, headers=ingest)
     assert response.status_code == 200, response.text
