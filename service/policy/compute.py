@@ -228,27 +228,29 @@ def _overall_allocation(
     prior = pooled_prior(
         ev.overall.observed_successes, ev.overall.effective_exposures, config.prior_strength
     )
-    prior_alpha, prior_beta = np.full(len(suspended), prior[0]), np.full(len(suspended), prior[1])
+    pooled = np.full(len(suspended), prior[0]), np.full(len(suspended), prior[1])
+    # The delay model's doubt shrinks prior and counts alike (``CorrectedEvidence.tempered``):
+    # it widens every arm's posterior and leaves its mean on the arm's own evidence.
+    own = ev.overall.tempered(*pooled)
     raw_e_all, raw_s_all = ev.raw_exposures.sum(axis=0), ev.raw_successes.sum(axis=0)
     overall = allocate(
-        successes=ev.overall.successes,
-        exposures=ev.overall.exposures,
+        successes=own.successes,
+        exposures=own.exposures,
         raw_successes=raw_s_all,
         raw_exposures=raw_e_all,
         config=config,
         rng=rng,
         suspended=suspended,
-        prior_alpha=prior_alpha,
-        prior_beta=prior_beta,
+        prior_alpha=own.prior_alpha,
+        prior_beta=own.prior_beta,
     )
     figures = segment_figures(
         overall,
         raw_e_all,
         raw_s_all,
-        ev.overall.exposures,
-        ev.overall.successes,
+        own,
         ev.overall_maturity,
-        reported_interval(overall, ev.overall, prior_alpha, prior_beta),
+        reported_interval(overall, ev.overall, *pooled),
         prior=(float(prior[0]), float(prior[1])),
     )
     return overall, figures
@@ -271,25 +273,26 @@ def _segment_allocations(
     eff_e, eff_s = ev.by_segment.exposures, ev.by_segment.successes
     alpha, beta = segment_priors(eff_s, eff_e)
     for i, segment in enumerate(segments):
+        evidence = segment_evidence(ev.by_segment, i)
+        own = evidence.tempered(alpha[i], beta[i])
         result = allocate(
-            successes=eff_s[i],
-            exposures=eff_e[i],
+            successes=own.successes,
+            exposures=own.exposures,
             raw_successes=ev.raw_successes[i],
             raw_exposures=ev.raw_exposures[i],
             config=config,
             rng=rng,
             suspended=suspended,
-            prior_alpha=alpha[i],
-            prior_beta=beta[i],
+            prior_alpha=own.prior_alpha,
+            prior_beta=own.prior_beta,
         )
         figures[segment] = segment_figures(
             result,
             ev.raw_exposures[i],
             ev.raw_successes[i],
-            eff_e[i],
-            eff_s[i],
+            own,
             segment_evidence(ev.segment_maturity, i),
-            reported_interval(result, segment_evidence(ev.by_segment, i), alpha[i], beta[i]),
+            reported_interval(result, evidence, alpha[i], beta[i]),
         )
         if ev.raw_exposures[i].sum() >= min_exposures:
             means = np.where(suspended, -np.inf, result.posterior_mean)

@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from bandits import beta_posterior
-from bandits.delay_model import CorrectedEvidence, too_early
+from bandits.delay_model import CorrectedEvidence, Tempered, too_early
 from service.policy.cohorts import Cohorts
 from service.policy.inputs import ExperimentInfo
 from service.policy.snapshot import RefreshHint, SegmentFigures
@@ -42,16 +42,15 @@ def reported_interval(
 ) -> tuple[FloatArray, FloatArray]:
     """The reported 95% interval of the corrected rate: the posterior's, widened where the fit
     to the slowest delays disagrees with the fit to all of them (``reported_certainty``).
+    ``prior_alpha``/``prior_beta`` are the untempered prior
+    (``CorrectedEvidence.reported_interval`` says how it is used).
 
     Only the report, the learnings and the loop's input read it; P(best), the expected loss
     and the allocation keep the policy's posterior (a shared error in F mostly cancels
     between arms). It contains the policy's interval, except that ``segment_figures`` then
     raises its lower end to what the data already show (``at_least_observed``).
     """
-    successes, exposures = evidence.reported_counts()
-    low, high = beta_posterior(successes, exposures, prior_alpha, prior_beta).credible_interval(
-        0.95
-    )
+    low, high = evidence.reported_interval(prior_alpha, prior_beta)
     return (
         np.minimum(low, np.asarray(result.ci_low, dtype=np.float64)),
         np.maximum(high, np.asarray(result.ci_high, dtype=np.float64)),
@@ -111,8 +110,7 @@ def segment_figures(
     result: Any,
     raw_e: FloatArray,
     raw_s: FloatArray,
-    eff_e: FloatArray,
-    eff_s: FloatArray,
+    evidence: Tempered,
     maturity: CorrectedEvidence,
     interval: tuple[FloatArray, FloatArray],
     *,
@@ -135,8 +133,8 @@ def segment_figures(
         maturity=floats(maturity.maturity.round(4)),
         maturity_low=floats(maturity.maturity_low.round(4)),
         maturity_high=floats(maturity.maturity_high.round(4)),
-        effective_exposures=floats(eff_e.round(3)),
-        effective_successes=floats(eff_s.round(3)),
+        effective_exposures=floats(evidence.exposures.round(3)),
+        effective_successes=floats(evidence.successes.round(3)),
         allocation=floats(result.allocation),
         exploit=floats(result.exploit),
         eligible=bools(result.eligible),
@@ -150,4 +148,5 @@ def segment_figures(
         prior=prior,
         policy_ci_low=floats(np.asarray(result.ci_low, dtype=np.float64)),
         policy_ci_high=floats(np.asarray(result.ci_high, dtype=np.float64)),
+        prior_scale=floats(evidence.scale.round(9)),
     )

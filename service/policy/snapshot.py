@@ -122,6 +122,9 @@ class SegmentFigures:
     # widened for a slow tail; absent from older snapshots (None: the same as the reported).
     policy_ci_low: Floats | None = None
     policy_ci_high: Floats | None = None
+    # The factor that shrank each arm's prior along with its effective counts (the delay
+    # model's doubt, ``CorrectedEvidence.tempered``); absent from older snapshots (None: 1).
+    prior_scale: Floats | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -132,7 +135,7 @@ class SegmentFigures:
             values = getattr(self, name)
             if values is not None:
                 out[name] = list(values)
-        for name in ("policy_ci_low", "policy_ci_high"):
+        for name in ("policy_ci_low", "policy_ci_high", "prior_scale"):
             values = getattr(self, name)
             if values is not None:
                 out[name] = list(values)
@@ -182,6 +185,7 @@ class SegmentFigures:
             prior=(float(prior[0]), float(prior[1])) if prior is not None else None,
             policy_ci_low=_optional_floats(data, "policy_ci_low"),
             policy_ci_high=_optional_floats(data, "policy_ci_high"),
+            prior_scale=_optional_floats(data, "prior_scale"),
         )
 
     def policy_interval(self) -> tuple[Floats, Floats]:

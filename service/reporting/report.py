@@ -108,7 +108,9 @@ def leader_lift(
     exposures = np.asarray(segment.effective_exposures, dtype=np.float64)
     # The policy's own prior where the snapshot keeps it (see compute_snapshot).
     a0, b0 = segment.prior or pooled_prior(successes, exposures, PolicyConfig().prior_strength)
-    posterior = beta_posterior(successes, exposures, a0, b0)
+    # Shrunk with the counts by the delay model's doubt, as the policy's was.
+    scale = np.asarray(segment.prior_scale or np.ones(len(successes)), dtype=np.float64)
+    posterior = beta_posterior(successes, exposures, a0 * scale, b0 * scale)
     pair = [challenger, control]
     theta = rng.beta(posterior.alpha[pair], posterior.beta[pair], size=(LIFT_DRAWS, 2))
     relative = theta[:, 0] / theta[:, 1] - 1.0

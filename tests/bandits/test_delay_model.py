@@ -50,7 +50,9 @@ def one_send(
 
 @pytest.mark.parametrize("scale", sorted(SCALES))
 def test_the_corrected_90_interval_covers_the_final_rate_about_90_percent(scale: str) -> None:
-    """From one minute to the window, on the push, email and conversion time scales."""
+    """From one minute to the window, on the push, email and conversion time scales: the
+    reported interval, which carries the whole of F's doubt (the policy's own posterior keeps
+    only the part that differs between arms: none, for one arm)."""
     final = RATE * in_window_share(scale)
     runs = 40
     coverage = []
@@ -59,9 +61,8 @@ def test_the_corrected_90_interval_covers_the_final_rate_about_90_percent(scale:
         for seed in range(runs):
             rng = np.random.default_rng([seed, int(age * 3600), len(scale)])
             evidence, _model = one_send(rng, scale, age)
-            s, n = float(evidence.successes[0]), float(evidence.exposures[0])
-            low, high = stats.beta.ppf([0.05, 0.95], 0.5 + s, 0.5 + n - s)
-            covered += int(low <= final <= high)
+            low, high = evidence.reported_interval(0.5, 0.5, level=0.90)
+            covered += int(low[0] <= final <= high[0])
         coverage.append(covered / runs)
     # 40 runs at 90% give 36 +- 1.9; allow a run's worth of model error either side.
     assert all(0.75 <= c <= 1.0 for c in coverage), coverage
@@ -124,10 +125,8 @@ def test_the_reported_interval_stays_honest_when_the_delays_are_not_log_normal(
             evidence = corrected_evidence(
                 seen.astype(float)[None], np.ones(exposures)[None], cohort_age[None], model
             )
-            successes, effective = evidence.reported_counts()
-            s, n = float(successes[0]), float(effective[0])
-            low, high = stats.beta.ppf([0.05, 0.95], 0.5 + s, 0.5 + n - s)
-            covered += int(low <= final <= high)
+            low, high = evidence.reported_interval(0.5, 0.5, level=0.90)
+            covered += int(low[0] <= final <= high[0])
             called += int(model.mixed)
         coverage.append(covered / runs)
         mixed.append(called / runs)
@@ -159,11 +158,13 @@ def test_clicks_within_a_minute_read_minutes_later_are_mature() -> None:
 
 def test_young_email_evidence_is_immature_and_uncertain() -> None:
     """Ten minutes into an email send (median delay an hour) most clicks are still to come:
-    the maturity says so, and the evidence is shrunk for the uncertainty of F."""
+    the maturity says so, and the reported evidence is shrunk for the uncertainty of F (the
+    policy's is not: with one arm, no part of that doubt differs between arms)."""
     evidence, model = one_send(np.random.default_rng(11), "email", 1 / 6)
     assert evidence.maturity[0] < 0.3
     assert evidence.maturity_low[0] <= evidence.maturity[0] <= evidence.maturity_high[0]
-    assert evidence.certainty[0] < 1.0
+    assert evidence.reported_certainty[0] < 1.0
+    assert evidence.certainty[0] == pytest.approx(1.0)
     assert too_early(float(evidence.maturity[0]), 5000, 500)
     assert model.shape is not None
 
@@ -260,13 +261,15 @@ def test_the_tail_fit_widens_the_reported_interval_only() -> None:
     np.testing.assert_array_equal(with_tail.successes, without.successes)
     np.testing.assert_array_equal(with_tail.exposures, without.exposures)
     np.testing.assert_array_equal(with_tail.maturity, without.maturity)
-    np.testing.assert_array_equal(without.reported_certainty, without.certainty)
+    # Without the tail the report carries the whole fit's doubt only; the tail adds to it.
+    assert np.all(with_tail.reported_certainty < without.reported_certainty)
+    assert np.all(without.reported_certainty <= without.certainty)
 
 
 @pytest.mark.parametrize("age", [1.0, 24.0])
 def test_log_normal_delays_are_not_called_mixed(age: float) -> None:
     """An hour and a day into a log-normal email send one log-normal is enough: no 'mixed',
-    no widening: the reported interval is the policy's."""
+    no tail widening: the reported interval carries the whole fit's doubt only."""
     rng = np.random.default_rng(21)
     delay = rng.lognormal(0.0, 1.2, 20_000)
     seen = delay <= age
@@ -276,7 +279,8 @@ def test_log_normal_delays_are_not_called_mixed(age: float) -> None:
     assert not model.mixed
     assert model.tail == ()
     evidence = corrected_evidence([[200.0]], [[5000.0]], [age], model)
-    np.testing.assert_array_equal(evidence.reported_certainty, evidence.certainty)
+    whole = corrected_evidence([[200.0]], [[5000.0]], [age], DelayModel(model.cdf, model.spread))
+    np.testing.assert_array_equal(evidence.reported_certainty, whole.reported_certainty)
 
 
 def test_a_mixture_verdict_is_reused_until_the_successes_grow_by_a_tenth() -> None:
@@ -414,3 +418,28 @@ def test_inside_the_first_ten_seconds_f_follows_the_fitted_shape() -> None:
     assert evidence.maturity[0] > 0.9
     rate = float(evidence.observed_successes[0] / evidence.effective_exposures[0])
     assert rate == pytest.approx(0.1, rel=0.1)
+
+
+def test_the_policy_keeps_only_the_doubt_that_differs_between_arms() -> None:
+    """F's doubt is shared: arms exposed at the same ages keep their whole counts for the
+    policy (certainty 1), and prior and counts are shrunk alike for the report, so the mean
+    is the arm's own; an arm exposed later than the others keeps the doubt of its young ages."""
+    rng = np.random.default_rng(5)
+    delays = rng.lognormal(0.0, 1.2, 400)
+    seen = delays <= 2.0
+    model = fit_delay_model(delays[seen], np.full(int(seen.sum()), 2.0), WINDOW)
+    assert len(model.spread) == 4
+    exposures = np.array([[1000.0, 0.0], [1000.0, 0.0], [0.0, 1000.0]])
+    successes = np.array([[20.0, 0.0], [60.0, 0.0], [0.0, 40.0]])
+    ages = np.array([2.0, 0.25])  # the third arm was added an hour and three quarters later
+    evidence = corrected_evidence(successes, exposures, ages[None], model)
+    assert evidence.certainty[2] < 0.995 < min(evidence.certainty[:2])
+    assert np.all(evidence.reported_certainty < 0.95)  # the rate itself is unsure
+    assert np.all(evidence.reported_certainty < evidence.certainty)
+    own = evidence.tempered(1.0, 9.0, reported=True)
+    mean = (own.prior_alpha + own.successes) / (own.prior_alpha + own.prior_beta + own.exposures)
+    unshrunk = (1.0 + evidence.observed_successes) / (10.0 + evidence.effective_exposures)
+    np.testing.assert_allclose(mean, unshrunk, rtol=1e-12)
+    # Same ages for all: nothing between the arms to doubt.
+    same = corrected_evidence(successes[:2], exposures[:2], ages[None], model)
+    np.testing.assert_allclose(same.certainty, 1.0)

@@ -59,16 +59,17 @@ def fast_clicks(
     seconds: tuple[float, float] = (5, 55),
     rng: np.random.Generator | None = None,
     prefix: str = "click",
+    every: tuple[int, ...] = EVERY,
 ):
-    """Clicks for every n-th decision of each arm, 5 to 55 seconds (``seconds``) after the
-    send."""
+    """Clicks for every n-th decision of each arm (``every``), 5 to 55 seconds (``seconds``)
+    after the send."""
     rng = rng or np.random.default_rng(7)
     seen = dict.fromkeys(arm_ids, 0)
     events = []
     for d in decisions:
         arm = d["arm"]["id"]
         seen[arm] += 1
-        if seen[arm] % EVERY[arm_ids.index(arm)] == 0:
+        if seen[arm] % every[arm_ids.index(arm)] == 0:
             delay = timedelta(seconds=float(rng.uniform(*seconds)))
             events.append(
                 {
