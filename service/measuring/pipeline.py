@@ -149,22 +149,22 @@ def _verified(
     """Each event with each of its decision ids that verifies; an event without any is
     ignored, an id that does not verify is rejected."""
     resolved = _resolve_dispatches(session, events)
-    candidates: list[_Candidate] = []
-    verify = signer.verify
+    wanted: list[tuple[int, NormalizedEvent, str]] = []
     for index, event in zip(_body_positions(len(events), poison), events, strict=True):
         ids = event.decision_ids or resolved.get(event.dispatch_id or "", ())
         if not ids or event.type is None:
             batch.result.ignored += 1
             batch.result.outcomes[(event.type or "unknown", "ignored")] += 1
             continue
-        for decision_id in ids:
-            try:
-                token = verify(decision_id)
-            except InvalidToken as exc:
-                reason = f"decision id rejected: {exc}"
-                batch.reject(index, event.event_key, reason, _raw(event), event.type)
-                continue
-            candidates.append(_Candidate(index, event, decision_id, token.experiment_id))
+        wanted.extend((index, event, decision_id) for decision_id in ids)
+    verdicts = signer.verify_many([decision_id for _, _, decision_id in wanted])
+    candidates: list[_Candidate] = []
+    for (index, event, decision_id), verdict in zip(wanted, verdicts, strict=True):
+        if isinstance(verdict, InvalidToken):
+            reason = f"decision id rejected: {verdict}"
+            batch.reject(index, event.event_key, reason, _raw(event), event.type or "unknown")
+            continue
+        candidates.append(_Candidate(index, event, decision_id, verdict))
     return candidates
 
 
