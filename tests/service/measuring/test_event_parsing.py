@@ -79,9 +79,7 @@ def test_plain_events_parse_exactly_as_the_model_reads_them(
 
 def test_an_ordinary_batch_takes_no_model(monkeypatch: pytest.MonkeyPatch) -> None:
     """The point of the check: the usual events never build an EventIn."""
-    items = [
-        {"event_id": f"e{i}", "decision_id": f"d{i}", "type": "click"} for i in range(100)
-    ] + [
+    items = [{"event_id": f"e{i}", "decision_id": f"d{i}", "type": "click"} for i in range(100)] + [
         {
             "event_id": "v",
             "decision_id": "d",
