@@ -79,16 +79,18 @@ def store_events(
     """Insert-or-ignore ``rows`` (``EVENT_COLUMNS``, unique on ``EventKey``), then
     insert-or-ignore the first events that the new ones claim; return what was new.
 
-    Rows go in sorted by key and claims by (decision, metric), on both databases: two
-    transactions touching the same rows lock them in the same order and queue instead of
-    deadlocking (the orphan path's ``insert_first_events`` sorts the same way)."""
+    Rows go in sorted by key and first events by (decision, metric), on both databases:
+    two transactions touching the same rows lock them in the same order and queue instead
+    of deadlocking (the orphan path's ``insert_first_events`` sorts the same way). The
+    claims themselves are sorted for PostgreSQL's statement only: SQLite's path sorts the
+    first events once it has chosen them."""
     if not rows:
         return Stored()
     ordered = sorted(rows, key=_event_key)
-    wanted = sorted(claims, key=lambda c: (c[0][2], c[1], c[0][0], c[0][1]))
     if session.get_bind().dialect.name == "postgresql":
+        wanted = sorted(claims, key=lambda c: (c[0][2], c[1], c[0][0], c[0][1]))
         return _store_postgresql(session, ordered, wanted)
-    return _store_sqlite(session.connection(), ordered, wanted)
+    return _store_sqlite(session.connection(), ordered, claims)
 
 
 # --- PostgreSQL ----------------------------------------------------------------------
