@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Path, Query
-from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, StringConstraints, WithJsonSchema
 
 # Row ids are 32-bit in both databases: a larger one names nothing, and binding it would
 # overflow the driver (a 500) instead of answering the caller.
@@ -70,11 +70,13 @@ def _recipient_schema(max_length: int, description: str) -> dict[str, Any]:
 
 UnitIdText = Annotated[
     str,
+    StringConstraints(min_length=1, max_length=256),
     BeforeValidator(_decimal_text),
     WithJsonSchema(_recipient_schema(256, "Recipient id; stored only as an HMAC.")),
 ]
 SendIdText = Annotated[
     str,
+    StringConstraints(min_length=1, max_length=128),
     BeforeValidator(_decimal_text),
     WithJsonSchema(_recipient_schema(128, "The send (campaign/message) id.")),
 ]

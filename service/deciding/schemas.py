@@ -16,8 +16,8 @@ MAX_CONTEXT_KEYS = 50
 class UnitIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    unit_id: UnitIdText | None = Field(None, min_length=1, max_length=256)
-    send_id: SendIdText | None = Field(None, min_length=1, max_length=128)
+    unit_id: UnitIdText | None = None
+    send_id: SendIdText | None = None
     context: dict[str, Scalar] | None = Field(
         None, description="Attributes such as the segment attribute; scalars only."
     )

@@ -118,7 +118,15 @@ def leader_lift(
     challenger_id = snapshot.arm_ids[challenger]
     maturity = segment.maturity
     arrived = min(maturity[challenger], maturity[control]) if maturity is not None else 1.0
-    if arrived < MATURE_SHARE:
+    unseen = [snapshot.arm_ids[k] for k in pair if segment.exposures[k] <= 0]
+    if unseen:
+        # A maturity of "all arrived" for an arm with no decisions says nothing: say so.
+        summary = (
+            "Nothing to compare yet: no decision has gone to "
+            + " or ".join(f"arm {arm_id}" for arm_id in unseen)
+            + "."
+        )
+    elif arrived < MATURE_SHARE:
         summary = (
             f"Too early to compare: at most {arrived:.0%} "
             "of the eventual evidence of these arms has arrived."
@@ -175,12 +183,14 @@ def correction_line(snapshot: Snapshot) -> str | None:
         if delay.get("mixed") and maturity < 1.0
         else ""
     )
+    low, high = f"{factors.min():.2f}x", f"{factors.max():.2f}x"
+    span = low if low == high else f"{low} to {high}"
+    learnt = f"{observations} {metric}" + ("" if observations == 1 else "s")
     return (
         f"Delay correction: a {metric} arrives a median {_duration(delay['median_hours'])} "
-        f"after exposure (learnt from {observations} {metric}s); about {maturity:.0%} of the "
+        f"after exposure (learnt from {learnt}); about {maturity:.0%} of the "
         f"eventual {metric}s of these exposures have arrived, so the estimated rates are "
-        f"{factors.min():.2f}x to {factors.max():.2f}x the observed rates (prior included)."
-        f"{tail}"
+        f"{span} the observed rates (prior included).{tail}"
     )
 
 

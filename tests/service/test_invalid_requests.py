@@ -263,3 +263,18 @@ def test_unknown_webhook_provider_and_route(client: TestClient):
     assert_error(client.post("/v1/webhooks/acme", content=b"{}"), 404, "provider")
     assert_error(client.get("/v1/nothing-here"), 404)
     assert_error(client.put("/v1/choose", json={}), 405)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"experiment": "x", "unit_id": "u" * 300}, "unit_id: String should have at most 256"),
+        ({"experiment": "x", "send_id": "s" * 200}, "send_id: String should have at most 128"),
+        ({"experiment": "x", "send_id": ""}, "send_id: String should have at least 1 character"),
+    ],
+)
+def test_recipient_ids_are_measured_in_characters(client: TestClient, decide, body, message):
+    """A too-long id is named as a string (pydantic called it 'items' when the length sat
+    on the optional field rather than on the string)."""
+    error = assert_error(client.post("/v1/choose", json=body, headers=decide), 422)
+    assert error["message"].startswith(message)

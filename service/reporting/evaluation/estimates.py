@@ -123,6 +123,15 @@ def _interval(value: float, samples: FloatArray, level: float) -> dict[str, floa
     return {"value": _finite_or_none(value), "ci_low": low, "ci_high": high}
 
 
+def _ips_interval(value: float, samples: FloatArray, level: float) -> dict[str, float | None]:
+    """IPS of a success rate, held to [0, 1]. Unlike SNIPS, IPS divides by the decisions'
+    count rather than their weights, so a resample heavy in large weights, or in young
+    decisions whose F is small (and redrawn smaller), can exceed 1 many times over: a click
+    rate read as 87,642 on a young log. The rate lies in [0, 1], so clipping loses no
+    coverage."""
+    return _interval(float(np.clip(value, 0.0, 1.0)), np.clip(samples, 0.0, 1.0), level)
+
+
 def _finite_or_none(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
@@ -384,7 +393,7 @@ def _uniform_target(
         out["ips"], out["snips"] = _empty_interval(), _empty_interval()
         return out
     weight = log.uniform / log.propensity
-    out["ips"] = _interval(
+    out["ips"] = _ips_interval(
         _weighted_ratio(weight * log.reward, exposure), _ratio(sums[:, 2], sums[:, 0]), level
     )
     out["snips"] = _interval(
@@ -421,6 +430,6 @@ def _target(
         return out
     count, weighted, weight = sums[:, 4 + 3 * j], sums[:, 5 + 3 * j], sums[:, 6 + 3 * j]
     w = probability / propensity
-    out["ips"] = _interval(_weighted_ratio(w * reward, matured), _ratio(weighted, count), level)
+    out["ips"] = _ips_interval(_weighted_ratio(w * reward, matured), _ratio(weighted, count), level)
     out["snips"] = _interval(_rate(w * reward, w * matured), _ratio(weighted, weight), level)
     return out

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from service.reporting.evaluation import EvaluationLog, evaluate_log, maturity
+from service.reporting.evaluation.estimates import DelayCorrection
 from service.reporting.evaluation.maturity import Curves, delay_correction
 from service.reporting.repository import LoggedDecisions
 
@@ -181,3 +182,28 @@ def test_intervals_stay_honest_when_the_delays_are_a_fast_and_slow_mix(
             hits[with_tail][1] += difference["ci_low"] <= truth <= difference["ci_high"]
     assert all(0.8 <= h / runs <= 1.0 for h in hits[True]), hits
     assert all(h / runs < 0.6 for h in hits[False]), hits
+
+
+def test_ips_of_a_young_log_stays_a_rate():
+    """One click on a heavily weighted decision of a log whose F is small and unsure: IPS
+    divides by the decisions' F-weighted count, so unclipped it read 14 (and resamples far
+    more, up to a 'click rate' of 87,642 seen on the demo); a rate is in [0, 1]."""
+    n = 36
+    reward = np.zeros(n)
+    reward[3] = 1.0
+    propensity = np.full(n, 0.25)
+    propensity[3] = 0.05
+    log = EvaluationLog(
+        reward=reward,
+        propensity=propensity,
+        uniform=np.full(n, 0.25),
+        uniform_mass=np.ones(n),
+    )
+    young = DelayCorrection(
+        exposure=np.full(n, 0.01),
+        node=np.zeros(n, dtype=np.int64),
+        redraw=lambda rng, m: rng.lognormal(0.0, 1.5, size=(m, 1)),
+    )
+    result = evaluate_log(log, [], rng=np.random.default_rng(1), n_boot=300, delay=young)
+    ips = result["off_policy"]["uniform"]["ips"]
+    assert all(0.0 <= ips[k] <= 1.0 for k in ("value", "ci_low", "ci_high"))

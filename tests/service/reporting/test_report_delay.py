@@ -522,3 +522,35 @@ def test_an_email_send_read_in_its_first_hours_is_floored_by_what_was_seen(
             assert row["estimate_low"] <= row["estimated_rate"] <= row["estimate_high"], row
             if read_hours >= 1.0:
                 assert row["estimate_low"] <= final[row["arm_id"]] <= row["estimate_high"], row
+
+
+def test_before_any_decision_the_lift_says_there_is_nothing_to_compare(
+    client: TestClient, admin, runtime: Runtime, clock: ManualClock
+):
+    """No decision yet: every arm reads as fully 'arrived' (nothing is due), so the summary
+    must not quote a lift of the prior against itself."""
+    exp = create_random_experiment(client, admin, arms=3)
+    runtime.refresher.tick(now=later())
+    lift = client.get(f"/v1/experiments/{exp['key']}/report", headers=admin).json()[
+        "lift_over_control"
+    ]
+    assert lift["summary"].startswith("Nothing to compare yet: no decision has gone to arm")
+    assert "%" not in lift["summary"]
+
+
+def test_the_correction_line_reads_as_a_sentence_after_one_click(
+    client: TestClient, admin, decide, ingest, runtime: Runtime, clock: ManualClock
+):
+    exp = create_random_experiment(client, admin, arms=2)
+    decisions = keyed_send(client, decide, runtime, exp["key"], 40)
+    clock.advance(seconds=1200)
+    click = {"event_id": "c0", "decision_id": decisions[0]["decision_id"], "type": "click"}
+    assert client.post("/v1/events", json=[click], headers=ingest).status_code == 200
+    clock.advance(seconds=300)
+    runtime.refresher.tick(now=clock.now())
+    line = client.get(f"/v1/experiments/{exp['key']}/report", headers=admin).json()["correction"]
+    assert "(learnt from 1 click)" in line
+    # One arm has been clicked: one factor, not "2.16x to 2.16x".
+    factor = line.split("estimated rates are ")[1].split(" the observed")[0]
+    assert " to " not in factor
+    assert factor.endswith("x")
