@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import special
 
+from bandits.cohort_ages import cohort_cdf
 from bandits.delay import (
     FIRST_EDGE_HOURS,
     GRID_RATIO,
@@ -309,8 +310,14 @@ def corrected_evidence(
     exposures_by_cohort: ArrayLike,
     ages: ArrayLike,
     model: DelayModel | DelayCDF,
+    *,
+    age_spread: ArrayLike | None = None,
 ) -> CorrectedEvidence:
     """Delay-corrected evidence per arm from per-cohort counts (cohorts on the last axis).
+
+    ``ages`` are each cohort's mean age, ``age_spread`` (optional, broadcast like ``ages``)
+    the standard deviation of its decisions' ages: F of a cohort is then the mean of F over
+    its ages (``bandits.cohort_ages.cohort_cdf``), not F at the mean age.
 
     The corrected rate is successes / sum(n_c F(age_c)). Its uncertainty has two parts: the
     binomial one (the Beta's own) and that of F, which for young data is the larger. Rather
@@ -338,11 +345,15 @@ def corrected_evidence(
         raise ValueError("ages must broadcast against the cohort counts") from error
     if np.any(~np.isfinite(age_array)):
         raise ValueError("ages must be finite")
+    try:
+        spread = None if age_spread is None else np.broadcast_to(age_spread, exposures.shape)
+    except ValueError as error:
+        raise ValueError("age_spread must broadcast against the cohort counts") from error
 
     total_s = successes.sum(axis=-1)
     total_n = exposures.sum(axis=-1)
     effective = [
-        np.maximum((exposures * cdf(age_array)).sum(axis=-1), total_s)
+        np.maximum((exposures * cohort_cdf(cdf, age_array, spread)).sum(axis=-1), total_s)
         for cdf in (delay.cdf, *delay.spread, *delay.tail)
     ]
     central = effective[0]

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from service.core.vocabulary import EXPOSURE
-from service.measuring.stats_repository import Delta, StatKey, offset_seconds
+from service.measuring.stats_repository import Delta, StatKey
+from service.measuring.stats_repository import exposure_deltas as stats_exposure_deltas
 from service.models import hour_of
 
 
@@ -53,11 +53,13 @@ class DecisionSink(Protocol):
 
 
 def exposure_deltas(records: Sequence[DecisionRecord]) -> dict[StatKey, Delta]:
-    """Exposures per statistics row, with the seconds into the hour summed for exact ages."""
-    deltas: dict[StatKey, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
-    for r in records:
-        if r.counts_exposure:
-            key = (r.experiment_id, r.epoch, r.segment, r.arm_id, hour_of(r.created_at), EXPOSURE)
-            deltas[key][0] += 1
-            deltas[key][2] += offset_seconds(r.created_at)
-    return {k: (int(v[0]), v[1], v[2]) for k, v in deltas.items()}
+    """Exposures per statistics row, with the seconds into the hour (and their squares) summed
+    for exact ages."""
+    return stats_exposure_deltas(
+        (
+            (r.experiment_id, r.epoch, r.segment, r.arm_id, hour_of(r.created_at), EXPOSURE),
+            r.created_at,
+        )
+        for r in records
+        if r.counts_exposure
+    )

@@ -228,7 +228,7 @@ def _maturities(
     metrics = [EXPOSURE, *{r.metric for r in rows if r.metric != EXPOSURE}]
     cohorts = build_cohorts(rows, arm_ids=arm_ids, metrics=metrics, segmented=False, now=now)
     exposures = cohorts.counts[EXPOSURE][0]  # unsegmented: one slot holds all traffic
-    arrived = (exposures * cdf(cohorts.exposure_age_hours[0])).sum(axis=1)
+    arrived = (exposures * cohorts.discount(cdf)[0]).sum(axis=1)
     totals = exposures.sum(axis=1)
     return np.where(totals > 0, arrived / np.maximum(totals, 1.0), 1.0)
 

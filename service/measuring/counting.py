@@ -17,7 +17,7 @@ from sqlmodel import Session
 from service.core.vocabulary import EXPOSURE
 from service.measuring import repository as events_repo
 from service.measuring import stats_repository as stats_repo
-from service.measuring.stats_repository import StatKey, offset_seconds
+from service.measuring.stats_repository import Delta, StatKey
 from service.models import hour_of
 
 # With exposure event `delivered`, the first of these marks the exposure (a click can
@@ -116,19 +116,17 @@ def add_counts(
     (decision id, metric), with the decision's offset in its hour for exposures, and the
     value of each counted event (decision id, type, value) to its type's bucket. Both in
     event id order, the order in which `stats rebuild` walks them."""
-    deltas: dict[StatKey, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+    deltas: dict[StatKey, list[float]] = defaultdict(lambda: [0, 0.0])
+    exposures: list[tuple[StatKey, datetime]] = []
     for decision_id, metric in claimed:
         decision = decisions[decision_id]
-        delta = deltas[stat_key(decision, metric)]
-        delta[0] += 1
         if metric == EXPOSURE:
-            delta[2] += offset_seconds(decision.created_at)
+            exposures.append((stat_key(decision, metric), decision.created_at))
+        else:
+            deltas[stat_key(decision, metric)][0] += 1
     for decision_id, event_type, value in valued:
         deltas[stat_key(decisions[decision_id], event_type)][1] += value
-    stats_repo.add_deltas(
-        session,
-        deltas={
-            k: (int(v[0]), float(v[1]), v[2]) if k[5] == EXPOSURE else (int(v[0]), float(v[1]))
-            for k, v in deltas.items()
-        },
-    )
+    # Values go to event types' rows, never to exposure rows: the two sets of keys are apart.
+    merged: dict[StatKey, Delta] = {k: (int(v[0]), float(v[1])) for k, v in deltas.items()}
+    merged.update(stats_repo.exposure_deltas(exposures))
+    stats_repo.add_deltas(session, deltas=merged)

@@ -6,7 +6,8 @@ same counting code live ingestion uses, so the result matches the incremental co
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections.abc import Iterator
+from datetime import datetime
 
 from sqlalchemy import delete, select
 from sqlmodel import Session, col
@@ -18,7 +19,7 @@ from service.measuring import repository as events_repo
 from service.measuring import stats_repository as stats_repo
 from service.measuring.counting import CountableEvent, count_events
 from service.measuring.orphans import resolve_all_landed
-from service.measuring.stats_repository import StatKey, offset_seconds
+from service.measuring.stats_repository import StatKey
 from service.models import Decision, FirstEvent, hour_of
 
 CHUNK = 5000
@@ -59,15 +60,16 @@ def _recount_exposures(
     )
     if experiment_id is not None:
         stmt = stmt.where(col(Decision.experiment_id) == experiment_id)
-    deltas: dict[StatKey, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
     seen = 0
-    for exp_id, epoch, segment, arm_id, created_at in session.execute(stmt):
-        seen += 1
-        if exposure_events.get(exp_id, "decision") == "decision":
-            key = (exp_id, epoch, segment, arm_id, hour_of(created_at), EXPOSURE)
-            deltas[key][0] += 1
-            deltas[key][2] += offset_seconds(created_at)
-    stats_repo.add_deltas(session, deltas={k: (int(v[0]), v[1], v[2]) for k, v in deltas.items()})
+
+    def exposures() -> Iterator[tuple[StatKey, datetime]]:
+        nonlocal seen
+        for exp_id, epoch, segment, arm_id, created_at in session.execute(stmt):
+            seen += 1
+            if exposure_events.get(exp_id, "decision") == "decision":
+                yield (exp_id, epoch, segment, arm_id, hour_of(created_at), EXPOSURE), created_at
+
+    stats_repo.add_deltas(session, deltas=stats_repo.exposure_deltas(exposures()))
     return seen
 
 

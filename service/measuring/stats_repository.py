@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import delete, func
@@ -15,13 +16,28 @@ from service.policy.inputs import StatRow, SuccessDelay
 
 # (experiment_id, epoch, segment, arm_id, hour, metric)
 StatKey = tuple[int, int, str, int, datetime, str]
-# (count, value_sum) or, for exposure rows, (count, value_sum, offset_seconds_sum)
-Delta = tuple[int, float] | tuple[int, float, float]
+# (count, value_sum) or, for exposure rows, (count, value_sum, offset_seconds_sum,
+# offset_seconds_sq_sum); a row of three leaves the squares unknown (NULL).
+Delta = tuple[int, float] | tuple[int, float, float] | tuple[int, float, float, float]
 
 
 def offset_seconds(created_at: datetime) -> float:
     """Seconds from the start of a decision's hour bucket to the decision."""
     return created_at.minute * 60.0 + created_at.second + created_at.microsecond / 1e6
+
+
+def exposure_deltas(exposures: Iterable[tuple[StatKey, datetime]]) -> dict[StatKey, Delta]:
+    """Exposure deltas from (row, decision time) pairs: a count each, with the decisions'
+    seconds into their hour summed and their squares summed (the mean and the spread of the
+    cohort's ages). The one way every writer of exposures builds its deltas."""
+    sums: dict[StatKey, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    for key, created_at in exposures:
+        offset = offset_seconds(created_at)
+        row = sums[key]
+        row[0] += 1
+        row[1] += offset
+        row[2] += offset * offset
+    return {k: (int(n), 0.0, total, squares) for k, (n, total, squares) in sums.items()}
 
 
 def add_deltas(session: Session, *, deltas: Mapping[StatKey, Delta]) -> None:
@@ -42,6 +58,9 @@ def add_deltas(session: Session, *, deltas: Mapping[StatKey, Delta]) -> None:
             "value_sum": table.c.value_sum + stmt.excluded.value_sum,
             # NULL stays NULL: once part of a bucket's offsets is unknown, its mean is too.
             "offset_seconds_sum": table.c.offset_seconds_sum + stmt.excluded.offset_seconds_sum,
+            "offset_seconds_sq_sum": (
+                table.c.offset_seconds_sq_sum + stmt.excluded.offset_seconds_sq_sum
+            ),
         },
     )
     rows = [
@@ -55,6 +74,7 @@ def add_deltas(session: Session, *, deltas: Mapping[StatKey, Delta]) -> None:
             "count": v[0],
             "value_sum": v[1],
             "offset_seconds_sum": v[2] if len(v) > 2 else None,
+            "offset_seconds_sq_sum": v[3] if len(v) > 3 else None,
         }
         for k, v in sorted(deltas.items())
     ]
@@ -71,19 +91,21 @@ def rows_for(
         col(StatBucket.metric),
         col(StatBucket.count),
         col(StatBucket.offset_seconds_sum),
+        col(StatBucket.offset_seconds_sq_sum),
     ).where(col(StatBucket.experiment_id) == experiment_id, col(StatBucket.epoch) == epoch)
     if metrics:
         stmt = stmt.where(col(StatBucket.metric).in_(metrics))
     return [
-        StatRow(
+        StatRow.of_sums(
             seg,
             arm,
             hour,
             metric,
             int(n),
-            None if offset is None or n <= 0 else float(offset) / float(n) / 3600.0,
+            None if offset is None else float(offset) / 3600.0,
+            None if squares is None else float(squares) / 3600.0**2,
         )
-        for seg, arm, hour, metric, n, offset in session.execute(stmt)
+        for seg, arm, hour, metric, n, offset, squares in session.execute(stmt)
     ]
 
 

@@ -100,6 +100,10 @@ class StatBucket(SQLModel, table=True):
     # Exposure rows: summed seconds from ``hour`` to each exposure's decision, so a cohort's
     # mean age is known to the second. NULL where unknown (rows from before revision 0003).
     offset_seconds_sum: float | None = None
+    # Exposure rows: the summed squares of those seconds, so the spread of the cohort's ages is
+    # known too (F of a cohort is the mean of F over its ages, not F at their mean). NULL
+    # where unknown (rows from before revision 0007): the cohort counts as one age.
+    offset_seconds_sq_sum: float | None = None
 
 
 class DeadLetter(SQLModel, table=True):

@@ -134,7 +134,7 @@ def compute_snapshot(
         if delay_correction
         else _no_delay(experiment.attribution_window_hours)
     )
-    discount = delay.cdf(cohorts.age_hours) if cohorts.hours else np.zeros(0)
+    discount = cohorts.hour_discount(delay.cdf) if cohorts.hours else np.zeros(0)
     keep = _drift_mask(cohorts, success, experiment.min_exposures, discount)
     weights = decay_weights(cohorts.age_hours, experiment.half_life_hours)
 
@@ -200,12 +200,20 @@ class _Evidence:
 
 def _evidence(cohorts: Cohorts, success: str, kept: np.ndarray, delay: DelayModel) -> _Evidence:
     raw_e, raw_s = cohorts.counts[EXPOSURE], cohorts.counts[success]
-    ages = cohorts.exposure_age_hours
+    ages, spread = cohorts.exposure_age_hours, cohorts.exposure_age_spread_hours
+    flat_ages, flat_spread = flat(ages), flat(spread)
+
+    def by_cell(s: np.ndarray, e: np.ndarray) -> CorrectedEvidence:
+        return corrected_evidence(s, e, ages, delay, age_spread=spread)
+
+    def by_arm(s: np.ndarray, e: np.ndarray) -> CorrectedEvidence:
+        return corrected_evidence(flat(s), flat(e), flat_ages, delay, age_spread=flat_spread)
+
     return _Evidence(
-        by_segment=corrected_evidence(raw_s * kept, raw_e * kept, ages, delay),
-        overall=corrected_evidence(flat(raw_s * kept), flat(raw_e * kept), flat(ages), delay),
-        segment_maturity=corrected_evidence(raw_s, raw_e, ages, delay),
-        overall_maturity=corrected_evidence(flat(raw_s), flat(raw_e), flat(ages), delay),
+        by_segment=by_cell(raw_s * kept, raw_e * kept),
+        overall=by_arm(raw_s * kept, raw_e * kept),
+        segment_maturity=by_cell(raw_s, raw_e),
+        overall_maturity=by_arm(raw_s, raw_e),
         raw_exposures=raw_e.sum(axis=2),
         raw_successes=raw_s.sum(axis=2),
     )

@@ -94,9 +94,15 @@ def refresh_hint(cohorts: Cohorts, window_hours: float) -> RefreshHint:
 
     F moves on a log scale of age, so a cohort's correction is re-examined once it has aged
     by a fifth (after 36 s at three minutes, 12 minutes at an hour); an experiment whose
-    cohorts have all passed the window needs no recomputation until new evidence arrives.
+    cohorts have all passed the window needs no recomputation until new evidence arrives. A
+    cohort has passed it once the younger of its two quadrature ages (mean less spread, see
+    ``bandits.cohort_ages``) has, in every cell of its hour: until then its F is short of 1.
     """
-    young = cohorts.age_hours[cohorts.age_hours < window_hours]
+    lower = cohorts.age_hours - cohorts.age_spread_hours
+    if cohorts.exposure_age_hours.size:
+        cells = cohorts.exposure_age_hours - cohorts.exposure_age_spread_hours
+        lower = np.minimum(lower, cells.min(axis=(0, 1)))
+    young = cohorts.age_hours[lower < window_hours]
     youngest = float(np.min(young)) if young.size else None
     return RefreshHint(youngest_age_hours=youngest, window_hours=window_hours)
 

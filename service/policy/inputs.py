@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -81,6 +82,30 @@ class StatRow:
     count: int
     # Exposure rows: mean hours from ``hour`` to the decisions (None: unknown, e.g. old rows).
     mean_offset_hours: float | None = None
+    # Exposure rows: the standard deviation of those hours, the spread of the cohort's ages
+    # (None: unknown, e.g. rows from before the squares were kept; the cohort is one age).
+    offset_spread_hours: float | None = None
+
+    @classmethod
+    def of_sums(
+        cls,
+        segment: str,
+        arm_id: int,
+        hour: datetime,
+        metric: str,
+        count: int,
+        offset_sum_hours: float | None = None,
+        offset_sq_sum_hours: float | None = None,
+    ) -> StatRow:
+        """A row from its stored sums: offsets (hours) and their squares (hours squared)."""
+        if offset_sum_hours is None or count <= 0:
+            return cls(segment, arm_id, hour, metric, count)
+        mean = offset_sum_hours / count
+        spread = None
+        if offset_sq_sum_hours is not None:
+            # Clipped at 0: the difference of two sums can round below it.
+            spread = math.sqrt(max(offset_sq_sum_hours / count - mean * mean, 0.0))
+        return cls(segment, arm_id, hour, metric, count, mean, spread)
 
 
 @dataclass(frozen=True)

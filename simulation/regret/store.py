@@ -74,7 +74,7 @@ class SimulatedStatistics:
         self.event_types = tuple(event_types)
         self._counts: dict[StatKey, int] = {}
         self._rows: dict[StatKey, StatRow] = {}
-        self._offsets: dict[StatKey, float] = {}
+        self._offsets: dict[StatKey, tuple[float, float]] = {}  # hours, hours squared
         self._totals: dict[tuple[str, int], int] = {}
         self._cohorts: dict[tuple[int, int, int], Decision] = {}
         self._pending: list[_Pending] = []
@@ -109,27 +109,28 @@ class SimulatedStatistics:
         offsets: FloatArray | None = None,
     ) -> None:
         """Count into cohorts; ``offsets`` (hours into the cohort's hour) for exposures, as the
-        service keeps their sum so that a cohort's age is known to the second."""
+        service keeps their sum and the sum of their squares, so that a cohort's mean age is
+        known to the second and the spread of its ages too."""
         if hours.size == 0:
             return
         keys = np.stack([hours, segment, arm], axis=1)
         groups, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
-        sums = (
-            np.bincount(inverse.ravel(), weights=offsets, minlength=len(groups))
-            if offsets is not None
-            else None
-        )
+        sums = squares = None
+        if offsets is not None:
+            sums = np.bincount(inverse.ravel(), weights=offsets, minlength=len(groups))
+            squares = np.bincount(inverse.ravel(), weights=offsets**2, minlength=len(groups))
         for j, ((hour, seg, arm_id), count) in enumerate(
             zip(groups.tolist(), counts.tolist(), strict=True)
         ):
             key = stat_key(self._cohort(hour, seg, arm_id), metric)
             total = self._counts.get(key, 0) + count
             self._counts[key] = total
-            mean = None
-            if sums is not None:
-                self._offsets[key] = self._offsets.get(key, 0.0) + float(sums[j])
-                mean = self._offsets[key] / total
-            self._rows[key] = StatRow(key[2], key[3], key[4], key[5], total, mean)
+            if sums is not None and squares is not None:
+                offset, square = self._offsets.get(key, (0.0, 0.0))
+                self._offsets[key] = (offset + float(sums[j]), square + float(squares[j]))
+            self._rows[key] = StatRow.of_sums(
+                key[2], key[3], key[4], key[5], total, *self._offsets.get(key, (None, None))
+            )
             self._totals[(metric, arm_id)] = self._totals.get((metric, arm_id), 0) + count
 
     def expose(self, *, sent: FloatArray, arm: IntArray, segment: IntArray) -> None:

@@ -33,7 +33,8 @@ def later(minutes: float = 15.0) -> datetime:
 
 
 def stats_counter(runtime: Runtime) -> Counter[tuple[Any, ...]]:
-    """Every statistics row as a comparable multiset of (key..., count, value_sum)."""
+    """Every statistics row as a comparable multiset of (key..., count, value_sum, offset
+    sums)."""
     with Session(runtime.engine) as session:
         rows = session.exec(select(StatBucket)).all()
         return Counter(
@@ -47,6 +48,10 @@ def stats_counter(runtime: Runtime) -> Counter[tuple[Any, ...]]:
                 r.count,
                 round(r.value_sum, 6),
                 None if r.offset_seconds_sum is None else round(r.offset_seconds_sum, 3),
+                # Nine significant digits: sums taken in another order differ in the last bits.
+                None
+                if r.offset_seconds_sq_sum is None
+                else float(f"{r.offset_seconds_sq_sum:.9g}"),
             )
             for r in rows
             if r.count or r.value_sum

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from bandits.cohort_ages import cohort_cdf
 from bandits.delay import DelayCDF
 from bandits.delay_model import fit_delay_model
 from service.reporting.evaluation.estimates import DelayCorrection
@@ -111,18 +112,20 @@ def nearest_node(ages: FloatArray, nodes: FloatArray) -> npt.NDArray[np.int64]:
     return np.searchsorted(midpoints, safe, side="left").astype(np.int64)
 
 
-def cohort_ages(decisions: LoggedDecisions, now: datetime) -> FloatArray:
+def cohort_ages(decisions: LoggedDecisions, now: datetime) -> tuple[FloatArray, FloatArray]:
     """Each decision's age as the policy counts it: the mean age at ``now`` of its cohort, the
-    decisions of one segment and arm in one exposure hour (``service.policy.cohorts``).
+    decisions of one segment and arm in one exposure hour (``service.policy.cohorts``), and
+    the spread (standard deviation) of that cohort's ages.
 
-    The snapshot discounts a cohort by F(its mean age), not by the mean of its decisions'
-    F(age); the evaluation does the same, so that read at the snapshot's time its maturity is
-    the arms' (exposure-weighted) and its rates are the arms' corrected rates pooled. The two
-    differ only for a cohort whose decisions span much of an hour while F still climbs steeply.
+    The snapshot discounts a cohort by the two-point quadrature of F over its ages
+    (``bandits.cohort_ages.cohort_cdf``: the mean and the spread, which is what its statistics
+    keep), not by the mean of its decisions' F(age); the evaluation does the same, so that read
+    at the snapshot's time its maturity is the arms' (exposure-weighted) and its rates are the
+    arms' corrected rates pooled.
     """
     ages = np.asarray(decisions.age_hours, dtype=np.float64)
     if ages.size == 0:
-        return ages
+        return ages, ages
     hours = np.floor(now.timestamp() / 3600.0 - ages)
     _, segment = np.unique(np.asarray(decisions.segment, dtype=object), return_inverse=True)
     _, arm = np.unique(np.asarray(decisions.arm_id, dtype=np.int64), return_inverse=True)
@@ -131,7 +134,12 @@ def cohort_ages(decisions: LoggedDecisions, now: datetime) -> FloatArray:
     _, cell = np.unique(key.reshape(-1), return_inverse=True)
     cell = cell.reshape(-1)
     counts = np.bincount(cell)
-    return np.asarray((np.bincount(cell, weights=ages) / counts)[cell], dtype=np.float64)
+    mean = np.bincount(cell, weights=ages) / counts
+    variance = np.bincount(cell, weights=(ages - mean[cell]) ** 2) / counts
+    return (
+        np.asarray(mean[cell], dtype=np.float64),
+        np.asarray(np.sqrt(variance)[cell], dtype=np.float64),
+    )
 
 
 def delay_correction(
@@ -171,8 +179,8 @@ def delay_correction(
         drawn[:, -1] = 1.0  # the window's node: matured decisions
         return np.asarray(drawn / centre[None, :], dtype=np.float64)
 
-    ages = cohort_ages(decisions, now)
-    exposure = np.where(ages >= window_hours, 1.0, cdf(np.minimum(ages, window_hours)))
+    ages, spread = cohort_ages(decisions, now)
+    exposure = cohort_cdf(cdf, ages, spread)  # 1 once the cohort's younger point has matured
     correction = DelayCorrection(
         exposure=np.asarray(exposure, dtype=np.float64),
         node=nearest_node(ages, nodes),

@@ -119,8 +119,11 @@ UNIFORM = float(RATES.mean()) * (1.0 - LATE)
     ],
 )
 def test_intervals_cover_the_eventual_values(span_hours: float, now_hours: float):
-    """90% intervals of the even split's value and of the lift over it, over 100 logs."""
-    runs = 100
+    """90% intervals of the even split's value and of the lift over it, over 300 logs (over
+    100, one standard error of the coverage is three points: three hours in, 0.81 on one code
+    and 0.79 on the next, whose estimates were the closer to the truth; over 300, 0.84 and
+    0.84)."""
+    runs = 300
     uniform_hits = lift_hits = 0
     maturities = []
     for seed in range(runs):
