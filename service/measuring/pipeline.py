@@ -6,7 +6,7 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlmodel import Session
@@ -156,7 +156,8 @@ def _verified(
             batch.result.ignored += 1
             batch.result.outcomes[(event.type or "unknown", "ignored")] += 1
             continue
-        wanted.extend((index, event, decision_id) for decision_id in ids)
+        for decision_id in ids:
+            wanted.append((index, event, decision_id))
     verdicts = signer.verify_many([decision_id for _, _, decision_id in wanted])
     candidates: list[_Candidate] = []
     for (index, event, decision_id), verdict in zip(wanted, verdicts, strict=True):
@@ -190,7 +191,9 @@ def _attribute(
             result.outcomes[(event.type or "unknown", "duplicate")] += 1
             continue
         decision = decisions.get(decision_id)
-        occurred_at = as_utc(event.occurred_at)
+        occurred_at = event.occurred_at
+        if occurred_at.tzinfo is not UTC:  # parsed events are in UTC already
+            occurred_at = as_utc(occurred_at)
         outcome = _outcome(event, occurred_at, decision, windows, exposure_at)
         rows[key] = {
             "provider": event.provider,
@@ -311,7 +314,8 @@ def _exposure_times(
     delivered: set[str] = set()
     for decision_id, decision in decisions.items():
         experiment = experiments.get(decision.experiment_id)
-        times[decision_id] = as_utc(decision.created_at)
+        created = decision.created_at  # read back in UTC
+        times[decision_id] = created if created.tzinfo is UTC else as_utc(created)
         if experiment is not None and experiment.exposure_event == "delivered":
             delivered.add(decision_id)
     if not delivered:
