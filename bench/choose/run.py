@@ -177,6 +177,88 @@ def _bare_size(port: int) -> int:
     return len(answer.content)
 
 
+# The decision writer of each choose server (``--writers``): the setting as configured, or
+# BANDITLOOP_DECISION_WRITER_PROCESS forced on or off.
+WRITERS = {
+    "default": "the setting's default",
+    "process": "child process (BANDITLOOP_DECISION_WRITER_PROCESS=true)",
+    "thread": "thread of the serving process (BANDITLOOP_DECISION_WRITER_PROCESS=false)",
+}
+
+
+def _variants(spec: str) -> dict[str, str]:
+    """Server names for the choose variants: ``choose`` alone, or ``choose:<writer>``."""
+    writers = [w.strip() for w in spec.split(",") if w.strip()]
+    unknown = [w for w in writers if w not in WRITERS]
+    if unknown or not writers:
+        sys.exit(f"--writers takes a list of {', '.join(WRITERS)}; got {spec!r}")
+    if len(writers) == 1:
+        return {"choose": writers[0]}
+    return {f"choose:{w}": w for w in writers}
+
+
+def _service_env(database: Path, admin_key: str, writer: str) -> dict[str, str]:
+    """A fresh, migrated SQLite file per server, and its writer setting."""
+    from service.core.migrations import upgrade
+
+    database_url = f"sqlite:///{database}"
+    upgrade(database_url)
+    env = dict(os.environ)
+    env.pop("BENCH_BARE_BODY", None)
+    env.update(BANDITLOOP_DATABASE_URL=database_url, BANDITLOOP_BOOTSTRAP_ADMIN_KEY=admin_key)
+    if writer != "default":
+        env["BANDITLOOP_DECISION_WRITER_PROCESS"] = "true" if writer == "process" else "false"
+    return env
+
+
+STALL = re.compile(r'^banditloop_event_loop_stalls_total\{during="([^"]+)"\} (\S+)$', re.M)
+LAG_BUCKET = re.compile(r'^banditloop_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)$', re.M)
+
+
+def lag_buckets(base: str) -> dict[float, float]:
+    """The server's event-loop lag histogram: cumulative count by upper bound (seconds),
+    summed over its workers (also used by bench/load); and, under negative keys in the
+    order of ``STALL_NAMES``, its stalls over 20 ms by the activity they overlapped."""
+    import httpx
+
+    text = httpx.get(f"{base}/metrics", timeout=30).text
+    found = {float(le): float(count) for le, count in LAG_BUCKET.findall(text)}
+    stalls = dict(STALL.findall(text))
+    for i, name in enumerate(STALL_NAMES):
+        found[-1.0 - i] = float(stalls.get(name, 0.0))
+    return found
+
+
+STALL_NAMES = ("none", "gc", "decision_log", "decision_hand_over")
+
+
+def lag_summary(before: dict[float, float], after: dict[float, float]) -> dict[str, float]:
+    """What the probe saw between two reads: p99, p99.9 and max as the upper bound of the
+    bucket they fall in (ms; the buckets are 1, 2, 3, 5, 7.5, 10, 15, 20, 25, 30, 40, 50 ms,
+    ...), and the wake-ups later than 20 ms."""
+    grown = {le: after[le] - before.get(le, 0.0) for le in sorted(after) if le >= 0}
+    total = grown.get(float("inf"), 0.0)
+    stalls = {
+        f"stalls_{name}": after.get(-1.0 - i, 0.0) - before.get(-1.0 - i, 0.0)
+        for i, name in enumerate(STALL_NAMES)
+    }
+
+    def bound(share: float) -> float:
+        for le, count in grown.items():
+            if count >= share * total:
+                return 1000 * le
+        return float("nan")
+
+    return {
+        "lag_p99_ms": bound(0.99),
+        "lag_p999_ms": bound(0.999),
+        "lag_max_ms": bound(1.0),
+        "lag_over_20ms": total - grown.get(0.02, 0.0),
+        "lag_wakeups": total,
+        **stalls,
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # Load
 
@@ -473,17 +555,10 @@ def _run_bench(args: argparse.Namespace, priority: str) -> None:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: install it with `sudo apt-get install -y wrk` (Debian/Ubuntu)")
-    from service.core.migrations import upgrade
 
     workdir = Path(tempfile.mkdtemp(prefix="banditloop-bench-"))
-    database_url = f"sqlite:///{workdir / 'bench.db'}"
-    upgrade(database_url)
     admin_key = "bl_bench_admin_" + os.urandom(12).hex()
-    service_env = dict(os.environ)
-    service_env.pop("BENCH_BARE_BODY", None)
-    service_env.update(
-        BANDITLOOP_DATABASE_URL=database_url, BANDITLOOP_BOOTSTRAP_ADMIN_KEY=admin_key
-    )
+    variants = _variants(args.writers)
     pinning = (
         f"servers pinned to CPU {SERVER_CPU}, load (wrk, generator) to CPU {LOAD_CPU}"
         if _can_pin()
@@ -493,51 +568,73 @@ def _run_bench(args: argparse.Namespace, priority: str) -> None:
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"load average at the start: {load} on {os.cpu_count()} CPUs (other work skews req/s)")
     print(f"POST /v1/choose: K={ARMS}, unkeyed with a unit_id ({UNIT_IDS:,} distinct); {workdir}")
+    print(
+        "decision writer: "
+        + ", ".join(f"{name} = {WRITERS[writer]}" for name, writer in variants.items())
+    )
 
     capacity = _generator_capacity(workdir, 3.0)
     print(f"load generator capacity (closed loop vs a no-op asyncio server): {capacity:,.0f}/s")
 
-    with _server("service.main:app", service_env, workdir, "choose") as (choose_port, choose_pid):
-        token, answer, choose_bytes = _set_up_service(choose_port, admin_key)
+    with contextlib.ExitStack() as servers:
+        ports: dict[str, int] = {}
+        pids: dict[str, int] = {}
+        scripts: dict[str, Path] = {}
+        tokens: dict[str, str] = {}
+        sizes: dict[str, int] = {}
+        answer: dict[str, Any] = {}
+        for name, writer in variants.items():
+            env = _service_env(workdir / f"{name.replace(':', '-')}.db", admin_key, writer)
+            port, pid = servers.enter_context(
+                _server("service.main:app", env, workdir, name.replace(":", "-"))
+            )
+            tokens[name], answer, sizes[name] = _set_up_service(port, admin_key)
+            ports[name], pids[name] = port, pid
         bare_env = dict(os.environ, BENCH_BARE_BODY=json.dumps(answer))
-        with _server("bare_app:app", bare_env, workdir, "bare", app_dir=HERE) as bare:
-            bare_port, bare_pid = bare
-            bare_bytes = _bare_size(bare_port)
-            print(f"response bodies: choose {choose_bytes} bytes, bare {bare_bytes} bytes")
-            ports = {"bare": bare_port, "choose": choose_port}
-            pids = {"bare": bare_pid, "choose": choose_pid}
-            script = workdir / "choose.lua"
-            script.write_text(WRK_SCRIPT.format(token=token, experiment=EXPERIMENT, units=UNIT_IDS))
-            for port in ports.values():  # warm up: imports, caches, first snapshot loads
-                _wrk(port, script, 2, args.connections)
+        ports["bare"], pids["bare"] = servers.enter_context(
+            _server("bare_app:app", bare_env, workdir, "bare", app_dir=HERE)
+        )
+        tokens["bare"] = next(iter(tokens.values()))
+        sizes["bare"] = _bare_size(ports["bare"])
+        ports = {"bare": ports.pop("bare"), **ports}  # bare first in every round
+        print("response bodies: " + ", ".join(f"{n} {b} bytes" for n, b in sizes.items()))
+        for name in ports:
+            scripts[name] = workdir / f"{name.replace(':', '-')}.lua"
+            scripts[name].write_text(
+                WRK_SCRIPT.format(token=tokens[name], experiment=EXPERIMENT, units=UNIT_IDS)
+            )
+        for name, port in ports.items():  # warm up: imports, caches, first snapshot loads
+            _wrk(port, scripts[name], 2, args.connections)
 
-            peak: dict[str, list[float]] = {name: [] for name in ports}
-            cpu: dict[str, list[float]] = {name: [] for name in ports}
-            child_cpu: dict[str, list[float]] = {name: [] for name in ports}
-            for _ in range(args.rounds):
-                for name, port in ports.items():
-                    _place_children(pids[name], args.children)
-                    before = _cpu_seconds(pids[name])
-                    before_children = _children_cpu(pids[name])
-                    rate, answered = _wrk(port, script, args.seconds, args.connections)
-                    peak[name].append(rate)
-                    cpu[name].append((_cpu_seconds(pids[name]) - before) / answered * 1e6)
-                    grown = _children_cpu(pids[name]) - before_children
-                    child_cpu[name].append(grown / answered * 1e6)
-            peaks = {name: _median(values) for name, values in peak.items()}
-            cpu_per_request = {name: _median(values) for name, values in cpu.items()}
-            children_per_request = {name: _median(values) for name, values in child_cpu.items()}
+        peak: dict[str, list[float]] = {name: [] for name in ports}
+        cpu: dict[str, list[float]] = {name: [] for name in ports}
+        child_cpu: dict[str, list[float]] = {name: [] for name in ports}
+        for _ in range(args.rounds):
+            for name, port in ports.items():
+                _place_children(pids[name], args.children)
+                before = _cpu_seconds(pids[name])
+                before_children = _children_cpu(pids[name])
+                rate, answered = _wrk(port, scripts[name], args.seconds, args.connections)
+                peak[name].append(rate)
+                cpu[name].append((_cpu_seconds(pids[name]) - before) / answered * 1e6)
+                grown = _children_cpu(pids[name]) - before_children
+                child_cpu[name].append(grown / answered * 1e6)
+        peaks = {name: _median(values) for name, values in peak.items()}
+        cpu_per_request = {name: _median(values) for name, values in cpu.items()}
+        children_per_request = {name: _median(values) for name, values in child_cpu.items()}
 
-            open_runs: dict[str, list[dict[str, Any]]] = {name: [] for name in ports}
-            for _ in range(args.rounds):
-                for name, port in ports.items():
-                    _place_children(pids[name], args.children)
-                    rate = peaks[name] * args.load
-                    open_runs[name].append(
-                        _generator(
-                            port, token, "open", rate, args.open_seconds, args.open_connections
-                        )
-                    )
+        open_runs: dict[str, list[dict[str, Any]]] = {name: [] for name in ports}
+        for _ in range(args.rounds):
+            for name, port in ports.items():
+                _place_children(pids[name], args.children)
+                rate = peaks[name] * args.load
+                base = f"http://127.0.0.1:{port}"
+                lag_before = lag_buckets(base)
+                run = _generator(
+                    port, tokens[name], "open", rate, args.open_seconds, args.open_connections
+                )
+                run.update(lag_summary(lag_before, lag_buckets(base)))
+                open_runs[name].append(run)
 
     _report(args, peak, peaks, cpu_per_request, open_runs, capacity)
     print(
@@ -556,23 +653,30 @@ def _report(
     open_runs: dict[str, list[dict[str, Any]]],
     capacity: float,
 ) -> None:
+    chooses = [name for name in peak if name != "bare"]
+    width = max(8, *(len(name) for name in peak))
     print()
     print(
         f"max throughput: wrk -t1 -c{args.connections}, {args.seconds:g} s per run, "
         f"median of {args.rounds} interleaved rounds"
     )
     header = (
-        f"{'endpoint':<8}  {'req/s per round':<24}  {'median req/s':>12}  {'server CPU/req':>14}"
+        f"{'endpoint':<{width}}  {'req/s per round':<24}  {'median req/s':>12}  "
+        f"{'server CPU/req':>14}"
     )
     print(header)
     print("-" * len(header))
     for name in peak:
         rounds = " ".join(f"{v:,.0f}" for v in peak[name])
-        print(f"{name:<8}  {rounds:<24}  {peaks[name]:>12,.0f}  {cpu_per_request[name]:>11,.0f} us")
-    print(
-        f"throughput ratio choose/bare: {peaks['choose'] / peaks['bare']:.2f} (aim >= 0.80); "
-        f"by server CPU per request: {cpu_per_request['bare'] / cpu_per_request['choose']:.2f}"
-    )
+        print(
+            f"{name:<{width}}  {rounds:<24}  {peaks[name]:>12,.0f}  "
+            f"{cpu_per_request[name]:>11,.0f} us"
+        )
+    for name in chooses:
+        print(
+            f"throughput ratio {name}/bare: {peaks[name] / peaks['bare']:.2f} (aim >= 0.80); "
+            f"by server CPU per request: {cpu_per_request['bare'] / cpu_per_request[name]:.2f}"
+        )
 
     print()
     print(
@@ -581,29 +685,65 @@ def _report(
         f"from the scheduled send time; medians of {args.rounds} interleaved rounds"
     )
     header = (
-        f"{'endpoint':<8}  {'target/s':>8}  {'achieved/s':>10}  {'p50 ms':>7}  {'p99 ms':>7}  "
-        f"{'p99.9 ms':>8}  {'max ms':>7}  {'errors':>6}"
+        f"{'endpoint':<{width}}  {'target/s':>8}  {'achieved/s':>10}  {'p50 ms':>7}  "
+        f"{'p99 ms':>7}  {'p99.9 ms':>8}  {'max ms':>7}  {'errors':>6}"
     )
     print(header)
     print("-" * len(header))
     summary: dict[str, dict[str, float]] = {}
+    keys: tuple[str, ...] = ("achieved_rate", "p50_ms", "p99_ms", "p999_ms", "max_ms")
+    keys += ("lag_p99_ms", "lag_p999_ms", "lag_max_ms", "lag_over_20ms", "lag_wakeups")
     for name, runs in open_runs.items():
-        row = {
-            key: _median([r[key] for r in runs])
-            for key in ("achieved_rate", "p50_ms", "p99_ms", "p999_ms", "max_ms")
-        }
+        row = {key: _median([r[key] for r in runs]) for key in keys}
         summary[name] = row
         errors = sum(r["errors"] + r["unanswered"] for r in runs)
         print(
-            f"{name:<8}  {peaks[name] * args.load:>8,.0f}  {row['achieved_rate']:>10,.0f}  "
+            f"{name:<{width}}  {peaks[name] * args.load:>8,.0f}  {row['achieved_rate']:>10,.0f}  "
             f"{row['p50_ms']:>7.2f}  {row['p99_ms']:>7.2f}  {row['p999_ms']:>8.2f}  "
             f"{row['max_ms']:>7.1f}  {errors:>6}"
         )
-    bare, choose = summary["bare"], summary["choose"]
+    bare = summary["bare"]
+    for name in chooses:
+        row = summary[name]
+        print(
+            f"latency ratio {name}/bare: p50 {row['p50_ms'] / bare['p50_ms']:.2f}x, "
+            f"p99 {row['p99_ms'] / bare['p99_ms']:.2f}x (aim <= 2), "
+            f"p99.9 {row['p999_ms'] / bare['p999_ms']:.2f}x (aim <= 3)"
+        )
+
+    print()
     print(
-        f"latency ratio choose/bare: p50 {choose['p50_ms'] / bare['p50_ms']:.2f}x, "
-        f"p99 {choose['p99_ms'] / bare['p99_ms']:.2f}x"
+        "event-loop lag inside each server during the open-loop runs (the service's probe, "
+        "banditloop_event_loop_lag_seconds, run in both): bucket upper bounds, medians of "
+        f"{args.rounds} rounds"
     )
+    header = (
+        f"{'endpoint':<{width}}  {'wake-ups':>8}  {'p99 ms':>7}  {'p99.9 ms':>8}  "
+        f"{'max ms':>7}  {'>20 ms':>6}  {'max per round':<20}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, row in summary.items():
+        rounds = " ".join(f"{r['lag_max_ms']:g}" for r in open_runs[name])
+        print(
+            f"{name:<{width}}  {row['lag_wakeups']:>8,.0f}  {row['lag_p99_ms']:>7g}  "
+            f"{row['lag_p999_ms']:>8g}  {row['lag_max_ms']:>7g}  {row['lag_over_20ms']:>6,.0f}  "
+            f"{rounds:<20}"
+        )
+    for name in chooses:
+        counts = ", ".join(
+            f"{stall} {sum(r[f'stalls_{stall}'] for r in open_runs[name]):,.0f}"
+            for stall in STALL_NAMES
+        )
+        print(f"{name}: stalls over 20 ms by the activity they overlapped, all rounds: {counts}")
+    for name in chooses:
+        row = summary[name]
+        print(
+            f"lag {name} against bare: p99.9 {row['lag_p999_ms']:g} against "
+            f"{bare['lag_p999_ms']:g} ms, max {row['lag_max_ms']:g} against "
+            f"{bare['lag_max_ms']:g} ms, wake-ups over 20 ms {row['lag_over_20ms']:,.0f} "
+            f"against {bare['lag_over_20ms']:,.0f}"
+        )
     lag = max(r["dispatch_lag_p99_ms"] for runs in open_runs.values() for r in runs)
     highest = max(peaks.values()) * args.load
     print(
@@ -631,6 +771,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50, help="wrk connections")
     parser.add_argument("--load", type=float, default=0.5, help="open-loop share of max rate")
     parser.add_argument("--open-connections", type=int, default=32, help="generator connections")
+    parser.add_argument(
+        "--writers",
+        default="default",
+        help="decision writer of the choose server(s), comma-separated: default (the "
+        "setting's default), process, thread; several run side by side, interleaved",
+    )
     parser.add_argument(
         "--children",
         choices=["load", "server"],

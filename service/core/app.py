@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +17,7 @@ from service.console import mount as console
 from service.core import api_docs, openapi
 from service.core.deps import refuse_unstorable_params
 from service.core.errors import install_error_handlers
+from service.core.loop_lag import watch_event_loop
 from service.core.middleware import BodySizeLimit, JsonGuard
 from service.core.runtime import Runtime
 from service.core.settings import Settings
@@ -50,9 +53,15 @@ def create_app(
         if freeze_heap:
             gc.collect()
             gc.freeze()
+        probe_ms = rt.settings.event_loop_probe_ms
+        probe = asyncio.create_task(watch_event_loop(probe_ms / 1000)) if probe_ms else None
         try:
             yield
         finally:
+            if probe is not None:
+                probe.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await probe
             rt.stop()
 
     app = FastAPI(

@@ -74,6 +74,19 @@ DECISIONS_DROPPED = Counter(
     "during a database outage.",
     [],
 )
+DECISIONS_WRITTEN_IN_PROCESS = Counter(
+    "banditloop_decision_writer_in_process_total",
+    "Decisions the serving process wrote itself with the writer process on, by reason: "
+    "behind (the writer was still writing its last batch) or writer_gone (it died before "
+    "confirming them; each is looked up first, none is stored twice).",
+    ["reason"],
+)
+DECISION_WRITER_WAIT = Counter(
+    "banditloop_decision_writer_wait_seconds_total",
+    "Time requests waited for the decision hand-over (the writer process behind and the "
+    "serving process writing an earlier batch itself): backpressure on the serving path.",
+    [],
+)
 ORPHANS_RESOLVED = Counter(
     "banditloop_orphans_resolved_total",
     "Orphan events attributed once their decision was stored, by their new outcome "
@@ -120,6 +133,22 @@ STATE_READ_FAILURES = Counter(
     "banditloop_state_read_failures_total",
     "Scrapes whose database read of the state gauges failed (service/admin/state_metrics.py).",
     [],
+)
+EVENT_LOOP_LAG = Histogram(
+    "banditloop_event_loop_lag_seconds",
+    "How late the serving event loop woke from the lag probe's short sleep "
+    "(BANDITLOOP_EVENT_LOOP_PROBE_MS): a pause of every request in flight.",
+    [],
+    buckets=(
+        0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05,
+        0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5,
+    ),
+)  # fmt: skip
+EVENT_LOOP_STALLS = Counter(
+    "banditloop_event_loop_stalls_total",
+    "Lag probe wake-ups later than 20 ms, once per background activity running during the "
+    "late sleep (decision_log, decision_hand_over, gc) or none.",
+    ["during"],
 )
 LLM_LATENCY = Histogram(
     "banditloop_llm_latency_seconds",

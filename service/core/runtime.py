@@ -114,7 +114,9 @@ class Runtime:
             compute_process=settings.policy_compute_process,
         )
         self.decision_log: DecisionLog | WriterProcess = (
-            WriterProcess(settings.database_url, flush_ms=settings.decision_flush_ms)
+            WriterProcess(
+                settings.database_url, engine=self.engine, flush_ms=settings.decision_flush_ms
+            )
             if _writer_process(settings)
             else DecisionLog(self.engine, flush_ms=settings.decision_flush_ms)
         )

@@ -48,10 +48,17 @@ class Settings(BaseSettings):
         description="Unkeyed decisions are written by a child process fed through a pipe, so "
         "building and writing rows never holds the serving process's interpreter lock "
         "(false, the default: a thread of the serving process writes them). Only with the "
-        "background workers on and a database file or server (not an in-memory SQLite). Off "
-        "by default: on an oversubscribed machine the writer falls seconds behind the serving "
-        "process (nothing slows serving down any more), and a writer crash then loses more "
-        "than one flush interval.",
+        "background workers on and a database file or server (not an in-memory SQLite). "
+        "Backpressure: at most one batch is out unconfirmed; the serving process writes an "
+        "interval itself when the child is behind, and requests wait (at most an interval "
+        "each) for a hand-over more than two intervals late. Off by default: under overload "
+        "those waits pause serving longer than the thread's flush does.",
+    )
+    event_loop_probe_ms: float = Field(
+        5.0,
+        ge=0,
+        description="The event-loop lag probe's sleep (ms): how late the serving loop wakes "
+        "from it is recorded in banditloop_event_loop_lag_seconds; 0 turns the probe off.",
     )
     lease_seconds: float = Field(
         10.0, gt=0, description="How long the policy/loop leases last without renewal."

@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from service.core import metrics
 from service.core.db import is_sqlite
 from service.core.faults import describe
+from service.core.loop_lag import during
 from service.core.sessions import unit_of_work
 from service.core.worker import PeriodicWorker
 from service.deciding.records import DecisionRecord, exposure_deltas
@@ -57,6 +58,7 @@ class DecisionLog:
         flush_ms: int,
         max_pending: int = MAX_PENDING,
         on_flushed: Callable[[int], None] | None = None,
+        show_pending: Callable[[int], None] | None = None,
     ) -> None:
         self._engine = engine
         self._interval = flush_ms / 1000
@@ -64,6 +66,9 @@ class DecisionLog:
         self._max_pending = max_pending
         self._pending: list[DecisionRecord] = []
         self._refused: list[tuple[DecisionRecord, str]] = []  # set aside, not yet stored
+        # Ids another writer may have stored (a writer process that died unconfirmed):
+        # checked before they are written, so none is stored or counted twice.
+        self._maybe_stored: set[str] = set()
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         # Waits the current delay: the interval, or longer while the database is away.
@@ -71,6 +76,9 @@ class DecisionLog:
             "decision-log", self.flush, interval=self._current_delay, log=log
         )
         self._on_flushed = on_flushed
+        # Called (outside the lock) with the count held here whenever it changes; the
+        # writer process shows its own total instead.
+        self._show_pending = show_pending or metrics.DECISION_LOG_PENDING.set
 
     def start(self) -> None:
         self.worker.start()
@@ -83,11 +91,16 @@ class DecisionLog:
         """The last write found the database away: the next waits for the growing pause."""
         return self._delay > self._interval
 
-    def append(self, records: Sequence[DecisionRecord]) -> None:
+    def append(self, records: Sequence[DecisionRecord], *, maybe_stored: bool = False) -> None:
+        """Keep ``records`` for the next flush. ``maybe_stored``: they may have been written
+        already (by a writer that died before confirming): those found stored are skipped."""
         with self._lock:
+            if maybe_stored:
+                self._maybe_stored.update(r.id for r in records)
             self._pending.extend(records)
             self._enforce_bound()
-            metrics.DECISION_LOG_PENDING.set(len(self._pending))
+            held = len(self._pending)
+        self._show_pending(held)
 
     def _enforce_bound(self) -> None:
         if len(self._pending) > self._max_pending:
@@ -103,7 +116,7 @@ class DecisionLog:
 
     def flush(self) -> int:
         """Write everything pending; return how many decisions were stored."""
-        with self._flush_lock:
+        with self._flush_lock, during("decision_log"):
             with self._lock:
                 batch, self._pending = self._pending, []
             self._store_refused()
@@ -115,13 +128,20 @@ class DecisionLog:
                 for start in range(0, len(batch), CHUNK):
                     chunk = batch[start : start + CHUNK]
                     try:
-                        written = write_isolating(self._engine, chunk)
+                        written = write_isolating(
+                            self._engine, chunk, maybe_stored=self._maybe_stored
+                        )
                     except Unwritten as exc:
                         exc.remaining.extend(batch[start + CHUNK :])
                         self._keep(exc.remaining, str(exc))
                         break
                     refused = {id(r) for r, _ in written.set_aside}
-                    stored.extend(r for r in chunk if id(r) not in refused)
+                    stored.extend(
+                        r for r in chunk if id(r) not in refused and r.id not in written.already
+                    )
+                    if self._maybe_stored:
+                        with self._lock:
+                            self._maybe_stored.difference_update(r.id for r in chunk)
                     resolved.update(written.orphans)
                     self._refuse(written.set_aside)
                 else:
@@ -136,7 +156,8 @@ class DecisionLog:
         with self._lock:
             self._pending[:0] = remaining
             self._enforce_bound()
-            metrics.DECISION_LOG_PENDING.set(len(self._pending))
+            held = len(self._pending)
+        self._show_pending(held)
         self._delay = min(max(self._delay * 2, self._interval), MAX_BACKOFF_SECONDS)
         log.warning(
             "decision log: database unavailable (%s); %d decisions kept, next try in %.1f s",
@@ -176,8 +197,7 @@ class DecisionLog:
             metrics.DECISIONS_FLUSHED.inc(len(stored))
         for outcome, n in resolved.items():
             metrics.ORPHANS_RESOLVED.labels(outcome).inc(n)
-        with self._lock:
-            metrics.DECISION_LOG_PENDING.set(len(self._pending))
+        self._show_pending(self.pending)
         if stored and self._on_flushed:
             self._on_flushed(len(stored))
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
 from service.core.faults import describe, is_row_fault, is_transient
 from service.core.sessions import unit_of_work
+from service.deciding import repository as decisions_repo
 from service.deciding.bulk import insert_decisions
 from service.deciding.records import DecisionRecord, exposure_deltas
 from service.measuring import repository as events_repo
@@ -46,11 +47,28 @@ class Written:
     rows: int = 0
     set_aside: list[tuple[DecisionRecord, str]] = field(default_factory=list)
     orphans: Counter[str] = field(default_factory=Counter)
+    already: set[str] = field(default_factory=set)  # found stored: not written again
 
 
-def write_decisions(engine: Engine, records: Sequence[DecisionRecord]) -> Counter[str]:
-    """One transaction: the decisions, their exposures, and the orphans waiting for them."""
+def write_decisions(
+    engine: Engine,
+    records: Sequence[DecisionRecord],
+    *,
+    maybe_stored: Collection[str] = (),
+    already: set[str] | None = None,
+) -> Counter[str]:
+    """One transaction: the decisions, their exposures, and the orphans waiting for them.
+
+    ``maybe_stored``: ids that another writer may have stored already (a writer process
+    that died before confirming its batch). Those found stored are skipped, so neither the
+    decision nor its exposure is written twice, and added to ``already``."""
     with unit_of_work(engine) as session:
+        check = [r.id for r in records if r.id in maybe_stored] if maybe_stored else []
+        if check:
+            found = set(decisions_repo.get_many(session, ids=check))
+            records = [r for r in records if r.id not in found]
+            if already is not None:
+                already.update(found)
         insert_decisions(session, records)
         stats_repo.add_deltas(session, deltas=exposure_deltas(records))
         # In a savepoint: a fault while counting orphans must not make the decisions look
@@ -66,15 +84,21 @@ def write_decisions(engine: Engine, records: Sequence[DecisionRecord]) -> Counte
             return Counter()
 
 
-def write_isolating(engine: Engine, records: Sequence[DecisionRecord]) -> Written:
-    """Write ``records``; bisect around rows the database refuses. Raises ``Unwritten``."""
+def write_isolating(
+    engine: Engine, records: Sequence[DecisionRecord], *, maybe_stored: Collection[str] = ()
+) -> Written:
+    """Write ``records``; bisect around rows the database refuses. Raises ``Unwritten``.
+    ``maybe_stored`` as in ``write_decisions``: those found stored land in ``already``."""
     done = Written()
     queue: list[list[DecisionRecord]] = [list(records)]
     while queue:
         part = queue.pop(0)
         try:
-            done.orphans.update(write_decisions(engine, part))
-            done.rows += len(part)
+            already: set[str] = set()
+            orphans = write_decisions(engine, part, maybe_stored=maybe_stored, already=already)
+            done.orphans.update(orphans)
+            done.already |= already
+            done.rows += len(part) - len(already)
         except Exception as exc:
             if is_transient(exc) or not is_row_fault(exc):
                 # Not about any row (the database is away, or a fault of ours that would

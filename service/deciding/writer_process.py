@@ -1,4 +1,4 @@
-"""The decision log's writing in a child process, fed through a pipe.
+"""The decision log's writing in a child process, fed through a pipe, with backpressure.
 
 In the serving process a flush built and wrote a few hundred rows every interval while
 holding the interpreter lock for much of it: a pause for every request in flight, and CPU
@@ -8,15 +8,30 @@ millisecond for an interval's worth); a plain interpreter running this module
 (``python -m service.deciding.writer_process``, not a multiprocessing spawn, which would
 re-import uvicorn's or gunicorn's main module) holds an ordinary ``DecisionLog`` and writes
 each batch as it arrives, with all of its fault handling (bisection and set-aside, keeping
-rows with a growing pause while the database is away, the memory bound, the orphan
-re-check).
+rows with a growing pause while the database is away, the orphan re-check).
 
-Loss window, as stated for the in-process log: a crash of the serving process loses at most
-the decisions of one flush interval (those not yet handed over); the child, seeing its
-input end, writes everything it was sent and exits. A crash of the child loses what it held
-(at most one interval, more while the database is away) and a new child starts on the next
-hand-over. A clean shutdown hands over everything, closes the pipe and waits for the child
-to write it all. Keyed decisions are not affected: they are stored on the request path.
+Backpressure: every batch handed over carries a sequence number and stays in the serving
+process until the child confirms it written (``written``, sent once the child holds
+nothing unwritten). At most ``max_unconfirmed`` batches (default one: the batch being
+written) are out at a time; when the child is still busy with them at the next hand-over,
+the serving process writes that interval's batch itself (an in-process ``DecisionLog``,
+counted in ``banditloop_decision_writer_in_process_total{reason="behind"}``) instead of
+queueing it. A hand-over is due one interval after the oldest pending decision; when it is
+more than two intervals late (its thread still writing here), each request's decisions
+wait for it, at most one interval (``banditloop_decision_writer_wait_seconds_total``). So a
+writer that falls behind slows the serving process down, as the in-process log always did,
+rather than piling up a backlog.
+
+Loss window, as stated for the in-process log: a crash of the serving process loses at
+most the decisions not yet handed over (one flush interval; the child, seeing its input
+end, writes everything it was sent and exits). A crash of the child loses nothing: its
+unconfirmed batches are written by the serving process (``reason="writer_gone"``), each id
+first looked up so that what the child had already stored is neither stored nor counted
+twice, and a new child starts on the next hand-over. A crash of both loses at most one
+interval plus the one batch being written, as a crash of the in-process log mid-flush
+does. A clean shutdown hands over everything, closes the pipe, waits for the child to
+write it all, and writes itself whatever the child did not confirm. Keyed decisions are
+not affected: they are stored on the request path.
 
 The child's counters (stored, dropped, set aside, orphans resolved, flush failures) reach
 the serving process's /metrics with each report the child sends after a flush.
@@ -32,12 +47,15 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import IO, Any
 
 from prometheus_client import Counter as PromCounter
+from sqlalchemy import Engine
 
 from service.core import metrics
+from service.core.loop_lag import during
 from service.core.worker import PeriodicWorker
 from service.deciding.log import MAX_PENDING, DecisionLog
 from service.deciding.records import DecisionRecord
@@ -54,26 +72,60 @@ _MIRRORED: tuple[PromCounter, ...] = (
 )
 STOP_TIMEOUT_SECONDS = 30.0
 READY_TIMEOUT_SECONDS = 60.0
+# Batches handed over and not yet confirmed written: one, the batch the child is writing,
+# so that what a crash can lose is what the in-process log's can (one interval pending, one
+# being written).
+MAX_UNCONFIRMED = 1
+# A hand-over later than this many intervals (its thread still writing an earlier batch
+# here) makes the request path wait for it, up to one interval per append: serving slows
+# down to what the writing absorbs, with pauses no longer than an interval.
+LATE_INTERVALS = 2
 
 
 class WriterProcess:
     """The serving process's side: the interface of ``DecisionLog`` (append, flush, start,
-    stop, pending), with the writing done by the child."""
+    stop, pending), with the writing done by the child, or here when the child is behind or
+    gone."""
 
-    def __init__(self, database_url: str, *, flush_ms: int, max_pending: int = MAX_PENDING) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        engine: Engine,
+        flush_ms: int,
+        max_pending: int = MAX_PENDING,
+        max_unconfirmed: int = MAX_UNCONFIRMED,
+    ) -> None:
         self._config = (database_url, flush_ms, max_pending)
         self._max_pending = max_pending
+        self._max_unconfirmed = max_unconfirmed
         self._pending: list[DecisionRecord] = []
+        self._pending_since: float | None = None  # monotonic time of the oldest pending
+        self._interval = flush_ms / 1000
+        # Handed over, not yet confirmed written, by sequence number (ascending).
+        self._unconfirmed: dict[int, list[DecisionRecord]] = {}
         self._lock = threading.Lock()
+        self._handed = threading.Condition(self._lock)  # notified at each hand-over
         self._pipe_lock = threading.Lock()  # one writer of the pipe at a time
         self._child: subprocess.Popen[bytes] | None = None
-        self._child_pending = 0
-        self._seen: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-        self._waiters: dict[int, tuple[threading.Event, list[int]]] = {}
+        self._reader: threading.Thread | None = None
+        # Flushes waiting for the child they were sent to.
+        self._waiters: dict[int, tuple[threading.Event, list[int], subprocess.Popen[bytes]]] = {}
         self._tokens = itertools.count()
+        self._sequence = itertools.count(1)
         self._ready = threading.Event()
+        self._stored_here = 0  # stored by the in-process log since the last flush()
+        # Writes what the child cannot take now (behind, or gone); its own worker retries
+        # with the log's growing pause while the database is away.
+        self.in_process = DecisionLog(
+            engine,
+            flush_ms=flush_ms,
+            max_pending=max_pending,
+            on_flushed=self._count_here,
+            show_pending=lambda _held: metrics.DECISION_LOG_PENDING.set(self.pending),
+        )
         self.worker = PeriodicWorker(
-            "decision-pipe", self.hand_over, interval=flush_ms / 1000, log=log
+            "decision-pipe", self.hand_over, interval=self._until_hand_over, log=log
         )
 
     def start(self) -> None:
@@ -84,88 +136,185 @@ class WriterProcess:
             self._running()
         if not self._ready.wait(READY_TIMEOUT_SECONDS):
             log.error("decision writer not ready within %.0f s", READY_TIMEOUT_SECONDS)
+        self.in_process.start()
         self.worker.start()
 
     def append(self, records: Sequence[DecisionRecord]) -> None:
+        """Keep ``records`` for the next hand-over. If that hand-over is late (the hand-over
+        thread is writing an earlier batch here because the writer is behind), wait for it:
+        the serving path slows down instead of the backlog growing."""
         with self._lock:
+            if self._pending_since is None:
+                self._pending_since = time.monotonic()
             self._pending.extend(records)
-            if len(self._pending) > self._max_pending:  # the child is gone and not back
+            if len(self._pending) > self._max_pending:  # hand-overs stopped (never in serving)
                 dropped = len(self._pending) - self._max_pending
                 del self._pending[:dropped]
                 metrics.DECISIONS_DROPPED.inc(dropped)
                 log.error("decision hand-over over its bound: dropped %d decisions", dropped)
+            if self.worker.running:
+                self._wait_if_late()
+
+    def _wait_if_late(self) -> None:
+        """Called with the lock held: if the pending decisions have waited more than
+        ``LATE_INTERVALS`` intervals, wait until they are handed over, at most one interval
+        per append. Under overload every append waits in turn, so intake falls to what the
+        writing absorbs, at the price of pauses (``banditloop_decision_writer_wait_seconds``
+        and the event-loop lag show them)."""
+        since = self._pending_since
+        late = LATE_INTERVALS * self._interval
+        if since is None or time.monotonic() - since <= late:
+            return
+        started = time.monotonic()
+        deadline = started + self._interval
+        while self._pending_since == since and time.monotonic() < deadline:
+            self._handed.wait(deadline - time.monotonic())
+        metrics.DECISION_WRITER_WAIT.inc(time.monotonic() - started)
 
     def hand_over(self) -> int:
-        """Send everything pending to the child; return how many decisions were sent."""
-        with self._pipe_lock:
+        """Send everything pending to the child, or write it here if the child still has
+        ``max_unconfirmed`` batches to write; return how many decisions were taken."""
+        with self._pipe_lock, during("decision_hand_over"):
+            child = self._running()  # a dead child's batches are taken back first
+            metrics.DECISION_LOG_PENDING.set(self.pending)  # the most in flight: before
             with self._lock:
                 batch, self._pending = self._pending, []
+                self._pending_since = None
+                self._handed.notify_all()
+                behind = len(self._unconfirmed) >= self._max_unconfirmed
+                if batch and not behind:
+                    sequence = next(self._sequence)
+                    self._unconfirmed[sequence] = batch
             if not batch:
                 return 0
+            if behind:
+                self._write_here(batch, reason="behind")
+                return len(batch)
             try:
-                self._send(("rows", [astuple_fast(r) for r in batch]))
-            except OSError:
-                with self._lock:
-                    self._pending[:0] = batch
-                raise
+                self._send(child, ("rows", sequence, [astuple_fast(r) for r in batch]))
+            except OSError:  # the child died: what it did not confirm is written here
+                self._take_back_if_gone()
             return len(batch)
 
     def flush(self) -> int:
-        """Hand everything over and have the child write it; return how many decisions the
-        child stored since the last call (the same count ``DecisionLog.flush`` gives)."""
-        try:
-            self.hand_over()
-        except OSError:  # the child had died: the batch is kept, a new child takes it
-            self.hand_over()
+        """Hand everything over and have it written; return how many decisions were stored
+        since the last call (the same count ``DecisionLog.flush`` gives)."""
+        self.hand_over()
         token = next(self._tokens)
         done = threading.Event()
         result: list[int] = []
-        self._waiters[token] = (done, result)
         with self._pipe_lock:
-            self._send(("flush", token))
+            child = self._running()
+            self._waiters[token] = (done, result, child)
+            try:
+                self._send(child, ("flush", token))
+            except OSError:
+                done.set()
         if not done.wait(STOP_TIMEOUT_SECONDS):
             log.error("decision writer did not answer a flush within %.0f s", STOP_TIMEOUT_SECONDS)
         self._waiters.pop(token, None)
-        return result[0] if result else 0
+        with self._pipe_lock:
+            self._take_back_if_gone()
+        self.in_process.flush()
+        with self._lock:
+            here, self._stored_here = self._stored_here, 0
+        return (result[0] if result else 0) + here
 
     def stop(self) -> None:
-        """Hand everything over, close the pipe, wait for the child to write it all."""
+        """Hand everything over, close the pipe, wait for the child to write it all; write
+        here whatever it did not confirm."""
         self.worker.stop(timeout=10)
-        try:
-            self.hand_over()
-        except OSError:
-            log.error("decision log: %d decisions not handed over at shutdown", self.pending)
+        self.hand_over()
         with self._pipe_lock:
-            child, self._child = self._child, None
-        if child is None:
-            return
-        assert child.stdin is not None
-        child.stdin.close()  # end of input: the child writes what it holds and exits
-        try:
-            child.wait(timeout=STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            log.error("decision writer did not finish within %.0f s", STOP_TIMEOUT_SECONDS)
-            child.kill()
-            child.wait()
+            child, reader = self._child, self._reader
+        if child is not None:
+            assert child.stdin is not None
+            try:
+                child.stdin.close()  # end of input: the child writes what it holds and exits
+            except OSError:
+                pass
+            try:
+                child.wait(timeout=STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                log.error("decision writer did not finish within %.0f s", STOP_TIMEOUT_SECONDS)
+                child.kill()
+                child.wait()
+            if reader is not None:
+                reader.join(timeout=STOP_TIMEOUT_SECONDS)  # its last confirmations read
+        with self._pipe_lock:
+            self._take_back_if_gone()
+            self._child = None
+        self.in_process.stop()
 
     @property
     def pending(self) -> int:
+        """Decisions not yet confirmed written: waiting here, with the child, or in the
+        in-process log."""
         with self._lock:
-            return len(self._pending) + self._child_pending
+            held = len(self._pending) + sum(len(b) for b in self._unconfirmed.values())
+        return held + self.in_process.pending
 
-    def _send(self, message: tuple[Any, ...]) -> None:
-        child = self._running()
+    @property
+    def unconfirmed_batches(self) -> int:
+        with self._lock:
+            return len(self._unconfirmed)
+
+    def _until_hand_over(self) -> float:
+        """One interval after the oldest pending decision: at once after a hand-over that
+        took longer than that (it wrote a batch here), so nothing waits two intervals."""
+        since = self._pending_since
+        if since is None:
+            return self._interval
+        return max(0.0, self._interval - (time.monotonic() - since))
+
+    def _count_here(self, n: int) -> None:
+        with self._lock:
+            self._stored_here += n
+
+    def _write_here(
+        self, batch: list[DecisionRecord], *, reason: str, maybe_stored: bool = False
+    ) -> None:
+        """Write ``batch`` in this process now (the in-process log keeps it if the database
+        is away, and its worker retries)."""
+        metrics.DECISIONS_WRITTEN_IN_PROCESS.labels(reason).inc(len(batch))
+        self.in_process.append(batch, maybe_stored=maybe_stored)
+        if not self.in_process.backing_off:
+            self.in_process.flush()
+
+    def _take_back_if_gone(self) -> None:
+        """If the child has died, write here every batch it did not confirm (looked up
+        first: it may have stored some before dying). Called with the pipe lock held."""
+        child = self._child
+        if child is not None and child.poll() is None:
+            return
+        with self._lock:
+            batches, self._unconfirmed = list(self._unconfirmed.values()), {}
+        if child is not None:
+            self._child = None
+        taken = [r for b in batches for r in b]
+        if taken:
+            log.warning(
+                "decision writer gone with %d decisions unconfirmed: written here", len(taken)
+            )
+            self._write_here(taken, reason="writer_gone", maybe_stored=True)
+
+    def _send(self, child: subprocess.Popen[bytes], message: tuple[Any, ...]) -> None:
         assert child.stdin is not None
         try:
             pickle.dump(message, child.stdin, pickle.HIGHEST_PROTOCOL)
             child.stdin.flush()
         except OSError:
             log.warning("decision writer died; a new one starts on the next hand-over")
-            self._child = None
+            child.kill()
+            child.wait()
             raise
 
     def _running(self) -> subprocess.Popen[bytes]:
-        if self._child is None or self._child.poll() is not None:
+        """The live child, started anew if there is none (after taking back what a dead
+        one did not confirm: a new child's confirmations must never cover an old batch).
+        Called with the pipe lock held."""
+        self._take_back_if_gone()
+        if self._child is None:
             # Its counters reach /metrics through this process (``_mirror``), not through
             # prometheus-client's multiprocess files, which would count them twice.
             env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
@@ -178,15 +327,17 @@ class WriterProcess:
             assert child.stdin is not None
             pickle.dump(("config", *self._config), child.stdin, pickle.HIGHEST_PROTOCOL)
             child.stdin.flush()
-            threading.Thread(
+            reader = threading.Thread(
                 target=self._read, args=(child,), name="decision-pipe-reader", daemon=True
-            ).start()
-            self._child = child
+            )
+            reader.start()
+            self._child, self._reader = child, reader
         return self._child
 
     def _read(self, child: subprocess.Popen[bytes]) -> None:
-        """The child's reports (after each flush) and flush answers."""
+        """The child's confirmations, reports (after each flush) and flush answers."""
         assert child.stdout is not None
+        seen: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}  # this child's counts
         while True:
             try:
                 kind, *rest = pickle.load(child.stdout)
@@ -194,10 +345,13 @@ class WriterProcess:
                 break
             if kind == "ready":
                 self._ready.set()
+            elif kind == "written":
+                (upto,) = rest
+                with self._lock:
+                    for sequence in [s for s in self._unconfirmed if s <= upto]:
+                        del self._unconfirmed[sequence]
             elif kind == "report":
-                pending, samples = rest
-                self._child_pending = pending
-                self._mirror(samples)
+                self._mirror(rest[1], seen)
             elif kind == "flushed":
                 token, stored = rest
                 waiter = self._waiters.get(token)
@@ -206,19 +360,22 @@ class WriterProcess:
                     waiter[0].set()
         child.stdout.close()
         self._ready.set()  # a child that died while starting: nobody waits for it
-        for done, _ in list(self._waiters.values()):
-            done.set()  # a flush waiting on a child that is gone answers 0
-        self._child_pending = 0
+        for done, _, sent_to in list(self._waiters.values()):
+            if sent_to is child:
+                done.set()  # a flush waiting on a child that is gone answers 0 from it
         metrics.DECISION_LOG_PENDING.set(self.pending)
 
-    def _mirror(self, samples: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> None:
+    def _mirror(
+        self,
+        samples: dict[tuple[str, tuple[tuple[str, str], ...]], float],
+        seen: dict[tuple[str, tuple[tuple[str, str], ...]], float],
+    ) -> None:
         """Increase this process's counters by what the child's grew since its last report
-        (a new child starts from zero again)."""
+        (``seen``: that child's previous report; a new child starts from zero)."""
         by_name = {m._name: m for m in _MIRRORED}  # noqa: SLF001
         for (name, labels), value in samples.items():
-            before = self._seen.get((name, labels), 0.0)
-            grown = value - before if value >= before else value
-            self._seen[(name, labels)] = value
+            grown = value - seen.get((name, labels), 0.0)
+            seen[(name, labels)] = value
             if grown > 0:
                 counter = by_name[name]
                 (counter.labels(**dict(labels)) if labels else counter).inc(grown)
@@ -277,11 +434,21 @@ def serve(source: IO[bytes], sink: IO[bytes]) -> None:
         stored_since[0] += n
 
     decisions = DecisionLog(engine, flush_ms=flush_ms, max_pending=max_pending, on_flushed=flushed)
+    received = [0]  # the last batch's sequence number, set once its rows are appended
+    confirmed = [0]
+    flushing = threading.Lock()
 
     def flush() -> int:
-        n = decisions.flush()
-        reply(("report", decisions.pending, _samples()))
-        return n
+        """Write what is held; confirm every batch received before the write began once
+        nothing is left unwritten (a write kept back by an outage confirms nothing)."""
+        with flushing:
+            upto = received[0]
+            n = decisions.flush()
+            if decisions.pending == 0 and upto > confirmed[0]:
+                confirmed[0] = upto
+                reply(("written", upto))
+            reply(("report", decisions.pending, _samples()))
+            return n
 
     # Retries while the database is away (the log's own growing pause); batches that
     # arrive meanwhile wait for them.
@@ -300,7 +467,8 @@ def serve(source: IO[bytes], sink: IO[bytes]) -> None:
             except EOFError:
                 break
             if message[0] == "rows":
-                decisions.append([DecisionRecord(*row) for row in message[1]])
+                decisions.append([DecisionRecord(*row) for row in message[2]])
+                received[0] = message[1]
                 if not decisions.backing_off:
                     flush()
             elif message[0] == "flush":
@@ -310,7 +478,7 @@ def serve(source: IO[bytes], sink: IO[bytes]) -> None:
     finally:
         decisions.stop()  # writes everything held (clean shutdown, or the parent is gone)
         try:
-            reply(("report", decisions.pending, _samples()))
+            flush()  # confirms what the stop wrote, and reports
         except OSError:
             pass
         engine.dispose()
