@@ -30,6 +30,12 @@ MAX_TOKEN_CHARS = 80
 # unused low bits. Only the encoding we mint is accepted: same alphabet, no padding, those
 # bits zero, so one decision has exactly one id (never two spellings, one an "orphan").
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9_-]+")
+TOKEN_CHARS = 71
+# ``verify_many`` decodes a batch as one base64 text: each id followed by an "A" (six zero
+# bits) is 72 characters, 54 bytes: the token's 53, then a byte holding the last
+# character's two unused bits (zero exactly when the id is in canonical form).
+_RECORD = struct.Struct(_BODY.format + f"{MAC_BYTES}sB")
+_URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 
 
 class InvalidToken(ValueError):
@@ -220,6 +226,50 @@ class DecisionSigner:
             nonce=fields[9],
             kid=kid,
         )
+
+    def verify_many(self, tokens: Sequence[str]) -> list[int | InvalidToken]:
+        """For each token, the experiment id it carries or why it does not verify: the
+        same verdicts as ``verify`` (the same messages too), without a token object and two
+        base64 passes per id (1,000 ids: about 1.5 ms instead of 4.7). Only an id that fails
+        the batch's checks goes through ``verify``, to name the reason."""
+        passed = self._verify_batch(tokens)
+        verdicts: list[int | InvalidToken] = []
+        for n, token in enumerate(tokens):
+            experiment = passed.get(n)
+            if experiment is None:
+                try:
+                    experiment = self.verify(token).experiment_id
+                except InvalidToken as exc:
+                    verdicts.append(exc)
+                    continue
+            verdicts.append(experiment)
+        return verdicts
+
+    def _verify_batch(self, tokens: Sequence[str]) -> dict[int, int]:
+        """{position: experiment id} of the tokens that verify, checked together: the ids of
+        the minted length are decoded as one base64 text and unpacked by one
+        ``iter_unpack``, leaving one HMAC per id in Python. A batch with any character
+        outside the alphabet is left to ``verify`` entirely."""
+        batch = [n for n, t in enumerate(tokens) if type(t) is str and len(t) == TOKEN_CHARS]
+        text = "A".join(tokens[n] for n in batch) + "A"
+        if not batch or not _TOKEN_CHARS.fullmatch(text):
+            return {}
+        raw = binascii.a2b_base64(
+            text.encode("ascii").translate(_URLSAFE_TO_STANDARD), strict_mode=True
+        )
+        macs = self._verify_macs
+        step, size = _RECORD.size, _BODY.size
+        passed: dict[int, int] = {}
+        for n, start, fields in zip(
+            batch, range(0, len(raw), step), _RECORD.iter_unpack(raw), strict=True
+        ):
+            mac = macs.get(fields[1])
+            # fields[11]: the last character's unused bits (non-zero: not canonical).
+            if fields[0] != VERSION or fields[11] != 0 or mac is None:
+                continue
+            if hmac.compare_digest(fields[10], mac.digest(raw[start : start + size])[:MAC_BYTES]):
+                passed[n] = fields[2]
+        return passed
 
     @staticmethod
     def issued_at(token: DecisionToken) -> datetime:

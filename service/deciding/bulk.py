@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Dialect
+from sqlalchemy import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
@@ -75,11 +75,14 @@ def insert_keyed_decisions(session: Session, records: Sequence[DecisionRecord]) 
     otherwise the rows travel by COPY into a temporary table and one
     ``INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING id`` moves them: building the
     JSON document of the generic insert-or-ignore was a fifth of a keyed batch's time.
-    SQLite keeps the generic path (its insert is in-process; no JSON is built there)."""
+    On SQLite a batch of new keys goes in by one ``executemany`` over tuples
+    (``_insert_if_all_new_sqlite``); otherwise it takes the generic insert-or-ignore."""
     if not records:
         return set()
     connection = session.connection()
     if connection.dialect.name != "postgresql":
+        if _insert_if_all_new_sqlite(connection, records):
+            return {r.id for r in records}
         return decisions_repo.insert_keyed(session, rows=[r.row() for r in records])
     rows = [(*_values(r), r.holdout) for r in records]
     names = ", ".join(KEYED_COLUMNS)
@@ -105,6 +108,23 @@ def insert_keyed_decisions(session: Session, records: Sequence[DecisionRecord]) 
         # a second keyed batch in the same transaction does not move them again.
         cursor.execute(f"TRUNCATE {_STAGING}")
     return new
+
+
+def _insert_if_all_new_sqlite(connection: Connection, records: Sequence[DecisionRecord]) -> bool:
+    """executemany the keyed rows in a savepoint; False (and nothing written) if any key or
+    id is already stored. SQLAlchemy's insert-or-ignore with RETURNING built a parameter
+    set per row in Python (about half of a keyed batch's insert on SQLite); a retried batch
+    hits a stored key, rolls the savepoint back and takes that path."""
+    statement, processors = _prepared(connection.dialect, keyed=True)
+    rows = [(*_values(r), r.holdout) for r in records]
+    if processors:
+        rows = [_processed(row, processors) for row in rows]
+    connection.exec_driver_sql("SAVEPOINT keyed_insert")
+    added = connection.exec_driver_sql(statement, rows).rowcount
+    if added != len(rows):
+        connection.exec_driver_sql("ROLLBACK TO SAVEPOINT keyed_insert")
+    connection.exec_driver_sql("RELEASE SAVEPOINT keyed_insert")
+    return added == len(rows)
 
 
 def _copy_if_all_new(driver: Any, rows: Sequence[tuple[Any, ...]], names: str) -> bool:
@@ -182,17 +202,23 @@ def _processed(
 
 
 @cache
-def _prepared(dialect: Dialect) -> tuple[str, tuple[tuple[int, Callable[[Any], Any]], ...]]:
+def _prepared(
+    dialect: Dialect, *, keyed: bool = False
+) -> tuple[str, tuple[tuple[int, Callable[[Any], Any]], ...]]:
     """The INSERT in the driver's parameter style, and the columns whose values the dialect
-    converts before binding (e.g. SQLite's datetimes, stored as text)."""
+    converts before binding (e.g. SQLite's datetimes, stored as text). ``keyed``: the
+    ``KEYED_COLUMNS``, skipping a row that collides with a stored one."""
     table = table_of(Decision)
+    columns = KEYED_COLUMNS if keyed else COLUMNS
     marker = "?" if dialect.paramstyle == "qmark" else "%s"
-    names = ", ".join(dialect.identifier_preparer.quote(name) for name in COLUMNS)
-    marks = ", ".join([marker] * len(COLUMNS))
+    names = ", ".join(dialect.identifier_preparer.quote(name) for name in columns)
+    marks = ", ".join([marker] * len(columns))
     statement = f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({names}) "
     statement += f"VALUES ({marks})"
+    if keyed:
+        statement += " ON CONFLICT DO NOTHING"
     processors = []
-    for index, name in enumerate(COLUMNS):
+    for index, name in enumerate(columns):
         process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
         if process is not None:
             processors.append((index, process))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import select as sa_select
 from sqlalchemy import update
@@ -79,9 +80,9 @@ def find_keyed(
     return found
 
 
-@dataclass(frozen=True, slots=True)
-class DecisionRef:
-    """What attribution needs of a stored decision (plain rows: no ORM objects to build)."""
+class DecisionRef(NamedTuple):
+    """What attribution needs of a stored decision (plain rows: no ORM objects to build;
+    a named tuple, built in a third of a frozen dataclass's time: a batch makes 1,000)."""
 
     id: str
     experiment_id: int
@@ -92,20 +93,19 @@ class DecisionRef:
 
 
 def get_many(session: Session, *, ids: Iterable[str]) -> dict[str, DecisionRef]:
+    """The stored decisions of these ids (unknown ids are left out)."""
     unique = sorted(set(ids))
-    found: dict[str, DecisionRef] = {}
-    columns = (
+    if not unique:
+        return {}
+    stmt = sa_select(
         col(Decision.id),
         col(Decision.experiment_id),
         col(Decision.epoch),
         col(Decision.segment),
         col(Decision.arm_id),
         col(Decision.created_at),
-    )
-    if unique:
-        stmt = sa_select(*columns).where(in_json(session, col(Decision.id), unique))
-        found.update({row[0]: DecisionRef(*row) for row in session.execute(stmt)})
-    return found
+    ).where(in_json(session, col(Decision.id), unique))
+    return {row[0]: DecisionRef._make(row) for row in session.execute(stmt)}
 
 
 def forget_unit(session: Session, *, unit_hash: str) -> int:

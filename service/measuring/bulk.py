@@ -54,6 +54,7 @@ EVENT_COLUMNS = (
     "outcome",
 )
 FIRST_COLUMNS = ("decision_id", "metric", "event_id", "occurred_at")
+_event_key = itemgetter("provider", "event_key", "decision_id")
 # SQLite picks rowids at random once the largest one is taken: keep far from it.
 _ROWID_ROOM = 2**62
 
@@ -78,16 +79,18 @@ def store_events(
     """Insert-or-ignore ``rows`` (``EVENT_COLUMNS``, unique on ``EventKey``), then
     insert-or-ignore the first events that the new ones claim; return what was new.
 
-    Rows go in sorted by key and claims by (decision, metric), on both databases: two
-    transactions touching the same rows lock them in the same order and queue instead of
-    deadlocking (the orphan path's ``insert_first_events`` sorts the same way)."""
+    Rows go in sorted by key and first events by (decision, metric), on both databases:
+    two transactions touching the same rows lock them in the same order and queue instead
+    of deadlocking (the orphan path's ``insert_first_events`` sorts the same way). The
+    claims themselves are sorted for PostgreSQL's statement only: SQLite's path sorts the
+    first events once it has chosen them."""
     if not rows:
         return Stored()
-    ordered = sorted(rows, key=lambda r: (r["provider"], r["event_key"], r["decision_id"]))
-    wanted = sorted(claims, key=lambda c: (c[0][2], c[1], c[0][0], c[0][1]))
+    ordered = sorted(rows, key=_event_key)
     if session.get_bind().dialect.name == "postgresql":
+        wanted = sorted(claims, key=lambda c: (c[0][2], c[1], c[0][0], c[0][1]))
         return _store_postgresql(session, ordered, wanted)
-    return _store_sqlite(session.connection(), ordered, wanted)
+    return _store_sqlite(session.connection(), ordered, claims)
 
 
 # --- PostgreSQL ----------------------------------------------------------------------
@@ -162,7 +165,7 @@ def _iso(value: Any) -> str:
 def _store_sqlite(
     connection: Connection, rows: Sequence[Mapping[str, Any]], claims: Sequence[Claim]
 ) -> Stored:
-    keys = [(r["provider"], r["event_key"], r["decision_id"]) for r in rows]
+    keys = list(map(_event_key, rows))
     event_ids = _insert_new(
         connection,
         table_of(OutcomeEvent),
@@ -212,10 +215,7 @@ def _insert_new(
     if before > _ROWID_ROOM:
         raise RuntimeError(f"{table.name}: rowids past 2**62, new rows cannot be told apart")
     rowids = range(before + 1, before + 1 + len(values))
-    bound = [
-        (rowid, *row)
-        for rowid, row in zip(rowids, _bound(connection, table, columns, values), strict=True)
-    ]
+    bound = list(zip(rowids, *_bound(connection, table, columns, values), strict=True))
     marks = ", ".join("?" for _ in range(len(columns) + 1))
     added = connection.exec_driver_sql(
         f"INSERT INTO {table.name} (rowid, {', '.join(columns)}) VALUES ({marks}) "
@@ -240,11 +240,11 @@ def _bound(
     table: Table,
     columns: Sequence[str],
     values: list[tuple[Any, ...]],
-) -> list[tuple[Any, ...]]:
-    """The values as the driver takes them: each column's bind processor (times become
-    SQLAlchemy's stored text, exactly as an ORM insert writes them), applied column by
-    column, and once per distinct value for the time columns (a batch mostly shares its
-    times)."""
+) -> list[Sequence[Any]]:
+    """The values' columns as the driver takes them: each column's bind processor (times
+    become SQLAlchemy's stored text, exactly as an ORM insert writes them), applied column
+    by column, and once per distinct value for the time columns (a batch mostly shares its
+    times). Columns, not rows: the caller zips them with the rowids in one pass."""
     dialect = connection.dialect
     by_column: list[Sequence[Any]] = []
     for name, column in zip(columns, zip(*values, strict=True), strict=True):
@@ -257,4 +257,4 @@ def _bound(
             by_column.append(list(map(done.__getitem__, column)))
         else:
             by_column.append(list(map(process, column)))
-    return list(zip(*by_column, strict=True))
+    return by_column

@@ -6,7 +6,7 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlmodel import Session
@@ -149,8 +149,7 @@ def _verified(
     """Each event with each of its decision ids that verifies; an event without any is
     ignored, an id that does not verify is rejected."""
     resolved = _resolve_dispatches(session, events)
-    candidates: list[_Candidate] = []
-    verify = signer.verify
+    wanted: list[tuple[int, NormalizedEvent, str]] = []
     for index, event in zip(_body_positions(len(events), poison), events, strict=True):
         ids = event.decision_ids or resolved.get(event.dispatch_id or "", ())
         if not ids or event.type is None:
@@ -158,13 +157,15 @@ def _verified(
             batch.result.outcomes[(event.type or "unknown", "ignored")] += 1
             continue
         for decision_id in ids:
-            try:
-                token = verify(decision_id)
-            except InvalidToken as exc:
-                reason = f"decision id rejected: {exc}"
-                batch.reject(index, event.event_key, reason, _raw(event), event.type)
-                continue
-            candidates.append(_Candidate(index, event, decision_id, token.experiment_id))
+            wanted.append((index, event, decision_id))
+    verdicts = signer.verify_many([decision_id for _, _, decision_id in wanted])
+    candidates: list[_Candidate] = []
+    for (index, event, decision_id), verdict in zip(wanted, verdicts, strict=True):
+        if isinstance(verdict, InvalidToken):
+            reason = f"decision id rejected: {verdict}"
+            batch.reject(index, event.event_key, reason, _raw(event), event.type or "unknown")
+            continue
+        candidates.append(_Candidate(index, event, decision_id, verdict))
     return candidates
 
 
@@ -190,7 +191,9 @@ def _attribute(
             result.outcomes[(event.type or "unknown", "duplicate")] += 1
             continue
         decision = decisions.get(decision_id)
-        occurred_at = as_utc(event.occurred_at)
+        occurred_at = event.occurred_at
+        if occurred_at.tzinfo is not UTC:  # parsed events are in UTC already
+            occurred_at = as_utc(occurred_at)
         outcome = _outcome(event, occurred_at, decision, windows, exposure_at)
         rows[key] = {
             "provider": event.provider,
@@ -311,7 +314,8 @@ def _exposure_times(
     delivered: set[str] = set()
     for decision_id, decision in decisions.items():
         experiment = experiments.get(decision.experiment_id)
-        times[decision_id] = as_utc(decision.created_at)
+        created = decision.created_at  # read back in UTC
+        times[decision_id] = created if created.tzinfo is UTC else as_utc(created)
         if experiment is not None and experiment.exposure_event == "delivered":
             delivered.add(decision_id)
     if not delivered:

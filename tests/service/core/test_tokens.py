@@ -4,6 +4,7 @@ altered token, rejected and dead-lettered, never stored as an orphan."""
 
 from __future__ import annotations
 
+import base64
 import hmac
 import random
 import string
@@ -16,12 +17,13 @@ from service.core.tokens import DecisionSigner, HmacSha256, InvalidToken
 from tests.service.factories import create_random_experiment
 from tests.service.helpers import decide_many, metric_total
 
+SECRET = "a-signing-secret-for-the-token-tests"
 ALPHABET = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
 
 
 @pytest.fixture
 def signer() -> DecisionSigner:
-    return DecisionSigner([("k1", "a-signing-secret-for-the-token-tests")])
+    return DecisionSigner([("k1", SECRET)])
 
 
 def mint(signer: DecisionSigner, nonce: bytes) -> str:
@@ -144,3 +146,60 @@ def test_an_id_signed_by_a_retired_key_still_verifies_with_its_own_mac() -> None
     stranger = DecisionSigner([("k1", "another-secret-0123456789abcdef012345")])
     with pytest.raises(InvalidToken, match="signature"):
         stranger.verify(token)
+
+
+def _verdict(signer: DecisionSigner, token: object) -> int | str:
+    try:
+        return signer.verify(token).experiment_id  # type: ignore[arg-type]
+    except InvalidToken as exc:
+        return f"InvalidToken: {exc}"
+
+
+def test_verify_many_gives_each_id_the_verdict_and_message_of_verify(
+    signer: DecisionSigner,
+) -> None:
+    """A mixed batch: good ids of two keys (one retired), every kind of bad one, and a
+    character outside the alphabet (the whole batch then takes the one-by-one path)."""
+    rotated = DecisionSigner([("k2", "a-newer-signing-secret-0123456789"), ("k1", SECRET)])
+    good = [mint(signer, bytes([n]) * 8) for n in range(5)]
+    newer = mint(rotated, b"\x07" * 8)
+    token = good[0]
+    raw = bytearray(base64.urlsafe_b64decode(token + "="))
+    unknown_version = _resign(bytes([2]) + bytes(raw[1:41]))
+    tampered = token[:30] + ("A" if token[30] != "A" else "B") + token[31:]
+    twin = next(t for t in low_bit_twins(token) if t != token)
+    stranger = mint(DecisionSigner([("k9", "someone-else-0123456789abcdef0123")]), bytes(8))
+    cases = [
+        *good,
+        newer,
+        tampered,
+        twin,
+        unknown_version,
+        stranger,
+        token + "=",
+        token[:70],
+        "",
+        token[:10] + "+" + token[11:],
+        12345,
+        None,
+        good[1],  # a repeat verifies again
+    ]
+    expected = [_verdict(rotated, t) for t in cases]
+    assert expected[:6] == [7] * 6
+    assert all(isinstance(v, str) for v in expected[6:-1])
+
+    def as_verdicts(found: list[int | InvalidToken]) -> list[int | str]:
+        return [v if isinstance(v, int) else f"InvalidToken: {v}" for v in found]
+
+    assert as_verdicts(rotated.verify_many(cases)) == expected  # type: ignore[arg-type]
+    without_alphabet_misfit = [t for t in cases if t != token[:10] + "+" + token[11:]]
+    assert as_verdicts(rotated.verify_many(without_alphabet_misfit)) == [  # type: ignore[arg-type]
+        _verdict(rotated, t) for t in without_alphabet_misfit
+    ]
+    assert rotated.verify_many([]) == []
+
+
+def _resign(body: bytes) -> str:
+    """A well-signed id over an arbitrary 41-byte body (to reach the checks past the mac)."""
+    mac = hmac.digest(SECRET.encode(), body, "sha256")[:12]
+    return base64.urlsafe_b64encode(body + mac).rstrip(b"=").decode()
