@@ -26,7 +26,7 @@ from prometheus_client.registry import Collector
 
 # Without this every counter and histogram is exported twice, its `_created` twin holding the
 # moment it was created: twice the series in Prometheus for nothing a dashboard reads.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 NOTIFICATIONS = Counter(
     "banditloop_notifications_total",

@@ -80,3 +80,36 @@ def test_events_are_stored_with_the_collector_paused(
     assert body["accepted"] == 3
     assert seen == [False]
     assert gc.isenabled()
+
+
+def test_batches_that_keep_overlapping_cannot_keep_the_collector_off(
+    collector_on: None, monkeypatch
+) -> None:
+    """Ingestion that never idles would otherwise starve the collector for good."""
+    now = [100.0]
+    monkeypatch.setattr(measuring_service.time, "monotonic", lambda: now[0])
+    long_in, long_out = threading.Event(), threading.Event()
+
+    def long_batch() -> None:
+        with collector_paused():
+            long_in.set()
+            long_out.wait(5)
+
+    worker = threading.Thread(target=long_batch)
+    worker.start()
+    long_in.wait(5)
+    with collector_paused():  # overlaps, ends before the pause is overdue
+        assert not gc.isenabled()
+    assert not gc.isenabled()
+    now[0] += measuring_service.MAX_PAUSE_SECONDS + 0.1
+    with collector_paused():  # overlaps, ends after: the collector runs again
+        pass
+    assert gc.isenabled()
+    with collector_paused():  # a batch inside still: later ones leave the collector on
+        assert gc.isenabled()
+    long_out.set()
+    worker.join(5)
+    assert gc.isenabled()
+    with collector_paused():  # idle again: the next batch pauses it afresh
+        assert not gc.isenabled()
+    assert gc.isenabled()
