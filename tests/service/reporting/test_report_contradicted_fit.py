@@ -1,0 +1,64 @@
+"""A read at the exact moment of the last click, through the real app.
+
+Clicks 10 to 12 s after a keyed send over four arms, read at exactly 12 s: the truncated
+log-normal fit puts every delay in the far left tail of a slow wave (median about 2 h), so
+F(12 s) is about 1e-6 and each arm's successes outnumber its effective exposures. On the old
+code every arm then read about 99.97% with an interval of 99.97% to 100% (excluding the
+observed rate), and each arm's maturity was its own observed rate. The data at that instant
+cannot tell "all arrived" from "a slow wave starting": the report must say so.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from bandits.delay_model import TOO_EARLY
+from service.core.clock import ManualClock
+from service.core.runtime import Runtime
+from tests.service.reporting.test_report_delay import DAY
+from tests.service.reporting.test_report_first_snapshot import first_snapshot
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(DAY)
+
+
+def test_a_read_at_the_last_click_says_it_cannot_tell_how_many_are_still_to_come(
+    client: TestClient, admin, decide, ingest, runtime: Runtime, clock: ManualClock
+):
+    report, arm_ids = first_snapshot(
+        client,
+        admin,
+        decide,
+        ingest,
+        runtime,
+        clock,
+        minute=7,
+        seconds=(10.0, 12.0),
+        posted=12.0,
+        read=12.0,
+    )
+    rows = {r["arm_id"]: r for r in report["arms"]}
+    ordered = [rows[a] for a in arm_ids]
+    observed = np.array([r["observed_rate"] for r in ordered])
+    estimate = np.array([r["estimated_rate"] for r in ordered])
+    maturity = np.array([r["maturity"] for r in ordered])
+    assert np.all(observed > 0), observed
+    for row in ordered:
+        assert row["estimate_low"] <= row["observed_rate"] <= row["estimate_high"], row
+        assert row["estimated_rate"] >= row["observed_rate"], row
+        assert row["estimate_high"] - row["estimate_low"] > 0.1, row  # no false certainty
+        assert row["judgement"] == TOO_EARLY, row
+    # One F for arms sent at the same instant: one maturity, and the arms keep their order
+    # (the old code read every arm at 99.97% and maturity = its observed rate).
+    np.testing.assert_allclose(maturity, maturity[0], rtol=1e-3)
+    assert maturity[0] < 0.5, maturity
+    np.testing.assert_array_equal(np.argsort(estimate), np.argsort(observed))
+    assert estimate.max() < 0.9, estimate
+    probability_best = [r["probability_best"] for r in ordered]
+    assert int(np.argmax(probability_best)) == int(np.argmax(observed)), probability_best
+    line = report["correction"]
+    assert "cannot tell how many more" in line, line
