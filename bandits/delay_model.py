@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 from scipy import special
 
 from bandits.cohort_ages import cohort_cdf
@@ -58,6 +58,8 @@ MATURE_SHARE = 0.5
 TAIL_QUANTILE = 0.9
 MIN_TAIL_SUCCESSES = 10.0
 TOO_EARLY = "too early to judge"
+# The Poisson chance below which an arm's successes contradict the fitted F (``contradicted_rows``).
+CONTRADICTION_P = 1e-3
 # Points inside the grid's first bin (0 to 10 s), from about one second up, on the grid's own
 # ratio: there F follows the fitted shape (see ``first_bin_profile``).
 FIRST_BIN_POINTS_HOURS = FIRST_EDGE_HOURS / GRID_RATIO ** np.arange(10, 0, -1)
@@ -299,6 +301,9 @@ class CorrectedEvidence:
     observed_successes: FloatArray
     effective_exposures: FloatArray
     reported_certainty: FloatArray
+    # Per arm: whether its row's fitted F was contradicted by the data (``contradicted_rows``)
+    # and replaced by what the data allow; such an arm is too early to judge.
+    contradicted: NDArray[np.bool_] | None = None
 
     def reported_counts(self) -> tuple[FloatArray, FloatArray]:
         """(successes, exposures) of the reported interval's Beta: the unshrunk evidence
@@ -439,10 +444,14 @@ def corrected_evidence(
 
     total_s = successes.sum(axis=-1)
     total_n = exposures.sum(axis=-1)
-    effective = [
-        np.maximum((exposures * cohort_cdf(cdf, age_array, spread)).sum(axis=-1), total_s)
+    curves = [
+        (exposures * cohort_cdf(cdf, age_array, spread)).sum(axis=-1)
         for cdf in (delay.cdf, *delay.spread, *delay.tail)
     ]
+    contradicted = contradicted_rows(total_s, curves[0])
+    if contradicted.any():
+        curves = _uncontradicted(curves, total_s, total_n, contradicted)
+    effective = [np.maximum(curve, total_s) for curve in curves]
     central = effective[0]
     rate = (total_s + 0.5) / (central + 1.0)
     var_binomial = rate * (1.0 - rate) / (central + 1.0)
@@ -478,4 +487,59 @@ def corrected_evidence(
         observed_successes=np.asarray(total_s, dtype=np.float64),
         effective_exposures=np.asarray(central, dtype=np.float64),
         reported_certainty=np.asarray(np.minimum(reported, certainty), dtype=np.float64),
+        contradicted=np.asarray(np.broadcast_to(contradicted, total_s.shape), dtype=bool),
     )
+
+
+def contradicted_rows(successes: FloatArray, effective: FloatArray) -> NDArray[np.bool_]:
+    """Per row of arms (arms on the last axis, reduced): whether the fitted F is contradicted
+    by some arm's successes, kept with a trailing axis of one to broadcast over the arms.
+
+    Even at a rate of 1 an arm expects only its effective exposures sum(n_c F(age_c)) of
+    successes by now; seeing more is the data saying F is too small. A few more by chance
+    is no contradiction (one click from an arm with 0.6 effective exposures), so the test is
+    the Poisson chance of at least that many successes with that mean, below
+    ``CONTRADICTION_P``.
+    """
+    excess = successes > effective
+    with np.errstate(invalid="ignore", divide="ignore"):
+        chance = special.gammainc(np.where(excess, successes, 1.0), np.maximum(effective, 0.0))
+    arm = excess & (chance < CONTRADICTION_P)
+    return np.asarray(arm.any(axis=-1, keepdims=True), dtype=bool)
+
+
+def _uncontradicted(
+    curves: list[FloatArray],
+    successes: FloatArray,
+    exposures: FloatArray,
+    contradicted: NDArray[np.bool_],
+) -> list[FloatArray]:
+    """The curves' effective exposures where the fit is contradicted (rows of
+    ``contradicted``), replaced by what the data still allow between two bounds shared by
+    the row's arms (so arms exposed at the same ages keep their contrast and one maturity):
+
+    - ``least``: the fitted F scaled up until no arm's implied eventual rate passes 1 (the
+      fit's own shape, at the smallest scale the data allow);
+    - ``most``: nothing more to come (F = 1 at every age so far: the observed rates).
+
+    The central curve is their geometric mean (F is a scale: the two bounds may be an order
+    of magnitude apart), and the other curves alternate between the two bounds, so the
+    reported interval spans what the data allow and the maturity range runs from one bound
+    to the other. Read at the exact second of the last click of a push send (clicks 10 to
+    12 s after it), the fit put every delay in the far left tail of a slow wave (median 2 h,
+    F(12 s) about 1e-6): every arm read 99.97% with an interval of 99.97% to 100%, and each
+    arm's maturity was its own observed rate.
+    """
+    central = curves[0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lift = np.where(central > 0, successes / central, np.inf)
+        scale = np.max(np.where(successes > 0, lift, 1.0), axis=-1, keepdims=True)
+        least = np.where(np.isfinite(scale), np.minimum(central * scale, exposures), successes)
+    least = np.maximum(least, successes)
+    most = np.maximum(exposures, least)
+    middle = np.sqrt(least * most)
+    bounds = (least, most)
+    return [
+        np.where(contradicted, middle, central),
+        *(np.where(contradicted, bounds[j % 2], c) for j, c in enumerate(curves[1:])),
+    ]

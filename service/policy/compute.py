@@ -177,7 +177,7 @@ def compute_snapshot(
         segments=segments,
         refresh=refresh,
         guardrails=guardrails,
-        delay=delay.to_json(),
+        delay={**delay.to_json(), "contradicted": _contradicted(ev, cohorts.segments)},
         changes=changes,
         streaks=streaks,
         retirement=retirement,
@@ -217,6 +217,21 @@ def _evidence(cohorts: Cohorts, success: str, kept: np.ndarray, delay: DelayMode
         raw_exposures=raw_e.sum(axis=2),
         raw_successes=raw_s.sum(axis=2),
     )
+
+
+def _contradicted(ev: _Evidence, segments: Sequence[str]) -> list[str]:
+    """The segments (``OVERALL`` for all traffic) whose fitted delay curve the data contradict
+    (``bandits.delay_model.contradicted_rows``): the report says it cannot tell how many more
+    successes are still to come there, and labels their arms too early to judge."""
+
+    def rows(*evidence: CorrectedEvidence) -> np.ndarray:
+        flags = [e.contradicted for e in evidence if e.contradicted is not None]
+        return np.any(flags, axis=(0, -1)) if flags else np.zeros(0, dtype=bool)
+
+    overall = rows(ev.overall, ev.overall_maturity)
+    by_segment = rows(ev.by_segment, ev.segment_maturity)
+    names = [OVERALL] if overall.size and bool(overall) else []
+    return names + [s for s, flag in zip(segments, by_segment.tolist(), strict=False) if flag]
 
 
 def _overall_allocation(

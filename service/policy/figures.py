@@ -34,6 +34,7 @@ def segment_evidence(evidence: CorrectedEvidence, i: int) -> CorrectedEvidence:
         observed_successes=evidence.observed_successes[i],
         effective_exposures=evidence.effective_exposures[i],
         reported_certainty=evidence.reported_certainty[i],
+        contradicted=None if evidence.contradicted is None else evidence.contradicted[i],
     )
 
 
@@ -78,14 +79,16 @@ def at_least_observed(
 def too_early_mask(
     evidence: CorrectedEvidence, exposures: FloatArray, experiment: ExperimentInfo
 ) -> NDArray[np.bool_]:
-    """Arms whose evidence is mostly still to arrive: never eligible for retirement yet."""
-    return np.array(
+    """Arms whose evidence is mostly still to arrive, or whose delay fit the data contradict
+    (how much is still to come is unknown): never eligible for retirement yet."""
+    early = np.array(
         [
             too_early(float(m), float(n), experiment.min_exposures)
             for m, n in zip(evidence.maturity, exposures, strict=True)
         ],
         dtype=bool,
     )
+    return early if evidence.contradicted is None else early | evidence.contradicted
 
 
 def refresh_hint(cohorts: Cohorts, window_hours: float) -> RefreshHint:

@@ -24,7 +24,7 @@ LIFT_DRAWS = 20_000
 
 
 def _arm_rows(
-    snapshot: Snapshot, segment: SegmentFigures, min_exposures: int
+    snapshot: Snapshot, segment: SegmentFigures, min_exposures: int, name: str = OVERALL
 ) -> list[dict[str, Any]]:
     contents = {a.id: a for a in snapshot.arms}
     size = len(snapshot.arm_ids)
@@ -37,13 +37,15 @@ def _arm_rows(
     breached = guard.breached if guard is not None else {}
     retirement = snapshot.retirement or {}
     not_eligible = RetirementVerdict(eligible=False, since=None)
+    # The delay fit was contradicted here: how much is still to come is unknown.
+    unknown = name in _contradicted(snapshot)
     rows = []
     for k, arm_id in enumerate(snapshot.arm_ids):
         exposures = segment.exposures[k]
         successes = segment.successes[k]
         breach = breached.get(arm_id)
         observed = successes / exposures if exposures else None
-        immature = too_early(maturity[k], exposures, min_exposures)
+        immature = unknown or too_early(maturity[k], exposures, min_exposures)
         rows.append(
             {
                 "arm_id": arm_id,
@@ -156,6 +158,11 @@ def leader_lift(
     }
 
 
+def _contradicted(snapshot: Snapshot) -> list[str]:
+    """The segments whose delay fit the data contradicted (``service.policy.compute``)."""
+    return list((snapshot.delay or {}).get("contradicted") or ())
+
+
 def correction_line(snapshot: Snapshot) -> str | None:
     """One sentence on what the delay correction did to the overall figures."""
     segment = snapshot.overall
@@ -185,15 +192,30 @@ def correction_line(snapshot: Snapshot) -> str | None:
         if delay.get("mixed") and maturity < 1.0
         else ""
     )
+    if OVERALL in _contradicted(snapshot):
+        # The fitted curve said fewer successes were due than some arm already has: the
+        # delays so far fit both "all have arrived" and "a slow wave is starting".
+        return (
+            f"Delay correction: the {metric} delays so far ({learnt_count(observations, metric)}) "
+            f"cannot tell how many more are coming: they fit both all {metric}s having "
+            f"arrived and a slow wave still to come, so every arm is too early to judge and "
+            f"each interval runs from about its observed rate to what a slow wave would give."
+            f"{tail}"
+        )
     low, high = f"{factors.min():.2f}x", f"{factors.max():.2f}x"
     span = low if low == high else f"{low} to {high}"
-    learnt = f"{observations} {metric}" + ("" if observations == 1 else "s")
+    learnt = learnt_count(observations, metric)
     return (
         f"Delay correction: a {metric} arrives a median {_duration(delay['median_hours'])} "
         f"after exposure (learnt from {learnt}); about {maturity:.0%} of the "
         f"eventual {metric}s of these exposures have arrived, so the estimated rates are "
         f"{span} the observed rates (prior included).{tail}"
     )
+
+
+def learnt_count(observations: int, metric: str) -> str:
+    """"1 click", "12 clicks"."""
+    return f"{observations} {metric}" + ("" if observations == 1 else "s")
 
 
 def _duration(hours: float) -> str:
@@ -242,7 +264,7 @@ def build_report(
         for row in report["arms"]:
             row["status"] = statuses.get(row["arm_id"])
     report["segments"] = {
-        name: _arm_rows(payload, seg, min_exposures)
+        name: _arm_rows(payload, seg, min_exposures, name)
         for name, seg in segments.items()
         if name != OVERALL
     }
