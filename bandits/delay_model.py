@@ -304,6 +304,8 @@ class CorrectedEvidence:
     # Per arm: whether its row's fitted F was contradicted by the data (``contradicted_rows``)
     # and replaced by what the data allow; such an arm is too early to judge.
     contradicted: NDArray[np.bool_] | None = None
+    # sum(n_c F(age_c)) under the fitted central curve, before any such replacement.
+    fitted_exposures: FloatArray | None = None
 
     def reported_counts(self) -> tuple[FloatArray, FloatArray]:
         """(successes, exposures) of the reported interval's Beta: the unshrunk evidence
@@ -448,7 +450,8 @@ def corrected_evidence(
         (exposures * cohort_cdf(cdf, age_array, spread)).sum(axis=-1)
         for cdf in (delay.cdf, *delay.spread, *delay.tail)
     ]
-    contradicted = contradicted_rows(total_s, curves[0])
+    fitted = curves[0]
+    contradicted = contradicted_rows(total_s, fitted)
     if contradicted.any():
         curves = _uncontradicted(curves, total_s, total_n, contradicted)
     effective = [np.maximum(curve, total_s) for curve in curves]
@@ -488,6 +491,7 @@ def corrected_evidence(
         effective_exposures=np.asarray(central, dtype=np.float64),
         reported_certainty=np.asarray(np.minimum(reported, certainty), dtype=np.float64),
         contradicted=np.asarray(np.broadcast_to(contradicted, total_s.shape), dtype=bool),
+        fitted_exposures=np.asarray(fitted, dtype=np.float64),
     )
 
 

@@ -177,7 +177,7 @@ def compute_snapshot(
         segments=segments,
         refresh=refresh,
         guardrails=guardrails,
-        delay={**delay.to_json(), "contradicted": _contradicted(ev, cohorts.segments)},
+        delay=_delay_block(delay, ev, cohorts.segments),
         changes=changes,
         streaks=streaks,
         retirement=retirement,
@@ -217,6 +217,28 @@ def _evidence(cohorts: Cohorts, success: str, kept: np.ndarray, delay: DelayMode
         raw_exposures=raw_e.sum(axis=2),
         raw_successes=raw_s.sum(axis=2),
     )
+
+
+def _delay_block(delay: DelayModel, ev: _Evidence, segments: Sequence[str]) -> dict[str, Any]:
+    """The snapshot's ``delay`` block, with the segments whose fit the data contradict.
+
+    Where all traffic's fit is contradicted, ``values`` is the curve the arms' figures used
+    (the fit scaled by the shared factor of ``bandits.delay_model.corrected_evidence``,
+    capped at 1) and ``fitted_values`` the fit's own: the report's evaluation and the loop
+    read F from this block, and the fit's own said a maturity of 2e-6 where the arms read
+    0.35 (every rate of the evaluation then read 100%, with an interval of 100% to 100%).
+    """
+    contradicted = _contradicted(ev, segments)
+    block = {**delay.to_json(), "contradicted": contradicted}
+    evidence = ev.overall_maturity
+    if OVERALL in contradicted and evidence.fitted_exposures is not None:
+        fitted = float(evidence.fitted_exposures.sum())
+        lift = float(evidence.effective_exposures.sum()) / fitted if fitted > 0 else np.inf
+        values = np.asarray(delay.cdf.values, dtype=np.float64)
+        block["fitted_values"] = block["values"]
+        lifted = np.minimum(values * lift, 1.0) if np.isfinite(lift) else np.ones_like(values)
+        block["values"] = [round(float(v), 9) for v in np.where(values > 0, lifted, 0.0)]
+    return block
 
 
 def _contradicted(ev: _Evidence, segments: Sequence[str]) -> list[str]:

@@ -35,6 +35,9 @@ def segment_evidence(evidence: CorrectedEvidence, i: int) -> CorrectedEvidence:
         effective_exposures=evidence.effective_exposures[i],
         reported_certainty=evidence.reported_certainty[i],
         contradicted=None if evidence.contradicted is None else evidence.contradicted[i],
+        fitted_exposures=None
+        if evidence.fitted_exposures is None
+        else evidence.fitted_exposures[i],
     )
 
 

@@ -214,7 +214,7 @@ def correction_line(snapshot: Snapshot) -> str | None:
 
 
 def learnt_count(observations: int, metric: str) -> str:
-    """"1 click", "12 clicks"."""
+    """The count and the metric: "1 click", "12 clicks"."""
     return f"{observations} {metric}" + ("" if observations == 1 else "s")
 
 

@@ -443,3 +443,53 @@ def test_the_policy_keeps_only_the_doubt_that_differs_between_arms() -> None:
     # Same ages for all: nothing between the arms to doubt.
     same = corrected_evidence(successes[:2], exposures[:2], ages[None], model)
     np.testing.assert_allclose(same.certainty, 1.0)
+
+
+# F(0.1 h) = 0.1 / 24 on this curve: 750 exposures at that age expect 3.1 successes at most.
+_TINY = DelayCDF(24.0, np.array([0.0, 24.0]), np.array([0.0, 1.0]), 0.0, 1.0)
+
+
+def test_a_contradicted_fit_spans_all_arrived_to_the_least_slow_wave_with_one_f() -> None:
+    """Four arms sent at one instant, with more successes than even a rate of 1 allows under
+    the fitted F: the figures span "nothing more to come" (F = 1) to the fit scaled until the
+    leader's rate is 1, one F for all arms (their contrast and one maturity kept)."""
+    successes = np.array([19.0, 44.0, 93.0, 31.0])
+    exposures = np.full(4, 750.0)
+    model = DelayModel(_TINY, spread=(_TINY, _TINY, _TINY, _TINY))
+    evidence = corrected_evidence(successes[:, None], exposures[:, None], 0.1, model)
+    assert evidence.contradicted is not None
+    assert evidence.contradicted.all()
+    share = successes.max() / 750.0
+    np.testing.assert_allclose(evidence.maturity, np.sqrt(share))
+    np.testing.assert_allclose(evidence.maturity_low, share)
+    np.testing.assert_allclose(evidence.maturity_high, 1.0)
+    rates = evidence.observed_successes / evidence.effective_exposures
+    np.testing.assert_allclose(rates, successes / 750.0 / np.sqrt(share))
+    assert evidence.fitted_exposures is not None
+    np.testing.assert_allclose(evidence.fitted_exposures, 750.0 * 0.1 / 24.0)
+    low, high = evidence.reported_interval(0.5, 0.5)
+    assert np.all(low <= successes / 750.0)
+    assert np.all(high >= successes / 750.0)
+    assert np.all(high - low > 0.1)
+
+
+def test_a_chance_excess_is_no_contradiction_and_changes_nothing() -> None:
+    """One success where 0.6 were due at a rate of 1 happens by chance (45%): the fit stands
+    and the figures are what they were (clipped to the success, as before)."""
+    cdf = DelayCDF(24.0, np.array([0.0, 24.0]), np.array([0.0, 1.0]), 0.0, 1.0)
+    evidence = corrected_evidence([[1.0], [0.0]], [[144.0], [144.0]], [0.1], cdf)  # 0.6 due
+    assert evidence.contradicted is not None
+    assert not evidence.contradicted.any()
+    np.testing.assert_allclose(evidence.effective_exposures, [1.0, 0.6])
+    np.testing.assert_allclose(evidence.maturity, [1.0 / 144.0, 0.6 / 144.0])
+
+
+def test_rows_are_judged_apart() -> None:
+    """Segments (leading rows) are tested and scaled on their own arms only."""
+    successes = np.array([[[19.0], [93.0]], [[1.0], [0.0]]])
+    exposures = np.array([[[750.0], [750.0]], [[144.0], [144.0]]])
+    evidence = corrected_evidence(successes, exposures, 0.1, _TINY)
+    assert evidence.contradicted is not None
+    np.testing.assert_array_equal(evidence.contradicted, [[True, True], [False, False]])
+    np.testing.assert_allclose(evidence.maturity[1], [1.0 / 144.0, 0.6 / 144.0])
+    np.testing.assert_allclose(evidence.maturity[0], np.sqrt(93.0 / 750.0))
