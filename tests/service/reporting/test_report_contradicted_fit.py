@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from bandits.delay_model import TOO_EARLY
 from service.core.clock import ManualClock
 from service.core.runtime import Runtime
+from service.core.vocabulary import OVERALL
 from tests.service.reporting.test_report_delay import DAY
 from tests.service.reporting.test_report_first_snapshot import first_snapshot
 
@@ -60,5 +61,11 @@ def test_a_read_at_the_last_click_says_it_cannot_tell_how_many_are_still_to_come
     assert estimate.max() < 0.9, estimate
     probability_best = [r["probability_best"] for r in ordered]
     assert int(np.argmax(probability_best)) == int(np.argmax(observed)), probability_best
+    # The evaluation reads F from the snapshot: the same maturity (the fit's own said 2e-6,
+    # and every rate of the evaluation read 100% with an interval of 100% to 100%).
+    assert report["evaluation"]["maturity"] == pytest.approx(maturity[0], rel=0.02)
+    policy = report["evaluation"]["lift"]["policy"]
+    assert policy["value"] < 0.9, policy
+    assert report["delay"]["contradicted"] == [OVERALL], report["delay"]
     line = report["correction"]
     assert "cannot tell how many more" in line, line
