@@ -422,7 +422,10 @@ def corrected_evidence(
       younger than the others still moves traffic only as far as the model vouches for it.
 
     No estimate implies more successes than exposures: effective exposures never fall below
-    the successes already seen (an F so small that they would is contradicted by the data).
+    the successes already seen. Where some arm's successes outnumber its effective exposures
+    beyond chance, the fit itself is contradicted (``contradicted_rows``): that row's curves
+    are replaced by what the data still allow, one F shared by its arms (``_uncontradicted``),
+    and ``contradicted`` says so. Elsewhere nothing changes.
     """
     delay = DelayModel.of(model)
     successes = np.asarray(successes_by_cohort, dtype=np.float64)
@@ -454,7 +457,10 @@ def corrected_evidence(
     contradicted = contradicted_rows(total_s, fitted)
     if contradicted.any():
         curves = _uncontradicted(curves, total_s, total_n, contradicted)
-    effective = [np.maximum(curve, total_s) for curve in curves]
+    effective = [
+        np.maximum(curves[0], total_s),
+        *(_shared_floor(curve, total_s, total_n) for curve in curves[1:]),
+    ]
     central = effective[0]
     rate = (total_s + 0.5) / (central + 1.0)
     var_binomial = rate * (1.0 - rate) / (central + 1.0)
@@ -510,6 +516,21 @@ def contradicted_rows(successes: FloatArray, effective: FloatArray) -> NDArray[n
         chance = special.gammainc(np.where(excess, successes, 1.0), np.maximum(effective, 0.0))
     arm = excess & (chance < CONTRADICTION_P)
     return np.asarray(arm.any(axis=-1, keepdims=True), dtype=bool)
+
+
+def _shared_floor(curve: FloatArray, successes: FloatArray, exposures: FloatArray) -> FloatArray:
+    """One sigma point's effective exposures, scaled (shared by the row's arms, capped at the
+    exposures) until no arm's implied rate passes 1: a point whose F is too small for the
+    leader says the same too-small F for every arm, not F clipped arm by arm (which gave
+    each arm its own observed rate as the lowest maturity and a 2.5% arm the same upper end
+    as a 12% one)."""
+    # A point whose F is 0 at every age so far still has one F for all arms: a tiny F, in
+    # proportion to the exposures, scaled like any other.
+    curve = np.maximum(curve, 1e-12 * exposures)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        need = np.where(successes > curve, successes / np.maximum(curve, 1e-300), 1.0)
+    scale = np.max(need, axis=-1, keepdims=True)
+    return np.asarray(np.maximum(np.minimum(curve * scale, exposures), successes), np.float64)
 
 
 def _uncontradicted(

@@ -493,3 +493,20 @@ def test_rows_are_judged_apart() -> None:
     np.testing.assert_array_equal(evidence.contradicted, [[True, True], [False, False]])
     np.testing.assert_allclose(evidence.maturity[1], [1.0 / 144.0, 0.6 / 144.0])
     np.testing.assert_allclose(evidence.maturity[0], np.sqrt(93.0 / 750.0))
+
+
+def test_a_sigma_point_too_small_for_the_leader_is_scaled_for_every_arm_alike() -> None:
+    """The fit stands (its central curve is not contradicted), but one sigma point's F is too
+    small for the leader: that point's F is raised for all arms alike, so the arms share one
+    lowest maturity (it was each arm's own observed rate) and keep their order at the top
+    of the reported interval."""
+    central = DelayCDF(24.0, np.array([0.0, 24.0]), np.array([0.5, 1.0]), 0.0, 1.0)
+    successes = np.array([19.0, 44.0, 93.0, 31.0])
+    model = DelayModel(central, spread=(central, _TINY, central, central))
+    evidence = corrected_evidence(successes[:, None], np.full((4, 1), 750.0), 0.1, model)
+    assert evidence.contradicted is not None
+    assert not evidence.contradicted.any()
+    np.testing.assert_allclose(evidence.maturity_low, 93.0 / 750.0)
+    np.testing.assert_allclose(evidence.maturity, central(0.1))
+    _low, high = evidence.reported_interval(0.5, 0.5)
+    np.testing.assert_array_equal(np.argsort(high), np.argsort(successes))
