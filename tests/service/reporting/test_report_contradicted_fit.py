@@ -10,6 +10,8 @@ cannot tell "all arrived" from "a slow wave starting": the report must say so.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -27,23 +29,22 @@ def clock() -> ManualClock:
     return ManualClock(DAY)
 
 
+def _read(
+    app: tuple[Any, ...], minute: int, seconds: tuple[float, float], posted: float, read: float
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``first_snapshot`` (``app``: its client, headers, runtime and clock): the report and
+    its arm rows in the arms' order."""
+    report, arm_ids = first_snapshot(*app, minute=minute, seconds=seconds, posted=posted, read=read)
+    rows = {r["arm_id"]: r for r in report["arms"]}
+    return report, [rows[a] for a in arm_ids]
+
+
 def test_a_read_at_the_last_click_says_it_cannot_tell_how_many_are_still_to_come(
     client: TestClient, admin, decide, ingest, runtime: Runtime, clock: ManualClock
 ):
-    report, arm_ids = first_snapshot(
-        client,
-        admin,
-        decide,
-        ingest,
-        runtime,
-        clock,
-        minute=7,
-        seconds=(10.0, 12.0),
-        posted=12.0,
-        read=12.0,
+    report, ordered = _read(
+        (client, admin, decide, ingest, runtime, clock), 7, (10.0, 12.0), 12.0, 12.0
     )
-    rows = {r["arm_id"]: r for r in report["arms"]}
-    ordered = [rows[a] for a in arm_ids]
     observed = np.array([r["observed_rate"] for r in ordered])
     estimate = np.array([r["estimated_rate"] for r in ordered])
     maturity = np.array([r["maturity"] for r in ordered])
@@ -78,20 +79,9 @@ def test_a_young_fit_gives_the_arms_one_lowest_maturity(
     its sigma points say too few clicks were due for the leader. Such a point's F is raised
     for all arms alike: one lowest maturity (it was each arm's own observed rate, 2.5% to
     12.4%) and upper ends in the arms' order (a 2.5% arm read up to 58%, like the 12.4% one)."""
-    report, arm_ids = first_snapshot(
-        client,
-        admin,
-        decide,
-        ingest,
-        runtime,
-        clock,
-        minute=4,
-        seconds=(11.0, 11.5),
-        posted=11.5,
-        read=12.5,
+    report, ordered = _read(
+        (client, admin, decide, ingest, runtime, clock), 4, (11.0, 11.5), 11.5, 12.5
     )
-    rows = {r["arm_id"]: r for r in report["arms"]}
-    ordered = [rows[a] for a in arm_ids]
     observed = np.array([r["observed_rate"] for r in ordered])
     low = np.array([r["maturity_low"] for r in ordered])
     np.testing.assert_allclose(low, low[0], rtol=1e-3)
