@@ -60,6 +60,9 @@ class ArmView(BaseModel):
     is_control: bool = False
     status_reason: str | None = None  # why it was retired, suspended or rejected
     maturity: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    # The delay fit was contradicted by the data (the report's ``delay.contradicted``): how
+    # much is still to come is unknown, so the arm is too early to judge whatever `maturity`.
+    maturity_unknown: bool = False
     # Counts by named segment (the all-traffic segment is the figures above).
     segments: dict[str, SegmentCount] = Field(default_factory=dict)
 
@@ -68,8 +71,9 @@ class ArmView(BaseModel):
         return self.successes / self.exposures if self.exposures else 0.0
 
     def too_early(self, min_exposures: int) -> bool:
-        """Too young to judge: see ``bandits.delay_model.too_early``."""
-        return too_early(self.maturity, self.exposures, min_exposures)
+        """Too young to judge: see ``bandits.delay_model.too_early``, or the delay fit was
+        contradicted (the report labels such arms so too)."""
+        return self.maturity_unknown or too_early(self.maturity, self.exposures, min_exposures)
 
     @model_validator(mode="after")
     def _consistent(self) -> ArmView:

@@ -77,6 +77,8 @@ def gather(
 
     snapshot = _snapshot(snapshots_repo.latest(session, experiment_id=experiment.id))
     figures = _snapshot_figures(snapshot)
+    # As the report: where all traffic's delay fit was contradicted, every arm is too early.
+    unknown = OVERALL in ((snapshot.delay or {}).get("contradicted") or ()) if snapshot else False
     fallback = _posterior_figures(
         successes, exposures, _maturities(rows, arm_ids, snapshot.delay if snapshot else None, now)
     )
@@ -98,6 +100,7 @@ def gather(
             figures=figures.get(arm_ids[i], fallback[i]),
             eligible=arm_ids[i] in retirable,
             reason=reasons.get(arm_ids[i]),
+            maturity_unknown=unknown,
             segments={
                 name: SegmentCount(exposures=n, successes=min(s, n))
                 for name, (n, s) in by_segment.get(arm_ids[i], {}).items()
@@ -274,6 +277,7 @@ def _arm_view(
     eligible: bool,
     reason: str | None,
     segments: Mapping[str, SegmentCount],
+    maturity_unknown: bool = False,
 ) -> ArmView:
     assert arm.id is not None
     rate, low, high, maturity = (min(1.0, max(0.0, value)) for value in figures)
@@ -292,6 +296,7 @@ def _arm_view(
         eligible_for_retirement=eligible and status in (ArmStatus.LIVE, ArmStatus.SUSPENDED),
         is_control=arm.is_control,
         maturity=maturity,
+        maturity_unknown=maturity_unknown,
         segments=dict(segments),
         status_reason=(reason or "")[:MAX_STATUS_REASON] or None
         if status not in (ArmStatus.LIVE, ArmStatus.PROPOSED)

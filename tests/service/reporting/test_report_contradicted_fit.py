@@ -20,6 +20,8 @@ from bandits.delay_model import TOO_EARLY
 from service.core.clock import ManualClock
 from service.core.runtime import Runtime
 from service.core.vocabulary import OVERALL
+from service.experiments.service import get_experiment
+from service.loop.gather import gather
 from tests.service.reporting.test_report_delay import DAY
 from tests.service.reporting.test_report_first_snapshot import first_snapshot
 
@@ -89,3 +91,23 @@ def test_a_young_fit_gives_the_arms_one_lowest_maturity(
     high = np.array([r["estimate_high"] for r in ordered])
     np.testing.assert_array_equal(np.argsort(high), np.argsort(observed))
     assert report["delay"]["contradicted"] == [], report["delay"]
+
+
+def test_the_loop_reads_a_contradicted_fit_as_too_early_too(
+    client: TestClient, admin, decide, ingest, runtime: Runtime, clock: ManualClock
+):
+    """What the marketer reads is what the loop is told: every arm too early to judge, so
+    no learning is added, confirmed or pruned on it (the central maturity alone can pass a
+    half when the leader's observed share is high)."""
+    report, _ = _read((client, admin, decide, ingest, runtime, clock), 7, (10.0, 12.0), 12.0, 12.0)
+    with runtime.unit_of_work() as session:
+        experiment = get_experiment(session, report["experiment"]["key"])
+        loop_input = gather(
+            session, experiment, now=clock.now(), learnings_cap=10, max_new_variants=3
+        )
+    assert loop_input.arms
+    for arm in loop_input.arms:
+        assert arm.maturity_unknown, arm
+        assert arm.too_early(min_exposures=1), arm
+    # Even at a maturity past one half the flag holds the arm back.
+    assert loop_input.arms[0].model_copy(update={"maturity": 0.9}).too_early(1)
