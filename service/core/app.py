@@ -28,7 +28,6 @@ from service.libraries import endpoints as libraries
 from service.loop import endpoints as loop
 from service.measuring import endpoints as events
 from service.measuring import webhook_endpoints as webhooks
-from service.measuring.fast_path import EventsFastPath
 from service.reporting import value_endpoints as value
 
 
@@ -83,9 +82,7 @@ def create_app(
     api_docs.install(app)
     app.add_middleware(JsonGuard)  # inside BodySizeLimit, which bounds what it reads
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    # The ordinary POST /v1/events, then (outermost) the ordinary /choose request, are
-    # answered before the framework's stack.
-    app.add_middleware(EventsFastPath)
+    # Outermost: the ordinary /choose request is answered before the framework's stack.
     app.add_middleware(ChooseFastPath)
     # Hot paths first: routes are matched in order.
     for module in (

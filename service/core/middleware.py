@@ -10,7 +10,6 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.core.errors import error_body
-from service.core.faults import RETRY_AFTER_SECONDS
 from service.core.storable import MAX_JSON_DEPTH, find_unstorable, json_too_deep
 
 # Webhook routes take what each provider really sends (SNS posts text/plain, see
@@ -25,7 +24,6 @@ PER_EVENT_PATHS = ("/v1/events",)
 FORM_PREFIXES = ("/console/",)
 FORM_MEDIA_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-_JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 class BodySizeLimit:
@@ -207,13 +205,3 @@ async def send_error(send: Any, status: int, code: str, message: str, field: str
         }
     )
     await send({"type": "http.response.body", "body": body})
-
-
-async def send_json(send: Send, status: int, payload: bytes) -> None:
-    """A JSON answer from a plain ASGI path (the fast paths), with the Retry-After a 503
-    carries from the application's handlers."""
-    headers = [(b"content-length", str(len(payload)).encode()), *_JSON_HEADERS]
-    if status == 503:
-        headers.append((b"retry-after", str(RETRY_AFTER_SECONDS).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})

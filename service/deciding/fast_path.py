@@ -25,7 +25,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.core import metrics
 from service.core.errors import DomainError, database_error, error_body
-from service.core.middleware import is_json_media_type, read_body, replaying, send_json
+from service.core.faults import RETRY_AFTER_SECONDS
+from service.core.middleware import is_json_media_type, read_body, replaying
 from service.core.runtime import Runtime
 from service.core.storable import json_too_deep
 from service.deciding.endpoints import choice_body, decide, encode, unit_of
@@ -35,6 +36,7 @@ ROUTES: dict[str, tuple[type[BaseModel], str]] = {
     "/v1/choose": (ChooseIn, "choose"),
     "/v1/choose/batch": (BatchIn, "batch"),
 }
+_JSON_HEADERS = [(b"content-type", b"application/json")]
 # The latency histogram's child per route, looked up once (``labels()`` takes a lock).
 _LATENCY = {label: metrics.CHOOSE_LATENCY.labels(label) for _, label in ROUTES.values()}
 
@@ -69,8 +71,7 @@ class ChooseFastPath:
         except _Replay:
             await self.app(scope, replaying(body, final, receive), send)
             return
-        # Encoded as the routes encode, so both paths answer the same bytes.
-        await send_json(send, status, encode(answer))
+        await _send_json(send, status, answer)
 
 
 async def _answer(
@@ -115,3 +116,13 @@ async def _answer(
         return database_error(exc, f"POST {path}")
     _LATENCY[label].observe(time.perf_counter() - started)
     return 200, answer
+
+
+async def _send_json(send: Send, status: int, answer: dict[str, Any]) -> None:
+    # Encoded as the routes encode, so both paths answer the same bytes.
+    payload = encode(answer)
+    headers = [(b"content-length", str(len(payload)).encode()), *_JSON_HEADERS]
+    if status == 503:
+        headers.append((b"retry-after", str(RETRY_AFTER_SECONDS).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
