@@ -29,7 +29,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -108,16 +108,23 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 @contextlib.contextmanager
 def _server(
-    app: str, env: dict[str, str], workdir: Path, name: str, app_dir: Path | None = None
+    app: str,
+    env: dict[str, str],
+    workdir: Path,
+    name: str,
+    app_dir: Path | None = None,
+    tree: Path = REPO,
 ) -> Iterator[tuple[int, int]]:
-    """Port and pid of a uvicorn server (taskset execs, so the pid is the server's)."""
+    """Port and pid of a uvicorn server (taskset execs, so the pid is the server's), run
+    from ``tree`` with that checkout's own interpreter (``--tree``)."""
     port = _free_port()
     log = workdir / f"{name}.log"
-    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+    python = sys.executable if tree == REPO else str(tree / ".venv" / "bin" / "python")
+    command = [python, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
     command += UVICORN_FLAGS + (["--app-dir", str(app_dir)] if app_dir else [])
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            _pinned(SERVER_CPU, command), env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT
+            _pinned(SERVER_CPU, command), env=env, cwd=tree, stdout=out, stderr=subprocess.STDOUT
         )
     try:
         _wait_for_port(port, proc, log)
@@ -186,28 +193,59 @@ WRITERS = {
 }
 
 
-def _variants(spec: str) -> dict[str, str]:
-    """Server names for the choose variants: ``choose`` alone, or ``choose:<writer>``."""
+class _Variant(NamedTuple):
+    """One choose server: its writer, the checkout it runs from, extra settings."""
+
+    writer: str
+    tree: Path = REPO
+    env: dict[str, str] = {}
+
+
+def _variants(spec: str, trees: list[str], settings: list[str]) -> dict[str, _Variant]:
+    """Server names for the choose variants: ``choose`` alone, or ``choose:<writer>``; then
+    one per ``--tree NAME=PATH`` (another checkout, first writer) and per
+    ``--variant NAME=KEY=VALUE[,KEY=VALUE]`` (this checkout, first writer, extra settings)."""
     writers = [w.strip() for w in spec.split(",") if w.strip()]
     unknown = [w for w in writers if w not in WRITERS]
     if unknown or not writers:
         sys.exit(f"--writers takes a list of {', '.join(WRITERS)}; got {spec!r}")
-    if len(writers) == 1:
-        return {"choose": writers[0]}
-    return {f"choose:{w}": w for w in writers}
+    if len(writers) == 1 and not trees and not settings:
+        return {"choose": _Variant(writers[0])}
+    found = {f"choose:{w}": _Variant(w) for w in writers}
+    for item in trees:
+        name, _, path = item.partition("=")
+        tree = Path(path).resolve()
+        if not name or not (tree / ".venv" / "bin" / "python").exists():
+            sys.exit(f"--tree takes NAME=PATH of a checkout with its .venv; got {item!r}")
+        found[name] = _Variant(writers[0], tree)
+    for item in settings:
+        name, _, pairs = item.partition("=")
+        env = dict(pair.split("=", 1) for pair in pairs.split(",") if "=" in pair)
+        if not name or not env:
+            sys.exit(f"--variant takes NAME=KEY=VALUE[,KEY=VALUE]; got {item!r}")
+        found[name] = _Variant(writers[0], REPO, env)
+    return found
 
 
-def _service_env(database: Path, admin_key: str, writer: str) -> dict[str, str]:
-    """A fresh, migrated SQLite file per server, and its writer setting."""
-    from service.core.migrations import upgrade
-
+def _service_env(database: Path, admin_key: str, variant: _Variant) -> dict[str, str]:
+    """A fresh SQLite file per server, migrated by the server's own checkout, and its
+    writer setting."""
     database_url = f"sqlite:///{database}"
-    upgrade(database_url)
+    if variant.tree == REPO:
+        from service.core.migrations import upgrade
+
+        upgrade(database_url)
+    else:
+        migrate = f"from service.core.migrations import upgrade; upgrade({database_url!r})"
+        python = str(variant.tree / ".venv" / "bin" / "python")
+        subprocess.run([python, "-c", migrate], cwd=variant.tree, check=True)
+    writer = variant.writer
     env = dict(os.environ)
     env.pop("BENCH_BARE_BODY", None)
     env.update(BANDITLOOP_DATABASE_URL=database_url, BANDITLOOP_BOOTSTRAP_ADMIN_KEY=admin_key)
     if writer != "default":
         env["BANDITLOOP_DECISION_WRITER_PROCESS"] = "true" if writer == "process" else "false"
+    env.update(variant.env)
     return env
 
 
@@ -558,7 +596,7 @@ def _run_bench(args: argparse.Namespace, priority: str) -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="banditloop-bench-"))
     admin_key = "bl_bench_admin_" + os.urandom(12).hex()
-    variants = _variants(args.writers)
+    variants = _variants(args.writers, args.tree, args.variant)
     pinning = (
         f"servers pinned to CPU {SERVER_CPU}, load (wrk, generator) to CPU {LOAD_CPU}"
         if _can_pin()
@@ -570,7 +608,7 @@ def _run_bench(args: argparse.Namespace, priority: str) -> None:
     print(f"POST /v1/choose: K={ARMS}, unkeyed with a unit_id ({UNIT_IDS:,} distinct); {workdir}")
     print(
         "decision writer: "
-        + ", ".join(f"{name} = {WRITERS[writer]}" for name, writer in variants.items())
+        + ", ".join(f"{name} = {WRITERS[v.writer]}" for name, v in variants.items())
     )
 
     capacity = _generator_capacity(workdir, 3.0)
@@ -583,11 +621,15 @@ def _run_bench(args: argparse.Namespace, priority: str) -> None:
         tokens: dict[str, str] = {}
         sizes: dict[str, int] = {}
         answer: dict[str, Any] = {}
-        for name, writer in variants.items():
-            env = _service_env(workdir / f"{name.replace(':', '-')}.db", admin_key, writer)
+        for name, variant in variants.items():
+            env = _service_env(workdir / f"{name.replace(':', '-')}.db", admin_key, variant)
+            label = name.replace(":", "-")
             port, pid = servers.enter_context(
-                _server("service.main:app", env, workdir, name.replace(":", "-"))
+                _server("service.main:app", env, workdir, label, tree=variant.tree)
             )
+            if variant.tree != REPO or variant.env:
+                where = variant.tree if variant.tree != REPO else "this checkout"
+                print(f"{name}: {where}, {variant.env or 'no extra settings'}")
             tokens[name], answer, sizes[name] = _set_up_service(port, admin_key)
             ports[name], pids[name] = port, pid
         bare_env = dict(os.environ, BENCH_BARE_BODY=json.dumps(answer))
@@ -783,6 +825,22 @@ def main() -> None:
         default="load",
         help="CPU of the server's child processes: beside the load (as on a bigger machine, "
         "where they get their own cores) or on the server's own CPU",
+    )
+    parser.add_argument(
+        "--tree",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="one more choose server run from another checkout (its own .venv and migrations), "
+        "e.g. base=/work/wt-base, interleaved with the others in every round",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=KEY=VALUE[,KEY=VALUE]",
+        help="one more choose server from this checkout with extra settings, "
+        "e.g. probe0=BANDITLOOP_EVENT_LOOP_PROBE_MS=0",
     )
     args = parser.parse_args()
     if args.command == "_generate":
