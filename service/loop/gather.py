@@ -78,7 +78,7 @@ def gather(
     snapshot = _snapshot(snapshots_repo.latest(session, experiment_id=experiment.id))
     figures = _snapshot_figures(snapshot)
     # As the report: where all traffic's delay fit was contradicted, every arm is too early.
-    unknown = OVERALL in ((snapshot.delay or {}).get("contradicted") or ()) if snapshot else False
+    unknown = snapshot is not None and OVERALL in snapshot.contradicted
     fallback = _posterior_figures(
         successes, exposures, _maturities(rows, arm_ids, snapshot.delay if snapshot else None, now)
     )

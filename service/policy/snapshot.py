@@ -332,6 +332,13 @@ class Snapshot:
     def arm(self, arm_id: int) -> SnapshotArm | None:
         return next((a for a in self.arms if a.id == arm_id), None)
 
+    @property
+    def contradicted(self) -> tuple[str, ...]:
+        """The segments (``OVERALL`` for all traffic) whose delay fit the data contradicted
+        (``service.policy.compute``): how much is still to come there is unknown, so the
+        report and the loop call their arms too early to judge."""
+        return tuple((self.delay or {}).get("contradicted") or ())
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "computed_at": self.computed_at.isoformat(),

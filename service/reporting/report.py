@@ -38,7 +38,7 @@ def _arm_rows(
     retirement = snapshot.retirement or {}
     not_eligible = RetirementVerdict(eligible=False, since=None)
     # The delay fit was contradicted here: how much is still to come is unknown.
-    unknown = name in _contradicted(snapshot)
+    unknown = name in snapshot.contradicted
     rows = []
     for k, arm_id in enumerate(snapshot.arm_ids):
         exposures = segment.exposures[k]
@@ -158,11 +158,6 @@ def leader_lift(
     }
 
 
-def _contradicted(snapshot: Snapshot) -> list[str]:
-    """The segments whose delay fit the data contradicted (``service.policy.compute``)."""
-    return list((snapshot.delay or {}).get("contradicted") or ())
-
-
 def correction_line(snapshot: Snapshot) -> str | None:
     """One sentence on what the delay correction did to the overall figures."""
     segment = snapshot.overall
@@ -192,7 +187,7 @@ def correction_line(snapshot: Snapshot) -> str | None:
         if delay.get("mixed") and maturity < 1.0
         else ""
     )
-    if OVERALL in _contradicted(snapshot):
+    if OVERALL in snapshot.contradicted:
         # The fitted curve said fewer successes were due than some arm already has: the
         # delays so far fit both "all have arrived" and "a slow wave is starting".
         return (
