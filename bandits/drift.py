@@ -6,6 +6,7 @@ counts so that they do not flap as evidence ages (DESIGN.md, "The policy").
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +22,7 @@ FloatArray = NDArray[np.float64]
 # (every refresh), and the scans are strongly correlated, so the lifetime false-alarm rate of a
 # stationary arm is larger than one scan's but stays small (see tests/bandits/test_drift.py).
 # The price: a drop from 3% to 1% needs about 1,300-2,500 exposures after the change.
-DEFAULT_CHANGE_THRESHOLD = 12.0
+DEFAULT_CHANGE_THRESHOLD = 9.0
 
 
 @dataclass(frozen=True)
@@ -117,3 +118,39 @@ def detect_change(
         exposures_before=float(cum_n[best]),
         exposures_after=float(after_n[best]),
     )
+
+
+def stale_evidence_weights(
+    exposures: ArrayLike,
+    change_index: Sequence[int | None],
+    *,
+    retain_exposures: float,
+) -> FloatArray:
+    """(K, H) weights of each arm's hourly buckets after the changes detected in some arms.
+
+    An arm with a detected change forgets its buckets before it (weight 0). A change in one
+    arm's rate says the traffic moved, so every arm's evidence older than the latest detected
+    change is stale: it is scaled down to count as at most ``retain_exposures`` exposures
+    (at its old rate), a prior the new evidence soon outweighs. An arm that rose while it was
+    losing, seen only through the exploration share, has far too few exposures to show its own
+    change; with its old evidence bounded, its posterior widens and it is tried again.
+    ``exposures`` (K, H) are the counts the cap is measured on; without any change, all ones.
+    """
+    n = np.asarray(exposures, dtype=np.float64)
+    if n.ndim != 2 or len(change_index) != n.shape[0]:
+        raise ValueError("exposures must be (arms, hours) with one change index per arm")
+    if not np.isfinite(retain_exposures) or retain_exposures < 0:
+        raise ValueError("retain_exposures must be a non-negative finite number")
+    weights = np.ones_like(n)
+    for k, index in enumerate(change_index):
+        if index is not None:
+            weights[k, :index] = 0.0
+    detected = [index for index in change_index if index is not None]
+    if not detected:
+        return weights
+    latest = max(detected)
+    old = (n[:, :latest] * weights[:, :latest]).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(old > retain_exposures, retain_exposures / old, 1.0)
+    weights[:, :latest] *= scale[:, None]
+    return weights
