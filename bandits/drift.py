@@ -15,13 +15,16 @@ from scipy import special
 
 FloatArray = NDArray[np.float64]
 
-# Default evidence bar for a change, as a natural-log likelihood ratio (2 * LLR = 24). Under no
-# change, the scan over split points behaves like the maximum of a standardised Brownian bridge,
-# whose tail (Siegmund 1985) puts the chance of a false alarm per scan near 1e-4 when each side
-# must hold at least 0.5% of the exposures. The refresher rescans the same history many times
-# (every refresh), and the scans are strongly correlated, so the lifetime false-alarm rate of a
-# stationary arm is larger than one scan's but stays small (see tests/bandits/test_drift.py).
-# The price: a drop from 3% to 1% needs about 1,300-2,500 exposures after the change.
+# Default evidence bar for a change, as a natural-log likelihood ratio (2 * LLR = 18). Under no
+# change, the scan over split points behaves like the maximum of a standardised Brownian bridge
+# (Siegmund 1985). The refresher rescans the same history many times (every refresh), and the
+# scans are strongly correlated, so the lifetime false-alarm rate of a stationary arm is larger
+# than one scan's but stays small: a month of hourly buckets at 3% and 40 exposures an hour,
+# rescanned every 3 hours, alarmed in 1 of 100 months at 9 (0 at 12, 3 of 60 at 8; see
+# tests/bandits/test_drift.py). The price: a drop from 3% to 1% needs a median of about 840
+# exposures after the change (1,250 at 12; 90th percentile 1,400 against 1,600). The bar was
+# 12 until round 6: on the email-clock best-arm swap (bench/regret/README.md, "Best-arm swap
+# (round 6)") the fatigued leader's drop was then found 2 to 3 hours later.
 DEFAULT_CHANGE_THRESHOLD = 9.0
 
 

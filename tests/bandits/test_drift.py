@@ -116,9 +116,10 @@ def test_drop_from_three_to_one_percent_detected_within_bounded_exposures() -> N
                 break
         else:
             exposures_to_detect.append(np.inf)
-    # Observed over 100 seeds: median ~1,330 exposures after the change, 90th pct ~1,930.
-    assert max(exposures_to_detect) <= 4_000
-    assert np.median(exposures_to_detect) <= 2_000
+    # Observed over these 30 seeds at the bar of 9: median 844 exposures after the change,
+    # 90th percentile 1,403, at most 2,050 (at the old bar of 12: 1,245, 1,616 and 2,270).
+    assert max(exposures_to_detect) <= 3_000
+    assert np.median(exposures_to_detect) <= 1_000
 
 
 def test_expected_numbers_for_a_fixed_seed() -> None:
