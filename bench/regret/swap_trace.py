@@ -60,9 +60,7 @@ def trace(seed: int, hours: float | None = None) -> dict[str, Any]:
     lead = np.argmax(alloc, axis=1)
     led = np.flatnonzero(after & (lead == 1))
     # The risen arm leads for good: the first step after which it always leads.
-    stays = next(
-        (int(i) for i in led if np.all(lead[i:] == 1)), len(hours_) - 1
-    )
+    stays = next((int(i) for i in led if np.all(lead[i:] == 1)), len(hours_) - 1)
     lead_at = float(hours_[stays])
     end = float(hours_[-1]) + 1.0
     d = detect if np.isfinite(detect) else end
@@ -98,7 +96,11 @@ def main() -> None:
             f"{row['first_changes']}; post-swap mean allocation {row['post_share']}"
         )
     mean = {k: np.mean([r["stages"][k] for r in rows]) for k in rows[0]["stages"]}
-    print("mean:", f"{np.mean([r['regret'] for r in rows]):.1f}", {k: round(v, 1) for k, v in mean.items()})
+    print(
+        "mean:",
+        f"{np.mean([r['regret'] for r in rows]):.1f}",
+        {k: round(v, 1) for k, v in mean.items()},
+    )
     print(f"{time.time() - started:.0f} s")
 
 
