@@ -40,6 +40,7 @@ from service.core.vocabulary import (
 )
 from service.policy.cohorts import Cohorts, build_cohorts
 from service.policy.figures import (
+    contradicted_curves,
     flat,
     refresh_hint,
     reported_interval,
@@ -230,14 +231,21 @@ def _delay_block(delay: DelayModel, ev: _Evidence, segments: Sequence[str]) -> d
     """
     contradicted = _contradicted(ev, segments)
     block = {**delay.to_json(), "contradicted": contradicted}
-    evidence = ev.overall_maturity
-    if OVERALL in contradicted and evidence.fitted_exposures is not None:
-        fitted = float(evidence.fitted_exposures.sum())
-        lift = float(evidence.effective_exposures.sum()) / fitted if fitted > 0 else np.inf
-        values = np.asarray(delay.cdf.values, dtype=np.float64)
+    # Per contradicted segment (``OVERALL``: all traffic), the curves its arms' figures used:
+    # the central one and the "slow wave" bound (``service.policy.figures.contradicted_curves``).
+    rows = {OVERALL: (ev.overall_maturity, ev.raw_exposures.sum(axis=0))}
+    rows.update(
+        (name, (segment_evidence(ev.segment_maturity, i), ev.raw_exposures[i]))
+        for i, name in enumerate(segments)
+        if name in contradicted
+    )
+    values = np.asarray(delay.cdf.values, dtype=np.float64)
+    bounds = {name: contradicted_curves(values, *rows[name]) for name in contradicted}
+    if bounds:
+        block["bounds"] = bounds
+    if OVERALL in bounds:
         block["fitted_values"] = block["values"]
-        lifted = np.minimum(values * lift, 1.0) if np.isfinite(lift) else np.ones_like(values)
-        block["values"] = [round(float(v), 9) for v in np.where(values > 0, lifted, 0.0)]
+        block["values"] = bounds[OVERALL]["values"]
     return block
 
 

@@ -79,6 +79,34 @@ def at_least_observed(
     return np.maximum(low, np.minimum(floor, np.asarray(estimate, dtype=np.float64)))
 
 
+def contradicted_curves(
+    values: FloatArray, evidence: CorrectedEvidence, exposures: FloatArray
+) -> dict[str, list[float]]:
+    """Where a row's delay fit is contradicted (``bandits.delay_model._uncontradicted``): the
+    curves its arms' figures used, as the fitted curve ``values`` scaled and capped at 1:
+    ``values`` for the central figures and ``least_values`` for the "slow wave" bound (the
+    smallest F the data allow). The other bound, "nothing more to come", is F = 1 at every
+    age so far.
+
+    The factors come from the row's evidence (its maturity range runs from one bound to the
+    other), so the report's evaluation can carry the same two bounds as the arms' intervals.
+    The curves are scaled before they are rounded: the fitted F may be 1e-13 at these ages.
+    """
+    n = np.asarray(exposures, dtype=np.float64)
+    fitted = float(np.sum(evidence.fitted_exposures)) if evidence.fitted_exposures is not None else 0.0
+    curve = np.asarray(values, dtype=np.float64)
+
+    def scaled(total: float) -> list[float]:
+        factor = total / fitted if fitted > 0 else np.inf
+        lifted = np.minimum(curve * factor, 1.0) if np.isfinite(factor) else np.ones_like(curve)
+        return [round(float(v), 9) for v in np.where(curve > 0, lifted, 0.0)]
+
+    return {
+        "values": scaled(float(np.sum(evidence.effective_exposures))),
+        "least_values": scaled(float(np.sum(evidence.maturity_low * n))),
+    }
+
+
 def too_early_mask(
     evidence: CorrectedEvidence, exposures: FloatArray, experiment: ExperimentInfo
 ) -> NDArray[np.bool_]:

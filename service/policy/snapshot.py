@@ -339,6 +339,19 @@ class Snapshot:
         report and the loop call their arms too early to judge."""
         return tuple((self.delay or {}).get("contradicted") or ())
 
+    def contradicted_curves(self, name: str) -> tuple[Floats, Floats] | None:
+        """For a contradicted segment (``contradicted``): the delay curves its arms' figures
+        used, on ``delay.edges_hours``, the central one and the "slow wave" bound (the
+        smallest F the data allow); the other bound, "nothing more to come", is F = 1 at
+        every age so far (``service.policy.figures.contradicted_curves``). None where the
+        segment is not contradicted, or in a snapshot written before the curves were kept."""
+        if name not in self.contradicted:
+            return None
+        curves = ((self.delay or {}).get("bounds") or {}).get(name)
+        if not isinstance(curves, Mapping):
+            return None
+        return _floats(curves["values"]), _floats(curves["least_values"])
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "computed_at": self.computed_at.isoformat(),
