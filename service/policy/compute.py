@@ -42,6 +42,7 @@ from service.policy.cohorts import Cohorts, build_cohorts
 from service.policy.figures import (
     contradicted_curves,
     flat,
+    once,
     refresh_hint,
     reported_interval,
     segment_evidence,
@@ -315,11 +316,18 @@ def _segment_allocations(
     leads = np.zeros(len(suspended), dtype=bool)
     if not segments:
         return figures, leads
-    eff_e, eff_s = ev.by_segment.exposures, ev.by_segment.successes
-    alpha, beta = segment_priors(eff_s, eff_e)
+    # Each segment's evidence is shrunk by the delay model's doubt once: its own counts here
+    # (``tempered``), the others' in its prior (their shrunk exposures bound its weight,
+    # ``segment_priors``), whose mean reads the unshrunk counts. It used to be built from
+    # the shrunk counts and then shrunk again with the segment's own.
+    alpha, beta = segment_priors(
+        ev.by_segment.observed_successes,
+        ev.by_segment.effective_exposures,
+        evidence=ev.by_segment.exposures,
+    )
     for i, segment in enumerate(segments):
         evidence = segment_evidence(ev.by_segment, i)
-        own = evidence.tempered(alpha[i], beta[i])
+        own = once(evidence.tempered(alpha[i], beta[i]), alpha[i], beta[i])
         result = allocate(
             successes=own.successes,
             exposures=own.exposures,

@@ -3,6 +3,7 @@ evidence for them (no I/O here)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,18 @@ FloatArray = NDArray[np.float64]
 def flat(counts: FloatArray) -> FloatArray:
     """(S + 1, K, H) -> (K, (S + 1) * H): every segment's cohorts of an arm on one axis."""
     return np.asarray(np.moveaxis(counts, 1, 0).reshape(counts.shape[1], -1), dtype=np.float64)
+
+
+def once(tempered: Tempered, prior_alpha: ArrayLike, prior_beta: ArrayLike) -> Tempered:
+    """A segment's tempered evidence with its prior as built (``bandits.pooling.segment_priors``
+    has already held it to the other segments' evidence after their doubt): the segment's
+    doubt shrinks its own counts, not the other segments' a second time."""
+    shape = tempered.scale.shape
+    return replace(
+        tempered,
+        prior_alpha=np.broadcast_to(np.asarray(prior_alpha, dtype=np.float64), shape).copy(),
+        prior_beta=np.broadcast_to(np.asarray(prior_beta, dtype=np.float64), shape).copy(),
+    )
 
 
 def segment_evidence(evidence: CorrectedEvidence, i: int) -> CorrectedEvidence:
