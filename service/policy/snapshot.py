@@ -124,6 +124,8 @@ class SegmentFigures:
     policy_ci_high: Floats | None = None
     # The factor that shrank each arm's prior along with its effective counts (the delay
     # model's doubt, ``CorrectedEvidence.tempered``); absent from older snapshots (None: 1).
+    # In a named segment it shrank the counts only: its prior, from the other segments, is
+    # held to their evidence after their own doubt (``service.policy.figures.once``).
     prior_scale: Floats | None = None
 
     def to_json(self) -> dict[str, Any]:
