@@ -205,12 +205,30 @@ def correction_line(snapshot: Snapshot) -> str | None:
     low, high = f"{factors.min():.2f}x", f"{factors.max():.2f}x"
     span = low if low == high else f"{low} to {high}"
     learnt = learnt_count(observations, metric)
+    segments = [name for name in snapshot.contradicted if name != OVERALL]
+    unknown = (
+        f" In {_segment_list(segments)} the {metric}s so far cannot tell how many more are "
+        f"coming (all arrived, or a slow wave still to come): there, and in all traffic's "
+        f"share of it, the intervals span both."
+        if segments
+        else ""
+    )
     return (
         f"Delay correction: a {metric} arrives a median {_duration(delay['median_hours'])} "
         f"after exposure (learnt from {learnt}); about {maturity:.0%} of the "
         f"eventual {metric}s of these exposures have arrived, so the estimated rates are "
-        f"{span} the observed rates (prior included).{tail}"
+        f"{span} the observed rates (prior included).{tail}{unknown}"
     )
+
+
+def _segment_list(names: list[str]) -> str:
+    """'segment "a"', 'segments "a" and "b"', 'segments "a", "b" and 3 more'."""
+    quoted = [f'"{name}"' for name in names[:3]]
+    if len(names) == 1:
+        return f"segment {quoted[0]}"
+    if len(names) > 3:
+        return f"segments {', '.join(quoted)} and {len(names) - 3} more"
+    return f"segments {', '.join(quoted[:-1])} and {quoted[-1]}"
 
 
 def learnt_count(observations: int, metric: str) -> str:
@@ -244,14 +262,15 @@ def _bound_draws(
     rng: np.random.Generator,
 ) -> list[np.ndarray]:
     """Posterior draws of the ``pair``'s rates under each bound of a contradicted delay fit
-    (``Snapshot.contradicted``), none elsewhere.
+    (``Snapshot.contradicted``: all traffic or a segment of it), none elsewhere.
 
-    The bounds are the arms' maturity range there (``bandits.delay_model._uncontradicted``):
-    "slow wave" (``maturity_low``, one F shared by the arms, so their ratio stays) and
-    "nothing more to come" (``maturity_high``, the observed rates). At a bound F is known,
-    so each is an untempered Beta on the counts it implies, with the policy's prior.
+    The bounds are the arms' maturity range (``bandits.delay_model._uncontradicted``, and
+    ``pool_rows`` for a contradicted segment's share of all traffic): "slow wave"
+    (``maturity_low``, one F shared by the arms, so their ratio stays) and "nothing more to
+    come" (``maturity_high``). At a bound F is known, so each is an untempered Beta on the
+    counts it implies, with the policy's prior.
     """
-    if OVERALL not in snapshot.contradicted:
+    if not snapshot.contradicted:
         return []
     if segment.maturity_low is None or segment.maturity_high is None:
         return []
