@@ -138,9 +138,7 @@ def compute_snapshot(
     )
     discount = cohorts.hour_discount(delay.cdf) if cohorts.hours else np.zeros(0)
     keep = _drift_mask(cohorts, success, experiment.min_exposures, discount)
-    weights = decay_weights(
-        cohorts.age_hours, experiment.half_life_hours, cohorts.age_spread_hours
-    )
+    weights = decay_weights(cohorts.age_hours, experiment.half_life_hours, cohorts.age_spread_hours)
 
     config = PolicyConfig(
         exploration_share=experiment.exploration_share,

@@ -106,7 +106,8 @@ def contradicted_curves(
     The curves are scaled before they are rounded: the fitted F may be 1e-13 at these ages.
     """
     n = np.asarray(exposures, dtype=np.float64)
-    fitted = float(np.sum(evidence.fitted_exposures)) if evidence.fitted_exposures is not None else 0.0
+    fitted_exposures = evidence.fitted_exposures
+    fitted = float(np.sum(fitted_exposures)) if fitted_exposures is not None else 0.0
     curve = np.asarray(values, dtype=np.float64)
 
     def scaled(total: float) -> list[float]:

@@ -51,6 +51,4 @@ def test_a_spread_out_bucket_decays_by_its_decisions_mean_weight():
     weight = float(np.mean(0.5 ** (ages / HALF_LIFE)))
     assert weight == pytest.approx(0.0304, abs=1e-4)
     np.testing.assert_allclose(overall.effective_exposures, [2000 * weight] * 2, rtol=1e-3)
-    np.testing.assert_allclose(
-        overall.effective_successes, [40 * weight, 60 * weight], rtol=1e-3
-    )
+    np.testing.assert_allclose(overall.effective_successes, [40 * weight, 60 * weight], rtol=1e-3)

@@ -97,7 +97,8 @@ def test_segment_priors_read_the_counts_before_the_shrink_and_shrink_them_once(
         # ... and weighs no more than their evidence after the delay model's doubt.
         weight = np.maximum(worth[:3][others].sum(axis=0), 2.0)
         assert np.all(alpha[i] + beta[i] <= weight + 1e-9), (alpha[i] + beta[i], weight)
-    assert np.all(worth <= exposures + 1e-9) and worth[0, 1] < 0.5 * exposures[0, 1], worth
+    assert np.all(worth <= exposures + 1e-9), worth
+    assert worth[0, 1] < 0.5 * exposures[0, 1], worth
     # The small segment's arm 2 stays below its main-branch 56%, its interval covers the
     # rate the other segments show, and it is no narrower than all traffic's.
     be, overall = snapshot.segments["be"], snapshot.overall

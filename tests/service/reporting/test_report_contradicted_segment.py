@@ -113,7 +113,8 @@ def test_a_contradicted_segment_carries_its_bounds_into_all_traffic_and_the_eval
         slow_exposures = a["exposures"] * a["maturity"] + b["exposures"] * b["maturity_low"]
         slow = row["successes"] / max(slow_exposures, row["successes"])
         most = row["observed_rate"]
-        assert row["estimate_low"] <= most and slow <= row["estimate_high"], (row, most, slow)
+        assert row["estimate_low"] <= most, (row, most)
+        assert slow <= row["estimate_high"], (row, slow)
         assert row["estimated_rate"] <= slow, (row, slow)  # never past what a slow wave gives
         assert row["maturity_low"] < row["maturity"] < row["maturity_high"], row
         slow_total += slow_exposures
@@ -122,7 +123,8 @@ def test_a_contradicted_segment_carries_its_bounds_into_all_traffic_and_the_eval
     evaluation = report["evaluation"]
     policy = evaluation["lift"]["policy"]
     most, slow = clicks / all_total, clicks / slow_total
-    assert policy["ci_low"] <= most and slow <= policy["ci_high"], (policy, most, slow)
+    assert policy["ci_low"] <= most, (policy, most)
+    assert slow <= policy["ci_high"], (policy, slow)
     assert policy["value"] <= slow, (policy, slow)
     assert evaluation["delay"]["contradicted"] == ["new"]
     # The page states one maturity: the evaluation's is the arms' exposure-weighted one.
