@@ -13,7 +13,8 @@ import pytest
 
 from service.core.vocabulary import EXPOSURE
 from service.policy.compute import PolicyInputs, compute_snapshot
-from service.policy.inputs import ArmInfo, ExperimentInfo, StatRow
+from service.policy.inputs import StatRow
+from tests.service.policy.test_segment_prior_once import ARMS, experiment_info
 
 NOW = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
 HALF_LIFE = 0.25
@@ -22,21 +23,12 @@ OFFSET = SPREAD = 58 / 60 / 2
 
 
 def test_a_spread_out_bucket_decays_by_its_decisions_mean_weight():
-    info = ExperimentInfo(
-        id=1,
-        key="subject",
-        status="running",
-        epoch=1,
-        success_metric="click",
-        exposure_event="decision",
+    info = experiment_info(
         attribution_window_hours=1.0,  # both sends matured by noon: F = 1
-        exploration_share=0.1,
-        min_exposures=100,
-        min_successes=5,
         segment_attribute=None,
         half_life_hours=HALF_LIFE,
     )
-    arms = [ArmInfo(1, "a", None, True, "live"), ArmInfo(2, "b", None, False, "live")]
+    arms = list(ARMS)
     hour = NOW.replace(hour=10)
     stats = []
     for arm_id, clicks in ((1, 40), (2, 60)):

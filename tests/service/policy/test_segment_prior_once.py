@@ -29,22 +29,31 @@ SEGMENTS = (("de", 2000, (40, 31)), ("fr", 2000, (42, 29)), ("be", 40, (1, 1)))
 AGES = (6.0, 0.1)
 
 
+def experiment_info(**settings: Any) -> ExperimentInfo:
+    """A running two-arm experiment's settings (``settings`` override them)."""
+    defaults: dict[str, Any] = {
+        "id": 1,
+        "key": "subject",
+        "status": "running",
+        "epoch": 1,
+        "success_metric": "click",
+        "exposure_event": "decision",
+        "attribution_window_hours": 168.0,
+        "exploration_share": 0.1,
+        "min_exposures": 100,
+        "min_successes": 5,
+        "segment_attribute": "country",
+        "half_life_hours": None,
+    }
+    return ExperimentInfo(**{**defaults, **settings})
+
+
+ARMS = (ArmInfo(1, "a", None, True, "live"), ArmInfo(2, "b", None, False, "live"))
+
+
 def young_inputs() -> PolicyInputs:
-    info = ExperimentInfo(
-        id=1,
-        key="subject",
-        status="running",
-        epoch=1,
-        success_metric="click",
-        exposure_event="decision",
-        attribution_window_hours=168.0,
-        exploration_share=0.1,
-        min_exposures=100,
-        min_successes=5,
-        segment_attribute="country",
-        half_life_hours=None,
-    )
-    arms = [ArmInfo(1, "a", None, True, "live"), ArmInfo(2, "b", None, False, "live")]
+    info = experiment_info()
+    arms = list(ARMS)
     stats, delays = [], []
     rng = np.random.default_rng(5)
     for segment, exposures, clicks in SEGMENTS:
