@@ -5,9 +5,10 @@ Segment "old" was sent two days ago (clicks over hours, median 2 h); segment "ne
 the second of its last click, 10 to 12 s after its send. The fit (median about 1.7 h) puts
 F(12 s) near 1e-13, so the new segment's arms have more clicks than effective exposures: its
 own rows already spanned "a slow wave" to "nothing more to come", but on main all traffic
-pooled the new segment's clicks with next to no exposures: arm 1, 2.9% observed, read 8.7%
-(6.8% to 10.7%), above even the slow wave's 7.0%, at a maturity of 0.336 to 0.336; and the
-evaluation's policy value read 7.2% (6.2% to 8.1%) against 3.6% to 6.4% under the bounds.
+pooled the new segment's clicks with next to no exposures: arm 4, 4.1% observed over both
+sends, read 15.4% (12.8% to 18.3%), above even the slow wave's 11.5%, at a maturity of 0.26
+(0.26 to 0.28); the evaluation's policy value read 8.0% (7.0% to 9.1%), and the lift over
+control +11.7 points (8.7 to 14.7) where the observed difference is 1.4.
 """
 
 from __future__ import annotations
