@@ -7,8 +7,9 @@ Run: .venv/bin/python bench/choose/inproc.py [--requests 3000] [--rounds 5]
 The served app (`create_app`, the real runtime on a fresh SQLite file) and bench/choose's
 bare app are called as ASGI applications from one event loop, in alternating rounds; after
 each /v1/choose round the decision log is flushed and timed apart. Times are this thread's
-CPU (`time.thread_time`); medians of the rounds. Interleave runs of two checkouts (run the
-script from each) to compare code: single runs move by 10% with the machine's load.
+CPU (`time.thread_time`); medians of the rounds. To compare code, interleave runs from two
+checkouts (`cd /work/wt-base && .venv/bin/python /path/to/this/inproc.py`): single runs
+move by 10% or more with the machine's load.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parents[1]), str(HERE)]
+# The service measured is the current directory's: run it from another checkout (with that
+# checkout's interpreter) to measure that checkout's code with this script.
+sys.path[:0] = [str(Path.cwd()), str(HERE)]
 
 import bare_app  # noqa: E402
 
