@@ -201,19 +201,8 @@ def _sqlite_row(r: DecisionRecord) -> tuple[Any, ...]:
     or 1, the time as SQLAlchemy's text in UTC (``_sqlite_time``). The generic
     ``_processed`` copied each row into a list and called three processors: about 3 us a
     decision of the flush, in the serving process; this, about 1."""
-    return (
-        r.id,
-        r.experiment_id,
-        r.epoch,
-        r.arm_id,
-        r.segment,
-        r.unit_hash,
-        r.send_id,
-        float(r.propensity),
-        int(r.explored),
-        r.policy_version,
-        _sqlite_time(r.created_at),
-    )
+    *same, propensity, explored, policy_version, created_at = _values(r)
+    return (*same, float(propensity), int(explored), policy_version, _sqlite_time(created_at))
 
 
 def _sqlite_time(value: datetime) -> str:

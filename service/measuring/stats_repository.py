@@ -42,8 +42,9 @@ def exposure_deltas(exposures: Iterable[tuple[StatKey, datetime]]) -> dict[StatK
     return {k: (int(n), 0.0, total, squares) for k, (n, total, squares) in sums.items()}
 
 
-class ExposedDecision(Protocol):
-    """A decision as its exposure row sees it (a decision log record)."""
+class DecisionLike(Protocol):
+    """A stored decision as attribution sees it (a row, a DecisionRef, a Decision or a
+    decision log record)."""
 
     @property
     def experiment_id(self) -> int: ...
@@ -57,7 +58,7 @@ class ExposedDecision(Protocol):
     def created_at(self) -> datetime: ...
 
 
-def decision_exposure_deltas(decisions: Iterable[ExposedDecision]) -> dict[StatKey, Delta]:
+def decision_exposure_deltas(decisions: Iterable[DecisionLike]) -> dict[StatKey, Delta]:
     """``exposure_deltas`` of these decisions' exposures (each in its decision's hour), the
     same numbers: the rows are found by the decision's fields and the hour's date and hour,
     and each hour's start computed once per row instead of once per decision (the flush
