@@ -398,8 +398,15 @@ def corrected_evidence(
     model: DelayModel | DelayCDF,
     *,
     age_spread: ArrayLike | None = None,
+    pool_rows: bool = False,
 ) -> CorrectedEvidence:
     """Delay-corrected evidence per arm from per-cohort counts (cohorts on the last axis).
+
+    ``pool_rows``: the counts are (rows, arms, cohorts), e.g. segments, and the evidence is
+    one row of arms for all of them; a row whose fit is contradicted is replaced first (as
+    below), so all traffic carries a contradicted segment's bounds, not the fit the segment
+    contradicts. Where all of them together contradict the fit, that row is replaced as a
+    whole, and ``contradicted`` says so for it alone.
 
     ``ages`` are each cohort's mean age, ``age_spread`` (optional, broadcast like ``ages``)
     the standard deviation of its decisions' ages: F of a cohort is then the mean of F over
@@ -455,6 +462,19 @@ def corrected_evidence(
     ]
     fitted = curves[0]
     contradicted = contradicted_rows(total_s, fitted)
+    if pool_rows:
+        if total_s.ndim != 2:
+            raise ValueError("pool_rows needs (rows, arms, cohorts) counts")
+        by_row = (
+            _uncontradicted(curves, total_s, total_n, contradicted)
+            if contradicted.any()
+            else curves
+        )
+        curves = [c.sum(axis=0) for c in curves]
+        total_s, total_n, fitted = total_s.sum(axis=0), total_n.sum(axis=0), fitted.sum(axis=0)
+        contradicted = contradicted_rows(total_s, fitted)
+        if not contradicted.any():
+            curves = [c.sum(axis=0) for c in by_row]
     if contradicted.any():
         curves = _uncontradicted(curves, total_s, total_n, contradicted)
     effective = [

@@ -64,6 +64,7 @@ def segment_priors(
     *,
     strength: float = 2.0,
     max_concentration: float = 200.0,
+    evidence: ArrayLike | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     """Prior (alpha, beta), each of shape (S, K), for S segments and K arms.
 
@@ -79,7 +80,15 @@ def segment_priors(
       ``strength`` pseudo-exposures: the design's weak prior for an unsegmented experiment. This
       is the one case where a segment's own data reach its prior, weighted as two exposures.
 
-    Inputs may be float (decayed or delay-corrected counts).
+    Inputs may be float (decayed or delay-corrected counts). ``evidence`` (optional, the
+    shape of ``exposures``, at most them) is what the exposures are worth once the delay
+    model's doubt is counted (``CorrectedEvidence.exposures``, the certainty times the
+    effective exposures): the concentration is held to the others' ``evidence`` instead of
+    their exposures, while the mean and the spread are read on the unshrunk counts. So a
+    segment's prior carries the other segments' doubt once, and is not shrunk again with
+    the segment's own counts. (Built from the shrunk counts instead, the mean of a young
+    arm was pulled to one half by the smoothing, a 2.5% arm read 56%, and the spread of
+    shrunk counts looked like binomial noise.)
     """
     y = np.asarray(successes, dtype=np.float64)
     n = np.asarray(exposures, dtype=np.float64)
@@ -98,6 +107,10 @@ def segment_priors(
     if not np.isfinite(max_concentration) or max_concentration < strength:
         raise ValueError("max_concentration must be finite and at least strength")
     y = np.minimum(y, n)
+    worth = n if evidence is None else np.asarray(evidence, dtype=np.float64)
+    if worth.shape != n.shape or not np.all(np.isfinite(worth)) or np.any(worth < 0):
+        raise ValueError("evidence must be finite, non-negative and of the exposures' shape")
+    worth = np.minimum(worth, n)
 
     segments, arms = y.shape
     mean = np.empty((segments, arms))
@@ -105,7 +118,7 @@ def segment_priors(
     everything = _smoothed_mean(float(y.sum()), float(n.sum()))
     for s in range(segments):
         others = np.arange(segments) != s
-        other_y, other_n = y[others], n[others]
+        other_y, other_n, other_worth = y[others], n[others], worth[others]
         other_total_n = float(other_n.sum())
         fallback_mean = (
             _smoothed_mean(float(other_y.sum()), other_total_n) if other_total_n > 0 else everything
@@ -121,7 +134,8 @@ def segment_priors(
             if fitted is None:
                 concentration[s, k] = strength
             else:
-                concentration[s, k] = max(strength, min(fitted, max_concentration, arm_n))
+                cap = float(other_worth[:, k].sum())
+                concentration[s, k] = max(strength, min(fitted, max_concentration, cap))
     alpha = concentration * mean
     beta = concentration * (1.0 - mean)
     return alpha, beta

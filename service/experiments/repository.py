@@ -75,6 +75,26 @@ def arms_for(session: Session, *, experiment_ids: Sequence[int]) -> dict[int, li
     return found
 
 
+def arm_states(
+    session: Session, *, experiment_ids: Sequence[int]
+) -> dict[int, list[tuple[int, str, bool]]]:
+    """Each experiment's arms as (id, status, is_control), in id order: three columns, no ORM
+    objects (an arm's JSON columns cost most of building one, and the refresher reads this for
+    every running experiment on every pass)."""
+    found: dict[int, list[tuple[int, str, bool]]] = {eid: [] for eid in experiment_ids}
+    if not experiment_ids:
+        return found
+    stmt = (
+        select(Arm.experiment_id, Arm.id, Arm.status, Arm.is_control)
+        .where(col(Arm.experiment_id).in_(experiment_ids))
+        .order_by(col(Arm.id))
+    )
+    for experiment_id, arm_id, status, is_control in session.exec(stmt):
+        assert arm_id is not None
+        found[experiment_id].append((arm_id, status, bool(is_control)))
+    return found
+
+
 def get_arm(session: Session, *, experiment_id: int, arm_id: int) -> Arm | None:
     arm = session.get(Arm, arm_id)
     if arm is None or arm.experiment_id != experiment_id:

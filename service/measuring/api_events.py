@@ -39,6 +39,14 @@ def parse_events_body(
     items = data if isinstance(data, list) else [data]
     if not isinstance(data, list | dict):
         raise InvalidInput("body must be an event object or a list of them", field="body")
+    if isinstance(data, dict) and "events" in data and not data.keys() & _FIELDS:
+        # {"events": [...]}, as many APIs take a batch: say so instead of "event_id: Field
+        # required" for an event that was never meant to be one.
+        raise InvalidInput(
+            "events: post the events themselves as the body (one object or a list), "
+            "not wrapped in an object",
+            field="events",
+        )
     if not items:
         raise InvalidInput("no events in the body", field="body")
     if len(items) > max_events:

@@ -40,7 +40,9 @@ from service.core.vocabulary import (
 )
 from service.policy.cohorts import Cohorts, build_cohorts
 from service.policy.figures import (
+    contradicted_curves,
     flat,
+    once,
     refresh_hint,
     reported_interval,
     segment_evidence,
@@ -136,7 +138,7 @@ def compute_snapshot(
     )
     discount = cohorts.hour_discount(delay.cdf) if cohorts.hours else np.zeros(0)
     keep = _drift_mask(cohorts, success, experiment.min_exposures, discount)
-    weights = decay_weights(cohorts.age_hours, experiment.half_life_hours)
+    weights = decay_weights(cohorts.age_hours, experiment.half_life_hours, cohorts.age_spread_hours)
 
     config = PolicyConfig(
         exploration_share=experiment.exploration_share,
@@ -207,12 +209,19 @@ def _evidence(cohorts: Cohorts, success: str, kept: np.ndarray, delay: DelayMode
         return corrected_evidence(s, e, ages, delay, age_spread=spread)
 
     def by_arm(s: np.ndarray, e: np.ndarray) -> CorrectedEvidence:
+        if contradicted_segment:
+            # A segment whose fit is contradicted joins all traffic with its bounds.
+            return corrected_evidence(s, e, ages, delay, age_spread=spread, pool_rows=True)
         return corrected_evidence(flat(s), flat(e), flat_ages, delay, age_spread=flat_spread)
+
+    segment_maturity = by_cell(raw_s, raw_e)
+    flags = segment_maturity.contradicted
+    contradicted_segment = flags is not None and bool(flags.any())
 
     return _Evidence(
         by_segment=by_cell(raw_s * kept, raw_e * kept),
         overall=by_arm(raw_s * kept, raw_e * kept),
-        segment_maturity=by_cell(raw_s, raw_e),
+        segment_maturity=segment_maturity,
         overall_maturity=by_arm(raw_s, raw_e),
         raw_exposures=raw_e.sum(axis=2),
         raw_successes=raw_s.sum(axis=2),
@@ -230,14 +239,21 @@ def _delay_block(delay: DelayModel, ev: _Evidence, segments: Sequence[str]) -> d
     """
     contradicted = _contradicted(ev, segments)
     block = {**delay.to_json(), "contradicted": contradicted}
-    evidence = ev.overall_maturity
-    if OVERALL in contradicted and evidence.fitted_exposures is not None:
-        fitted = float(evidence.fitted_exposures.sum())
-        lift = float(evidence.effective_exposures.sum()) / fitted if fitted > 0 else np.inf
-        values = np.asarray(delay.cdf.values, dtype=np.float64)
+    # Per contradicted segment (``OVERALL``: all traffic), the curves its arms' figures used:
+    # the central one and the "slow wave" bound (``service.policy.figures.contradicted_curves``).
+    rows = {OVERALL: (ev.overall_maturity, ev.raw_exposures.sum(axis=0))}
+    rows.update(
+        (name, (segment_evidence(ev.segment_maturity, i), ev.raw_exposures[i]))
+        for i, name in enumerate(segments)
+        if name in contradicted
+    )
+    values = np.asarray(delay.cdf.values, dtype=np.float64)
+    bounds = {name: contradicted_curves(values, *rows[name]) for name in contradicted}
+    if bounds:
+        block["bounds"] = bounds
+    if OVERALL in bounds:
         block["fitted_values"] = block["values"]
-        lifted = np.minimum(values * lift, 1.0) if np.isfinite(lift) else np.ones_like(values)
-        block["values"] = [round(float(v), 9) for v in np.where(values > 0, lifted, 0.0)]
+        block["values"] = bounds[OVERALL]["values"]
     return block
 
 
@@ -307,11 +323,18 @@ def _segment_allocations(
     leads = np.zeros(len(suspended), dtype=bool)
     if not segments:
         return figures, leads
-    eff_e, eff_s = ev.by_segment.exposures, ev.by_segment.successes
-    alpha, beta = segment_priors(eff_s, eff_e)
+    # Each segment's evidence is shrunk by the delay model's doubt once: its own counts here
+    # (``tempered``), the others' in its prior (their shrunk exposures bound its weight,
+    # ``segment_priors``), whose mean reads the unshrunk counts. It used to be built from
+    # the shrunk counts and then shrunk again with the segment's own.
+    alpha, beta = segment_priors(
+        ev.by_segment.observed_successes,
+        ev.by_segment.effective_exposures,
+        evidence=ev.by_segment.exposures,
+    )
     for i, segment in enumerate(segments):
         evidence = segment_evidence(ev.by_segment, i)
-        own = evidence.tempered(alpha[i], beta[i])
+        own = once(evidence.tempered(alpha[i], beta[i]), alpha[i], beta[i])
         result = allocate(
             successes=own.successes,
             exposures=own.exposures,

@@ -3,6 +3,7 @@ evidence for them (no I/O here)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,18 @@ FloatArray = NDArray[np.float64]
 def flat(counts: FloatArray) -> FloatArray:
     """(S + 1, K, H) -> (K, (S + 1) * H): every segment's cohorts of an arm on one axis."""
     return np.asarray(np.moveaxis(counts, 1, 0).reshape(counts.shape[1], -1), dtype=np.float64)
+
+
+def once(tempered: Tempered, prior_alpha: ArrayLike, prior_beta: ArrayLike) -> Tempered:
+    """A segment's tempered evidence with its prior as built (``bandits.pooling.segment_priors``
+    has already held it to the other segments' evidence after their doubt): the segment's
+    doubt shrinks its own counts, not the other segments' a second time."""
+    shape = tempered.scale.shape
+    return replace(
+        tempered,
+        prior_alpha=np.broadcast_to(np.asarray(prior_alpha, dtype=np.float64), shape).copy(),
+        prior_beta=np.broadcast_to(np.asarray(prior_beta, dtype=np.float64), shape).copy(),
+    )
 
 
 def segment_evidence(evidence: CorrectedEvidence, i: int) -> CorrectedEvidence:
@@ -77,6 +90,35 @@ def at_least_observed(
     floor, _high = beta_posterior(seen, n, 0.5, 0.5).credible_interval(0.95)
     floor = np.where(seen > 0, floor, 0.0)
     return np.maximum(low, np.minimum(floor, np.asarray(estimate, dtype=np.float64)))
+
+
+def contradicted_curves(
+    values: FloatArray, evidence: CorrectedEvidence, exposures: FloatArray
+) -> dict[str, list[float]]:
+    """Where a row's delay fit is contradicted (``bandits.delay_model._uncontradicted``): the
+    curves its arms' figures used, as the fitted curve ``values`` scaled and capped at 1:
+    ``values`` for the central figures and ``least_values`` for the "slow wave" bound (the
+    smallest F the data allow). The other bound, "nothing more to come", is F = 1 at every
+    age so far.
+
+    The factors come from the row's evidence (its maturity range runs from one bound to the
+    other), so the report's evaluation can carry the same two bounds as the arms' intervals.
+    The curves are scaled before they are rounded: the fitted F may be 1e-13 at these ages.
+    """
+    n = np.asarray(exposures, dtype=np.float64)
+    fitted_exposures = evidence.fitted_exposures
+    fitted = float(np.sum(fitted_exposures)) if fitted_exposures is not None else 0.0
+    curve = np.asarray(values, dtype=np.float64)
+
+    def scaled(total: float) -> list[float]:
+        factor = total / fitted if fitted > 0 else np.inf
+        lifted = np.minimum(curve * factor, 1.0) if np.isfinite(factor) else np.ones_like(curve)
+        return [round(float(v), 9) for v in np.where(curve > 0, lifted, 0.0)]
+
+    return {
+        "values": scaled(float(np.sum(evidence.effective_exposures))),
+        "least_values": scaled(float(np.sum(evidence.maturity_low * n))),
+    }
 
 
 def too_early_mask(

@@ -41,7 +41,7 @@ def running_fingerprints(session: Session) -> dict[int, str]:
     """Every running experiment's inputs, cheaply: settings, arms, a statistics aggregate."""
     experiments = experiments_repo.list_all(session, status=ExperimentStatus.RUNNING)
     ids = [e.id for e in experiments if e.id is not None]
-    arms = experiments_repo.arms_for(session, experiment_ids=ids)
+    arms = experiments_repo.arm_states(session, experiment_ids=ids)
     stats = stats_repo.fingerprints(
         session, epochs={e.id: e.epoch for e in experiments if e.id is not None}
     )
@@ -50,7 +50,7 @@ def running_fingerprints(session: Session) -> dict[int, str]:
         assert experiment.id is not None
         parts = (
             repr(ExperimentInfo.of(experiment)),
-            repr([(a.id, a.status, a.is_control) for a in arms[experiment.id]]),
+            repr(arms[experiment.id]),
             repr(stats.get(experiment.id, stats_repo.EMPTY_FINGERPRINT)),
         )
         found[experiment.id] = "|".join(parts)

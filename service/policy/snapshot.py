@@ -124,6 +124,8 @@ class SegmentFigures:
     policy_ci_high: Floats | None = None
     # The factor that shrank each arm's prior along with its effective counts (the delay
     # model's doubt, ``CorrectedEvidence.tempered``); absent from older snapshots (None: 1).
+    # In a named segment it shrank the counts only: its prior, from the other segments, is
+    # held to their evidence after their own doubt (``service.policy.figures.once``).
     prior_scale: Floats | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -338,6 +340,19 @@ class Snapshot:
         (``service.policy.compute``): how much is still to come there is unknown, so the
         report and the loop call their arms too early to judge."""
         return tuple((self.delay or {}).get("contradicted") or ())
+
+    def contradicted_curves(self, name: str) -> tuple[Floats, Floats] | None:
+        """For a contradicted segment (``contradicted``): the delay curves its arms' figures
+        used, on ``delay.edges_hours``, the central one and the "slow wave" bound (the
+        smallest F the data allow); the other bound, "nothing more to come", is F = 1 at
+        every age so far (``service.policy.figures.contradicted_curves``). None where the
+        segment is not contradicted, or in a snapshot written before the curves were kept."""
+        if name not in self.contradicted:
+            return None
+        curves = ((self.delay or {}).get("bounds") or {}).get(name)
+        if not isinstance(curves, Mapping):
+            return None
+        return _floats(curves["values"]), _floats(curves["least_values"])
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {

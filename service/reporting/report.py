@@ -115,10 +115,15 @@ def leader_lift(
     posterior = beta_posterior(successes, exposures, a0 * scale, b0 * scale)
     pair = [challenger, control]
     theta = rng.beta(posterior.alpha[pair], posterior.beta[pair], size=(LIFT_DRAWS, 2))
+    # Where all traffic's delay fit is contradicted, F is unknown between "a slow wave still
+    # to come" and "nothing more to come": the intervals also span the lift under each bound
+    # (the point values stay on the policy's posterior, the arms' central figures).
+    spread = [theta, *_bound_draws(snapshot, segment, pair, (a0, b0), rng)]
     relative = theta[:, 0] / theta[:, 1] - 1.0
     absolute = theta[:, 0] - theta[:, 1]
-    probability = float((absolute > 0).mean())
-    rel = _interval(relative)
+    every = np.concatenate(spread)
+    probability = float((every[:, 0] > every[:, 1]).mean())
+    rel = _interval(relative, every[:, 0] / every[:, 1] - 1.0)
     challenger_id = snapshot.arm_ids[challenger]
     maturity = segment.maturity
     arrived = min(maturity[challenger], maturity[control]) if maturity is not None else 1.0
@@ -152,7 +157,7 @@ def leader_lift(
         "control_leads": control_leads,
         "challenger_arm_id": challenger_id,
         "relative": rel,
-        "absolute": _interval(absolute),
+        "absolute": _interval(absolute, every[:, 0] - every[:, 1]),
         "probability_leader_beats_control": probability,
         "summary": summary,
     }
@@ -200,12 +205,30 @@ def correction_line(snapshot: Snapshot) -> str | None:
     low, high = f"{factors.min():.2f}x", f"{factors.max():.2f}x"
     span = low if low == high else f"{low} to {high}"
     learnt = learnt_count(observations, metric)
+    segments = [name for name in snapshot.contradicted if name != OVERALL]
+    unknown = (
+        f" In {_segment_list(segments)} the {metric}s so far cannot tell how many more are "
+        f"coming (all arrived, or a slow wave still to come): there, and in all traffic's "
+        f"share of it, the intervals span both."
+        if segments
+        else ""
+    )
     return (
         f"Delay correction: a {metric} arrives a median {_duration(delay['median_hours'])} "
         f"after exposure (learnt from {learnt}); about {maturity:.0%} of the "
         f"eventual {metric}s of these exposures have arrived, so the estimated rates are "
-        f"{span} the observed rates (prior included).{tail}"
+        f"{span} the observed rates (prior included).{tail}{unknown}"
     )
+
+
+def _segment_list(names: list[str]) -> str:
+    """'segment "a"', 'segments "a" and "b"', 'segments "a", "b" and 3 more'."""
+    quoted = [f'"{name}"' for name in names[:3]]
+    if len(names) == 1:
+        return f"segment {quoted[0]}"
+    if len(names) > 3:
+        return f"segments {', '.join(quoted)} and {len(names) - 3} more"
+    return f"segments {', '.join(quoted[:-1])} and {quoted[-1]}"
 
 
 def learnt_count(observations: int, metric: str) -> str:
@@ -224,9 +247,41 @@ def _duration(hours: float) -> str:
     return f"{hours / 24:.1f} days"
 
 
-def _interval(draws: np.ndarray) -> dict[str, float]:
-    low, mid, high = np.quantile(draws, [0.025, 0.5, 0.975])
+def _interval(draws: np.ndarray, spread: np.ndarray | None = None) -> dict[str, float]:
+    """The median of ``draws`` and the 95% interval of ``spread`` (default: ``draws``)."""
+    low, high = np.quantile(draws if spread is None else spread, [0.025, 0.975])
+    mid = np.quantile(draws, 0.5)
     return {"value": float(mid), "ci_low": float(low), "ci_high": float(high)}
+
+
+def _bound_draws(
+    snapshot: Snapshot,
+    segment: SegmentFigures,
+    pair: list[int],
+    prior: tuple[float, float],
+    rng: np.random.Generator,
+) -> list[np.ndarray]:
+    """Posterior draws of the ``pair``'s rates under each bound of a contradicted delay fit
+    (``Snapshot.contradicted``: all traffic or a segment of it), none elsewhere.
+
+    The bounds are the arms' maturity range (``bandits.delay_model._uncontradicted``, and
+    ``pool_rows`` for a contradicted segment's share of all traffic): "slow wave"
+    (``maturity_low``, one F shared by the arms, so their ratio stays) and "nothing more to
+    come" (``maturity_high``). At a bound F is known, so each is an untempered Beta on the
+    counts it implies, with the policy's prior.
+    """
+    if not snapshot.contradicted:
+        return []
+    if segment.maturity_low is None or segment.maturity_high is None:
+        return []
+    exposures = np.asarray(segment.exposures, dtype=np.float64)[pair]
+    successes = np.asarray(segment.successes, dtype=np.float64)[pair]
+    draws = []
+    for share in (segment.maturity_low, segment.maturity_high):
+        effective = np.maximum(exposures * np.asarray(share, dtype=np.float64)[pair], successes)
+        bound = beta_posterior(successes, effective, *prior)
+        draws.append(rng.beta(bound.alpha, bound.beta, size=(LIFT_DRAWS, 2)))
+    return draws
 
 
 def build_report(

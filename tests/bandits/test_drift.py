@@ -183,3 +183,12 @@ def test_detect_change_rejects_invalid_inputs(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         detect_change(np.array(successes), np.array(exposures), **kwargs)  # type: ignore[arg-type]
+
+
+def test_decay_weights_average_over_the_spread_of_ages() -> None:
+    """Two-point quadrature at the mean age plus and minus the spread, the lower age held at
+    0; no spread (or none given): the weight at the mean age."""
+    weights = decay_weights(np.array([1.0, 0.2, 3.0]), 1.0, np.array([0.5, 0.5, 0.0]))
+    np.testing.assert_allclose(weights, [(2**-0.5 + 2**-1.5) / 2, (1.0 + 2**-0.7) / 2, 2**-3.0])
+    np.testing.assert_array_equal(decay_weights(np.array([2.0]), 1.0), [0.25])
+    np.testing.assert_array_equal(decay_weights(np.array([2.0]), None, np.array([1.0])), [1.0])

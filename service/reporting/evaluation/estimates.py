@@ -95,6 +95,11 @@ class DelayCorrection:
     exposure: FloatArray
     node: IntArray
     redraw: Callable[[np.random.Generator, int], FloatArray]
+    # Where the delay fit the data contradict (``Snapshot.contradicted``): per decision, F
+    # under the "slow wave" bound and under "nothing more to come" (2, n), NaN elsewhere.
+    # Each resample takes one of the two bounds for all such decisions, so the intervals
+    # span the values under either, as the arms' do; the point values stay on ``exposure``.
+    bounds: FloatArray | None = None
 
     @property
     def maturity(self) -> float:
@@ -202,6 +207,8 @@ def _validate(log: EvaluationLog, targets: Sequence[Target], delay: DelayCorrect
             raise ValueError(f"delay: needs one exposure and one node per decision ({n})")
         if n and (np.any(delay.exposure < 0.0) or np.any(delay.exposure > 1.0)):
             raise ValueError("delay.exposure: must be in [0, 1] for every logged decision")
+        if delay.bounds is not None and delay.bounds.shape != (2, n):
+            raise ValueError(f"delay.bounds: needs two values per decision ({n})")
 
 
 def evaluate_log(
@@ -249,7 +256,7 @@ def evaluate_log(
         for target, weight in zip(targets, weight_columns[1:], strict=True):
             base += [target.covered.astype(np.float64), weight]
         columns = np.column_stack(base)
-        if delay is None or bool(np.all(exposure == 1.0)):
+        if delay is None or (delay.bounds is None and bool(np.all(exposure == 1.0))):
             cells, counts = _cells(columns)
             sums = resampled_sums(_expand(cells, len(targets)), counts, rng=rng, n_boot=n_boot)
         else:
@@ -285,11 +292,24 @@ def _delayed_sums(
     count enters a denominator, and P in the reward sums (P its Poisson count, ratio that
     resample's draw of F).
     """
-    key_columns = np.column_stack([columns, delay.node])
+    bounds = delay.bounds
+    bounded = np.zeros(columns.shape[0]) if bounds is None else np.isfinite(bounds[0]) * 1.0
+    key_columns = np.column_stack([columns, bounded, delay.node])
     cells, counts, key = _cells_with_key(key_columns)
-    mean_exposure = np.bincount(key, weights=delay.exposure, minlength=counts.size) / counts
-    rows = cells[:, :-1]
+
+    def cell_mean(values: FloatArray) -> FloatArray:
+        return np.bincount(key, weights=values, minlength=counts.size) / counts
+
+    mean_exposure = cell_mean(delay.exposure)
+    rows = cells[:, :-2]
+    in_bounds = cells[:, -2] > 0
     node = cells[:, -1].astype(np.int64)
+    # F of each cell under each bound (only the bounded cells' are used).
+    bound_exposure = (
+        np.stack([cell_mean(np.nan_to_num(b, nan=1.0)) for b in bounds])
+        if bounds is not None
+        else np.ones((2, counts.size))
+    )
 
     expanded = _expand(rows, n_targets)
     # Columns summed over F-weighted counts (denominators) and over plain counts (rewards).
@@ -301,7 +321,13 @@ def _delayed_sums(
         stop = min(n_boot, start + block)
         draws = rng.poisson(counts, size=(stop - start, counts.size)).astype(np.float64)
         ratio = delay.redraw(rng, stop - start)
-        weighted = draws * np.minimum(mean_exposure[None, :] * ratio[:, node], 1.0)
+        drawn = np.minimum(mean_exposure[None, :] * ratio[:, node], 1.0)
+        if in_bounds.any():
+            # One bound per resample ("slow wave" or "nothing more to come") for every
+            # decision whose fit was contradicted: F there is unknown between the two.
+            coin = rng.integers(0, 2, size=stop - start)
+            drawn = np.where(in_bounds[None, :], bound_exposure[coin], drawn)
+        weighted = draws * drawn
         sums[start:stop, plain] = draws @ expanded[:, plain]
         sums[start:stop, denominators] = weighted @ expanded[:, denominators]
     # As ``_rate``: a drawn F may not imply a rate above 1 (count >= successes, per ratio).

@@ -23,7 +23,7 @@ point values stay on the policy's F.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +33,8 @@ import numpy.typing as npt
 from bandits.cohort_ages import cohort_cdf
 from bandits.delay import DelayCDF
 from bandits.delay_model import fit_delay_model
+from service.core.vocabulary import OVERALL
+from service.policy.snapshot import Floats, Snapshot
 from service.reporting.evaluation.estimates import DelayCorrection
 from service.reporting.repository import LoggedDecisions
 
@@ -52,6 +54,9 @@ class Curves:
     cdf: DelayCDF
     spread: tuple[DelayCDF, ...] = ()
     tail: tuple[DelayCDF, ...] = ()
+    # Per contradicted segment (``Snapshot.contradicted_curves``): the curve its arms used
+    # and the "slow wave" bound; empty outside snapshots.
+    contradicted: Mapping[str, tuple[DelayCDF, DelayCDF]] = field(default_factory=dict)
 
 
 def snapshot_curves(payload: Mapping[str, Any] | None, window_hours: float) -> Curves | None:
@@ -75,9 +80,19 @@ def snapshot_curves(payload: Mapping[str, Any] | None, window_hours: float) -> C
             curve(delay["values"]),
             tuple(curve(v) for v in delay.get("spread_values") or ()),
             tuple(curve(v) for v in delay.get("tail_values") or ()),
+            {name: (curve(c), curve(least)) for name, (c, least) in _contradicted(payload).items()},
         )
     except (KeyError, TypeError, ValueError):
         return None  # an older snapshot without the curve: the log's own estimate stands in
+
+
+def _contradicted(payload: Mapping[str, Any] | None) -> dict[str, tuple[Floats, Floats]]:
+    """The curves of ``Snapshot.contradicted_curves`` per contradicted segment."""
+    if not payload or not (payload.get("delay") or {}).get("contradicted"):
+        return {}
+    snapshot = Snapshot.from_json(payload)
+    pairs = {name: snapshot.contradicted_curves(name) for name in snapshot.contradicted}
+    return {name: pair for name, pair in pairs.items() if pair is not None}
 
 
 def log_curves(decisions: LoggedDecisions, window_hours: float) -> Curves:
@@ -181,10 +196,12 @@ def delay_correction(
 
     ages, spread = cohort_ages(decisions, now)
     exposure = cohort_cdf(cdf, ages, spread)  # 1 once the cohort's younger point has matured
+    bounds, bounded = contradicted_bounds(curves, decisions, ages, spread, exposure)
     correction = DelayCorrection(
         exposure=np.asarray(exposure, dtype=np.float64),
         node=nearest_node(ages, nodes),
         redraw=redraw,
+        bounds=bounds,
     )
     info = {
         "source": source,
@@ -192,5 +209,45 @@ def delay_correction(
         "observations": cdf.observations,
         # The intervals also draw F from the tail fit (the delays were found mixed).
         "mixed": bool(curves.tail),
+        # Segments whose delay fit the data contradict (``OVERALL``: all traffic): there the
+        # intervals run between "a slow wave still to come" and "nothing more to come".
+        "contradicted": bounded,
     }
     return correction, info
+
+
+def contradicted_bounds(
+    curves: Curves,
+    decisions: LoggedDecisions,
+    ages: FloatArray,
+    spread: FloatArray,
+    exposure: FloatArray,
+) -> tuple[FloatArray | None, list[str]]:
+    """Per decision, F under the two bounds of a contradicted delay fit (2, n), NaN where the
+    fit stands, and the segments they apply to; ``exposure`` is set to the arms' central F
+    for the decisions of a contradicted segment (all traffic's is already ``curves.cdf``).
+
+    The snapshot says where the fit is contradicted and which curves the arms' figures used
+    there (``Snapshot.contradicted_curves``): the evaluation reads the same verdict and the
+    same F as the arms, so its intervals carry the spread between the bounds that the arms'
+    intervals carry. Where all traffic is contradicted its curves apply to every decision
+    (the arms' all-traffic figures used them); otherwise each contradicted segment's apply
+    to its own decisions.
+    """
+    found = curves.contradicted
+    if not found:
+        return None, []
+    names = [OVERALL] if OVERALL in found else sorted(found)
+    segment = np.asarray(decisions.segment, dtype=object)
+    bounds = np.full((2, exposure.size), np.nan)
+    applied = []
+    for name in names:
+        mask = np.ones(exposure.size, dtype=bool) if name == OVERALL else segment == name
+        if not mask.any():
+            continue
+        central, least = found[name]
+        exposure[mask] = cohort_cdf(central, ages[mask], spread[mask])
+        bounds[0, mask] = cohort_cdf(least, ages[mask], spread[mask])
+        bounds[1, mask] = 1.0
+        applied.append(name)
+    return (bounds if applied else None), applied

@@ -128,6 +128,25 @@ def test_invalid_event_is_rejected_naming_the_field(
     assert body["rejected"][1]["reason"].startswith("value")
 
 
+def test_events_wrapped_in_an_object_are_refused_with_a_pointer(
+    client: TestClient, admin, decide, ingest, runtime
+):
+    """{"events": [...]} is how many APIs take a batch; ours takes the list itself. The caller
+    is told so, and nothing is counted, instead of one event rejected for lacking an event_id."""
+    exp = create_random_experiment(client, admin, arms=2)
+    good = decide_many(client, decide, runtime, exp["key"], 1)[0]["decision_id"]
+    event = {"event_id": "w1", "decision_id": good, "type": "click"}
+    response = client.post("/v1/events", json={"events": [event]}, headers=ingest)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["message"].startswith("events: post the events themselves as the body")
+    assert post(client, ingest, [event])["accepted"] == 1
+    # An event that carries an unknown "events" key is still an event, rejected by its field.
+    body = post(client, ingest, [{**event, "event_id": "w2", "events": []}])
+    assert body["accepted"] == 0
+    assert body["rejected"][0]["reason"].startswith("events")
+
+
 def test_delivered_exposure_with_click_before_delivery(
     client: TestClient, admin, decide, ingest, runtime: Runtime
 ):

@@ -85,3 +85,30 @@ def test_the_grouped_fingerprints_are_each_experiments_own(
     assert stale_epoch == {}
     assert set(running) == {busy["id"], quiet["id"]}
     assert running[busy["id"]] != running[quiet["id"]]
+
+
+def test_a_changed_arm_makes_only_its_experiment_due(
+    client: TestClient, admin, decide, runtime: Runtime
+) -> None:
+    """The fingerprint reads each arm's status and control flag: suspending an arm, marking a
+    new control or adding an arm recomputes that experiment on the next pass, and only it."""
+    exps = [create_random_experiment(client, admin, arms=3) for _ in range(2)]
+    for exp in exps:
+        decide_many(client, decide, runtime, exp["key"], 20)
+    now = later(5)
+    runtime.refresher.recompute_all(now=now)
+    changed, quiet = exps
+    arms = [a["id"] for a in changed["arms"]]
+    base = f"/v1/experiments/{changed['key']}/arms"
+    for change in (
+        lambda: client.post(f"{base}/{arms[2]}/suspend", json={"reason": "t"}, headers=admin),
+        lambda: client.post(f"{base}/{arms[1]}/control", headers=admin),
+        lambda: client.post(base, json={"content": "a fourth"}, headers=admin),
+    ):
+        assert change().status_code in (200, 201)
+        now += timedelta(seconds=2)
+        assert runtime.refresher.recompute_all(now=now) == 1
+        assert runtime.refresher._checked[changed["id"]].at == now
+        assert runtime.refresher._checked[quiet["id"]].at != now
+    now += timedelta(seconds=2)
+    assert runtime.refresher.recompute_all(now=now) == 0
