@@ -194,6 +194,7 @@ class DecisionLog:
     def _report(self, stored: list[DecisionRecord], resolved: Counter[str]) -> None:
         if stored and not is_sqlite(self._engine):  # one writer on SQLite: no race to close
             resolved.update(self._recheck_orphans(stored))
+        if stored:
             metrics.DECISIONS_FLUSHED.inc(len(stored))
         for outcome, n in resolved.items():
             metrics.ORPHANS_RESOLVED.labels(outcome).inc(n)

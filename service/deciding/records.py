@@ -7,10 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from service.core.vocabulary import EXPOSURE
-from service.measuring.stats_repository import Delta, StatKey
-from service.measuring.stats_repository import exposure_deltas as stats_exposure_deltas
-from service.models import hour_of
+from service.measuring.stats_repository import Delta, StatKey, decision_exposure_deltas
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +52,4 @@ class DecisionSink(Protocol):
 def exposure_deltas(records: Sequence[DecisionRecord]) -> dict[StatKey, Delta]:
     """Exposures per statistics row, with the seconds into the hour (and their squares) summed
     for exact ages."""
-    return stats_exposure_deltas(
-        (
-            (r.experiment_id, r.epoch, r.segment, r.arm_id, hour_of(r.created_at), EXPOSURE),
-            r.created_at,
-        )
-        for r in records
-        if r.counts_exposure
-    )
+    return decision_exposure_deltas(r for r in records if r.counts_exposure)

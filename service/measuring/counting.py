@@ -10,34 +10,18 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
 
 from sqlmodel import Session
 
 from service.core.vocabulary import EXPOSURE
 from service.measuring import repository as events_repo
 from service.measuring import stats_repository as stats_repo
-from service.measuring.stats_repository import Delta, StatKey
+from service.measuring.stats_repository import DecisionLike, Delta, StatKey
 from service.models import hour_of
 
 # With exposure event `delivered`, the first of these marks the exposure (a click can
 # arrive before the delivery report).
 EXPOSURE_TYPES = frozenset({"delivered", "open", "click", "conversion"})
-
-
-class DecisionLike(Protocol):
-    """A stored decision as attribution sees it (a row, a DecisionRef or a Decision)."""
-
-    @property
-    def experiment_id(self) -> int: ...
-    @property
-    def epoch(self) -> int: ...
-    @property
-    def segment(self) -> str: ...
-    @property
-    def arm_id(self) -> int: ...
-    @property
-    def created_at(self) -> datetime: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,8 @@ from service.core.vocabulary import EXPOSURE
 from service.deciding import repository as decisions_repo
 from service.experiments import repository as experiments_repo
 from service.measuring import repository as events_repo
-from service.measuring.counting import EXPOSURE_TYPES, CountableEvent, DecisionLike, count_events
+from service.measuring.counting import EXPOSURE_TYPES, CountableEvent, count_events
+from service.measuring.stats_repository import DecisionLike
 from service.models import Experiment, OutcomeEvent, as_utc
 
 DEFAULT_WINDOW_HOURS = 168.0

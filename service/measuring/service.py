@@ -19,6 +19,7 @@ from service.core.runtime import Runtime
 from service.core.storable import safe_text
 from service.measuring import repository as events_repo
 from service.measuring.adapters.base import NormalizedEvent, Poison
+from service.measuring.api_events import PROVIDER, parse_events_body
 from service.measuring.orphans import resolve_landed
 from service.measuring.pipeline import IngestResult, ingest
 from service.models import DeadLetter
@@ -53,6 +54,27 @@ def ingest_payload(
     if result.orphan_decisions and not is_sqlite(runtime.engine):
         _count_landed_orphans(runtime, result.orphan_decisions)
     return result
+
+
+def ingest_api_body(runtime: Runtime, *, body: bytes, content_type: str) -> IngestResult:
+    """POST /v1/events's work after authentication: parse the body, then store its events
+    (``ingest_payload``). Both run in the caller's thread, a worker's: parsing a batch of
+    1,000 events is about 3 ms of CPU that used to hold the event loop (and every /choose
+    waiting on it) before the hand-over to the worker."""
+    with collector_paused():
+        events, poison = parse_events_body(
+            body,
+            received_at=runtime.clock.now(),
+            max_events=runtime.settings.max_events_per_request,
+        )
+        return ingest_payload(
+            runtime,
+            source=PROVIDER,
+            headers={"content-type": content_type},
+            body=body,
+            events=events,
+            poison=poison,
+        )
 
 
 _pause_lock = threading.Lock()

