@@ -163,35 +163,46 @@ def allocate(
     #
     # Before any arm is mature there is no leader to protect, and holding the
     # exploit even until the first arm reaches the minimum sample (hours of
-    # push, a day of email) pays the even split's regret for all of it. So
-    # every arm gets the floor and the rest of the exploit follows P(best) among
-    # all of them, from the delay-corrected posteriors (a young arm's lead moves
-    # traffic only as far as the delay model can vouch for it).
+    # push, a day of email) pays the even split's regret for all of it. So the
+    # exploit follows P(best) among all arms, from the delay-corrected
+    # posteriors (a young arm's lead moves traffic only as far as the delay
+    # model can vouch for it), and each arm is lifted by its floor: the floor,
+    # capped at the arm's own P(best), the lift paid for in proportion to P(best).
     #
-    # Once some arm is mature, an arm under the minimum sample gets its P(best)
-    # among all eligible arms, capped at the floor, and the mature arms split
-    # the rest by P(best) among themselves. The cap is what protects the
-    # leader: a fresh arm (whose vague prior gives it a P(best) above the floor)
-    # gets exactly the floor, so adding an arm shrinks the others by the room
-    # the floor needs and a leader stays the leader. Below the cap the arm's
-    # own evidence speaks: one already well behind is not paid a floor it
-    # would waste (on push traffic that floor cost more than the whole gap to
-    # plain Thompson sampling); the exploration share keeps it sampled, and the
-    # minimum sample still governs retirement and what the loop may read, so
-    # nothing is judged on noise. The floor is capped at 1/K so the floors
-    # never exceed the whole.
+    # Once some arm is mature, an arm still leaning on its prior (under the
+    # minimum sample and short of the minimum successes) gets its P(best) among
+    # all eligible arms, capped at the floor, and the others split the rest by
+    # P(best) among themselves. The cap is what protects the leader: a fresh arm
+    # (whose vague prior gives it a P(best) above the floor) gets exactly the
+    # floor, so adding an arm shrinks the others by the room the floor needs and
+    # a leader stays the leader. An arm under the minimum sample that already
+    # has the minimum successes is judged on its own evidence like a mature one:
+    # capping it kept a clearly better arm at the floor for hours while an arm
+    # that had happened to reach the minimum sample first took the rest.
+    #
+    # In both phases the floor is capped at the arm's P(best): below it the
+    # arm's own evidence speaks, and one already well behind is not paid a floor
+    # it would waste (on push traffic that floor cost more than the whole gap to
+    # plain Thompson sampling, on email a tenth of the exploit's regret). The
+    # exploration share keeps every arm sampled, and the minimum sample still
+    # governs retirement, eligibility and what the loop may read, so nothing is
+    # judged on noise. The floor is capped at 1/K so the floors never exceed the
+    # whole. (DESIGN.md: "arms still under the minimum sample get a warm-up
+    # floor inside pi"; a floor capped at P(best) is a departure, made for the
+    # regret on realistic clocks, ``bench/regret/README.md``.)
     floor = min(config.warmup_share, 1.0 / n_eligible)
-    mature_index = np.flatnonzero(eligible & ~warming)
-    warming_index = np.flatnonzero(eligible & warming)
     exploit = np.zeros(size)
-    if mature_index.shape[0] == 0:
-        spare = 1.0 - floor * n_eligible
-        exploit[eligible_index] = floor + spare * best_among_eligible
+    if not np.any(eligible & ~warming):
+        lift = np.minimum(best_among_eligible, floor)
+        exploit[eligible_index] = lift + (1.0 - float(lift.sum())) * best_among_eligible
     else:
-        warming_best = best_among_eligible[np.searchsorted(eligible_index, warming_index)]
-        exploit[warming_index] = np.minimum(warming_best, floor)
-        mature_share = 1.0 - float(exploit[warming_index].sum())
-        exploit[mature_index] = mature_share * _share_of_best(theta[:, mature_index])
+        vague = eligible & warming & (raw_successes < config.min_successes)
+        vague_index = np.flatnonzero(vague)
+        judged_index = np.flatnonzero(eligible & ~vague)
+        vague_best = best_among_eligible[np.searchsorted(eligible_index, vague_index)]
+        exploit[vague_index] = np.minimum(vague_best, floor)
+        judged_share = 1.0 - float(exploit[vague_index].sum())
+        exploit[judged_index] = judged_share * _share_of_best(theta[:, judged_index])
 
     epsilon = config.exploration_share
     allocation = (1.0 - epsilon) * exploit

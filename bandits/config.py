@@ -46,11 +46,13 @@ class PolicyConfig:
     """How one experiment's allocation is computed (see DESIGN.md, "The policy").
 
     ``warmup_share`` is the floor in the *exploit* distribution of an arm still
-    under the minimum sample (capped at 1/K eligible arms). Before any arm is
-    mature every arm gets it, and the rest follows P(best); once one is, a
-    warming arm gets its P(best) capped at it, so a fresh arm cannot knock a
-    proven leader back and one already well behind is not paid a floor it would
-    waste (``bandits.allocation`` says why).
+    under the minimum sample (capped at 1/K eligible arms), itself capped at the
+    arm's P(best). Before any arm is mature every arm is lifted by it and the
+    rest follows P(best); once one is, an arm still short of its minimum
+    successes gets its P(best) capped at it, so a fresh arm cannot knock a
+    proven leader back, while one that has its minimum successes is judged on
+    its own evidence, and one already well behind is never paid a floor it
+    would waste (``bandits.allocation`` says why).
     """
 
     exploration_share: float = 0.10

@@ -25,8 +25,10 @@ def test_seeded_reference_numbers() -> None:
     result = _allocate([120, 100, 90, 10], [3000, 3000, 3000, 200])
 
     np.testing.assert_array_equal(result.warming_up, [False, False, False, True])
-    np.testing.assert_allclose(result.exploit, [0.819225, 0.070875, 0.0099, 0.1], atol=5e-6)
-    np.testing.assert_allclose(result.allocation, [0.762302, 0.088788, 0.03391, 0.115], atol=5e-6)
+    # Arm 3 is under the minimum sample but has its minimum successes: its own evidence (5%
+    # against 4%) steers it, not the floor.
+    np.testing.assert_allclose(result.exploit, [0.269, 0.0245, 0.001, 0.7055], atol=5e-6)
+    np.testing.assert_allclose(result.allocation, [0.2671, 0.04705, 0.0259, 0.65995], atol=5e-6)
     np.testing.assert_allclose(result.probability_best, [0.269, 0.0245, 0.001, 0.7055])
     np.testing.assert_allclose(
         result.expected_loss, [0.011518, 0.018249, 0.021663, 0.002279], atol=5e-6
@@ -130,20 +132,44 @@ def test_floor_is_capped_at_one_over_k() -> None:
     config = PolicyConfig(warmup_share=0.6)
     result = _allocate([3, 0, 1], [50, 40, 20], config=config)
 
-    np.testing.assert_allclose(result.exploit, [1 / 3, 1 / 3, 1 / 3])
+    lift = np.minimum(result.probability_best, 1 / 3)
+    np.testing.assert_allclose(
+        result.exploit, lift + (1 - lift.sum()) * result.probability_best, atol=1e-12
+    )
+    assert result.exploit.sum() == pytest.approx(1.0, abs=1e-12)
 
 
 def test_before_any_arm_is_mature_the_exploit_follows_p_best_above_the_floors() -> None:
-    # 600 sends each (2%, 3.5%, 5% observed) but no arm has its 500 exposures: no leader to
-    # protect, so the evidence moves traffic from the start; every arm keeps its floor.
+    # 300 sends each (2%, 3.3%, 5% observed) but no arm has its 500 exposures: no leader to
+    # protect, so the evidence moves traffic from the start. Each arm is lifted by its floor
+    # capped at its own P(best): the arms in the running get the whole floor, the one already
+    # well behind (P(best) about 1%) is not paid a floor it would waste.
     result = _allocate([6, 10, 15], [300, 300, 300])
 
     assert result.warming_up.all()
     floor = CONFIG.warmup_share
+    lift = np.minimum(result.probability_best, floor)
+    np.testing.assert_allclose(lift[1:], floor)
     np.testing.assert_allclose(
-        result.exploit, floor + (1 - 3 * floor) * result.probability_best, atol=1e-12
+        result.exploit, lift + (1 - lift.sum()) * result.probability_best, atol=1e-12
     )
-    assert result.exploit[2] > 0.5 > result.exploit[1] > result.exploit[0] >= floor
+    assert result.probability_best[0] < 0.02
+    assert result.exploit[0] < 2 * result.probability_best[0] < floor / 2
+    assert result.exploit[2] > 0.7 > result.exploit[1] > floor
+
+
+def test_a_warming_arm_with_its_minimum_successes_is_not_capped_behind_a_mature_arm() -> None:
+    # Email, hour 6 of a run: arm 1 reached the minimum sample first (1,017 sends, 13 clicks),
+    # arm 2 is still under it (442 sends) but already has 14 clicks. Its P(best) rests on its
+    # own evidence, not on a vague prior: capping it at the floor kept it at a tenth of the
+    # traffic for hours while the mature, worse arm took the rest.
+    result = _allocate([3, 13, 14], [341, 1017, 442])
+
+    np.testing.assert_array_equal(result.warming_up, [True, False, True])
+    assert result.probability_best[2] > 0.95
+    assert result.exploit[2] > 0.9
+    # Arm 0 (3 clicks) still leans on its prior: its P(best), capped at the floor.
+    assert result.exploit[0] == pytest.approx(min(result.probability_best[0], 0.1), abs=1e-12)
 
 
 def test_zero_warmup_share_leaves_warming_arms_the_exploration_share() -> None:
@@ -249,12 +275,16 @@ def test_allocation_invariants(arms, epsilon, warmup_share, seed) -> None:
     assert np.all(result.allocation[eligible] >= epsilon / n_eligible - 1e-12)
     warming = eligible & result.warming_up
     floor = min(warmup_share, 1 / n_eligible)
+    lift = np.minimum(result.probability_best, floor)
     if np.any(eligible & ~result.warming_up):
-        # Behind a mature arm: P(best), capped at the floor.
-        np.testing.assert_allclose(
-            result.exploit[warming],
-            np.minimum(result.probability_best[warming], floor),
-            atol=1e-12,
-        )
+        # Behind a mature arm, an arm short of its minimum successes: P(best), capped at the
+        # floor.
+        vague = warming & (np.asarray(successes) < config.min_successes)
+        np.testing.assert_allclose(result.exploit[vague], lift[vague], atol=1e-12)
     else:
-        assert np.all(result.exploit[warming] >= floor - 1e-12)
+        # No mature arm: P(best), lifted by the floor capped at P(best).
+        np.testing.assert_allclose(
+            result.exploit[eligible],
+            (lift + (1 - lift.sum()) * result.probability_best)[eligible],
+            atol=1e-9,
+        )
