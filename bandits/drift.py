@@ -6,6 +6,7 @@ counts so that they do not flap as evidence ages (DESIGN.md, "The policy").
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,14 +17,17 @@ from bandits.cohort_ages import cohort_cdf
 
 FloatArray = NDArray[np.float64]
 
-# Default evidence bar for a change, as a natural-log likelihood ratio (2 * LLR = 24). Under no
-# change, the scan over split points behaves like the maximum of a standardised Brownian bridge,
-# whose tail (Siegmund 1985) puts the chance of a false alarm per scan near 1e-4 when each side
-# must hold at least 0.5% of the exposures. The refresher rescans the same history many times
-# (every refresh), and the scans are strongly correlated, so the lifetime false-alarm rate of a
-# stationary arm is larger than one scan's but stays small (see tests/bandits/test_drift.py).
-# The price: a drop from 3% to 1% needs about 1,300-2,500 exposures after the change.
-DEFAULT_CHANGE_THRESHOLD = 12.0
+# Default evidence bar for a change, as a natural-log likelihood ratio (2 * LLR = 18). Under no
+# change, the scan over split points behaves like the maximum of a standardised Brownian bridge
+# (Siegmund 1985). The refresher rescans the same history many times (every refresh), and the
+# scans are strongly correlated, so the lifetime false-alarm rate of a stationary arm is larger
+# than one scan's but stays small: a month of hourly buckets at 3% and 40 exposures an hour,
+# rescanned every 3 hours, alarmed in 1 of 100 months at 9 (0 at 12, 3 of 60 at 8; see
+# tests/bandits/test_drift.py). The price: a drop from 3% to 1% needs a median of about 840
+# exposures after the change (1,250 at 12; 90th percentile 1,400 against 1,600). The bar was
+# 12 until round 6: on the email-clock best-arm swap (bench/regret/README.md, "Best-arm swap
+# (round 6)") the fatigued leader's drop was then found 2 to 3 hours later.
+DEFAULT_CHANGE_THRESHOLD = 9.0
 
 
 @dataclass(frozen=True)
@@ -137,3 +141,39 @@ def detect_change(
         exposures_before=float(cum_n[best]),
         exposures_after=float(after_n[best]),
     )
+
+
+def stale_evidence_weights(
+    exposures: ArrayLike,
+    change_index: Sequence[int | None],
+    *,
+    retain_exposures: float,
+) -> FloatArray:
+    """(K, H) weights of each arm's hourly buckets after the changes detected in some arms.
+
+    An arm with a detected change forgets its buckets before it (weight 0). A change in one
+    arm's rate says the traffic moved, so every arm's evidence older than the latest detected
+    change is stale: it is scaled down to count as at most ``retain_exposures`` exposures
+    (at its old rate), a prior the new evidence soon outweighs. An arm that rose while it was
+    losing, seen only through the exploration share, has far too few exposures to show its own
+    change; with its old evidence bounded, its posterior widens and it is tried again.
+    ``exposures`` (K, H) are the counts the cap is measured on; without any change, all ones.
+    """
+    n = np.asarray(exposures, dtype=np.float64)
+    if n.ndim != 2 or len(change_index) != n.shape[0]:
+        raise ValueError("exposures must be (arms, hours) with one change index per arm")
+    if not np.isfinite(retain_exposures) or retain_exposures < 0:
+        raise ValueError("retain_exposures must be a non-negative finite number")
+    weights = np.ones_like(n)
+    for k, index in enumerate(change_index):
+        if index is not None:
+            weights[k, :index] = 0.0
+    detected = [index for index in change_index if index is not None]
+    if not detected:
+        return weights
+    latest = max(detected)
+    old = (n[:, :latest] * weights[:, :latest]).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(old > retain_exposures, retain_exposures / old, 1.0)
+    weights[:, :latest] *= scale[:, None]
+    return weights

@@ -26,7 +26,7 @@ from bandits.delay_model import (
     corrected_evidence,
     fit_delay_model,
 )
-from bandits.drift import decay_weights, detect_change
+from bandits.drift import decay_weights
 from bandits.eligibility import Streak, eligible_now, update_streaks
 from bandits.guardrails import check_guardrails, combine_guardrails
 from bandits.pooling import segment_priors
@@ -39,6 +39,7 @@ from service.core.vocabulary import (
     ExperimentStatus,
 )
 from service.policy.cohorts import Cohorts, build_cohorts
+from service.policy.drift import drift_weights
 from service.policy.figures import (
     contradicted_curves,
     flat,
@@ -137,7 +138,7 @@ def compute_snapshot(
         else _no_delay(experiment.attribution_window_hours)
     )
     discount = cohorts.hour_discount(delay.cdf) if cohorts.hours else np.zeros(0)
-    keep = _drift_mask(cohorts, success, experiment.min_exposures, discount)
+    kept, change_index = drift_weights(cohorts, success, experiment.min_exposures, discount)
     weights = decay_weights(cohorts.age_hours, experiment.half_life_hours, cohorts.age_spread_hours)
 
     config = PolicyConfig(
@@ -151,7 +152,7 @@ def compute_snapshot(
     if suspended.all():
         return replace(base, refresh=refresh, guardrails=guardrails)
 
-    ev = _evidence(cohorts, success, keep[None] * weights[None, None], delay)
+    ev = _evidence(cohorts, success, kept[None] * weights[None, None], delay)
     overall, overall_figures = _overall_allocation(ev, config, rng, suspended)
     segments: dict[str, SegmentFigures] = {OVERALL: overall_figures}
     raw_e_all, raw_s_all = ev.raw_exposures.sum(axis=0), ev.raw_successes.sum(axis=0)
@@ -160,9 +161,9 @@ def compute_snapshot(
     )
     segments.update(by_segment)
     changes = {
-        arm_ids[k]: cohorts.hours[int(np.argmax(keep[k]))]
-        for k in range(len(arm_ids))
-        if cohorts.hours and not keep[k].all()
+        arm_ids[k]: cohorts.hours[index]
+        for k, index in enumerate(change_index)
+        if index is not None
     }
     streaks, retirement = _retirement(
         inputs,
@@ -385,32 +386,6 @@ def _delay_cdf(
 def _no_delay(window_hours: float) -> DelayCDF:
     """F(age) = 1 at every age: every success has arrived at once."""
     return DelayCDF(window_hours, np.array([0.0, window_hours]), np.array([1.0, 1.0]), 0.0, 0.0)
-
-
-def _drift_mask(
-    cohorts: Cohorts, metric: str, min_exposures: int, discount: FloatArray
-) -> NDArray[np.bool_]:
-    """(K, H): False for the buckets before a detected change in an arm's rate.
-
-    Forgetting is what lets the default settings follow a sudden change without giving up
-    the statistical power of stationary traffic. Detection runs on delay-discounted
-    exposures: on raw ones, the newest cohorts (whose successes have not arrived yet) look
-    like a drop in rate, and the detector kept forgetting the leader's evidence.
-    """
-    exposures = cohorts.overall(EXPOSURE) * discount[None]
-    successes = np.minimum(cohorts.overall(metric), exposures)
-    keep = np.ones_like(exposures, dtype=bool)
-    for k in range(exposures.shape[0]):
-        if exposures[k].sum() < 2 * min_exposures:
-            continue
-        change = detect_change(
-            successes[k],
-            exposures[k],
-            min_exposures_each_side=min_exposures,
-        )
-        if change is not None:
-            keep[k, : change.index] = False
-    return keep
 
 
 def _guardrails(
