@@ -14,7 +14,8 @@ import pytest
 from service.core.vocabulary import EXPOSURE
 from service.policy.compute import PolicyInputs, compute_snapshot
 from service.policy.inputs import StatRow
-from tests.service.policy.test_segment_prior_once import ARMS, experiment_info
+from tests.service.policy.factories import experiment_info
+from tests.service.policy.test_segment_prior_once import ARMS
 
 NOW = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
 HALF_LIFE = 0.25

@@ -10,7 +10,8 @@ import numpy as np
 
 from service.core.vocabulary import EXPOSURE, OVERALL
 from service.policy.compute import PolicyInputs, compute_snapshot
-from service.policy.inputs import ArmInfo, ExperimentInfo, StatRow
+from service.policy.inputs import ArmInfo, StatRow
+from tests.service.policy.factories import experiment_info
 
 NOW = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
 SWAP_HOURS_AGO = 24
@@ -20,20 +21,8 @@ ARMS = {1: (10, 0.02, 0.02), 2: (10, 0.025, 0.045), 3: (20, 0.03, 0.03), 4: (200
 
 
 def _inputs() -> PolicyInputs:
-    info = ExperimentInfo(
-        id=1,
-        key="swap",
-        status="running",
-        epoch=1,
-        success_metric="click",
-        exposure_event="decision",
-        attribution_window_hours=24.0,
-        exploration_share=0.1,
-        min_exposures=500,
-        min_successes=5,
-        segment_attribute=None,
-        half_life_hours=None,
-        guardrails=(),
+    info = experiment_info(
+        key="swap", attribution_window_hours=24.0, min_exposures=500, segment_attribute=None
     )
     arms = [ArmInfo(k, f"arm {k}", None, k == 1, "live") for k in ARMS]
     stats = []

@@ -19,7 +19,8 @@ from bandits import pooling
 from service.core.vocabulary import EXPOSURE
 from service.policy import compute
 from service.policy.compute import PolicyInputs, compute_snapshot
-from service.policy.inputs import ArmInfo, ExperimentInfo, StatRow, SuccessDelay
+from service.policy.inputs import ArmInfo, StatRow, SuccessDelay
+from tests.service.policy.factories import experiment_info
 
 NOW = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
 # (segment, exposures per arm, clicks per arm): two large segments and a small one. Arm 1
@@ -27,25 +28,6 @@ NOW = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
 # differs between the arms and the policy's certainty is far below 1.
 SEGMENTS = (("de", 2000, (40, 31)), ("fr", 2000, (42, 29)), ("be", 40, (1, 1)))
 AGES = (6.0, 0.1)
-
-
-def experiment_info(**settings: Any) -> ExperimentInfo:
-    """A running two-arm experiment's settings (``settings`` override them)."""
-    defaults: dict[str, Any] = {
-        "id": 1,
-        "key": "subject",
-        "status": "running",
-        "epoch": 1,
-        "success_metric": "click",
-        "exposure_event": "decision",
-        "attribution_window_hours": 168.0,
-        "exploration_share": 0.1,
-        "min_exposures": 100,
-        "min_successes": 5,
-        "segment_attribute": "country",
-        "half_life_hours": None,
-    }
-    return ExperimentInfo(**{**defaults, **settings})
 
 
 ARMS = (ArmInfo(1, "a", None, True, "live"), ArmInfo(2, "b", None, False, "live"))

@@ -15,26 +15,13 @@ from service.policy.compute import PolicyInputs, compute_snapshot
 from service.policy.inputs import ArmInfo, ExperimentInfo, StatRow
 from service.policy.loaded import load_policy
 from service.policy.snapshot import Snapshot
+from tests.service.policy.factories import experiment_info
 
 NOW = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
 
 
 def _inputs(**overrides: Any) -> PolicyInputs:
-    info = ExperimentInfo(
-        id=1,
-        key="subject",
-        status="running",
-        epoch=1,
-        success_metric="click",
-        exposure_event="decision",
-        attribution_window_hours=24.0,
-        exploration_share=0.1,
-        min_exposures=100,
-        min_successes=5,
-        segment_attribute="country",
-        half_life_hours=None,
-        guardrails=(("unsubscribe", 0.25),),
-    )
+    info = experiment_info(attribution_window_hours=24.0, guardrails=(("unsubscribe", 0.25),))
     arms = [ArmInfo(1, "a", None, True, "live"), ArmInfo(2, "b", {"x": 1}, False, "live")]
     stats = []
     for hours_ago in range(1, 48):
