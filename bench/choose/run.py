@@ -267,7 +267,7 @@ def lag_buckets(base: str) -> dict[float, float]:
     return found
 
 
-STALL_NAMES = ("none", "gc", "decision_log", "decision_hand_over")
+STALL_NAMES = ("none", "gc", "decision_log", "decision_hand_over", "policy_refresh")
 
 
 def lag_summary(before: dict[float, float], after: dict[float, float]) -> dict[str, float]:

@@ -15,7 +15,8 @@ a shared host alone stalls any process by tens of milliseconds now and then.
 Attribution: a wake-up later than ``STALL_SECONDS`` is counted in
 ``banditloop_event_loop_stalls_total{during}`` once for each of the service's own
 background activities that ran during the late sleep (``during("decision_log")`` around
-the decision log's write, the hand-over to the writer process, and the garbage collector),
+the decision log's write, the hand-over to the writer process, the policy refresher's
+pass, and the garbage collector),
 or ``none``. Overlap is not proof of cause, but a pause that coincides with none of them
 came from elsewhere (the host, a request's own work).
 """

@@ -152,7 +152,7 @@ EVENT_LOOP_LAG = Histogram(
 EVENT_LOOP_STALLS = Counter(
     "banditloop_event_loop_stalls_total",
     "Lag probe wake-ups later than 20 ms, once per background activity running during the "
-    "late sleep (decision_log, decision_hand_over, gc) or none.",
+    "late sleep (decision_log, decision_hand_over, policy_refresh, gc) or none.",
     ["during"],
 )
 LLM_LATENCY = Histogram(

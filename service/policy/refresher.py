@@ -24,6 +24,7 @@ from sqlmodel import Session
 
 from service.core import leases, metrics
 from service.core.clock import SYSTEM_CLOCK, Clock
+from service.core.loop_lag import during
 from service.core.notify import arm_suspended
 from service.core.sessions import Handlers, SnapshotPublished, after_commit, unit_of_work
 from service.core.sessions import now as now_of
@@ -286,14 +287,16 @@ class Refresher:
             log.debug("could not release the refresher lease", exc_info=True)
 
     def tick(self, *, now: datetime | None = None) -> None:
-        """Take (or renew) the lease in one transaction; recompute if held; reload."""
-        with self._transaction() as session:
-            held = leases.try_acquire(
-                session, name=LEASE_NAME, holder=self.holder, seconds=self._lease_seconds
-            )
-        if held:
-            self.recompute_all(now=now)
-        self.reload()
+        """Take (or renew) the lease in one transaction; recompute if held; reload. The
+        whole pass is one ``policy_refresh`` activity for the lag probe's stall counter."""
+        with during("policy_refresh"):
+            with self._transaction() as session:
+                held = leases.try_acquire(
+                    session, name=LEASE_NAME, holder=self.holder, seconds=self._lease_seconds
+                )
+            if held:
+                self.recompute_all(now=now)
+            self.reload()
 
     def recompute_all(self, *, now: datetime | None = None) -> int:
         """Recompute the running experiments whose inputs changed or whose corrections aged

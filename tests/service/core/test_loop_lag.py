@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from service.core import loop_lag
 from service.core.app import create_app
 from service.core.loop_lag import Activities, watch_event_loop
 from service.core.runtime import Runtime
@@ -100,3 +101,24 @@ def test_a_stall_is_attributed_to_the_long_activities_that_overlapped_it() -> No
     ours = stalls.index(["decision_log"])
     assert [] in stalls[ours + 1 :]  # the second block: none of ours
     assert all("refresh" not in names for names in stalls)
+
+
+def test_the_policy_refresh_is_an_activity_the_stall_counter_names(
+    runtime: Runtime, monkeypatch: Any
+) -> None:
+    """A refresher pass runs in the serving process beside the event loop: a stall it
+    overlaps is counted under ``policy_refresh``, not ``none``."""
+    seen: list[list[str]] = []
+    recompute = runtime.refresher.recompute_all
+
+    def watched(**kwargs: Any) -> int:
+        seen.append(loop_lag.ACTIVITIES.since(float("inf")))  # running now
+        time.sleep(0.01)  # long enough to explain a stall after it ends
+        return recompute(**kwargs)
+
+    monkeypatch.setattr(runtime.refresher, "recompute_all", watched)
+    before = time.perf_counter()
+    runtime.refresher.tick()
+    assert seen
+    assert "policy_refresh" in seen[0]
+    assert "policy_refresh" in loop_lag.ACTIVITIES.since(before)
