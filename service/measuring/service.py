@@ -67,14 +67,14 @@ def ingest_api_body(runtime: Runtime, *, body: bytes, content_type: str) -> Inge
             received_at=runtime.clock.now(),
             max_events=runtime.settings.max_events_per_request,
         )
-        return ingest_payload(
-            runtime,
-            source=PROVIDER,
-            headers={"content-type": content_type},
-            body=body,
-            events=events,
-            poison=poison,
-        )
+    return ingest_payload(  # pauses the collector itself while it stores
+        runtime,
+        source=PROVIDER,
+        headers={"content-type": content_type},
+        body=body,
+        events=events,
+        poison=poison,
+    )
 
 
 _pause_lock = threading.Lock()

@@ -209,15 +209,15 @@ def _evidence(cohorts: Cohorts, success: str, kept: np.ndarray, delay: DelayMode
     def by_cell(s: np.ndarray, e: np.ndarray) -> CorrectedEvidence:
         return corrected_evidence(s, e, ages, delay, age_spread=spread)
 
+    segment_maturity = by_cell(raw_s, raw_e)
+    flags = segment_maturity.contradicted
+    contradicted_segment = flags is not None and bool(flags.any())
+
     def by_arm(s: np.ndarray, e: np.ndarray) -> CorrectedEvidence:
         if contradicted_segment:
             # A segment whose fit is contradicted joins all traffic with its bounds.
             return corrected_evidence(s, e, ages, delay, age_spread=spread, pool_rows=True)
         return corrected_evidence(flat(s), flat(e), flat_ages, delay, age_spread=flat_spread)
-
-    segment_maturity = by_cell(raw_s, raw_e)
-    flags = segment_maturity.contradicted
-    contradicted_segment = flags is not None and bool(flags.any())
 
     return _Evidence(
         by_segment=by_cell(raw_s * kept, raw_e * kept),
