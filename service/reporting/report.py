@@ -218,11 +218,23 @@ def correction_line(snapshot: Snapshot) -> str | None:
         if segments
         else ""
     )
+    # The slow wave the data cannot see yet (``bandits.delay_unseen``) moved the low end only.
+    lowest = (
+        float(np.average(segment.maturity_low, weights=exposures))
+        if segment.maturity_low is not None
+        else maturity
+    )
+    wave = (
+        f" The decisions are too young to rule out a slower wave of {metric}s still to come "
+        f"(as few as {lowest:.0%} may have arrived): the intervals' upper ends allow for it."
+        if not tail and not segments and lowest < MATURE_SHARE <= maturity
+        else ""
+    )
     return (
         f"Delay correction: a {metric} arrives a median {_duration(delay['median_hours'])} "
         f"after exposure (learnt from {learnt}); about {maturity:.0%} of the "
         f"eventual {metric}s of these exposures have arrived, so the estimated rates are "
-        f"{span} the observed rates (prior included).{tail}{unknown}"
+        f"{span} the observed rates (prior included).{tail}{unknown}{wave}"
     )
 
 

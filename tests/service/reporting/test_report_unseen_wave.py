@@ -57,6 +57,7 @@ def test_two_second_clicks_read_at_five_seconds_are_too_early_to_judge(
         assert row["maturity"] > 0.9, row
         assert row["maturity_low"] < 0.5, row
         assert row["judgement"] == TOO_EARLY, row
+    assert "too young to rule out a slower wave of clicks" in report["correction"]
 
     # Three days on, with an hourly send since whose clicks also came within seconds: a slow
     # wave would have shown in the old sends, so the figures are confident again.
@@ -86,3 +87,4 @@ def test_two_second_clicks_read_at_five_seconds_are_too_early_to_judge(
         assert row["estimate_low"] <= observed <= row["estimate_high"], row
         assert row["estimate_high"] < observed + 4 * np.sqrt(observed / row["exposures"]), row
         assert row["judgement"] == JUDGED, row
+    assert "slower wave" not in report["correction"]
