@@ -214,7 +214,9 @@ def fit_delay_model(
             if known_mixture is not None and known_mixture.still_holds(n_whole)
             else mixture_evidence(delays[whole], ages[whole], counts[whole], shape)
         )
-    unseen = unseen_wave(delays[whole], ages[whole], counts[whole], shape, window_hours)
+    unseen = unseen_wave(
+        delays[whole], ages[whole], counts[whole], shape, window_hours, central.edges_hours
+    )
     if evidence is None or not evidence.mixed:
         return DelayModel(central, spread, shape, evidence=evidence, unseen=unseen)
     tail_shape = _tail_shape(delays, ages, counts, earliest, shape)
@@ -570,18 +572,17 @@ def _wave_maturity(
     """Per component of the unseen wave (first axis), each arm's share of its evidence
     arrived under that component alone."""
     assert delay.unseen is not None
-    window = delay.cdf.window_hours
-    out = []
-    for mu, sigma in delay.unseen.components:
-
-        def g(a: ArrayLike, mu: float = mu, sigma: float = sigma) -> FloatArray:
-            return window_cdf(np.asarray(a, dtype=np.float64), window, mu, sigma)
-
-        arrived = (exposures * cohort_cdf(g, ages, spread)).sum(axis=-1)
-        if pool_rows:
-            arrived = arrived.sum(axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out.append(np.where(total_n > 0, arrived / np.maximum(total_n, 1e-300), 1.0))
+    if spread is None or not np.any(spread):
+        arrived = delay.unseen.arrived(exposures, ages)
+    else:
+        arrived = (
+            delay.unseen.arrived(exposures, np.maximum(ages - spread, 0.0))
+            + delay.unseen.arrived(exposures, ages + spread)
+        ) / 2.0
+    if pool_rows:
+        arrived = arrived.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(total_n > 0, arrived / np.maximum(total_n, 1e-300), 1.0)
     return np.clip(np.asarray(out, dtype=np.float64), 0.0, 1.0)
 
 

@@ -44,9 +44,9 @@ FloatArray = NDArray[np.float64]
 # to waves the data cannot see (medians beyond the oldest age), and a push send read a day
 # later allowed for a slow wave as likely as not.
 NO_WAVE = 0.5
-# Its share w, if there is one: uniform, on a grid of 40 midpoints.
+# Its share w, if there is one: uniform, on a grid of 20 midpoints.
 WAVE_PRIOR = (1.0, 1.0)
-WAVE_SHARES = np.concatenate(([0.0], (np.arange(40) + 0.5) / 40.0))
+WAVE_SHARES = np.concatenate(([0.0], (np.arange(20) + 0.5) / 20.0))
 # The slow wave's log-median (hours) on a grid over the shape prior from -3 sd up to the
 # window (``unseen_wave``: a wave is something that arrives inside the window), and its
 # spread.
@@ -56,7 +56,7 @@ WAVE_LOG_MEDIANS = np.linspace(
     31,
 )
 WAVE_SIGMAS = (0.7, 1.5)
-_GROUP_STEP = 0.02
+_GROUP_STEP = 0.05
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,6 +68,29 @@ class UnseenWave:
     components: tuple[tuple[float, float], ...]
     shares: FloatArray
     weights: FloatArray
+    # Each component's CDF at ``edges`` (components, edges), interpolated between them as
+    # ``bandits.delay.DelayCDF`` is: a cohort's share under every component is then one
+    # matrix product (``arrived``), not a log-normal CDF per component and cohort.
+    edges: FloatArray
+    table: FloatArray
+
+    def arrived(self, exposures: FloatArray, ages: FloatArray) -> FloatArray:
+        """sum(n_c G(age_c)) over the cohorts (last axis) per component (first axis of the
+        result, then the leading axes of ``exposures``)."""
+        n = np.asarray(exposures, dtype=np.float64)
+        a = np.clip(np.broadcast_to(ages, n.shape), 0.0, self.edges[-1])
+        lead = n.shape[:-1]
+        rows = int(np.prod(lead)) if lead else 1
+        index = np.clip(np.searchsorted(self.edges, a, side="right") - 1, 0, self.edges.size - 2)
+        width = self.edges[index + 1] - self.edges[index]
+        upper = (a - self.edges[index]) / width
+        row = np.broadcast_to(np.arange(rows).reshape(*lead, 1) if lead else 0, n.shape)
+        nodes = self.edges.size
+        keys = np.concatenate([(row * nodes + index).ravel(), (row * nodes + index + 1).ravel()])
+        mass = np.concatenate([(n * (1.0 - upper)).ravel(), (n * upper).ravel()])
+        weights = np.bincount(keys, weights=mass, minlength=rows * nodes).reshape(rows, nodes)
+        out = weights @ self.table.T  # (rows, components)
+        return np.asarray(np.moveaxis(out.reshape(*lead, -1), -1, 0), dtype=np.float64)
 
     def maturity_low(self, central: ArrayLike, wave: FloatArray, quantile: float) -> FloatArray:
         """The ``quantile`` of an arm's maturity over the posterior: (1 - w) x its maturity
@@ -93,11 +116,32 @@ def _group(values: FloatArray, counts: FloatArray) -> tuple[FloatArray, FloatArr
     return np.asarray(unique * _GROUP_STEP, np.float64), np.asarray(weights, np.float64)
 
 
-def _log_window_pdf(log_d: FloatArray, window_hours: float, mu: float, sigma: float) -> FloatArray:
-    """log of the log-delay's density, conditioned on delay <= window."""
+def _log_window_pdf(
+    log_d: FloatArray, window_hours: float, mu: FloatArray, sigma: FloatArray
+) -> FloatArray:
+    """log of the log-delay's density, conditioned on delay <= window; ``mu`` and ``sigma``
+    (one per component, a column) broadcast against ``log_d``."""
     z = (log_d - mu) / sigma
     log_all = special.log_ndtr((np.log(window_hours) - mu) / sigma)
     return np.asarray(-0.5 * z**2 - np.log(sigma) - 0.5 * np.log(2 * np.pi) - log_all)
+
+
+def _log_window_cdf(
+    log_t: FloatArray, window_hours: float, mu: FloatArray, sigma: FloatArray
+) -> FloatArray:
+    """log F of the log-normal conditioned on the window, at log-ages below it."""
+    log_all = special.log_ndtr((np.log(window_hours) - mu) / sigma)
+    return np.asarray(np.minimum(special.log_ndtr((log_t - mu) / sigma) - log_all, 0.0))
+
+
+def wave_cdfs(
+    ages: FloatArray, window_hours: float, components: tuple[tuple[float, float], ...]
+) -> FloatArray:
+    """Each component's CDF (conditioned on the window) at ``ages``: (components, *ages)."""
+    params = np.asarray(components, dtype=np.float64)
+    shape = (len(components),) + (1,) * np.ndim(ages)
+    mu, sigma = params[:, 0].reshape(shape), params[:, 1].reshape(shape)
+    return window_cdf(np.asarray(ages, dtype=np.float64)[None], window_hours, mu, sigma)  # type: ignore[arg-type]
 
 
 def unseen_wave(
@@ -106,9 +150,11 @@ def unseen_wave(
     counts: FloatArray,
     shape: LogNormalShape,
     window_hours: float,
+    grid_hours: FloatArray,
 ) -> UnseenWave:
     """The posterior of the slow wave (see the module docstring) given right-truncated
-    successes (``truncation``: each one's cohort age, capped at the window)."""
+    successes (``truncation``: each one's cohort age, capped at the window); each
+    component's CDF is kept on ``grid_hours`` (0 to the window, the delay CDF's own)."""
     medians = WAVE_LOG_MEDIANS[WAVE_LOG_MEDIANS <= np.log(window_hours)]
     if medians.size == 0:
         medians = np.array([float(np.log(window_hours))])
@@ -118,26 +164,27 @@ def unseen_wave(
         np.repeat(prior_median / prior_median.sum() / len(WAVE_SIGMAS), len(WAVE_SIGMAS))
     )
     slab = stats.beta.pdf(WAVE_SHARES[1:], *WAVE_PRIOR)
-    log_prior_share = np.log(
-        np.concatenate(([NO_WAVE], (1.0 - NO_WAVE) * slab / slab.sum()))
-    )
+    log_prior_share = np.log(np.concatenate(([NO_WAVE], (1.0 - NO_WAVE) * slab / slab.sum())))
     log_post = log_prior[:, None] + log_prior_share[None, :]
     if float(counts.sum()) > 0:
         floor = np.maximum(delays, MIN_DELAY_HOURS)
         log_d, w_d = _group(np.log(floor), counts)
         log_t, w_t = _group(np.log(np.maximum(np.minimum(truncation, window_hours), floor)), counts)
-        fit_f = _log_window_pdf(log_d, window_hours, shape.mu, shape.sigma)
-        fit_big_f = np.log(
-            np.maximum(window_cdf(np.exp(log_t), window_hours, shape.mu, shape.sigma), 1e-300)
+        params = np.asarray(components, dtype=np.float64)
+        mu, sigma = params[:, :1], params[:, 1:]
+        # (components, shares, groups): log((1 - w) f + w g) = log f + log(1 - w + w g / f),
+        # with the ratio taken once per component (a log per cell, not a logaddexp).
+        w = WAVE_SHARES[None, :, None]
+        fit_f = _log_window_pdf(log_d, window_hours, np.array(shape.mu), np.array(shape.sigma))
+        fit_big_f = _log_window_cdf(log_t, window_hours, np.array(shape.mu), np.array(shape.sigma))
+        ratio_f = np.exp(np.minimum(_log_window_pdf(log_d, window_hours, mu, sigma) - fit_f, 600))
+        ratio_big_f = np.exp(
+            np.minimum(_log_window_cdf(log_t, window_hours, mu, sigma) - fit_big_f, 600)
         )
-        with np.errstate(divide="ignore"):
-            log_w = np.log(WAVE_SHARES)[:, None]
-        log_1w = np.log1p(-WAVE_SHARES)[:, None]
-        for j, (mu, sigma) in enumerate(components):
-            g_f = _log_window_pdf(log_d, window_hours, mu, sigma)
-            g_big_f = np.log(np.maximum(window_cdf(np.exp(log_t), window_hours, mu, sigma), 1e-300))
-            top = np.logaddexp(log_1w + fit_f[None, :], log_w + g_f[None, :]) @ w_d
-            bottom = np.logaddexp(log_1w + fit_big_f[None, :], log_w + g_big_f[None, :]) @ w_t
-            log_post[j] += top - bottom
+        top = np.log(1.0 - w + w * ratio_f[:, None, :]) @ w_d
+        bottom = np.log(1.0 - w + w * ratio_big_f[:, None, :]) @ w_t
+        log_post += top - bottom
     weights = np.exp(log_post - log_post.max())
-    return UnseenWave(components, WAVE_SHARES.copy(), weights / weights.sum())
+    edges = np.asarray(grid_hours, dtype=np.float64)
+    table = wave_cdfs(edges, window_hours, components)
+    return UnseenWave(components, WAVE_SHARES.copy(), weights / weights.sum(), edges, table)
