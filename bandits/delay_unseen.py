@@ -12,7 +12,7 @@ confident interval (covered in 1 run of 40).
 Here the mass beyond is a prior that the data update. The delay is the fitted shape with
 weight 1 - w and a slow log-normal G with weight w: G's median comes from the shape's own prior
 (``bandits.delay_shape``: median one hour, sd 3 in log-hours) on a grid, its spread is one of
-two values, and w has a Beta prior. Each grid point's likelihood is that of the same
+two values; there is such a wave at all with even odds, and its share w is then uniform. Each grid point's likelihood is that of the same
 right-truncated successes (f(d) / F(age) per success). A single young send informs w only
 through the part of G it has already shown; older cohorts whose successes all came early
 rule out a large w with a median they have outlived (a push send with days of history is
@@ -40,9 +40,9 @@ from bandits.delay_shape import (
 FloatArray = NDArray[np.float64]
 
 # Whether there is a slow wave at all: even odds. Without this "none" (w = 0 with prior mass
-# of its own), a wave the data rule out at every share above a few hundredths lost its mass
-# to waves the data cannot see (medians beyond the oldest age), and a push send read a day
-# later allowed for a slow wave as likely as not.
+# of its own) and with medians beyond the window, a wave the data rule out at every share
+# above a few hundredths lost its mass to waves the data cannot see (medians beyond the
+# oldest age): a push send read a day later had a maturity low end of 0.34.
 NO_WAVE = 0.5
 # Its share w, if there is one: uniform, on a grid of 20 midpoints.
 WAVE_PRIOR = (1.0, 1.0)
