@@ -11,14 +11,15 @@ confident interval (covered in 1 run of 40).
 
 Here the mass beyond is a prior that the data update. The delay is the fitted shape with
 weight 1 - w and a slow log-normal G with weight w: G's median comes from the shape's own prior
-(``bandits.delay_shape``: median one hour, sd 3 in log-hours) on a grid, its spread is one of
-two values; there is such a wave at all with even odds, and its share w is then uniform. Each grid point's likelihood is that of the same
-right-truncated successes (f(d) / F(age) per success). A single young send informs w only
-through the part of G it has already shown; older cohorts whose successes all came early
-rule out a large w with a median they have outlived (a push send with days of history is
-confident again). The posterior gives, per arm, the share of its evidence that has arrived
-under each grid point: its lower quantile bounds the reported maturity and raises the
-reported interval's upper end. The central figures and the policy's posterior do not move.
+(``bandits.delay_shape``: median one hour, sd 3 in log-hours) on a grid up to the window, its
+spread is one of two values; there is such a wave at all with even odds, and its share w is
+then uniform. Each grid point's likelihood is that of the same right-truncated successes
+(f(d) / F(age) per success). A single young send informs w only through the part of G it has
+already shown; older cohorts whose successes all came early rule out a large w with a median
+they have outlived (a push send with days of history is confident again). The posterior
+gives, per arm, the share of its evidence that has arrived under each grid point: its lower
+quantile bounds the reported maturity and raises the reported interval's upper end. The
+central figures and the policy's posterior do not move.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ model's doubt that differs between arms (``bandits.delay_model.corrected_evidenc
 single arm here, none, so its interval is the binomial one and covers young sends poorly by
 design; the reported interval carries the whole doubt.
 
-Run: .venv/bin/python bench/delay/coverage.py [lognormal mixture "heavy tail" push email] [--runs 40]
+Run: .venv/bin/python bench/delay/coverage.py [lognormal mixture "heavy tail" push email]
+    [--runs 40]
 """
 
 from __future__ import annotations

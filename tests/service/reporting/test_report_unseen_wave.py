@@ -18,7 +18,6 @@ from service.core.runtime import Runtime
 from tests.service.factories import create_random_experiment
 from tests.service.reporting.test_report_delay import DAY, fast_clicks, keyed_send
 
-
 RATES = (0.02, 0.06, 0.12)  # as fast_clicks's every 50th, 17th and 8th decision
 
 
