@@ -140,30 +140,15 @@ def test_the_reported_interval_stays_honest_when_the_delays_are_not_log_normal(
         assert by_age[1.0] <= 0.1, mixed  # what no mixture test can see yet
 
 
-def _mixture_read_at_an_hour(seed: int) -> tuple[CorrectedEvidence, float]:
-    exposures = 5000
-    rng = np.random.default_rng([seed, 3600, 7])
-    sent = rng.uniform(0.0, 1 / 6, exposures)
-    delay = _mixture(rng, exposures)
-    converts = (rng.random(exposures) < RATE) & (delay <= WINDOW)
-    cohort_age = 1.0 - sent
-    seen = converts & (delay <= cohort_age)
-    model = fit_delay_model(delay[seen], cohort_age[seen], WINDOW)
-    evidence = corrected_evidence(
-        seen.astype(float)[None], np.ones(exposures)[None], cohort_age[None], model
-    )
-    return evidence, float(seen.sum()) / exposures
-
-
 def test_a_slow_wave_that_has_barely_begun_is_allowed_for() -> None:
     """A fast-and-slow mix read an hour in: the fast half has arrived, a twentieth of the
     slow half has. The fit extrapolates "done" (central maturity near 1); the reported
     interval must still reach the final rate (before the unseen wave: 1 run of 40). The
     central estimate stays on the data (about the observed rate)."""
-    final = RATE * float(np.mean(_mixture(np.random.default_rng(99), 1_000_000) <= WINDOW))
     covered = 0
     for seed in range(6):
-        evidence, observed = _mixture_read_at_an_hour(seed)
+        evidence, _model, final = _mixture_read(seed, 1.0)
+        observed = float(evidence.observed_successes[0]) / 5000
         low, high = evidence.reported_interval(0.5, 0.5, level=0.90)
         covered += int(low[0] <= final <= high[0])
         assert evidence.maturity_low[0] < 0.6 < evidence.maturity[0]
@@ -172,17 +157,27 @@ def test_a_slow_wave_that_has_barely_begun_is_allowed_for() -> None:
     assert covered >= 5, covered
 
 
+# Three arms of a first send: (successes, exposures).
+FRESH_SEND = (np.array([20.0, 60.0, 120.0]), np.array([1000.0, 1000.0, 1000.0]))
+
+
+def _fresh_send_read(
+    seed: int, seconds: tuple[float, float], age: float
+) -> tuple[CorrectedEvidence, DelayModel]:
+    """``FRESH_SEND`` with every click ``seconds`` after the send, read ``age`` hours in."""
+    successes, exposures = FRESH_SEND
+    delays = np.random.default_rng(seed).uniform(*seconds, int(successes.sum())) / 3600
+    model = fit_delay_model(delays, np.full(delays.size, age), WINDOW)
+    evidence = corrected_evidence(successes[:, None], exposures[:, None], np.array([age]), model)
+    return evidence, model
+
+
 def test_two_second_clicks_read_at_five_seconds_are_not_known_to_be_complete() -> None:
     """Every click of a first send came within 2 s and it is read 5 s later: the data cannot
     tell a push send from an email send whose slow wave has not begun. The central maturity
     stays near 1 (so the estimate stays the observed rate), the low end does not."""
-    rng = np.random.default_rng(4)
-    exposures = np.array([1000.0, 1000.0, 1000.0])
-    successes = np.array([20.0, 60.0, 120.0])
-    delays = rng.uniform(0.2, 2.0, int(successes.sum())) / 3600
-    age = 5 / 3600
-    model = fit_delay_model(delays, np.full(delays.size, age), WINDOW)
-    evidence = corrected_evidence(successes[:, None], exposures[:, None], np.array([age]), model)
+    successes, exposures = FRESH_SEND
+    evidence, _model = _fresh_send_read(4, (0.2, 2.0), 5 / 3600)
     np.testing.assert_array_less(0.9, evidence.maturity)
     np.testing.assert_array_less(evidence.maturity_low, 0.5)
     low, high = evidence.reported_interval(0.5, 0.5)
@@ -213,13 +208,8 @@ def test_a_push_send_with_days_of_history_is_confident_again() -> None:
 
 
 def test_clicks_within_a_minute_read_minutes_later_are_mature() -> None:
-    rng = np.random.default_rng(3)
-    exposures = np.array([1000.0, 1000.0, 1000.0])
-    successes = np.array([20.0, 60.0, 120.0])
-    delays = rng.uniform(5, 60, int(successes.sum())) / 3600
-    age = 4 / 60
-    model = fit_delay_model(delays, np.full(delays.size, age), WINDOW)
-    evidence = corrected_evidence(successes[:, None], exposures[:, None], np.array([age]), model)
+    successes, exposures = FRESH_SEND
+    evidence, model = _fresh_send_read(3, (5.0, 60.0), 4 / 60)
     assert model.cdf.median_hours() < 60 / 3600
     np.testing.assert_array_less(0.97, evidence.maturity)
     corrected = evidence.successes / evidence.exposures
@@ -282,13 +272,15 @@ def test_the_snapshot_block_rebuilds_the_cdf() -> None:
     assert block["mixture"]["bic_difference"] < 0  # type: ignore[index]
 
 
-def _mixture_read_six_hours_in(seed: int) -> tuple[CorrectedEvidence, DelayModel, float]:
-    rng = np.random.default_rng([seed, 6 * 3600, 7])
+def _mixture_read(seed: int, age: float = 6.0) -> tuple[CorrectedEvidence, DelayModel, float]:
+    """A fast-and-slow mix sent over ten minutes and read ``age`` hours in, and its final
+    rate."""
+    rng = np.random.default_rng([seed, int(age * 3600), 7])
     exposures = 5000
     sent = rng.uniform(0.0, 1 / 6, exposures)
     delay = _mixture(rng, exposures)
     converts = (rng.random(exposures) < RATE) & (delay <= WINDOW)
-    cohort_age = 6.0 - sent
+    cohort_age = age - sent
     seen = converts & (delay <= cohort_age)
     model = fit_delay_model(delay[seen], cohort_age[seen], WINDOW)
     evidence = corrected_evidence(
@@ -304,7 +296,7 @@ def test_the_tail_fit_widens_the_reported_interval_only() -> None:
     the model says the delays are mixed, and the reported interval (wider, containing the
     policy's) covers it. The policy's counts are exactly those of the model without the
     tail."""
-    evidence, model, final = _mixture_read_six_hours_in(3)
+    evidence, model, final = _mixture_read(3)
     assert model.mixed
     assert model.evidence is not None
     assert model.evidence.bic_difference > 10.0
@@ -354,7 +346,7 @@ def test_log_normal_delays_are_not_called_mixed(age: float) -> None:
 
 
 def test_a_mixture_verdict_is_reused_until_the_successes_grow_by_a_tenth() -> None:
-    _evidence, model, _final = _mixture_read_six_hours_in(1)
+    _evidence, model, _final = _mixture_read(1)
     assert model.evidence is not None
     n = model.evidence.successes
     stored = MixtureEvidence.from_json(model.evidence.to_json())

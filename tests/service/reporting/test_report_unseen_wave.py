@@ -29,8 +29,18 @@ def clock() -> ManualClock:
     return ManualClock(DAY)
 
 
-def _read(client: TestClient, admin: dict[str, str], key: str) -> dict:
-    report = client.get(f"/v1/experiments/{key}/report", headers=admin)
+def _post_and_read(
+    client: TestClient,
+    headers: tuple[dict[str, str], dict[str, str]],
+    events: list,
+    key: str,
+    runtime: Runtime,
+) -> dict:
+    """Post ``events``, refresh, and read the report (``headers``: ingest, admin)."""
+    response = client.post("/v1/events", json=events, headers=headers[0])
+    assert response.status_code == 200, response.text
+    runtime.refresher.tick()
+    report = client.get(f"/v1/experiments/{key}/report", headers=headers[1])
     assert report.status_code == 200, report.text
     return dict(report.json())
 
@@ -45,10 +55,7 @@ def test_two_second_clicks_read_at_five_seconds_are_too_early_to_judge(
     decisions = keyed_send(client, decide, runtime, exp["key"], 3000)
     events = fast_clicks(decisions, arm_ids, sent, seconds=(0.2, 2.0))
     clock.set(sent + timedelta(seconds=5))
-    response = client.post("/v1/events", json=events, headers=ingest)
-    assert response.status_code == 200, response.text
-    runtime.refresher.tick()
-    report = _read(client, admin, exp["key"])
+    report = _post_and_read(client, (ingest, admin), events, exp["key"], runtime)
     for row in report["arms"]:
         observed = row["observed_rate"]
         assert observed / 2 <= row["estimated_rate"] <= observed * 2, row
@@ -61,11 +68,12 @@ def test_two_second_clicks_read_at_five_seconds_are_too_early_to_judge(
     # Three days on, with an hourly send since whose clicks also came within seconds: a slow
     # wave would have shown in the old sends, so the figures are confident again.
     rng = np.random.default_rng(2)
+    clicks: list[dict[str, str]] = []
     for hour in range(1, 73):
         at = sent + timedelta(hours=hour)
         clock.set(at)
         batch = keyed_send(client, decide, runtime, exp["key"], 300, send_id=f"h{hour}")
-        clicks = [
+        clicks += [
             {
                 "event_id": f"h{hour}-{i}",
                 "decision_id": d["decision_id"],
@@ -75,11 +83,8 @@ def test_two_second_clicks_read_at_five_seconds_are_too_early_to_judge(
             for i, d in enumerate(batch)
             if rng.random() < RATES[arm_ids.index(d["arm"]["id"])]
         ]
-        clock.set(at + timedelta(seconds=5))
-        response = client.post("/v1/events", json=clicks, headers=ingest)
-        assert response.status_code == 200, response.text
-    runtime.refresher.tick()
-    report = _read(client, admin, exp["key"])
+    clock.set(at + timedelta(seconds=5))
+    report = _post_and_read(client, (ingest, admin), clicks, exp["key"], runtime)
     for row in report["arms"]:
         observed = row["observed_rate"]
         assert row["maturity_low"] > 0.9, row
