@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import orjson
@@ -40,6 +41,33 @@ def choice_body(choice: Choice) -> dict[str, Any]:
     }
 
 
+def batch_answer(choices: Sequence[Choice]) -> bytes:
+    """``encode({"decisions": [choice_body(c) for c in choices]})``, the same bytes, with
+    everything after the decision id encoded once per distinct answer (a batch has a few:
+    one per arm and explored flag), not a dictionary built and encoded per decision."""
+    tails: dict[tuple[Any, ...], bytes] = {}
+    parts = []
+    dumps = orjson.dumps
+    for c in choices:
+        key = (
+            id(c.arm),
+            c.propensity,
+            c.explored,
+            c.policy_version,
+            c.fallback,
+            c.holdout,
+            c.decision_id is None,  # "tracked"
+        )
+        tail = tails.get(key)
+        if tail is None or not c.propensity:  # 0.0 and -0.0 are one key, two texts
+            body = choice_body(c)
+            del body["decision_id"]
+            # orjson writes keys in insertion order: the answer's is decision_id first.
+            tail = tails[key] = b"," + dumps(body)[1:]
+        parts.append(b'{"decision_id":' + dumps(c.decision_id) + tail)
+    return b'{"decisions":[' + b",".join(parts) + b"]}"
+
+
 def json_response(answer: dict[str, Any]) -> Response:
     """The answer as JSON, encoded by orjson (a tenth of json.dumps's cost on a batch)."""
     return Response(encode(answer), media_type="application/json")
@@ -50,7 +78,7 @@ def encode(answer: dict[str, Any]) -> bytes:
 
 
 def unit_of(data: UnitIn) -> Unit:
-    return Unit(unit_id=data.unit_id, send_id=data.send_id, context=data.context)
+    return Unit(data.unit_id, data.send_id, data.context)
 
 
 async def decide(runtime: Runtime, experiment: str, units: list[Unit]) -> list[Choice]:
@@ -140,4 +168,4 @@ async def choose_batch(request: Request) -> Response:
     started = time.perf_counter()
     choices = await decide(runtime, body.experiment, [unit_of(u) for u in body.units])
     metrics.CHOOSE_LATENCY.labels("batch").observe(time.perf_counter() - started)
-    return json_response({"decisions": [choice_body(c) for c in choices]})
+    return Response(batch_answer(choices), media_type="application/json")
