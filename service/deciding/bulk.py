@@ -88,7 +88,7 @@ def insert_keyed_decisions(session: Session, records: Sequence[DecisionRecord]) 
         if _insert_if_all_new_sqlite(connection, records):
             return {r.id for r in records}
         return decisions_repo.insert_keyed(session, rows=[r.row() for r in records])
-    rows = [(*_values(r), r.holdout) for r in records]
+    rows = [_keyed_values(r) for r in records]
     names = ", ".join(KEYED_COLUMNS)
     driver = connection.connection.driver_connection
     assert driver is not None
@@ -123,7 +123,7 @@ def _insert_if_all_new_sqlite(connection: Connection, records: Sequence[Decision
     if _plain_sqlite(connection.dialect) and _plain_sqlite_flag(connection.dialect):
         rows = _sqlite_rows(records, keyed=True)
     else:
-        rows = [(*_values(r), r.holdout) for r in records]
+        rows = [_keyed_values(r) for r in records]
         if processors:
             rows = [_processed(row, processors) for row in rows]
     connection.exec_driver_sql("SAVEPOINT keyed_insert")
@@ -160,20 +160,17 @@ def _copy_if_all_new(driver: Any, rows: Sequence[tuple[Any, ...]], names: str) -
 
 
 def _values(r: DecisionRecord) -> tuple[Any, ...]:
-    """A record's values in the order of ``COLUMNS``."""
-    return (
-        r.id,
-        r.experiment_id,
-        r.epoch,
-        r.arm_id,
-        r.segment,
-        r.unit_hash,
-        r.send_id,
-        r.propensity,
-        r.explored,
-        r.policy_version,
-        r.created_at,
-    )
+    """A record's values in the order of ``COLUMNS`` (its first fields: a slice)."""
+    return r[:_COLUMN_COUNT]
+
+
+def _keyed_values(r: DecisionRecord) -> tuple[Any, ...]:
+    """A record's values in the order of ``KEYED_COLUMNS``."""
+    return (*r[:_COLUMN_COUNT], r.holdout)
+
+
+_COLUMN_COUNT = len(COLUMNS)
+assert DecisionRecord._fields[:_COLUMN_COUNT] == COLUMNS
 
 
 def _copy(driver: Any, rows: Sequence[tuple[Any, ...]]) -> None:
