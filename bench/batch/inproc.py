@@ -133,7 +133,10 @@ def _profiled(runtime: Any, work: Any) -> pstats.Stats:
     runtime.decision_log.flush()
     main.disable()
     decider.choose = choose
-    return pstats.Stats(main).add(inner)
+    stats = pstats.Stats(main)
+    if inner.getstats():  # unkeyed batches decide on the event loop's thread
+        stats.add(inner)
+    return stats
 
 
 def _measure(kind: str, args: argparse.Namespace, ingest: Any) -> dict[str, list[float]]:

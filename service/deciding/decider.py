@@ -284,7 +284,7 @@ class Decider:
         """The records and answers of one segment's unkeyed units: the arms drawn at once
         (``sample_arms``), the ids minted together (``DecisionSigner.mint_batch``)."""
         arm_index, explored = self._sample(seg_policy, len(units))
-        unit_hash = self._signer.unit_hash
+        hashes = iter(self._signer.unit_hashes(u.unit_id for u in units if u.unit_id))
         return self._made(
             policy,
             segment,
@@ -293,7 +293,7 @@ class Decider:
             propensities=seg_policy.allocation[arm_index].tolist(),
             explored=explored,
             holdout=None,
-            unit_hashes=[unit_hash(u.unit_id) if u.unit_id else None for u in units],
+            unit_hashes=[next(hashes) if u.unit_id else None for u in units],
             send_ids=[u.send_id for u in units],
             nonces=None,
         )

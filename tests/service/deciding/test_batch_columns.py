@@ -211,3 +211,18 @@ def test_a_batch_answer_is_the_bytes_of_its_choices_encoded_one_by_one() -> None
     expected = orjson.dumps({"decisions": [choice_body(c) for c in choices]})
     assert batch_answer(choices) == expected
     assert batch_answer([]) == b'{"decisions":[]}'
+
+
+def test_unkeyed_units_are_logged_under_their_own_unit_hash(
+    client: TestClient, decide, admin, runtime: Runtime
+) -> None:
+    exp = create_random_experiment(client, admin, arms=3)
+    units = [{"unit_id": f"u{i}"} if i % 3 else {} for i in range(30)]
+    body = {"experiment": exp["key"], "units": units}
+    decisions = client.post("/v1/choose/batch", json=body, headers=decide).json()["decisions"]
+    assert runtime.decision_log.flush() == 30
+    with runtime.engine.connect() as connection:
+        stored = dict(connection.execute(text("SELECT id, unit_hash FROM decision")).all())
+    assert [stored[d["decision_id"]] for d in decisions] == [
+        runtime.signer.unit_hash(u["unit_id"]) if u else None for u in units
+    ]
