@@ -56,6 +56,8 @@ _BODY_DTYPE = np.dtype(
     ]
 )
 assert _BODY_DTYPE.itemsize == _BODY.size
+# From this many ids, ``mint_batch`` packs them as numpy records rather than one by one.
+_BATCH_FROM = 16
 
 
 class InvalidToken(ValueError):
@@ -249,6 +251,20 @@ class DecisionSigner:
             nonces = os.urandom(8 * n)
         elif len(nonces) != 8 * n:
             raise ValueError(f"nonces must be 8 bytes per id, got {len(nonces)} for {n}")
+        if n < _BATCH_FROM:  # numpy's set-up costs more than a few ids one by one
+            return [
+                self.mint(
+                    experiment_id=experiment_id,
+                    epoch=epoch,
+                    arm_id=int(arm_ids[j]),
+                    segment=segment,
+                    propensity=float(propensities[j]),
+                    policy_version=policy_version,
+                    issued_at=issued_at,
+                    nonce=nonces[8 * j : 8 * j + 8],
+                )
+                for j in range(n)
+            ]
         arms = np.asarray(arm_ids)
         issued = int(issued_at.timestamp())
         # The fixed fields packed once by struct, so a value out of its field's range is
@@ -267,8 +283,7 @@ class DecisionSigner:
         )
         if arms.dtype.kind not in "iu" or int(arms.min()) < 0 or int(arms.max()) > 0xFFFFFFFF:
             raise struct.error("arm id out of range for an id")
-        bodies = np.empty(n, dtype=_BODY_DTYPE)
-        bodies[:] = np.frombuffer(fixed, dtype=_BODY_DTYPE)[0]
+        bodies = np.frombuffer(fixed * n, dtype=_BODY_DTYPE).copy()
         bodies["arm"] = arms
         bodies["segment"] = segment_code(segment)
         bodies["propensity"] = np.asarray(propensities, dtype=np.float64)

@@ -234,14 +234,16 @@ class Decider:
         (a,), (explored,) = self._sample(seg_policy, 1)
         arm = policy.arms[a]
         propensity = float(seg_policy.allocation[a])
-        decision_id = self._signer.mint_many(
+        # ``mint``, not the batch's numpy minting, whose set-up costs more than one id.
+        decision_id = self._signer.mint(
             experiment_id=policy.experiment_id,
             epoch=policy.epoch,
+            arm_id=arm.id,
             segment=segment,
+            propensity=propensity,
             policy_version=policy.version,
             issued_at=now,
-            arms=((arm.id, propensity),),
-        )[0]
+        )
         record = DecisionRecord(
             decision_id,
             policy.experiment_id,

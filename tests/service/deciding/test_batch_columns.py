@@ -126,7 +126,7 @@ def test_ids_minted_together_are_the_ids_minted_one_by_one() -> None:
     signer = DecisionSigner([("k1", "a signing secret"), ("k0", "an older one")])
     rng = random.Random(15)
     for _ in range(50):
-        n = rng.randint(1, 30)
+        n = rng.randint(1, 60)  # one by one under 16, numpy records from 16
         arm_ids = [rng.randint(0, 2**32 - 1) for _ in range(n)]
         propensities = [rng.choice([rng.random(), 1.0, 1e-300]) for _ in range(n)]
         nonces = os.urandom(8 * n)
@@ -153,10 +153,12 @@ def test_ids_minted_together_are_the_ids_minted_one_by_one() -> None:
     assert {signer.verify(t).propensity for t in random_nonces} == {0.25}
 
 
+@pytest.mark.parametrize("n", [1, 40])
 @pytest.mark.parametrize(
-    ("field", "value"), [("experiment_id", -1), ("epoch", 2**16), ("arm_ids", [2**32])]
+    ("field", "value"),
+    [("experiment_id", -1), ("epoch", 2**16), ("arm_ids", 2**32), ("arm_ids", -1)],
 )
-def test_a_field_out_of_range_is_refused_as_mint_refuses_it(field: str, value: object) -> None:
+def test_a_field_out_of_range_is_refused_as_mint_refuses_it(field: str, value: int, n: int) -> None:
     signer = DecisionSigner([("k1", "a signing secret")])
     fixed: dict[str, object] = {
         "experiment_id": 1,
@@ -164,10 +166,10 @@ def test_a_field_out_of_range_is_refused_as_mint_refuses_it(field: str, value: o
         "segment": "x",
         "policy_version": 1,
         "issued_at": NOW,
-        "arm_ids": [1],
-        "propensities": [0.5],
-        field: value,
+        "arm_ids": [1] * n,
+        "propensities": [0.5] * n,
     }
+    fixed[field] = [1] * (n - 1) + [value] if field == "arm_ids" else value
     with pytest.raises(struct.error):
         signer.mint_batch(**fixed)  # type: ignore[arg-type]
 
