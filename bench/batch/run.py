@@ -98,7 +98,7 @@ def _post_batches(
 
 
 def _run(
-    kind: str, rounds: int, requests: int, choose: Any, trees: dict[str, Path]
+    kind: str, rounds: int, requests: int, choose: Any, trees: dict[str, Path], settle: float
 ) -> dict[tuple[str, str], float]:
     """{(keyed or unkeyed, path or tree name): median decisions/s}. Without other trees:
     the plain path against the framework's route on one server; with them, one server per
@@ -141,6 +141,10 @@ def _run(
                 order = targets if number % 2 == 0 else targets[::-1]
                 for keyed in (False, True):
                     for client, pid, via, path in order:
+                        # Every server's decision log drained (flushed every 200 ms): one
+                        # server's flush of the last turn would compete for the CPU the
+                        # servers share with the turn being timed.
+                        time.sleep(settle)
                         # The server's child processes beside the load, as bench/choose does.
                         choose._place_children(pid, "load")
                         rate = _post_batches(client, path, choose.EXPERIMENT, keyed, requests)
@@ -158,6 +162,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=20, help="batches per path and round")
     parser.add_argument("--databases", default="sqlite,postgres")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=1.0,
+        help="seconds of pause before each turn, for the servers' decision logs to drain",
+    )
     parser.add_argument(
         "--tree",
         action="append",
@@ -187,7 +197,7 @@ def main() -> None:
         print(f"{'database':9} {'units':8} {'framework/s':>12} {'plain/s':>10} {'ratio':>6}  aim")
     with choose._priority():
         for kind in args.databases.split(","):
-            found = _run(kind, args.rounds, args.requests, choose, trees)
+            found = _run(kind, args.rounds, args.requests, choose, trees, args.settle)
             for mode in ("unkeyed", "keyed"):
                 aim = f">= {aims[mode]:,}/s"
                 if others:
