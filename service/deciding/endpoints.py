@@ -42,30 +42,9 @@ def choice_body(choice: Choice) -> dict[str, Any]:
 
 
 def batch_answer(choices: Sequence[Choice]) -> bytes:
-    """``encode({"decisions": [choice_body(c) for c in choices]})``, the same bytes, with
-    everything after the decision id encoded once per distinct answer (a batch has a few:
-    one per arm and explored flag), not a dictionary built and encoded per decision."""
-    tails: dict[tuple[Any, ...], bytes] = {}
-    parts = []
-    dumps = orjson.dumps
-    for c in choices:
-        key = (
-            id(c.arm),
-            c.propensity,
-            c.explored,
-            c.policy_version,
-            c.fallback,
-            c.holdout,
-            c.decision_id is None,  # "tracked"
-        )
-        tail = tails.get(key)
-        if tail is None or not c.propensity:  # 0.0 and -0.0 are one key, two texts
-            body = choice_body(c)
-            del body["decision_id"]
-            # orjson writes keys in insertion order: the answer's is decision_id first.
-            tail = tails[key] = b"," + dumps(body)[1:]
-        parts.append(b'{"decision_id":' + dumps(c.decision_id) + tail)
-    return b'{"decisions":[' + b",".join(parts) + b"]}"
+    """A batch's answer as JSON. (Encoding everything after the id once per distinct
+    answer gave the same bytes but saved only 0.1 to 0.9 ms per 1,000: not kept.)"""
+    return encode({"decisions": [choice_body(c) for c in choices]})
 
 
 def json_response(answer: dict[str, Any]) -> Response:

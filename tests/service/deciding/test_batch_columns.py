@@ -1,5 +1,5 @@
-"""A batch is decided from columns (ids minted together, keyed arms over arrays, the answer
-encoded once per distinct tail): the same decisions and bytes as one unit at a time."""
+"""A batch is decided from columns (ids minted together, keyed arms over arrays): the same
+decisions as one unit at a time."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import struct
 from datetime import UTC, datetime
 
 import numpy as np
-import orjson
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
@@ -19,8 +18,6 @@ from service.core.clock import Clock, ManualClock
 from service.core.runtime import Runtime
 from service.core.tokens import DecisionSigner
 from service.deciding.decider import Choice, Unit
-from service.deciding.endpoints import batch_answer, choice_body
-from service.policy.loaded import ServingArm
 from tests.service.factories import create_random_experiment
 
 NOW = datetime(2026, 11, 30, 21, 0, 0, 250_000, tzinfo=UTC)
@@ -192,27 +189,6 @@ def test_keyed_uniforms_and_arms_over_arrays_are_the_scalar_ones() -> None:
         assert list(zip(arms.tolist(), explored.tolist(), strict=True)) == [
             sampler.from_uniforms(a, b) for a, b in zip(u_explore, u_arm, strict=True)
         ]
-
-
-def test_a_batch_answer_is_the_bytes_of_its_choices_encoded_one_by_one() -> None:
-    plain = ServingArm(1, "Subject A", None)
-    rich = ServingArm(2, 'Subject "B" \u2013 ok', {"image": "b.png", "n": [1, 2.5]})
-    rng = random.Random(3)
-    choices = [
-        Choice(
-            rng.choice([f"id{n}", None]),
-            rng.choice([plain, rich]),
-            rng.choice([0.25, 1.0, 1 / 3, 0.0, -0.0]),
-            rng.random() < 0.5,
-            rng.choice([7, 8]),
-            rng.random() < 0.1,
-            rng.random() < 0.2,
-        )
-        for n in range(300)
-    ]
-    expected = orjson.dumps({"decisions": [choice_body(c) for c in choices]})
-    assert batch_answer(choices) == expected
-    assert batch_answer([]) == b'{"decisions":[]}'
 
 
 def test_unkeyed_units_are_logged_under_their_own_unit_hash(
