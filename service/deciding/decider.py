@@ -175,7 +175,9 @@ class Decider:
         now = self._clock.now()
         if not policy.servable:
             return self._fallback(policy, units)
-        if len(units) == 1 and not units[0].keyed:
+        if len(units) == 1:
+            if units[0].keyed:
+                return [self._one_keyed(policy, units[0], now)]
             return [self._one_unkeyed(policy, units[0], now)]
         choices: list[Choice | None] = [None] * len(units)
         records: list[DecisionRecord] = []
@@ -192,6 +194,8 @@ class Decider:
             missed = [j for j, choice in enumerate(cached) if choice is None]
             for i, hit in zip(indexes, cached, strict=True):
                 choices[i] = hit
+            if not missed:
+                continue
             if len(missed) == len(members):
                 pending = self._keyed_batch(policy, seg_policy, segment, members, keys, now)
             else:
@@ -261,6 +265,22 @@ class Decider:
         self._log.append((record,))
         self._count(policy.key, arm.id, explored, 1)
         return Choice(decision_id, arm, propensity, explored, policy.version, False)
+
+    def _one_keyed(self, policy: LoadedPolicy, unit: Unit, now: datetime) -> Choice:
+        """A single keyed decision (GET /v1/choose, a render-time send): what ``choose``
+        does for a batch of one, without the batch's grouping and arrays (they tripled a
+        cache hit's cost)."""
+        assert unit.unit_id is not None
+        assert unit.send_id is not None
+        segment, seg_policy = policy.segment_for(unit.context)
+        unit_hash = self._signer.unit_hash(unit.unit_id)
+        key = (policy.experiment_id, unit_hash, unit.send_id)
+        choice = self._keyed.get(key)
+        if choice is None:
+            record, fresh = self._keyed_choice(policy, seg_policy, unit, unit_hash, segment, now)
+            choice = self._store_keyed(policy, [(0, key, record, fresh)])[0]
+        self._count(policy.key, choice.arm.id, choice.explored, 1)
+        return choice
 
     def _sample(self, seg_policy: SegmentPolicy, n: int) -> tuple[list[int], list[bool]]:
         if n == 1:
