@@ -201,7 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else "no loop (defaults)"
     )
     print(
-        f"regret on realistic clocks: {seeds} seeds from {args.first_seed}, {span}, {loop}, {len(results)} runs in "
+        f"regret on realistic clocks: {seeds} seeds from {args.first_seed}, {span}, {loop}, "
+        f"{len(results)} runs in "
         f"{time.perf_counter() - started:.0f} s with {args.workers} worker(s)"
     )
     print(
