@@ -12,8 +12,8 @@ from sqlmodel import Session
 
 from service.core.runtime import Runtime
 from service.policy.compute import compute_snapshot
-from service.policy.offload import ComputeProcess
 from service.policy.loaded import PolicyCache
+from service.policy.offload import ComputeProcess
 from service.policy.refresher import Refresher, read_policy_inputs
 from tests.service.factories import create_random_experiment
 from tests.service.helpers import decide_many, later
