@@ -8,6 +8,7 @@ from bandits.sampling import (
     arm_from_uniforms,
     sample_arms,
     uniforms_from_digest,
+    uniforms_from_digests,
 )
 
 __all__ = [
@@ -23,5 +24,6 @@ __all__ = [
     "pooled_prior",
     "sample_arms",
     "uniforms_from_digest",
+    "uniforms_from_digests",
     "warming_up",
 ]

@@ -62,11 +62,25 @@ def sample_arms(
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     cdf = _exploit_cdf(exploit, eligible, exploration_share)
-    eligible_index = np.flatnonzero(eligible)
     uniforms = rng.random((2, n))
-    explored = uniforms[0] < exploration_share
-    exploited_arm = np.searchsorted(cdf, uniforms[1], side="right")
-    explored_arm = eligible_index[(uniforms[1] * eligible_index.shape[0]).astype(np.int64)]
+    return _arms_from_uniforms(
+        cdf, np.flatnonzero(eligible), exploration_share, uniforms[0], uniforms[1]
+    )
+
+
+def _arms_from_uniforms(
+    cdf: FloatArray,
+    eligible_index: IndexArray,
+    exploration_share: float,
+    u_explore: FloatArray,
+    u_arm: FloatArray,
+) -> tuple[IndexArray, BoolArray]:
+    """The decision rule over arrays of uniforms: a decision explores when its first
+    uniform is under epsilon and takes an eligible arm uniformly by its second; otherwise
+    the second is inverted through the exploit CDF."""
+    explored = u_explore < exploration_share
+    exploited_arm = np.searchsorted(cdf, u_arm, side="right")
+    explored_arm = eligible_index[(u_arm * eligible_index.shape[0]).astype(np.int64)]
     arms = np.where(explored, explored_arm, exploited_arm).astype(np.int64, copy=False)
     return arms, explored
 
@@ -105,6 +119,18 @@ def uniforms_from_digest(digest: bytes) -> tuple[float, float]:
     return first * _TWO_TO_MINUS_53, second * _TWO_TO_MINUS_53
 
 
+def uniforms_from_digests(digests: bytes, size: int) -> tuple[FloatArray, FloatArray]:
+    """``uniforms_from_digest`` of each ``size``-byte digest packed back to back in
+    ``digests``, as two arrays: the same values (a 53-bit integer times 2**-53 is exact
+    in a double either way)."""
+    if size < 16 or len(digests) % size:
+        raise ValueError(f"digests must be whole {size}-byte digests of at least 16 bytes")
+    # The first two 8-byte words of each digest, read in place.
+    words = np.ndarray((len(digests) // size, 2), dtype=">u8", buffer=digests, strides=(size, 8))
+    top = (words >> np.uint64(11)).astype(np.float64) * _TWO_TO_MINUS_53
+    return top[:, 0], top[:, 1]
+
+
 @dataclass(frozen=True, slots=True)
 class PreparedSampler:
     """One allocation made ready for many single decisions (one per request).
@@ -131,3 +157,16 @@ class PreparedSampler:
         if u_explore < self.exploration_share:
             return self.eligible_index[int(u_arm * len(self.eligible_index))], True
         return bisect_right(self.cdf, u_arm), False
+
+    def from_uniform_arrays(
+        self, u_explore: FloatArray, u_arm: FloatArray
+    ) -> tuple[IndexArray, BoolArray]:
+        """``from_uniforms`` of each pair at once (a keyed batch): the same rule as
+        ``sample_arms``, on the same CDF values."""
+        return _arms_from_uniforms(
+            np.array(self.cdf),
+            np.array(self.eligible_index, dtype=np.int64),
+            self.exploration_share,
+            u_explore,
+            u_arm,
+        )

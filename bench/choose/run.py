@@ -793,6 +793,62 @@ def _report(
         f"({highest / capacity:.0%} of capacity), worst dispatch lag p99 {lag:.2f} ms"
     )
     print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print()
+    _verdict(peaks, cpu_per_request, summary, open_runs)
+
+
+# Issue 15's aims, as ratios to the bare endpoint measured in the same run.
+THROUGHPUT_AIM = 0.8
+P99_AIM = 2.0
+P999_AIM = 3.0
+BACKGROUND = ("gc", "decision_log", "decision_hand_over", "policy_refresh")
+
+
+def _verdict(
+    peaks: dict[str, float],
+    cpu_per_request: dict[str, float],
+    summary: dict[str, dict[str, float]],
+    open_runs: dict[str, list[dict[str, Any]]],
+) -> None:
+    """One line per aim and choose server: the figure, the aim, met or missed.
+
+    Pauses: a wake-up of the lag probe later than 20 ms is a pause. The host alone pauses
+    the bare server now and then, so the aim ("no pause longer than 20 ms from the
+    service's own background work") is read as no more such pauses than bare's in the same
+    rounds (medians per round), with the pauses that overlapped one of our background
+    activities named (overlap, not proof of cause)."""
+    bare = summary["bare"]
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
+    print("verdict against issue 15's aims (ratios to bare in the same run):")
+    for name in (n for n in peaks if n != "bare"):
+        row = summary[name]
+        throughput = peaks[name] / peaks["bare"]
+        p99 = row["p99_ms"] / bare["p99_ms"]
+        p999 = row["p999_ms"] / bare["p999_ms"]
+        excess = row["lag_over_20ms"] - bare["lag_over_20ms"]
+        overlapping = {
+            stall: sum(r[f"stalls_{stall}"] for r in open_runs[name]) for stall in BACKGROUND
+        }
+        named = ", ".join(f"{stall} {n:,.0f}" for stall, n in overlapping.items() if n) or "none"
+        print(
+            f"  {name}: throughput {throughput:.2f} (aim >= {THROUGHPUT_AIM}) "
+            f"{verdict(throughput >= THROUGHPUT_AIM)}; CPU per request "
+            f"{cpu_per_request[name]:,.0f} us against bare's {cpu_per_request['bare']:,.0f}"
+        )
+        print(
+            f"  {name}: p99 at half load {p99:.2f}x (aim <= {P99_AIM:g}) "
+            f"{verdict(p99 <= P99_AIM)}; "
+            f"p99.9 {p999:.2f}x (aim <= {P999_AIM:g}) {verdict(p999 <= P999_AIM)}"
+        )
+        print(
+            f"  {name}: pauses over 20 ms {row['lag_over_20ms']:,.0f} a round against bare's "
+            f"{bare['lag_over_20ms']:,.0f} (aim: no more) {verdict(excess <= 0)}; max "
+            f"{row['lag_max_ms']:g} against {bare['lag_max_ms']:g} ms; overlapping our "
+            f"background work, all rounds: {named}"
+        )
 
 
 def main() -> None:

@@ -21,8 +21,13 @@ experiments (5 arms each, a little traffic, matured), each size in its own datab
   carries the evidence into the policy. Evidence reaches the policy at worst one refresh
   interval (2 s) plus this pass after it is stored.
 
+``--history HOURS`` gives every experiment of ``--scale`` that many hours of older hourly
+buckets (5 arms, 3 metrics each), as a campaign that has run for a while has, and times how
+the refresher finds which experiments changed: the ``stat_total`` rows it reads now against
+the grouped aggregate over every bucket it read before (the baseline, in the same run).
+
 Run: .venv/bin/python bench/refresh/run.py [--experiments 20] [--repeats 5]
-     .venv/bin/python bench/refresh/run.py --scale 10,100,1000 [--repeats 5]
+     .venv/bin/python bench/refresh/run.py --scale 10,100,1000 [--repeats 5] [--history 168]
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import func
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -50,6 +58,8 @@ from service.core.app import create_app  # noqa: E402
 from service.core.clock import ManualClock  # noqa: E402
 from service.core.runtime import Runtime  # noqa: E402
 from service.core.settings import Settings  # noqa: E402
+from service.measuring import stats_repository as stats_repo  # noqa: E402
+from service.models import Arm, StatBucket  # noqa: E402
 from service.policy.compute import compute_snapshot  # noqa: E402
 
 SENT = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -156,10 +166,70 @@ def _service() -> Iterator[tuple[TestClient, Runtime, dict[str, str], ManualCloc
             yield client, runtime, {"Authorization": f"Bearer {raw}"}, clock
 
 
-def _scale(size: int, repeats: int) -> dict[str, tuple[float, float, int, float]]:
+def _add_history(runtime: Runtime, hours: int) -> None:
+    """``hours`` older hourly buckets per arm (exposures, opens and clicks), written as the
+    service writes them, in one transaction per experiment."""
+    with Session(runtime.engine) as session:
+        arms = session.execute(sa_select(col(Arm.experiment_id), col(Arm.id))).all()
+    by_experiment: dict[int, list[int]] = {}
+    for experiment_id, arm_id in arms:
+        by_experiment.setdefault(experiment_id, []).append(arm_id)
+    start = SENT - timedelta(hours=hours)
+    for experiment_id, arm_ids in by_experiment.items():
+        deltas: dict[stats_repo.StatKey, stats_repo.Delta] = {}
+        for arm_id in arm_ids:
+            for h in range(hours):
+                hour = start + timedelta(hours=h)
+                deltas[(experiment_id, 1, "", arm_id, hour, "exposure")] = (20, 0.0, 36000.0)
+                deltas[(experiment_id, 1, "", arm_id, hour, "open")] = (4, 0.0)
+                deltas[(experiment_id, 1, "", arm_id, hour, "click")] = (1, 0.0)
+        with Session(runtime.engine) as session, session.begin():
+            stats_repo.add_deltas(session, deltas=deltas)
+
+
+def _aggregate_fingerprints(session: Session, ids: list[int]) -> int:
+    """The baseline: the grouped aggregate over every bucket the refresher ran until round 7."""
+    stmt = (
+        sa_select(
+            col(StatBucket.experiment_id),
+            col(StatBucket.epoch),
+            func.count(),
+            func.coalesce(func.sum(col(StatBucket.count)), 0),
+            func.max(col(StatBucket.hour)),
+        )
+        .where(col(StatBucket.experiment_id).in_(ids))
+        .group_by(col(StatBucket.experiment_id), col(StatBucket.epoch))
+    )
+    return len(session.execute(stmt).all())
+
+
+def _fingerprint_times(runtime: Runtime, repeats: int) -> tuple[float, float]:
+    """Median wall seconds of the baseline aggregate and of ``stats_repo.fingerprints``, over
+    every experiment, alternating."""
+    with Session(runtime.engine) as session:
+        ids = [i for (i,) in session.execute(sa_select(col(Arm.experiment_id)).distinct())]
+        old, new = [], []
+        for _ in range(repeats):
+            before = time.perf_counter()
+            _aggregate_fingerprints(session, ids)
+            old.append(time.perf_counter() - before)
+            before = time.perf_counter()
+            stats_repo.fingerprints(session, epochs=dict.fromkeys(ids, 1))
+            new.append(time.perf_counter() - before)
+    return statistics.median(old), statistics.median(new)
+
+
+def _scale(size: int, repeats: int, history: int = 0) -> dict[str, tuple[float, float, int, float]]:
     with _service() as (client, runtime, headers, clock):
         for i in range(size):
             _seed_small(client, runtime, headers, f"exp-{i:04d}")
+        if history:
+            _add_history(runtime, history)
+            old, new = _fingerprint_times(runtime, repeats)
+            print(
+                f"{size:>11}  which changed, {history} h of history: grouped aggregate "
+                f"{old * 1e3:.1f} ms, stat_total rows {new * 1e3:.1f} ms (ratio {new / old:.3f})"
+            )
         clock.advance(8 * 24)  # matured: no correction moves by ageing alone
         runtime.refresher.recompute_all()
         results: dict[str, list[tuple[float, float, int, float]]] = {"full": [], "idle": []}
@@ -206,13 +276,13 @@ def _scale(size: int, repeats: int) -> dict[str, tuple[float, float, int, float]
     }
 
 
-def scale(sizes: list[int], repeats: int) -> None:
+def scale(sizes: list[int], repeats: int, history: int = 0) -> None:
     print(f"refresh passes on SQLite, medians of {repeats}; CPU is the refreshing thread's;")
     print("stall: the longest a 1 ms heartbeat thread in the same process woke late")
     head = f"{'experiments':>11}  {'pass':10} {'wall ms':>9} {'CPU ms':>9} {'written':>8}"
     print(f"{head} {'CPU/full':>9} {'stall ms':>9}")
     for size in sizes:
-        found = _scale(size, repeats)
+        found = _scale(size, repeats, history)
         full_cpu = found["full"][1]
         for name in ("full", "full-child", "idle", "evidence", "no refresh"):
             wall, cpu, written, stall = found[name]
@@ -228,9 +298,10 @@ def main() -> None:
     parser.add_argument("--experiments", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--scale", help="comma-separated experiment counts, e.g. 10,100,1000")
+    parser.add_argument("--history", type=int, default=0, help="hours of older buckets (--scale)")
     args = parser.parse_args()
     if args.scale:
-        scale([int(n) for n in args.scale.split(",")], args.repeats)
+        scale([int(n) for n in args.scale.split(",")], args.repeats, args.history)
         return
     with _service() as (client, runtime, headers, clock):
         for i in range(args.experiments):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import threading
 import time
@@ -21,6 +22,8 @@ from service.models import ApiKey
 
 SCOPES = ("decide", "ingest", "review", "admin")
 KEY_PREFIX = "bl_"
+
+log = logging.getLogger("banditloop.auth")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +58,15 @@ def parse_scopes(scopes: list[str] | str) -> list[str]:
 
 
 class ApiKeys:
-    """Authenticates bearer keys through a short-lived in-memory cache of digests."""
+    """Authenticates bearer keys through a short-lived in-memory cache of digests.
+
+    A key in use is re-read ahead of its expiry: the first request that finds its entry
+    past half the cache time starts a re-read in a thread of its own and is answered from
+    the cache. Otherwise every request arriving while the entry was stale read the key
+    itself, each waiting for the database (on SQLite, for the write lock a decision-log
+    flush or a policy refresh holds): a pause every ``cache_seconds`` that set /choose's
+    p99. A key is still trusted for at most ``cache_seconds`` after it was last read.
+    """
 
     def __init__(
         self, engine: Engine, *, cache_seconds: float, clock: Clock = SYSTEM_CLOCK
@@ -65,6 +76,8 @@ class ApiKeys:
         self._ttl = cache_seconds
         self._cache: dict[str, tuple[Principal | None, float]] = {}
         self._lock = threading.Lock()
+        self._refreshing: set[str] = set()  # digests being re-read ahead of expiry
+        self._generation = 0  # bumped by forget(): a re-read begun before must not undo it
 
     def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:
@@ -95,10 +108,42 @@ class ApiKeys:
         scheme, _, raw = authorization.partition(" ")
         if scheme.lower() != "bearer":
             return None
-        cached = self._cache.get(digest(raw.strip()))
-        if cached is None or cached[0] is None or time.monotonic() - cached[1] >= self._ttl:
+        key_digest = digest(raw.strip())
+        cached = self._cache.get(key_digest)
+        if cached is None or cached[0] is None:
             return None
+        age = time.monotonic() - cached[1]
+        if age >= self._ttl:
+            return None
+        if age >= self._ttl / 2:
+            self._refresh_ahead(key_digest)
         return cached[0] if cached[0].allows(scope) else None
+
+    def _refresh_ahead(self, key_digest: str) -> None:
+        with self._lock:
+            if key_digest in self._refreshing:
+                return
+            self._refreshing.add(key_digest)
+            generation = self._generation
+        threading.Thread(
+            target=self._refresh, args=(key_digest, generation), name="api-key-refresh", daemon=True
+        ).start()
+
+    def _refresh(self, key_digest: str, generation: int) -> None:
+        """Re-read one cached key; on failure the entry simply expires as before."""
+        started = time.monotonic()
+        principal: Principal | None = None
+        try:
+            principal = self._lookup(key_digest)
+        except Exception:
+            log.warning("API key not re-read ahead of its expiry", exc_info=True)
+            failed = True
+        else:
+            failed = False
+        with self._lock:
+            self._refreshing.discard(key_digest)
+            if not failed and generation == self._generation:
+                self._cache[key_digest] = (principal, started)
 
     def require(self, authorization: str | None, scope: str) -> Principal:
         principal = self.authenticate(authorization)
@@ -123,6 +168,7 @@ class ApiKeys:
     def forget(self) -> None:
         with self._lock:
             self._cache.clear()
+            self._generation += 1
 
     def create(
         self, *, name: str, scopes: list[str] | str, raw_key: str | None = None

@@ -57,7 +57,7 @@ def insert_decisions(session: Session, records: Sequence[DecisionRecord]) -> Non
         return
     statement, processors = _prepared(connection.dialect)
     if _plain_sqlite(connection.dialect):
-        rows = [_sqlite_row(r) for r in records]
+        rows = _sqlite_rows(records)
     elif processors:
         rows = [_processed(_values(r), processors) for r in records]
     else:
@@ -88,7 +88,7 @@ def insert_keyed_decisions(session: Session, records: Sequence[DecisionRecord]) 
         if _insert_if_all_new_sqlite(connection, records):
             return {r.id for r in records}
         return decisions_repo.insert_keyed(session, rows=[r.row() for r in records])
-    rows = [(*_values(r), r.holdout) for r in records]
+    rows = [_keyed_values(r) for r in records]
     names = ", ".join(KEYED_COLUMNS)
     driver = connection.connection.driver_connection
     assert driver is not None
@@ -120,9 +120,12 @@ def _insert_if_all_new_sqlite(connection: Connection, records: Sequence[Decision
     set per row in Python (about half of a keyed batch's insert on SQLite); a retried batch
     hits a stored key, rolls the savepoint back and takes that path."""
     statement, processors = _prepared(connection.dialect, keyed=True)
-    rows = [(*_values(r), r.holdout) for r in records]
-    if processors:
-        rows = [_processed(row, processors) for row in rows]
+    if _plain_sqlite(connection.dialect) and _plain_sqlite_flag(connection.dialect):
+        rows = _sqlite_rows(records, keyed=True)
+    else:
+        rows = [_keyed_values(r) for r in records]
+        if processors:
+            rows = [_processed(row, processors) for row in rows]
     connection.exec_driver_sql("SAVEPOINT keyed_insert")
     added = connection.exec_driver_sql(statement, rows).rowcount
     if added != len(rows):
@@ -157,20 +160,17 @@ def _copy_if_all_new(driver: Any, rows: Sequence[tuple[Any, ...]], names: str) -
 
 
 def _values(r: DecisionRecord) -> tuple[Any, ...]:
-    """A record's values in the order of ``COLUMNS``."""
-    return (
-        r.id,
-        r.experiment_id,
-        r.epoch,
-        r.arm_id,
-        r.segment,
-        r.unit_hash,
-        r.send_id,
-        r.propensity,
-        r.explored,
-        r.policy_version,
-        r.created_at,
-    )
+    """A record's values in the order of ``COLUMNS`` (its first fields: a slice)."""
+    return r[:_COLUMN_COUNT]
+
+
+def _keyed_values(r: DecisionRecord) -> tuple[Any, ...]:
+    """A record's values in the order of ``KEYED_COLUMNS``."""
+    return (*r[:_COLUMN_COUNT], r.holdout)
+
+
+_COLUMN_COUNT = len(COLUMNS)
+assert DecisionRecord._fields[:_COLUMN_COUNT] == COLUMNS
 
 
 def _copy(driver: Any, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -195,14 +195,46 @@ def _driver_errors(driver: Any, statement: str) -> Iterator[None]:
         ) from exc
 
 
+def _sqlite_rows(
+    records: Sequence[DecisionRecord], *, keyed: bool = False
+) -> list[tuple[Any, ...]]:
+    """``_sqlite_row`` of each record (``keyed``: with ``holdout`` as 0 or 1 after it), the
+    time's text computed once per distinct time: a batch's decisions share one, and its
+    text was a third of a row's conversion."""
+    texts: dict[datetime, str] = {}
+    rows = []
+    for r in records:
+        at = r.created_at
+        if at.tzinfo is UTC:  # only UTC times are remembered: equal instants, one text
+            text = texts.get(at)
+            if text is None:
+                text = texts[at] = _sqlite_time(at)
+        else:
+            text = _sqlite_time(at)
+        row = (
+            r.id,
+            r.experiment_id,
+            r.epoch,
+            r.arm_id,
+            r.segment,
+            r.unit_hash,
+            r.send_id,
+            float(r.propensity),
+            int(r.explored),
+            r.policy_version,
+            text,
+        )
+        rows.append((*row, int(r.holdout)) if keyed else row)
+    return rows
+
+
 def _sqlite_row(r: DecisionRecord) -> tuple[Any, ...]:
     """A record's values in the order of ``COLUMNS``, as SQLite's bind processors leave them
     (``_plain_sqlite`` checks that they are these): the propensity a float, ``explored`` 0
     or 1, the time as SQLAlchemy's text in UTC (``_sqlite_time``). The generic
     ``_processed`` copied each row into a list and called three processors: about 3 us a
     decision of the flush, in the serving process; this, about 1."""
-    *same, propensity, explored, policy_version, created_at = _values(r)
-    return (*same, float(propensity), int(explored), policy_version, _sqlite_time(created_at))
+    return _sqlite_rows((r,))[0]
 
 
 def _sqlite_time(value: datetime) -> str:
@@ -238,6 +270,13 @@ def _plain_sqlite(dialect: Dialect) -> bool:
     return names <= {"propensity", "explored", "created_at"} and (
         getattr(storage, "_storage_format", None) == _DEFAULT_FORMAT
     )
+
+
+@cache
+def _plain_sqlite_flag(dialect: Dialect) -> bool:
+    """Whether SQLite's processor for ``holdout`` stores a bool as ``int`` does (0 or 1)."""
+    process = table_of(Decision).c["holdout"].type.dialect_impl(dialect).bind_processor(dialect)
+    return process is None or (process(True), process(False)) == (1, 0)
 
 
 _DEFAULT_FORMAT = (

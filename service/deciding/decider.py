@@ -5,16 +5,16 @@ read back, and remembered in a small in-memory cache."""
 from __future__ import annotations
 
 import threading
-from collections import Counter, OrderedDict, defaultdict
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from itertools import repeat
+from typing import Any, NamedTuple
 
 import numpy as np
 from sqlalchemy import Engine
 
-from bandits import sample_arms, uniforms_from_digest
+from bandits import sample_arms, uniforms_from_digest, uniforms_from_digests
 from service.core import metrics
 from service.core.clock import SYSTEM_CLOCK, Clock
 from service.core.errors import NotFound
@@ -30,8 +30,9 @@ from service.measuring import stats_repository as stats_repo
 from service.policy.loaded import LoadedPolicy, SegmentPolicy, ServingArm
 
 
-@dataclass(frozen=True, slots=True)
-class Unit:
+# Named tuples, not frozen dataclasses: a batch makes a thousand of each, and a frozen
+# dataclass's constructor (one ``object.__setattr__`` per field) cost about five times more.
+class Unit(NamedTuple):
     unit_id: str | None = None
     send_id: str | None = None
     context: Mapping[str, Any] | None = None
@@ -41,8 +42,7 @@ class Unit:
         return bool(self.unit_id) and bool(self.send_id)
 
 
-@dataclass(frozen=True, slots=True)
-class Choice:
+class Choice(NamedTuple):
     # None for a fallback answer: no decision is stored, so no id is handed out that could
     # only ever produce orphan events.
     decision_id: str | None
@@ -53,6 +53,34 @@ class Choice:
     fallback: bool
     # A keyed unit in the experiment's holdout: the control arm, propensity 1.
     holdout: bool = False
+
+
+# A keyed digest's bytes (HMAC-SHA256), and the number of keyed units of one segment from
+# which the batch path's array set-up costs less than deciding them one by one.
+_DIGEST_BYTES = 32
+_VECTOR_FROM = 8
+
+
+def _groups(
+    policy: LoadedPolicy, units: Sequence[Unit]
+) -> dict[tuple[str, bool], tuple[SegmentPolicy, list[int]]]:
+    """The units' positions per (segment, keyed), each with the segment's policy."""
+    groups: dict[tuple[str, bool], tuple[SegmentPolicy, list[int]]] = {}
+    if not any(u.context for u in units):  # the usual batch: one segment
+        segment, seg_policy = policy.segment_for(None)
+        for i, unit in enumerate(units):
+            group = groups.get((segment, unit.keyed))
+            if group is None:
+                group = groups[(segment, unit.keyed)] = (seg_policy, [])
+            group[1].append(i)
+        return groups
+    for i, unit in enumerate(units):
+        segment, seg_policy = policy.segment_for(unit.context)
+        group = groups.get((segment, unit.keyed))
+        if group is None:
+            group = groups[(segment, unit.keyed)] = (seg_policy, [])
+        group[1].append(i)
+    return groups
 
 
 class KeyedCache:
@@ -74,6 +102,16 @@ class KeyedCache:
                 self._items.move_to_end(key)
             return found
 
+    def get_many(self, keys: Sequence[tuple[int, str, str]]) -> list[Choice | None]:
+        """``get`` of each key, under one hold of the lock (a batch's thousand keys)."""
+        items = self._items
+        with self._lock:
+            found = [items.get(key) for key in keys]
+            for key, choice in zip(keys, found, strict=True):
+                if choice is not None:
+                    items.move_to_end(key)
+        return found
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
@@ -86,6 +124,17 @@ class KeyedCache:
             self._items.move_to_end(key)
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
+
+    def put_many(self, entries: Iterable[tuple[tuple[int, str, str], Choice]]) -> None:
+        if self._size <= 0:
+            return
+        items = self._items
+        with self._lock:
+            for key, choice in entries:
+                items[key] = choice
+                items.move_to_end(key)
+            for _ in range(len(items) - self._size):
+                items.popitem(last=False)
 
 
 class Decider:
@@ -126,47 +175,43 @@ class Decider:
         now = self._clock.now()
         if not policy.servable:
             return self._fallback(policy, units)
-        if len(units) == 1 and not units[0].keyed:
+        if len(units) == 1:
+            if units[0].keyed:
+                return [self._one_keyed(policy, units[0], now)]
             return [self._one_unkeyed(policy, units[0], now)]
         choices: list[Choice | None] = [None] * len(units)
         records: list[DecisionRecord] = []
-        keyed: list[tuple[int, tuple[int, str, str], DecisionRecord, Choice]] = []
-        unkeyed_by_segment: dict[str, list[int]] = defaultdict(list)
-        segment_policies: dict[str, SegmentPolicy] = {}
-        for i, unit in enumerate(units):
-            segment, seg_policy = policy.segment_for(unit.context)
-            segment_policies[segment] = seg_policy
-            if unit.keyed:
-                assert unit.unit_id is not None
-                assert unit.send_id is not None
-                unit_hash = self._signer.unit_hash(unit.unit_id)
-                key = (policy.experiment_id, unit_hash, unit.send_id)
-                cached = self._keyed.get(key)
-                if cached is not None:
-                    choices[i] = cached
-                    continue
-                record, choice = self._keyed_choice(
-                    policy, seg_policy, unit, unit_hash, segment, now
-                )
-                keyed.append((i, key, record, choice))
+        stored: list[tuple[int, tuple[int, str, str], DecisionRecord, Choice]] = []
+        for (segment, keyed), (seg_policy, indexes) in _groups(policy, units).items():
+            members = [units[i] for i in indexes]
+            if not keyed:
+                found, made = self._unkeyed(policy, seg_policy, segment, members, now)
+                records += found
+                for i, choice in zip(indexes, made, strict=True):
+                    choices[i] = choice
+                continue
+            keys, cached = self._cached(policy, members)
+            missed = [j for j, choice in enumerate(cached) if choice is None]
+            for i, hit in zip(indexes, cached, strict=True):
+                choices[i] = hit
+            if not missed:
+                continue
+            if len(missed) == len(members):
+                pending = self._keyed_batch(policy, seg_policy, segment, members, keys, now)
             else:
-                unkeyed_by_segment[segment].append(i)
+                pending = self._keyed_batch(
+                    policy,
+                    seg_policy,
+                    segment,
+                    [members[j] for j in missed],
+                    [keys[j] for j in missed],
+                    now,
+                )
+                indexes = [indexes[j] for j in missed]
+            stored += zip(indexes, *pending, strict=True)
 
-        for segment, indexes in unkeyed_by_segment.items():
-            seg_policy = segment_policies[segment]
-            arm_idx, explored = self._sample(seg_policy, len(indexes))
-            for i, record, choice in zip(
-                indexes,
-                *self._unkeyed(
-                    policy, seg_policy, segment, [units[i] for i in indexes], now, arm_idx, explored
-                ),
-                strict=True,
-            ):
-                records.append(record)
-                choices[i] = choice
-
-        if keyed:
-            for i, choice in self._store_keyed(policy, keyed).items():
+        if stored:
+            for i, choice in self._store_keyed(policy, stored).items():
                 choices[i] = choice
         if records:
             self._log.append(records)
@@ -193,14 +238,16 @@ class Decider:
         (a,), (explored,) = self._sample(seg_policy, 1)
         arm = policy.arms[a]
         propensity = float(seg_policy.allocation[a])
-        decision_id = self._signer.mint_many(
+        # ``mint``, not the batch's numpy minting, whose set-up costs more than one id.
+        decision_id = self._signer.mint(
             experiment_id=policy.experiment_id,
             epoch=policy.epoch,
+            arm_id=arm.id,
             segment=segment,
+            propensity=propensity,
             policy_version=policy.version,
             issued_at=now,
-            arms=((arm.id, propensity),),
-        )[0]
+        )
         record = DecisionRecord(
             decision_id,
             policy.experiment_id,
@@ -218,6 +265,22 @@ class Decider:
         self._log.append((record,))
         self._count(policy.key, arm.id, explored, 1)
         return Choice(decision_id, arm, propensity, explored, policy.version, False)
+
+    def _one_keyed(self, policy: LoadedPolicy, unit: Unit, now: datetime) -> Choice:
+        """A single keyed decision (GET /v1/choose, a render-time send): what ``choose``
+        does for a batch of one, without the batch's grouping and arrays (they tripled a
+        cache hit's cost)."""
+        assert unit.unit_id is not None
+        assert unit.send_id is not None
+        segment, seg_policy = policy.segment_for(unit.context)
+        unit_hash = self._signer.unit_hash(unit.unit_id)
+        key = (policy.experiment_id, unit_hash, unit.send_id)
+        choice = self._keyed.get(key)
+        if choice is None:
+            record, fresh = self._keyed_choice(policy, seg_policy, unit, unit_hash, segment, now)
+            choice = self._store_keyed(policy, [(0, key, record, fresh)])[0]
+        self._count(policy.key, choice.arm.id, choice.explored, 1)
+        return choice
 
     def _sample(self, seg_policy: SegmentPolicy, n: int) -> tuple[list[int], list[bool]]:
         if n == 1:
@@ -239,45 +302,150 @@ class Decider:
         segment: str,
         units: Sequence[Unit],
         now: datetime,
-        arm_idx: Sequence[int],
-        explored: Sequence[bool],
     ) -> tuple[list[DecisionRecord], list[Choice]]:
-        """The records and answers of one segment's unkeyed draws, the ids minted together
-        (``DecisionSigner.mint_many``) and each arm's propensity and answer looked up once."""
-        arms = policy.arms
-        propensities = [float(p) for p in seg_policy.allocation]
-        ids = self._signer.mint_many(
+        """The records and answers of one segment's unkeyed units: the arms drawn at once
+        (``sample_arms``), the ids minted together (``DecisionSigner.mint_batch``)."""
+        arm_index, explored = self._sample(seg_policy, len(units))
+        hashes = iter(self._signer.unit_hashes(u.unit_id for u in units if u.unit_id))
+        return self._made(
+            policy,
+            segment,
+            now,
+            arms=[policy.arms[a] for a in arm_index],
+            propensities=seg_policy.allocation[arm_index].tolist(),
+            explored=explored,
+            holdout=None,
+            unit_hashes=[next(hashes) if u.unit_id else None for u in units],
+            send_ids=[u.send_id for u in units],
+            nonces=None,
+        )
+
+    def _cached(
+        self, policy: LoadedPolicy, units: Sequence[Unit]
+    ) -> tuple[list[tuple[int, str, str]], list[Choice | None]]:
+        """Keyed units' keys (experiment, unit hash, send id), and what the cache holds."""
+        experiment_id = policy.experiment_id
+        hashes = self._signer.unit_hashes(u.unit_id or "" for u in units)
+        keys = [(experiment_id, h, u.send_id or "") for h, u in zip(hashes, units, strict=True)]
+        return keys, self._keyed.get_many(keys)
+
+    def _keyed_batch(
+        self,
+        policy: LoadedPolicy,
+        seg_policy: SegmentPolicy,
+        segment: str,
+        units: Sequence[Unit],
+        keys: Sequence[tuple[int, str, str]],
+        now: datetime,
+    ) -> tuple[list[tuple[int, str, str]], list[DecisionRecord], list[Choice]]:
+        """The records and answers of one segment's keyed units missing from the cache:
+        each unit's digest gives its uniforms and nonce (so the arm and the id are the same
+        on every replica, in every batch and by /v1/choose); one unit takes the scalar
+        path (``_keyed_choice``), a batch the same rule over arrays."""
+        if len(units) < _VECTOR_FROM:
+            pairs = [
+                self._keyed_choice(policy, seg_policy, unit, key[1], segment, now)
+                for unit, key in zip(units, keys, strict=True)
+            ]
+            return list(keys), [r for r, _ in pairs], [c for _, c in pairs]
+        hashes = [key[1] for key in keys]
+        digests = self._signer.keyed_digests(
+            policy.experiment_id, ((key[1], key[2]) for key in keys)
+        )
+        arm_index, explored_flags = seg_policy.sampler.from_uniform_arrays(
+            *uniforms_from_digests(digests, _DIGEST_BYTES)
+        )
+        arms = [policy.arms[a] for a in arm_index]
+        propensities: list[float] = seg_policy.allocation[arm_index].tolist()
+        explored: list[bool] = explored_flags.tolist()
+        holdout: list[bool] | None = None
+        held_out_arm = holdout_arm(policy)
+        if held_out_arm is not None:
+            holdout = [in_holdout(h, policy.holdout_share) for h in hashes]
+            for j in (j for j, held in enumerate(holdout) if held):
+                arms[j], propensities[j], explored[j] = held_out_arm, 1.0, False
+        nonces = np.frombuffer(digests, dtype=np.uint8).reshape(-1, _DIGEST_BYTES)[:, 16:24]
+        records, choices = self._made(
+            policy,
+            segment,
+            now,
+            arms=arms,
+            propensities=propensities,
+            explored=explored,
+            holdout=holdout,
+            unit_hashes=hashes,
+            send_ids=[key[2] for key in keys],
+            nonces=nonces.tobytes(),
+        )
+        return list(keys), records, choices
+
+    def _made(
+        self,
+        policy: LoadedPolicy,
+        segment: str,
+        now: datetime,
+        *,
+        arms: Sequence[ServingArm],
+        propensities: Sequence[float],
+        explored: Sequence[bool] | np.ndarray[Any, np.dtype[np.bool_]],
+        holdout: Sequence[bool] | None,
+        unit_hashes: Sequence[str | None],
+        send_ids: Sequence[str | None],
+        nonces: bytes | None,
+    ) -> tuple[list[DecisionRecord], list[Choice]]:
+        """Decisions of one segment from their columns: ids minted together, records and
+        answers built as tuples straight from the columns."""
+        n = len(arms)
+        arm_ids = [arm.id for arm in arms]
+        ids = self._signer.mint_batch(
             experiment_id=policy.experiment_id,
             epoch=policy.epoch,
             segment=segment,
             policy_version=policy.version,
             issued_at=now,
-            arms=[(arms[a].id, propensities[a]) for a in arm_idx],
+            arm_ids=arm_ids,
+            propensities=propensities,
+            nonces=nonces,
         )
-        unit_hash = self._signer.unit_hash
-        counts = policy.counts_exposure_at_decision
-        records: list[DecisionRecord] = []
-        choices: list[Choice] = []
-        for decision_id, unit, a, e in zip(ids, units, arm_idx, explored, strict=True):
-            arm = arms[a]
-            propensity = propensities[a]
-            records.append(
-                DecisionRecord(
-                    decision_id,
-                    policy.experiment_id,
-                    policy.epoch,
-                    arm.id,
-                    segment,
-                    unit_hash(unit.unit_id) if unit.unit_id else None,
-                    unit.send_id,
-                    propensity,
-                    bool(e),
-                    policy.version,
-                    now,
-                    counts,
-                )
+        flags = explored.tolist() if isinstance(explored, np.ndarray) else explored
+        held: Iterable[bool] = repeat(False, n) if holdout is None else holdout
+        records = list(
+            map(
+                DecisionRecord._make,
+                zip(
+                    ids,
+                    repeat(policy.experiment_id, n),
+                    repeat(policy.epoch, n),
+                    arm_ids,
+                    repeat(segment, n),
+                    unit_hashes,
+                    send_ids,
+                    propensities,
+                    flags,
+                    repeat(policy.version, n),
+                    repeat(now, n),
+                    repeat(policy.counts_exposure_at_decision, n),
+                    held,
+                    strict=True,
+                ),
             )
-            choices.append(Choice(decision_id, arm, propensity, bool(e), policy.version, False))
+        )
+        held = repeat(False, n) if holdout is None else holdout
+        choices = list(
+            map(
+                Choice._make,
+                zip(
+                    ids,
+                    arms,
+                    propensities,
+                    flags,
+                    repeat(policy.version, n),
+                    repeat(False, n),
+                    held,
+                    strict=True,
+                ),
+            )
+        )
         return records, choices
 
     def _keyed_choice(
@@ -369,45 +537,49 @@ class Decider:
         policy: LoadedPolicy,
         keyed: list[tuple[int, tuple[int, str, str], DecisionRecord, Choice]],
     ) -> dict[int, Choice]:
-        # Within one batch the same key may repeat: store it once.
-        first_by_key: dict[tuple[int, str, str], DecisionRecord] = {}
-        for _, key, record, _ in keyed:
-            first_by_key.setdefault(key, record)
-        records = list(first_by_key.values())
+        # Within one batch the same key may repeat: store it once (its first record).
+        first: dict[tuple[int, str, str], tuple[DecisionRecord, Choice]] = {}
+        for _, key, record, choice in keyed:
+            if key not in first:
+                first[key] = (record, choice)
+        records = [record for record, _ in first.values()]
         with unit_of_work(self._engine, clock=self._clock) as session:
             new_ids = insert_keyed_decisions(session, records)
+            all_new = len(new_ids) == len(records)
             stats_repo.add_deltas(
-                session, deltas=exposure_deltas([r for r in records if r.id in new_ids])
+                session,
+                deltas=exposure_deltas(
+                    records if all_new else [r for r in records if r.id in new_ids]
+                ),
             )
             # A row just inserted is the record itself: only the keys that were already
             # stored (a repeat, another replica's, a forgotten unit's) are read back.
-            stored = {
-                key: decisions_repo.KeyedDecision(
-                    r.id, r.arm_id, r.propensity, r.explored, r.policy_version, r.holdout
+            existing = (
+                []
+                if all_new
+                else [(k[1], k[2]) for k, (r, _) in first.items() if r.id not in new_ids]
+            )
+            found = (
+                decisions_repo.find_keyed(
+                    session, experiment_id=policy.experiment_id, keys=existing
                 )
-                for key, r in first_by_key.items()
-                if r.id in new_ids
-            }
-            existing = [(k[1], k[2]) for k in first_by_key if k not in stored]
-            if existing:
-                stored.update(
-                    decisions_repo.find_keyed(
-                        session, experiment_id=policy.experiment_id, keys=existing
-                    )
-                )
-        out: dict[int, Choice] = {}
-        for i, key, _record, fresh in keyed:
-            row = stored.get(key)
+                if existing
+                else {}
+            )
+        answers: dict[tuple[int, str, str], Choice] = {}
+        for key, (record, fresh) in first.items():
+            if record.id in new_ids:
+                answers[key] = fresh
+                continue
+            row = found.get(key)
             if row is None:  # forgotten unit or a race with deletion: serve what we minted
-                out[i] = fresh
                 continue
             arm = policy.all_arms.get(row.arm_id, fresh.arm)
-            choice = Choice(
+            answers[key] = Choice(
                 row.id, arm, row.propensity, row.explored, row.policy_version, False, row.holdout
             )
-            self._keyed.put(key, choice)
-            out[i] = choice
-        return out
+        self._keyed.put_many(answers.items())
+        return {i: answers.get(key, fresh) for i, key, _record, fresh in keyed}
 
     def _fallback(self, policy: LoadedPolicy, units: Sequence[Unit]) -> list[Choice]:
         """Fail open: answer with the control (or first) arm and log no exposure."""

@@ -29,7 +29,7 @@ from service.core.faults import RETRY_AFTER_SECONDS
 from service.core.middleware import is_json_media_type, read_body, replaying
 from service.core.runtime import Runtime
 from service.core.storable import json_too_deep
-from service.deciding.endpoints import choice_body, decide, encode, unit_of
+from service.deciding.endpoints import batch_answer, choice_body, decide, encode, unit_of
 from service.deciding.schemas import BatchIn, ChooseIn
 
 ROUTES: dict[str, tuple[type[BaseModel], str]] = {
@@ -80,7 +80,9 @@ async def _answer(
     route: tuple[type[BaseModel], str],
     headers: dict[bytes, bytes],
     body: bytes,
-) -> tuple[int, dict[str, Any]]:
+) -> tuple[int, bytes]:
+    """The status and the JSON body, encoded as the routes encode, so both paths answer
+    the same bytes."""
     model, label = route
     started = time.perf_counter()
     content_type = headers.get(b"content-type")
@@ -106,21 +108,20 @@ async def _answer(
             started = time.perf_counter()
             units = [unit_of(u) for u in parsed.units]
             choices = await decide(runtime, parsed.experiment, units)
-            answer: dict[str, Any] = {"decisions": [choice_body(c) for c in choices]}
+            answer = batch_answer(choices)
         else:
             choice = (await decide(runtime, parsed.experiment, [unit_of(parsed)]))[0]
-            answer = choice_body(choice)
+            answer = encode(choice_body(choice))
     except DomainError as exc:
-        return exc.status_code, error_body(exc.code, exc.message, exc.details)
+        return exc.status_code, encode(error_body(exc.code, exc.message, exc.details))
     except SQLAlchemyError as exc:  # a keyed decision's store or read-back
-        return database_error(exc, f"POST {path}")
+        status, error = database_error(exc, f"POST {path}")
+        return status, encode(error)
     _LATENCY[label].observe(time.perf_counter() - started)
     return 200, answer
 
 
-async def _send_json(send: Send, status: int, answer: dict[str, Any]) -> None:
-    # Encoded as the routes encode, so both paths answer the same bytes.
-    payload = encode(answer)
+async def _send_json(send: Send, status: int, payload: bytes) -> None:
     headers = [(b"content-length", str(len(payload)).encode()), *_JSON_HEADERS]
     if status == 503:
         headers.append((b"retry-after", str(RETRY_AFTER_SECONDS).encode()))

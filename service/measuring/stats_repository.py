@@ -7,13 +7,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import delete, func
+from sqlalchemy import delete, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from service.core.statements import dialect_insert, table_of
 from service.core.vocabulary import EXPOSURE
-from service.models import Decision, FirstEvent, StatBucket, as_utc, hour_of
+from service.models import Decision, FirstEvent, StatBucket, StatTotal, as_utc, hour_of
 from service.policy.inputs import StatRow, SuccessDelay
 
 # (experiment_id, epoch, segment, arm_id, hour, metric)
@@ -130,6 +130,30 @@ def add_deltas(session: Session, *, deltas: Mapping[StatKey, Delta]) -> None:
         for k, v in sorted(deltas.items())
     ]
     session.execute(stmt, rows)
+    _bump_totals(session, deltas)
+
+
+def _bump_totals(session: Session, deltas: Mapping[StatKey, Delta]) -> None:
+    """One more version (and the added counts) on each touched epoch's ``stat_total`` row,
+    after its buckets and in key order, as the buckets are locked: two writers of the same
+    experiment queue on its row instead of deadlocking."""
+    added: dict[tuple[int, int], int] = defaultdict(int)
+    for key, delta in deltas.items():
+        added[(key[0], key[1])] += delta[0]
+    table = table_of(StatTotal)
+    stmt = dialect_insert(session, table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["experiment_id", "epoch"],
+        set_={
+            "version": table.c.version + 1,
+            "count": table.c["count"] + stmt.excluded["count"],
+        },
+    )
+    rows = [
+        {"experiment_id": experiment_id, "epoch": epoch, "version": 1, "count": count}
+        for (experiment_id, epoch), count in sorted(added.items())
+    ]
+    session.execute(stmt, rows)
 
 
 def rows_for(
@@ -161,37 +185,30 @@ def rows_for(
 
 
 def fingerprint(session: Session, *, experiment_id: int, epoch: int) -> tuple[object, ...]:
-    """Rows, total count and newest hour of an epoch's statistics: changes with any new count."""
-    stmt = sa_select(
-        func.count(),
-        func.coalesce(func.sum(col(StatBucket.count)), 0),
-        func.max(col(StatBucket.hour)),
-    ).where(col(StatBucket.experiment_id) == experiment_id, col(StatBucket.epoch) == epoch)
-    row = session.execute(stmt).one()
-    return (int(row[0]), int(row[1]), str(row[2]))
+    """How often an epoch's statistics were written, and their summed counts: changes with
+    any new count."""
+    return fingerprints(session, epochs={experiment_id: epoch}).get(
+        experiment_id, EMPTY_FINGERPRINT
+    )
 
 
-EMPTY_FINGERPRINT: tuple[object, ...] = (0, 0, "None")
+EMPTY_FINGERPRINT: tuple[object, ...] = (0, 0)
 
 
 def fingerprints(session: Session, *, epochs: Mapping[int, int]) -> dict[int, tuple[object, ...]]:
-    """``fingerprint`` of many experiments (id -> current epoch) in one grouped statement."""
+    """``fingerprint`` of many experiments (id -> current epoch): one ``stat_total`` row each,
+    however long their history."""
     if not epochs:
         return {}
-    stmt = (
-        sa_select(
-            col(StatBucket.experiment_id),
-            col(StatBucket.epoch),
-            func.count(),
-            func.coalesce(func.sum(col(StatBucket.count)), 0),
-            func.max(col(StatBucket.hour)),
-        )
-        .where(col(StatBucket.experiment_id).in_(sorted(epochs)))
-        .group_by(col(StatBucket.experiment_id), col(StatBucket.epoch))
-    )
+    stmt = sa_select(
+        col(StatTotal.experiment_id),
+        col(StatTotal.epoch),
+        col(StatTotal.version),
+        col(StatTotal.count),
+    ).where(col(StatTotal.experiment_id).in_(sorted(epochs)))
     return {
-        experiment_id: (int(rows), int(total), str(newest))
-        for experiment_id, epoch, rows, total, newest in session.execute(stmt)
+        experiment_id: (int(version), int(count))
+        for experiment_id, epoch, version, count in session.execute(stmt)
         if epochs.get(experiment_id) == epoch
     }
 
@@ -204,10 +221,15 @@ def all_buckets(session: Session, *, experiment_id: int | None = None) -> list[S
 
 
 def wipe(session: Session, *, experiment_id: int | None = None) -> None:
+    """Delete the buckets (to be rebuilt); their totals keep counting versions, so a rebuilt
+    epoch never shows the fingerprint it had before, even with the same counts."""
     stmt = delete(StatBucket)
+    bump = update(StatTotal).values(version=col(StatTotal.version) + 1, count=0)
     if experiment_id is not None:
         stmt = stmt.where(col(StatBucket.experiment_id) == experiment_id)
+        bump = bump.where(col(StatTotal.experiment_id) == experiment_id)
     session.execute(stmt)
+    session.execute(bump)
 
 
 def success_delays(

@@ -9,6 +9,7 @@ from service.models.decisions import (
     OutcomeEvent,
     RawPayload,
     StatBucket,
+    StatTotal,
 )
 from service.models.experiments import (
     Arm,
@@ -42,6 +43,7 @@ __all__ = [
     "Proposal",
     "RawPayload",
     "StatBucket",
+    "StatTotal",
     "as_utc",
     "hour_of",
     "metadata",

@@ -106,6 +106,24 @@ class StatBucket(SQLModel, table=True):
     offset_seconds_sq_sum: float | None = None
 
 
+class StatTotal(SQLModel, table=True):
+    """One row per experiment and epoch, bumped by every write of its statistics buckets.
+
+    The refresher asks each pass whether any running experiment's evidence changed; reading
+    these rows answers that for a thousand experiments at the cost of a thousand rows,
+    where an aggregate over the buckets read every hour of every arm's history.
+    """
+
+    __tablename__ = "stat_total"
+
+    experiment_id: int = Field(primary_key=True)
+    epoch: int = Field(primary_key=True)
+    # How many writes have changed this epoch's buckets (a rebuild counts as one).
+    version: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    # The summed counts of every bucket: for a reader's eyes.
+    count: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+
+
 class DeadLetter(SQLModel, table=True):
     __tablename__ = "dead_letter"
 

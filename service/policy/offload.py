@@ -57,6 +57,14 @@ class ComputeProcess:
         assert isinstance(value, Snapshot)
         return value
 
+    def start(self) -> None:
+        """Start the child now rather than on the first computation. That one runs inside
+        the refresher's transaction, which on SQLite holds the write lock: a child started
+        then (an interpreter importing numpy and scipy, seconds on a busy host) held every
+        decision-log flush back for as long, and the backlog came out as one long flush."""
+        with self._lock:
+            self._running()
+
     def _running(self) -> subprocess.Popen[bytes]:
         if self._child is None or self._child.poll() is not None:
             self._child = subprocess.Popen(

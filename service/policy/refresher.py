@@ -273,6 +273,7 @@ class Refresher:
     def start(self) -> None:
         if self._compute_process:
             # The worker's computations go to a child process (service.policy.offload).
+            self._offload.start()
             self._compute = self._offload
         self.worker.start()
 

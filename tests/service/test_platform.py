@@ -134,30 +134,30 @@ def test_sigterm_flushes_every_pending_decision(tmp_path):
         stderr=subprocess.STDOUT,
     )
     try:
-        base = f"http://127.0.0.1:{port}"
         headers = {"Authorization": "Bearer bl_test_bootstrap_admin_key_0123456789"}
-        for _ in range(100):
+        # Generous timeouts: on a loaded machine the first requests of a cold process are slow.
+        http = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{base}/healthz", timeout=0.5).status_code == 200:
+                if http.get("/healthz", timeout=0.5).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        created = httpx.post(
-            f"{base}/v1/experiments",
-            headers=headers,
+        created = http.post(
+            "/v1/experiments",
             json={"key": "sig", "name": "sig", "arms": [{"content": "a"}, {"content": "b"}]},
         )
         assert created.status_code == 201
         # A 2xx means committed and visible: the very next call sees the pause.
-        assert httpx.post(f"{base}/v1/experiments/sig/pause", headers=headers).status_code == 200
-        paused = httpx.post(f"{base}/v1/choose", headers=headers, json={"experiment": "sig"})
+        assert http.post("/v1/experiments/sig/pause").status_code == 200
+        paused = http.post("/v1/choose", json={"experiment": "sig"})
         assert paused.json()["fallback"] is True
-        assert httpx.post(f"{base}/v1/experiments/sig/resume", headers=headers).status_code == 200
-        answered = httpx.post(
-            f"{base}/v1/choose/batch",
-            headers=headers,
-            json={"experiment": "sig", "units": [{} for _ in range(250)]},
+        assert http.post("/v1/experiments/sig/resume").status_code == 200
+        answered = http.post(
+            "/v1/choose/batch", json={"experiment": "sig", "units": [{} for _ in range(250)]}
         ).json()["decisions"]
+        http.close()
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
     finally:

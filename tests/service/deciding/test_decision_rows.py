@@ -49,6 +49,26 @@ def test_sqlite_rows_match_the_bind_processors() -> None:
         assert bulk._sqlite_row(record) == bulk._processed(bulk._values(record), processors)
 
 
+def test_a_batch_of_rows_shares_one_time_text_per_instant_and_zone() -> None:
+    """A batch's rows reuse one time's text: equal instants in other zones, and keyed rows
+    (with ``holdout``), still get what the processors give each."""
+    dialect = sqlite.dialect()
+    _statement, processors = bulk._prepared(dialect)
+    _keyed_statement, keyed_processors = bulk._prepared(dialect, keyed=True)
+    assert bulk._plain_sqlite_flag(dialect)
+    rng = random.Random(16)
+    at = datetime(2026, 11, 30, 18, 0, 0, 123456, UTC)
+    same_instants = [at, at.astimezone(timezone(timedelta(hours=2))), at, at.replace(microsecond=0)]
+    records = [_record(rng, rng.choice(same_instants)) for _ in range(200)]
+    records = [r._replace(holdout=rng.random() < 0.5) for r in records]
+    assert bulk._sqlite_rows(records) == [
+        bulk._processed(bulk._values(r), processors) for r in records
+    ]
+    assert bulk._sqlite_rows(records, keyed=True) == [
+        bulk._processed((*bulk._values(r), r.holdout), keyed_processors) for r in records
+    ]
+
+
 def test_a_naive_time_is_refused_as_the_column_type_refuses_it() -> None:
     _statement, processors = bulk._prepared(sqlite.dialect())
     record = _record(random.Random(1), datetime(2026, 11, 30, 18, 0))

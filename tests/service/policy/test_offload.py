@@ -12,8 +12,9 @@ from sqlmodel import Session
 
 from service.core.runtime import Runtime
 from service.policy.compute import compute_snapshot
+from service.policy.loaded import PolicyCache
 from service.policy.offload import ComputeProcess
-from service.policy.refresher import read_policy_inputs
+from service.policy.refresher import Refresher, read_policy_inputs
 from tests.service.factories import create_random_experiment
 from tests.service.helpers import decide_many, later
 
@@ -68,3 +69,21 @@ def test_a_dead_child_is_replaced_on_the_next_call(
     again = child(inputs, now=now, rng=np.random.default_rng(1))
 
     assert again.to_json() == first.to_json()
+
+
+def test_the_refresher_starts_its_child_before_its_first_computation(
+    runtime: Runtime,
+) -> None:
+    """The first computation runs inside a transaction (on SQLite, the write lock): the
+    child's start-up must not happen there."""
+    refresher = Refresher(
+        runtime.engine, PolicyCache(), interval=3600, lease_seconds=10, compute_process=True
+    )
+    refresher.start()
+    try:
+        child = refresher._offload._child
+        assert child is not None
+        assert child.poll() is None
+    finally:
+        refresher.stop()
+    assert refresher._offload._child is None

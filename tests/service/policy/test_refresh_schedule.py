@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 from sqlmodel import Session
 
 from service.core.runtime import Runtime
 from service.measuring import stats_repository as stats_repo
+from service.measuring.rebuild import rebuild_stats
 from service.policy import repository as snapshots_repo
 from service.policy import schedule
 from tests.service.factories import create_random_experiment
@@ -112,3 +114,44 @@ def test_a_changed_arm_makes_only_its_experiment_due(
         assert runtime.refresher._checked[quiet["id"]].at != now
     now += timedelta(seconds=2)
     assert runtime.refresher.recompute_all(now=now) == 0
+
+
+def test_the_fingerprints_read_one_row_per_experiment_not_its_history(
+    client: TestClient, admin, decide, ingest, runtime: Runtime
+) -> None:
+    """A click changes the fingerprint, a rebuild with the same counts does too, and finding
+    the fingerprints never reads the buckets (whose rows grow with every hour of history)."""
+    exp = create_random_experiment(client, admin, arms=2)
+    decisions = decide_many(client, decide, runtime, exp["key"], 10)
+    epochs = {exp["id"]: 1}
+
+    def fingerprint() -> tuple[object, ...]:
+        with Session(runtime.engine) as session:
+            return stats_repo.fingerprints(session, epochs=epochs)[exp["id"]]
+
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(runtime.engine, "before_cursor_execute", record)
+    try:
+        with Session(runtime.engine) as session:
+            schedule.running_fingerprints(session)
+    finally:
+        event.remove(runtime.engine, "before_cursor_execute", record)
+    assert statements
+    assert not [s for s in statements if "stat_bucket" in s]
+
+    before = fingerprint()
+    old = {"event_id": "old", "decision_id": decisions[0]["decision_id"], "type": "click"}
+    assert client.post("/v1/events", json=[old], headers=ingest).status_code == 200
+    clicked = fingerprint()
+    assert clicked != before
+    assert clicked[1] == before[1] + 1
+
+    with Session(runtime.engine) as session, session.begin():
+        rebuild_stats(session, experiment_id=exp["id"])
+    rebuilt = fingerprint()
+    assert rebuilt != clicked
+    assert rebuilt[1] == clicked[1]
