@@ -42,6 +42,7 @@ from bandits.delay import (
 )
 from bandits.delay_mixture import MixtureEvidence, mixture_evidence
 from bandits.delay_shape import MIN_DELAY_HOURS, LogNormalShape, fit_lognormal, window_cdf
+from bandits.delay_unseen import UnseenWave, unseen_wave
 from bandits.posterior import beta_posterior
 
 # Pseudo-successes behind the fitted shape in the nonparametric estimate: enough to steady the
@@ -64,6 +65,9 @@ CONTRADICTION_P = 1e-3
 # ratio: there F follows the fitted shape (see ``first_bin_profile``).
 FIRST_BIN_POINTS_HOURS = FIRST_EDGE_HOURS / GRID_RATIO ** np.arange(10, 0, -1)
 JUDGED = "judged"
+# The reported maturity range's lower end allows for a slow wave the data cannot see yet
+# (``bandits.delay_unseen``) at this quantile of its posterior.
+UNSEEN_QUANTILE = 0.05
 
 
 def too_early(maturity: float, exposures: float, min_exposures: float) -> bool:
@@ -86,6 +90,8 @@ class DelayModel:
     tail: tuple[DelayCDF, ...] = ()
     tail_shape: LogNormalShape | None = None
     evidence: MixtureEvidence | None = None
+    # The slow wave the data cannot see yet (``bandits.delay_unseen``): reported figures only.
+    unseen: UnseenWave | None = None
 
     @property
     def mixed(self) -> bool:
@@ -208,13 +214,16 @@ def fit_delay_model(
             if known_mixture is not None and known_mixture.still_holds(n_whole)
             else mixture_evidence(delays[whole], ages[whole], counts[whole], shape)
         )
+    unseen = unseen_wave(
+        delays[whole], ages[whole], counts[whole], shape, window_hours, central.edges_hours
+    )
     if evidence is None or not evidence.mixed:
-        return DelayModel(central, spread, shape, evidence=evidence)
+        return DelayModel(central, spread, shape, evidence=evidence, unseen=unseen)
     tail_shape = _tail_shape(delays, ages, counts, earliest, shape)
     if tail_shape is None:
-        return DelayModel(central, spread, shape, evidence=evidence)
+        return DelayModel(central, spread, shape, evidence=evidence, unseen=unseen)
     tail = tuple(cdf_for(m, s) for m, s in tail_shape.points())
-    return DelayModel(central, spread, shape, tail, tail_shape, evidence)
+    return DelayModel(central, spread, shape, tail, tail_shape, evidence, unseen)
 
 
 def _first_bin_points(edges: FloatArray) -> FloatArray:
@@ -306,6 +315,17 @@ class CorrectedEvidence:
     contradicted: NDArray[np.bool_] | None = None
     # sum(n_c F(age_c)) under the fitted central curve, before any such replacement.
     fitted_exposures: FloatArray | None = None
+    # The slow wave the data cannot see yet (``bandits.delay_unseen``) and, per component
+    # (first axis), each arm's maturity under it: the reported upper end and maturity range.
+    unseen: UnseenWave | None = None
+    wave_maturity: FloatArray | None = None
+
+    def unseen_maturity(self, quantile: float) -> FloatArray:
+        """Per arm, the ``quantile`` of the maturity once a slow wave the data cannot see yet
+        is allowed for (the central maturity where there is no such doubt)."""
+        if self.unseen is None or self.wave_maturity is None:
+            return self.maturity
+        return self.unseen.maturity_low(self.maturity, self.wave_maturity, quantile)
 
     def reported_counts(self) -> tuple[FloatArray, FloatArray]:
         """(successes, exposures) of the reported interval's Beta: the unshrunk evidence
@@ -366,7 +386,19 @@ class CorrectedEvidence:
         vague_low, vague_high = beta_posterior(s, e, prior_alpha, prior_beta).credible_interval(
             level
         )
-        return np.minimum(low, vague_low), np.maximum(high, vague_high)
+        high = np.maximum(high, vague_high)
+        if self.unseen is not None:
+            # A slow wave still to come (``unseen_maturity``) can only raise the rate: the
+            # upper end is the binomial one on the exposures that wave leaves arrived.
+            seen = self.observed_successes
+            arrived = self.unseen_maturity((1.0 - level) / 2.0)
+            share = np.where(self.maturity > 0, arrived / np.maximum(self.maturity, 1e-300), 1.0)
+            exposures = np.maximum(self.effective_exposures * share, seen)
+            _low, wave_high = beta_posterior(
+                seen, exposures, prior_alpha, prior_beta
+            ).credible_interval(level)
+            high = np.maximum(high, wave_high)
+        return np.minimum(low, vague_low), high
 
 
 @dataclass(frozen=True, eq=False)
@@ -506,11 +538,16 @@ def corrected_evidence(
         shares = [np.where(total_n > 0, e / np.maximum(total_n, 1e-300), 1.0) for e in effective]
     maturity = np.clip(shares[0], 0.0, 1.0)
     stacked = np.clip(np.stack(shares), 0.0, 1.0)
+    low = stacked.min(axis=0)
+    wave = None
+    if delay.unseen is not None:
+        wave = _wave_maturity(delay, exposures, age_array, spread, total_n, pool_rows=pool_rows)
+        low = np.minimum(low, delay.unseen.maturity_low(maturity, wave, UNSEEN_QUANTILE))
     return CorrectedEvidence(
         successes=np.asarray(certainty * total_s, dtype=np.float64),
         exposures=np.asarray(certainty * central, dtype=np.float64),
         maturity=np.asarray(maturity, dtype=np.float64),
-        maturity_low=np.asarray(stacked.min(axis=0), dtype=np.float64),
+        maturity_low=np.asarray(low, dtype=np.float64),
         maturity_high=np.asarray(stacked.max(axis=0), dtype=np.float64),
         certainty=np.asarray(certainty, dtype=np.float64),
         observed_successes=np.asarray(total_s, dtype=np.float64),
@@ -518,7 +555,35 @@ def corrected_evidence(
         reported_certainty=np.asarray(np.minimum(reported, certainty), dtype=np.float64),
         contradicted=np.asarray(np.broadcast_to(contradicted, total_s.shape), dtype=bool),
         fitted_exposures=np.asarray(fitted, dtype=np.float64),
+        unseen=delay.unseen,
+        wave_maturity=wave,
     )
+
+
+def _wave_maturity(
+    delay: DelayModel,
+    exposures: FloatArray,
+    ages: FloatArray,
+    spread: FloatArray | None,
+    total_n: FloatArray,
+    *,
+    pool_rows: bool,
+) -> FloatArray:
+    """Per component of the unseen wave (first axis), each arm's share of its evidence
+    arrived under that component alone."""
+    assert delay.unseen is not None
+    if spread is None or not np.any(spread):
+        arrived = delay.unseen.arrived(exposures, ages)
+    else:
+        arrived = (
+            delay.unseen.arrived(exposures, np.maximum(ages - spread, 0.0))
+            + delay.unseen.arrived(exposures, ages + spread)
+        ) / 2.0
+    if pool_rows:
+        arrived = arrived.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(total_n > 0, arrived / np.maximum(total_n, 1e-300), 1.0)
+    return np.clip(np.asarray(out, dtype=np.float64), 0.0, 1.0)
 
 
 def contradicted_rows(successes: FloatArray, effective: FloatArray) -> NDArray[np.bool_]:

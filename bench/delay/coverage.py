@@ -1,13 +1,15 @@
 """Coverage of the reported 90% interval of a delay-corrected rate, and how often the delays
 are called mixed, for log-normal, fast-and-slow mixed and heavy-tailed delays read from one
-minute to the window (the cases of ``tests/bandits/test_delay_model.py``, 40 runs each, 5,000
-exposures at 5%). Also the policy's own interval's coverage and the reported width as a
+minute to the window (the cases of ``tests/bandits/test_delay_model.py``, plus push, all delays
+within seconds, and email, log-normal with a median of an hour; 40 runs each, 5,000 exposures
+at 5%). Also the policy's own interval's coverage and the reported width as a
 multiple of the policy's (median). The policy's own posterior keeps only the part of the delay
 model's doubt that differs between arms (``bandits.delay_model.corrected_evidence``): for the
 single arm here, none, so its interval is the binomial one and covers young sends poorly by
 design; the reported interval carries the whole doubt.
 
-Run: .venv/bin/python bench/delay/coverage.py [lognormal mixture "heavy tail"] [--runs 40]
+Run: .venv/bin/python bench/delay/coverage.py [lognormal mixture "heavy tail" push email]
+    [--runs 40]
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ SHAPES: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
     "lognormal": lambda rng, n: rng.lognormal(0.0, 1.2, n),
     "mixture": _mixture,
     "heavy tail": lambda rng, n: 0.5 * rng.pareto(0.8, n),
+    # All delays within seconds (median 3 s), as push and web clicks.
+    "push": lambda rng, n: rng.lognormal(np.log(3 / 3600), 0.7, n),
+    # Email clicks: log-normal, median one hour.
+    "email": lambda rng, n: rng.lognormal(0.0, 1.0, n),
 }
 
 

@@ -51,6 +51,8 @@ def segment_evidence(evidence: CorrectedEvidence, i: int) -> CorrectedEvidence:
         fitted_exposures=None
         if evidence.fitted_exposures is None
         else evidence.fitted_exposures[i],
+        unseen=evidence.unseen,
+        wave_maturity=None if evidence.wave_maturity is None else evidence.wave_maturity[:, i],
     )
 
 

@@ -45,7 +45,11 @@ def _arm_rows(
         successes = segment.successes[k]
         breach = breached.get(arm_id)
         observed = successes / exposures if exposures else None
-        immature = unknown or too_early(maturity[k], exposures, min_exposures)
+        # On the low end of the maturity range: an arm whose evidence may still be mostly to
+        # come (a slow wave the data cannot see yet, a contradicted segment's share) is not
+        # judged on the central figure (all traffic's arm 4 read "judged" at 0.52 while its
+        # share of a contradicted segment put its low end at 0.35).
+        immature = unknown or too_early(maturity_low[k], exposures, min_exposures)
         rows.append(
             {
                 "arm_id": arm_id,
@@ -214,11 +218,23 @@ def correction_line(snapshot: Snapshot) -> str | None:
         if segments
         else ""
     )
+    # The slow wave the data cannot see yet (``bandits.delay_unseen``) moved the low end only.
+    lowest = (
+        float(np.average(segment.maturity_low, weights=exposures))
+        if segment.maturity_low is not None
+        else maturity
+    )
+    wave = (
+        f" The decisions are too young to rule out a slower wave of {metric}s still to come "
+        f"(as few as {lowest:.0%} may have arrived): the intervals' upper ends allow for it."
+        if not tail and not segments and lowest < MATURE_SHARE <= maturity
+        else ""
+    )
     return (
         f"Delay correction: a {metric} arrives a median {_duration(delay['median_hours'])} "
         f"after exposure (learnt from {learnt}); about {maturity:.0%} of the "
         f"eventual {metric}s of these exposures have arrived, so the estimated rates are "
-        f"{span} the observed rates (prior included).{tail}{unknown}"
+        f"{span} the observed rates (prior included).{tail}{unknown}{wave}"
     )
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from bandits.delay_model import TOO_EARLY
+from bandits.delay_model import MATURE_SHARE, TOO_EARLY
 from service.core.clock import ManualClock
 from service.core.runtime import Runtime
 from tests.service.factories import create_random_experiment
@@ -133,3 +133,9 @@ def test_a_contradicted_segment_carries_its_bounds_into_all_traffic_and_the_eval
     weighted = sum(r["maturity"] * r["exposures"] for r in arms) / all_total
     assert evaluation["maturity"] == pytest.approx(weighted, rel=0.02)
     assert 'In segment "new"' in report["correction"], report["correction"]
+    # All traffic's arms are labelled on the low end of their range: arm 4 read "judged" at a
+    # central maturity of 0.52 while the new segment's share put its low end at 0.35.
+    assert any(r["maturity"] >= MATURE_SHARE > r["maturity_low"] for r in arms), arms
+    for row in arms:
+        if row["maturity_low"] < MATURE_SHARE:
+            assert row["judgement"] == TOO_EARLY, row
