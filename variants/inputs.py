@@ -60,6 +60,10 @@ class ArmView(BaseModel):
     is_control: bool = False
     status_reason: str | None = None  # why it was retired, suspended or rejected
     maturity: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    # The low end of the maturity range (the report's ``maturity_low``): it also allows for
+    # a slower wave of successes the young sends cannot show yet. The report labels an arm
+    # on it, and so does the loop. None: the same as `maturity`.
+    maturity_low: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     # The delay fit was contradicted by the data (the report's ``delay.contradicted``): how
     # much is still to come is unknown, so the arm is too early to judge whatever `maturity`.
     maturity_unknown: bool = False
@@ -71,9 +75,15 @@ class ArmView(BaseModel):
         return self.successes / self.exposures if self.exposures else 0.0
 
     def too_early(self, min_exposures: int) -> bool:
-        """Too young to judge: see ``bandits.delay_model.too_early``, or the delay fit was
-        contradicted (the report labels such arms so too)."""
-        return self.maturity_unknown or too_early(self.maturity, self.exposures, min_exposures)
+        """Too young to judge at the low end of its maturity range (as the report labels it):
+        see ``bandits.delay_model.too_early``; or the delay fit was contradicted."""
+        return self.maturity_unknown or too_early(
+            self.maturity_low_or_central, self.exposures, min_exposures
+        )
+
+    @property
+    def maturity_low_or_central(self) -> float:
+        return self.maturity if self.maturity_low is None else min(self.maturity_low, self.maturity)
 
     @model_validator(mode="after")
     def _consistent(self) -> ArmView:

@@ -194,6 +194,7 @@ def prompt_data(
                 "estimated_rate": round(arm.rate, 5),
                 "interval_95": [round(arm.ci_low, 5), round(arm.ci_high, 5)],
                 "maturity": round(arm.maturity, 3),
+                "maturity_low": round(arm.maturity_low_or_central, 3),
                 "control": arm.is_control,
                 **({"status_reason": arm.status_reason} if arm.status_reason else {}),
             }
@@ -209,6 +210,7 @@ def prompt_data(
                 "successes": arm.successes,
                 "observed_rate": round(arm.observed_rate, 5),
                 "maturity": round(arm.maturity, 3),
+                "maturity_low": round(arm.maturity_low_or_central, 3),
                 "judgement": (
                     "too early to judge: most of its evidence has not arrived yet"
                     if arm.too_early(loop_input.min_exposures)

@@ -175,7 +175,8 @@ def learning_of(row: LearningRow) -> Learning:
     return library_domain.learning_of(row)
 
 
-Figures = tuple[float, float, float, float]  # posterior mean, 95% low, 95% high, maturity
+# posterior mean, 95% low, 95% high, maturity, the low end of the maturity range
+Figures = tuple[float, float, float, float, float]
 
 
 def _snapshot(row: PolicySnapshot | None) -> Snapshot | None:
@@ -196,6 +197,7 @@ def _snapshot_figures(snapshot: Snapshot | None) -> dict[int, Figures]:
     if snapshot is None or overall is None:
         return {}
     maturity = overall.maturity or (1.0,) * len(snapshot.arm_ids)
+    maturity_low = overall.maturity_low or maturity
     try:
         return {
             arm_id: (
@@ -203,6 +205,7 @@ def _snapshot_figures(snapshot: Snapshot | None) -> dict[int, Figures]:
                 overall.ci_low[i],
                 overall.ci_high[i],
                 maturity[i],
+                maturity_low[i],
             )
             for i, arm_id in enumerate(snapshot.arm_ids)
         }
@@ -248,7 +251,7 @@ def _posterior_figures(
     posterior = beta_posterior(successes, exposures, alpha, beta)
     low, high = posterior.credible_interval(0.95)
     return [
-        (float(m), float(lo), float(hi), float(f))
+        (float(m), float(lo), float(hi), float(f), float(f))
         for m, lo, hi, f in zip(posterior.mean, low, high, maturity, strict=True)
     ]
 
@@ -280,7 +283,7 @@ def _arm_view(
     maturity_unknown: bool = False,
 ) -> ArmView:
     assert arm.id is not None
-    rate, low, high, maturity = (min(1.0, max(0.0, value)) for value in figures)
+    rate, low, high, maturity, maturity_low = (min(1.0, max(0.0, value)) for value in figures)
     low, high = min(low, rate), max(high, rate)
     status = ArmStatus(arm.status)
     return ArmView(
@@ -296,6 +299,7 @@ def _arm_view(
         eligible_for_retirement=eligible and status in (ArmStatus.LIVE, ArmStatus.SUSPENDED),
         is_control=arm.is_control,
         maturity=maturity,
+        maturity_low=maturity_low,
         maturity_unknown=maturity_unknown,
         segments=dict(segments),
         status_reason=(reason or "")[:MAX_STATUS_REASON] or None

@@ -114,8 +114,14 @@ def feed(
     publish(runtime)
 
 
+# When the fixtures' snapshots are computed: past the attribution window, so every cohort is
+# final. Sooner, a first send whose clicks all came at once cannot rule out a slower wave
+# still to come (``bandits.delay_unseen``), and the loop rightly learns nothing from it.
+MATURE_MINUTES = 8 * 24 * 60.0
+
+
 def publish(runtime: Runtime) -> None:
-    runtime.refresher.recompute_all(now=later())
+    runtime.refresher.recompute_all(now=later(MATURE_MINUTES))
     runtime.refresher.reload()
 
 

@@ -11,15 +11,15 @@ from datetime import timedelta
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from sqlmodel import Session
 
 from bandits.delay_model import JUDGED, TOO_EARLY
 from service.core.clock import ManualClock
 from service.core.runtime import Runtime
+from service.experiments import repository as experiments_repo
+from service.loop.gather import gather
 from tests.service.factories import create_random_experiment
 from tests.service.reporting.test_report_delay import DAY, fast_clicks, keyed_send
-
-RATES = (0.02, 0.06, 0.12)  # as fast_clicks's every 50th, 17th and 8th decision
-
 
 RATES = (0.02, 0.06, 0.12)  # as fast_clicks's every 50th, 17th and 8th decision
 
@@ -45,6 +45,17 @@ def _post_and_read(
     return dict(report.json())
 
 
+def _loop_judges(runtime: Runtime, key: str, clock: ManualClock) -> list[bool]:
+    """Whether the loop, gathering its input now, would learn from each arm."""
+    with Session(runtime.engine) as session:
+        experiment = experiments_repo.get_by_key(session, key=key)
+        assert experiment is not None
+        loop_input = gather(
+            session, experiment, now=clock.now(), learnings_cap=10, max_new_variants=2
+        )
+    return [loop_input.has_enough_evidence(arm) for arm in loop_input.arms]
+
+
 def test_two_second_clicks_read_at_five_seconds_are_too_early_to_judge(
     client: TestClient, admin, decide, ingest, runtime: Runtime, clock: ManualClock
 ):
@@ -64,6 +75,8 @@ def test_two_second_clicks_read_at_five_seconds_are_too_early_to_judge(
         assert row["maturity_low"] < 0.5, row
         assert row["judgement"] == TOO_EARLY, row
     assert "too young to rule out a slower wave of clicks" in report["correction"]
+    # The loop reads the same label: it learns nothing from these arms yet.
+    assert _loop_judges(runtime, exp["key"], clock) == [False, False, False]
 
     # Three days on, with an hourly send since whose clicks also came within seconds: a slow
     # wave would have shown in the old sends, so the figures are confident again.
@@ -92,3 +105,4 @@ def test_two_second_clicks_read_at_five_seconds_are_too_early_to_judge(
         assert row["estimate_high"] < observed + 4 * np.sqrt(observed / row["exposures"]), row
         assert row["judgement"] == JUDGED, row
     assert "slower wave" not in report["correction"]
+    assert _loop_judges(runtime, exp["key"], clock) == [True, True, True]
