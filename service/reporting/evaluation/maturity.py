@@ -32,7 +32,7 @@ import numpy.typing as npt
 
 from bandits.cohort_ages import cohort_cdf
 from bandits.delay import DelayCDF
-from bandits.delay_model import fit_delay_model
+from bandits.delay_model import MATURE_SHARE, fit_delay_model
 from service.core.vocabulary import OVERALL
 from service.policy.snapshot import Floats, Snapshot
 from service.reporting.evaluation.estimates import DelayCorrection
@@ -197,6 +197,14 @@ def delay_correction(
     ages, spread = cohort_ages(decisions, now)
     exposure = cohort_cdf(cdf, ages, spread)  # 1 once the cohort's younger point has matured
     bounds, bounded = contradicted_bounds(curves, decisions, ages, spread, exposure)
+    wave = unseen_wave_share(payload)
+    if wave is not None:
+        # Decisions no contradicted fit bounds: between "nothing more to come" (the arms'
+        # central F) and "a slower wave still to come" (that F times the wave's share).
+        free = np.ones(exposure.size, dtype=bool) if bounds is None else ~np.isfinite(bounds[0])
+        bounds = np.full((2, exposure.size), np.nan) if bounds is None else bounds
+        bounds[0, free] = exposure[free] * wave
+        bounds[1, free] = exposure[free]
     correction = DelayCorrection(
         exposure=np.asarray(exposure, dtype=np.float64),
         node=nearest_node(ages, nodes),
@@ -212,8 +220,34 @@ def delay_correction(
         # Segments whose delay fit the data contradict (``OVERALL``: all traffic): there the
         # intervals run between "a slow wave still to come" and "nothing more to come".
         "contradicted": bounded,
+        # Too young to rule out a slower wave the data cannot see yet: at most this share of
+        # the eventual successes may have arrived, and the intervals allow for it.
+        "unseen_wave_share": wave,
     }
     return correction, info
+
+
+def unseen_wave_share(payload: Mapping[str, Any] | None) -> float | None:
+    """How much of the central maturity a slow wave not yet begun may leave (the arms' low
+    end over their centre, all traffic, weighted by exposures), where it is what makes the
+    arms too early to judge: the centre says matured, the low end does not
+    (``bandits.delay_unseen``). None otherwise: the fit's own doubt is redrawn already."""
+    if not payload:
+        return None
+    try:
+        overall = Snapshot.from_json(payload).overall
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    if overall is None or overall.maturity is None or overall.maturity_low is None:
+        return None
+    weights = np.asarray(overall.exposures, dtype=np.float64)
+    if weights.sum() <= 0:
+        return None
+    centre = float(np.average(overall.maturity, weights=weights))
+    low = float(np.average(overall.maturity_low, weights=weights))
+    if not low < MATURE_SHARE <= centre:
+        return None
+    return low / centre
 
 
 def contradicted_bounds(

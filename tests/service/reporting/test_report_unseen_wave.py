@@ -75,6 +75,14 @@ def test_two_second_clicks_read_at_five_seconds_are_too_early_to_judge(
         assert row["maturity_low"] < 0.5, row
         assert row["judgement"] == TOO_EARLY, row
     assert "too young to rule out a slower wave of clicks" in report["correction"]
+    # The evaluation allows for the same wave: its upper ends reach what the arms' do.
+    evaluation = report["evaluation"]
+    assert evaluation["delay"]["unseen_wave_share"] < 0.5
+    pooled = sum(a["successes"] for a in report["arms"]) / sum(
+        a["exposures"] for a in report["arms"]
+    )
+    policy = evaluation["lift"]["policy"]
+    assert policy["ci_low"] <= pooled < 2 * pooled <= policy["ci_high"], policy
     # The loop reads the same label: it learns nothing from these arms yet.
     assert _loop_judges(runtime, exp["key"], clock) == [False, False, False]
 
@@ -105,4 +113,5 @@ def test_two_second_clicks_read_at_five_seconds_are_too_early_to_judge(
         assert row["estimate_high"] < observed + 4 * np.sqrt(observed / row["exposures"]), row
         assert row["judgement"] == JUDGED, row
     assert "slower wave" not in report["correction"]
+    assert report["evaluation"]["delay"]["unseen_wave_share"] is None
     assert _loop_judges(runtime, exp["key"], clock) == [True, True, True]
