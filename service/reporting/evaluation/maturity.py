@@ -199,9 +199,10 @@ def delay_correction(
     bounds, bounded = contradicted_bounds(curves, decisions, ages, spread, exposure)
     wave = unseen_wave_share(payload)
     if wave is not None:
-        # Decisions no contradicted fit bounds: between "nothing more to come" (the arms'
-        # central F) and "a slower wave still to come" (that F times the wave's share).
+        # Young decisions no contradicted fit bounds: between "nothing more to come" (the
+        # arms' central F) and "a slower wave still to come" (that F times the wave's share).
         free = np.ones(exposure.size, dtype=bool) if bounds is None else ~np.isfinite(bounds[0])
+        free &= ages < window_hours
         bounds = np.full((2, exposure.size), np.nan) if bounds is None else bounds
         bounds[0, free] = exposure[free] * wave
         bounds[1, free] = exposure[free]
