@@ -199,28 +199,6 @@ class DecisionSigner:
         mac = self._signing_mac.digest(body)[:MAC_BYTES]
         return _b64encode(body + mac)
 
-    def mint_many(
-        self,
-        *,
-        experiment_id: int,
-        epoch: int,
-        segment: str,
-        policy_version: int,
-        issued_at: datetime,
-        arms: Sequence[tuple[int, float]],
-    ) -> list[str]:
-        """Unkeyed ids for a batch, each (arm id, propensity) its own: the same bytes as
-        ``mint`` with a random nonce (see ``mint_batch``)."""
-        return self.mint_batch(
-            experiment_id=experiment_id,
-            epoch=epoch,
-            segment=segment,
-            policy_version=policy_version,
-            issued_at=issued_at,
-            arm_ids=[arm_id for arm_id, _ in arms],
-            propensities=[propensity for _, propensity in arms],
-        )
-
     def mint_batch(
         self,
         *,

@@ -107,9 +107,10 @@ def test_ids_minted_for_a_batch_are_the_single_mint_with_fresh_nonces(
 ) -> None:
     at = datetime(2026, 3, 2, 10, 30, tzinfo=UTC)
     arms = [(3, 0.25), (4, 0.5), (3, 0.25), (11, 0.125)]
-    ids = signer.mint_many(
-        experiment_id=7, epoch=2, segment="gold", policy_version=9, issued_at=at, arms=arms
-    )
+    ids = signer.mint_batch(
+        experiment_id=7, epoch=2, segment="gold", policy_version=9, issued_at=at,
+        arm_ids=[a for a, _ in arms], propensities=[p for _, p in arms],
+    )  # fmt: skip
     assert len(set(ids)) == len(arms)
     nonces = set()
     for token, (arm_id, propensity) in zip(ids, arms, strict=True):

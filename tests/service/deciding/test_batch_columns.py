@@ -142,9 +142,9 @@ def test_ids_minted_together_are_the_ids_minted_one_by_one() -> None:
             for j, (a, p) in enumerate(zip(arm_ids, propensities, strict=True))
         ]
         assert together == one_by_one
-    random_nonces = signer.mint_many(
+    random_nonces = signer.mint_batch(
         experiment_id=1, epoch=0, segment="x", policy_version=1, issued_at=NOW,
-        arms=[(3, 0.25)] * 5,
+        arm_ids=[3] * 5, propensities=[0.25] * 5,
     )  # fmt: skip
     assert len(set(random_nonces)) == 5
     assert {signer.verify(t).propensity for t in random_nonces} == {0.25}
